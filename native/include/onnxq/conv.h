@@ -1,0 +1,73 @@
+/* Quantized 2-D convolution: NHWC u8 activations, s8 weights packed once, u8 output.
+ *
+ *   acc[n,oh,ow,o] = bias[o] + sum_{kh,kw,i} (x[n,ih,iw,g*I+i] - x_zp) * w[o,i,kh,kw]
+ *   y = clamp(round_half_even(clamp((float)acc * scale[o], qmin - y_zp, qmax - y_zp)) + y_zp)
+ *
+ * with ih = oh*stride_h - pad_top + kh*dilation_h (likewise iw), I = in_c / groups, g the group of
+ * o, taps in the padding reading x_zp (contributing 0). scale[o] is the fp32 requantisation
+ * multiplier x_scale * w_scale[o] / y_scale (per channel, or one value for all channels).
+ *
+ * Weights come in ONNX order OIHW (O = out_c, I = in_c / groups) and are packed once by
+ * onnxq_conv_pack into a caller-owned buffer of onnxq_conv_packed_size bytes. The packed layout
+ * depends on the ISA active at packing time; onnxq_conv_run refuses a buffer packed for another
+ * ISA (ONNXQ_E_ARG), so repack after switching ISA. Groups with one input and one output channel
+ * each (depthwise) use dedicated kernels; other convolutions run the u8s8 GEMM on an im2col
+ * block of rows (never the whole image), and 1x1 / stride 1 / no padding convolutions feed the
+ * NHWC input straight to the GEMM. See docs/kernels.md.
+ */
+#ifndef ONNXQ_CONV_H
+#define ONNXQ_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Everything that does not depend on the image size: what onnxq_conv_pack needs. */
+typedef struct onnxq_conv_weights_params {
+    size_t out_c;      /* O: output channels (all groups) */
+    size_t in_c;       /* C: input channels (all groups); weights have C / groups per group */
+    size_t groups;
+    size_t kernel_h;
+    size_t kernel_w;
+} onnxq_conv_weights_params;
+
+typedef struct onnxq_conv_params {
+    onnxq_conv_weights_params w;
+    size_t batch;
+    size_t in_h;
+    size_t in_w;
+    size_t stride_h;
+    size_t stride_w;
+    size_t dilation_h;
+    size_t dilation_w;
+    size_t pad_top;    /* ONNX pads order: top, left, bottom, right */
+    size_t pad_left;
+    size_t pad_bottom;
+    size_t pad_right;
+    uint8_t x_zp;
+    uint8_t y_zp;
+    uint8_t qmin;      /* fused clamp in the quantized domain; 0..255 when nothing is fused */
+    uint8_t qmax;
+    size_t threads;    /* 0 or 1: the calling thread only; n > 1: split rows over n threads */
+} onnxq_conv_params;
+
+/* Output spatial size of params (ONNXQ_E_SHAPE when the kernel is larger than the padded input). */
+int onnxq_conv_output_size(const onnxq_conv_params* p, size_t* out_h, size_t* out_w);
+
+/* Bytes of the packed-weights buffer for the active ISA. */
+int onnxq_conv_packed_size(const onnxq_conv_weights_params* wp, size_t* size);
+
+/* Packs OIHW s8 weights (O * C/groups * kh * kw values), bias (O int32 values, or NULL for 0)
+ * and scale (scale_len = 1 or O fp32 multipliers) into packed (packed_size bytes). */
+int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, size_t weights_len,
+                    const int32_t* bias, const float* scale, size_t scale_len, void* packed,
+                    size_t packed_size);
+
+/* Name of the kernel onnxq_conv_run would use for params (e.g. for benchmarks and tests). */
+const char* onnxq_conv_kernel_name(const onnxq_conv_params* p);
+
+/* y[batch, out_h, out_w, out_c] = conv(x[batch, in_h, in_w, in_c]); x_len / y_len are element
+ * counts checked against params. */
+int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed_size,
+                   const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len);
+
+#endif /* ONNXQ_CONV_H */

@@ -1,0 +1,64 @@
+/* u8 x s8 GEMM with int32 accumulation and requantisation (the engine of conv and matmul).
+ *
+ *   acc[m, n] = bias[n] + sum_k (A[m, k] - a_zp) * B[k, n]            (int32; K <= 65536)
+ *   u8/s8 out: C = clamp(round_half_to_even(clamp((float)acc * scale[n], qmin - zp, qmax - zp)) + zp)
+ *   f32 out:   C = (float)acc * scale[n]  (+ bias_f[n])   (fp32 multiply then add, no FMA)
+ *   i32 out:   C = acc
+ *
+ * scale has 1 (per tensor) or N (per channel) values. For requantised outputs it is the MLAS
+ * multiplier a_scale * w_scale[n] / c_scale; for f32 output it is a_scale * w_scale[n]. The
+ * requantisation is onnxruntime's (MlasRequantizeOutput), so QDQ models give the same bytes.
+ *
+ * B holds s8 weights with zero point 0 (symmetric) and is packed once by onnxq_gemm_u8s8_pack into
+ * a caller-owned buffer of onnxq_gemm_u8s8_packed_size() bytes (64-byte aligned is best, 8 is
+ * required). The packed layout is the same for every ISA (a buffer packed once works after
+ * onnxq_isa_set): 16-column blocks, K in groups of 4 bytes per column (the "VNNI-4" layout that
+ * vpdpbusd, AMX tdpbusd and sdot consume directly), K padded with zeros to a multiple of 64, plus
+ * the int32 column sums used for the a_zp correction.
+ *
+ * Conv and other families call onnxq_gemm_u8s8_run on rows of any u8 matrix (e.g. im2col rows, or
+ * the NHWC input itself for 1x1 convolutions): A rows are K contiguous bytes, lda bytes apart.
+ * Signed activations (s8 x s8) are not provided: onnxq emits u8 activations.
+ */
+#ifndef ONNXQ_GEMM_H
+#define ONNXQ_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Opaque: a buffer written by onnxq_gemm_u8s8_pack. */
+typedef struct onnxq_gemm_u8s8_packed onnxq_gemm_u8s8_packed;
+
+/* Bytes needed to pack a K x N weight matrix, or 0 when k or n is 0 or too large. */
+size_t onnxq_gemm_u8s8_packed_size(size_t k, size_t n);
+
+/* Packs B[k, n] (element (i, j) at b[i * stride_k + j * stride_n], strides in elements, so both
+ * [K, N] MatMul weights and [N, K] conv weights pack without a copy). b_zp must be 0. */
+int onnxq_gemm_u8s8_pack(const int8_t* b, size_t k, size_t n, ptrdiff_t stride_k,
+                         ptrdiff_t stride_n, int32_t b_zp, void* packed, size_t packed_size);
+
+/* K and N of a packed buffer (ONNXQ_E_ARG if it was not written by onnxq_gemm_u8s8_pack). */
+int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t* k, size_t* n);
+
+typedef struct onnxq_gemm_u8s8_params {
+    size_t m;              /* rows of A and C (>= 1) */
+    const uint8_t* a;      /* A[m, k], row i at a + i * lda */
+    size_t lda;            /* bytes between A rows, >= k */
+    int32_t a_zp;          /* 0..255 */
+    const int32_t* bias;   /* int32[n] added to acc, or NULL */
+    int out_type;          /* onnxq_dtype of C: ONNXQ_U8, ONNXQ_S8, ONNXQ_F32 or ONNXQ_I32 */
+    const float* scale;    /* [scale_len]; unused for ONNXQ_I32 (may be NULL) */
+    size_t scale_len;      /* 1 or n */
+    int32_t out_zp;        /* u8/s8 only, inside the type range */
+    int32_t qmin;          /* u8/s8 only: fused clamp, type_min <= qmin <= out_zp... */
+    int32_t qmax;          /* ... qmin <= qmax <= type_max (ReLU: qmin = out_zp) */
+    const float* bias_f;   /* f32 only: float[n] added after scaling, or NULL */
+    void* c;               /* C[m, n], row i at c + i * ldc elements */
+    size_t ldc;            /* elements between C rows, >= n */
+} onnxq_gemm_u8s8_params;
+
+/* C = gemm(A, packed B) as described above, with the best kernel for the active ISA.
+ * packed_size is checked against the shape stored in the buffer. */
+int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p);
+
+#endif /* ONNXQ_GEMM_H */

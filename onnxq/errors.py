@@ -1,0 +1,41 @@
+"""The errors onnxq raises.
+
+Every message is one line that names the file, tensor, node or argument at fault and says what was
+expected, so the CLI can print it as is and exit with status 2.
+"""
+
+from __future__ import annotations
+
+
+class OnnxqError(Exception):
+    """Base class of every error onnxq raises on bad input."""
+
+
+class ModelLoadError(OnnxqError):
+    """A model file is missing, not ONNX, truncated, or its external data cannot be read."""
+
+
+class UnsupportedModelError(OnnxqError):
+    """The model is valid ONNX but onnxq cannot process it (opset, structure)."""
+
+
+class ConfigError(OnnxqError):
+    """A qconfig (object or JSON file) is invalid; the message names the JSON path."""
+
+
+class CalibrationDataError(OnnxqError):
+    """Calibration data does not match the model (names, ranks, shapes, dtypes) or is empty."""
+
+
+class KernelError(OnnxqError):
+    """A native kernel refused its arguments (returned a non-zero status)."""
+
+
+__all__ = [
+    "CalibrationDataError",
+    "ConfigError",
+    "KernelError",
+    "ModelLoadError",
+    "OnnxqError",
+    "UnsupportedModelError",
+]

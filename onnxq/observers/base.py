@@ -1,0 +1,69 @@
+"""The observer protocol and the registry that configs refer to by name.
+
+An observer accumulates statistics of one tensor over calibration batches in memory that does not
+grow with the number of samples (``update``), can be combined with another observer of the same
+kind that saw other data (``merge``: shards, parallel calibration), and turns its statistics into
+quantization parameters (``qparams``) through the pure functions of :mod:`onnxq.qparams`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from onnxq.qparams import QParams
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """Statistics of one tensor. ``axis`` is the channel axis of per-channel observers."""
+
+    def update(self, x: np.ndarray) -> None: ...
+
+    def merge(self, other: Observer) -> Observer: ...
+
+    def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @property
+    def reached(self) -> bool:
+        """True once at least one finite value was observed."""
+        ...
+
+    @property
+    def nonfinite_count(self) -> int:
+        """How many NaN/Inf values were ignored."""
+        ...
+
+
+ObserverFactory = Callable[..., Observer]
+_REGISTRY: dict[str, ObserverFactory] = {}
+T = TypeVar("T")
+
+
+def register_observer(name: str) -> Callable[[T], T]:
+    """Class decorator: make an observer class available to configs under ``name``."""
+
+    def deco(cls: T) -> T:
+        if name in _REGISTRY:
+            raise ValueError(f"observer {name!r} registered twice")
+        _REGISTRY[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return deco
+
+
+def observer_names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def make_observer(name: str, axis: int | None = None, **kwargs: Any) -> Observer:
+    """Instantiate the observer registered as ``name``."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown observer {name!r} (known: {', '.join(observer_names())})") from None
+    return factory(axis=axis, **kwargs)
