@@ -194,6 +194,38 @@ class QConfigMapping:
     def set_node_name_regex(self, pattern: str, qc: QConfig | None) -> QConfigMapping:
         return _replace(self, node_name_regexes=(*self.node_name_regexes, (pattern, qc)))
 
+    def with_overrides(
+        self, *, activation_dtype: str | None = None, per_channel: bool | None = None
+    ) -> QConfigMapping:
+        """The mapping with every QConfig in it changed (the CLI's ``--activation-dtype`` and
+        ``--per-tensor``); ``None`` entries (float) stay ``None``.
+
+        ``activation_dtype``: "uint8" (asymmetric) or "int8" (symmetric); ``per_channel``: weights
+        per channel (``per_channel_minmax`` observer) or per tensor (``minmax``).
+        """
+        if activation_dtype is not None and activation_dtype not in DTYPES:
+            raise ConfigError(f"activation dtype must be one of {DTYPES}, got {activation_dtype!r}")
+
+        def change(qc: QConfig | None) -> QConfig | None:
+            if qc is None:
+                return None
+            act, weight = qc.activation, qc.weight
+            if activation_dtype is not None:
+                act = _replace_spec(act, dtype=activation_dtype, symmetric=activation_dtype == "int8")
+            if per_channel is not None and weight.per_channel != per_channel:
+                swap = {"minmax": "per_channel_minmax", "per_channel_minmax": "minmax"}
+                observer = swap.get(weight.observer, weight.observer)
+                weight = _replace_spec(weight, per_channel=per_channel, observer=observer)
+            return QConfig(act, weight)
+
+        return QConfigMapping(
+            change(self.global_qconfig),
+            {k: change(v) for k, v in self.op_types.items()},
+            {k: change(v) for k, v in self.node_names.items()},
+            tuple((p, change(v)) for p, v in self.node_name_regexes),
+            self.version,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         def enc(qc: QConfig | None) -> dict[str, Any] | None:
             return None if qc is None else qc.to_dict()
@@ -275,6 +307,12 @@ def _replace(m: QConfigMapping, **changes: Any) -> QConfigMapping:
     from dataclasses import replace
 
     return replace(m, **changes)
+
+
+def _replace_spec(spec: QSpec, **changes: Any) -> QSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
 
 
 def _jtype(v: Any) -> str:

@@ -1,5 +1,25 @@
-"""Observers: streaming statistics of calibration tensors, registered by name."""
+"""Observers: streaming statistics of calibration tensors, registered by name.
+
+Each observer module is imported here explicitly so that its ``@register_observer`` runs:
+``minmax``, ``per_channel_minmax``, ``moving_average_minmax`` (:mod:`.minmax`) and
+``histogram`` (:mod:`.histogram`).
+"""
 
 from onnxq.observers.base import Observer, make_observer, observer_names, register_observer
+from onnxq.observers.histogram import HistogramObserver
+from onnxq.observers.minmax import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
 
-__all__ = ["Observer", "make_observer", "observer_names", "register_observer"]
+__all__ = [
+    "HistogramObserver",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "Observer",
+    "PerChannelMinMaxObserver",
+    "make_observer",
+    "observer_names",
+    "register_observer",
+]

@@ -8,12 +8,11 @@
  * multiplier x_scale * w_scale[o] / y_scale (per channel, or one value for all channels).
  *
  * Weights come in ONNX order OIHW (O = out_c, I = in_c / groups) and are packed once by
- * onnxq_conv_pack into a caller-owned buffer of onnxq_conv_packed_size bytes. The packed layout
- * depends on the ISA active at packing time; onnxq_conv_run refuses a buffer packed for another
- * ISA (ONNXQ_E_ARG), so repack after switching ISA. Groups with one input and one output channel
- * each (depthwise) use dedicated kernels; other convolutions run the u8s8 GEMM on an im2col
- * block of rows (never the whole image), and 1x1 / stride 1 / no padding convolutions feed the
- * NHWC input straight to the GEMM. See docs/kernels.md.
+ * onnxq_conv_pack into a caller-owned buffer of onnxq_conv_packed_size bytes (8-byte aligned at
+ * least, 64 best). The packed layout is the same for every ISA. Groups with one input and one
+ * output channel each (depthwise) use dedicated kernels; other convolutions run the u8s8 GEMM
+ * (gemm.h) on an im2col block of rows (never the whole image), and 1x1 / stride 1 / no padding
+ * convolutions feed the NHWC input straight to the GEMM. See docs/kernels.md.
  */
 #ifndef ONNXQ_CONV_H
 #define ONNXQ_CONV_H
@@ -53,7 +52,7 @@ typedef struct onnxq_conv_params {
 /* Output spatial size of params (ONNXQ_E_SHAPE when the kernel is larger than the padded input). */
 int onnxq_conv_output_size(const onnxq_conv_params* p, size_t* out_h, size_t* out_w);
 
-/* Bytes of the packed-weights buffer for the active ISA. */
+/* Bytes of the packed-weights buffer. */
 int onnxq_conv_packed_size(const onnxq_conv_weights_params* wp, size_t* size);
 
 /* Packs OIHW s8 weights (O * C/groups * kh * kw values), bias (O int32 values, or NULL for 0)
@@ -62,7 +61,12 @@ int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, 
                     const int32_t* bias, const float* scale, size_t scale_len, void* packed,
                     size_t packed_size);
 
-/* Name of the kernel onnxq_conv_run would use for params (e.g. for benchmarks and tests). */
+/* How onnxq_conv_run computes params: "depthwise", "direct_1x1" (GEMM on the input rows) or
+ * "im2col" (GEMM on im2col row blocks). */
+const char* onnxq_conv_algorithm(const onnxq_conv_params* p);
+
+/* Name of the micro-kernel onnxq_conv_run would use now (the depthwise kernel or the GEMM's), or
+ * NULL when the active ISA is unusable. */
 const char* onnxq_conv_kernel_name(const onnxq_conv_params* p);
 
 /* y[batch, out_h, out_w, out_c] = conv(x[batch, in_h, in_w, in_c]); x_len / y_len are element

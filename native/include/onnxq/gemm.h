@@ -1,6 +1,6 @@
 /* u8 x s8 GEMM with int32 accumulation and requantisation (the engine of conv and matmul).
  *
- *   acc[m, n] = bias[n] + sum_k (A[m, k] - a_zp) * B[k, n]            (int32; K <= 65536)
+ *   acc[m, n] = bias[n] + sum_k (A[m, k] - a_zp) * B[k, n]     (int32, wrapping modulo 2^32)
  *   u8/s8 out: C = clamp(round_half_to_even(clamp((float)acc * scale[n], qmin - zp, qmax - zp)) + zp)
  *   f32 out:   C = (float)acc * scale[n]  (+ bias_f[n])   (fp32 multiply then add, no FMA)
  *   i32 out:   C = acc
@@ -18,6 +18,10 @@
  *
  * Conv and other families call onnxq_gemm_u8s8_run on rows of any u8 matrix (e.g. im2col rows, or
  * the NHWC input itself for 1x1 convolutions): A rows are K contiguous bytes, lda bytes apart.
+ * It is thread-safe (no shared mutable state; scratch is allocated per call), so callers may
+ * split M over threads and call it once per slice. Kernels: scalar 1x16, avx2 4x8 (exact
+ * int16 widening + vpmaddwd), avxvnni 6x16, avx512vnni 8x32 (vpdpbusd), amx 32x32 (tdpbusd),
+ * neon 1x16 (widening smlal), neondot 4x16 (sdot on a ^ 0x80, corrected with 128 * colsum).
  * Signed activations (s8 x s8) are not provided: onnxq emits u8 activations.
  */
 #ifndef ONNXQ_GEMM_H
@@ -50,8 +54,8 @@ typedef struct onnxq_gemm_u8s8_params {
     const float* scale;    /* [scale_len]; unused for ONNXQ_I32 (may be NULL) */
     size_t scale_len;      /* 1 or n */
     int32_t out_zp;        /* u8/s8 only, inside the type range */
-    int32_t qmin;          /* u8/s8 only: fused clamp, type_min <= qmin <= out_zp... */
-    int32_t qmax;          /* ... qmin <= qmax <= type_max (ReLU: qmin = out_zp) */
+    int32_t qmin;          /* u8/s8 only: fused clamp, type_min <= qmin <= qmax <= type_max */
+    int32_t qmax;          /* (nothing fused: the type range; ReLU: qmin = out_zp) */
     const float* bias_f;   /* f32 only: float[n] added after scaling, or NULL */
     void* c;               /* C[m, n], row i at c + i * ldc elements */
     size_t ldc;            /* elements between C rows, >= n */

@@ -34,6 +34,9 @@ int onnxq_isa_available(unsigned mask);
 /* The active ISA (forced or the best available), or -1 when ONNXQ_ISA named an unusable ISA. */
 int onnxq_isa_active(void);
 
+/* ONNXQ_OK, or ONNXQ_E_ISA with the message set when ONNXQ_ISA named an unusable ISA. */
+int onnxq_isa_status(void);
+
 /* Forces the active ISA by name; NULL, "" or "auto" selects the best available.
  * Returns ONNXQ_E_ARG for an unknown name, ONNXQ_E_ISA for an ISA this CPU lacks. */
 int onnxq_isa_set(const char* name);

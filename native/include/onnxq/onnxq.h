@@ -15,6 +15,7 @@ extern "C" {
 #include "onnxq/isa.h"
 #include "onnxq/quant.h"
 #include "onnxq/gemm.h"
+#include "onnxq/conv.h"
 
 #ifdef __cplusplus
 }

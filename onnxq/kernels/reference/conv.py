@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from onnxq.kernels.reference.requant import requantize, wrap_int32
+
 __all__ = ["conv_output_size", "conv_u8s8_nhwc", "requant_scales"]
 
 
@@ -38,13 +40,6 @@ def requant_scales(x_scale: float, w_scale: np.ndarray | float, y_scale: float) 
     ys = np.float32(y_scale)
     ws = np.atleast_1d(np.asarray(w_scale, dtype=np.float32))
     return ((xs * ws) / ys).astype(np.float32)
-
-
-def _requantize(acc: np.ndarray, scale: np.ndarray, y_zp: int, qmin: int, qmax: int) -> np.ndarray:
-    """MLAS requantisation of an int32 accumulator whose last axis is the output channel."""
-    v = acc.astype(np.float32) * scale.astype(np.float32)
-    v = np.minimum(np.maximum(v, np.float32(qmin - y_zp)), np.float32(qmax - y_zp))
-    return (np.rint(v).astype(np.int32) + np.int32(y_zp)).astype(np.uint8)
 
 
 def conv_u8s8_nhwc(
@@ -100,6 +95,6 @@ def conv_u8s8_nhwc(
         acc[:, g * og : (g + 1) * og] = np.rint(a @ b).astype(np.int64)
     if bias is not None:
         acc += np.asarray(bias, dtype=np.int64)
-    acc32 = (acc & 0xFFFFFFFF).astype(np.uint32).view(np.int32)  # int32 wrap-around
     sc = np.broadcast_to(np.asarray(scale, dtype=np.float32), (o,))
-    return _requantize(acc32, sc, y_zp, qmin, qmax).reshape(n, oh, ow, o)
+    y = requantize(wrap_int32(acc), sc, y_zp, qmin, qmax, np.uint8)
+    return y.reshape(n, oh, ow, o)

@@ -14,7 +14,8 @@ so the same model gives the same bytes:
 
 * average pool otherwise: every tap is dequantized ``x_scale * float(x - x_zp)`` (fp32), the taps
   are summed in fp32 in row-major window order (h, then w), the sum is divided by ``float(count)``
-  (``count`` = the kernel size when ``count_include_pad``, else the taps inside the image), and
+  (``count`` = the kernel size when ``count_include_pad``, else the taps inside the image, at
+  least 1), and
   ``y = saturate(round_half_even(sum / y_scale + float(y_zp)))``.
 
 Pads are ``(top, left, bottom, right)`` as in ONNX; the output extent of an axis is
@@ -115,6 +116,7 @@ def avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float, y_zp:
     assert total is not None and count is not None
     if count_include_pad:
         count = np.full_like(count, int(kernel[0]) * int(kernel[1]))
+    count = np.maximum(count, 1)  # a window with no tap inside the image averages to 0
     avg = (total / count.astype(_F32)[None, :, :, None]).astype(_F32)
     y = np.rint((avg / _F32(y_scale)).astype(_F32) + _F32(y_zp))
     return np.clip(y, info.min, info.max).astype(x.dtype)

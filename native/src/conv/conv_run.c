@@ -1,0 +1,213 @@
+/* Drives a validated convolution: splits the output rows (pixels) over threads, builds the
+ * depthwise tap pointers (indirection) or the im2col row blocks, and calls the micro-kernels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/internal.h"
+#include "conv/conv_internal.h"
+#include "onnxq/conv.h"
+#include "onnxq/gemm.h"
+
+#define ONNXQ_CONV_MAX_THREADS 64u
+#define ONNXQ_CONV_ROW_ALIGN 16u /* rows per block: a multiple of the AMX tile height */
+/* Bytes of one im2col block: large enough to amortise the packed weights' traffic, small enough
+ * to stay in L2 next to them. */
+#define ONNXQ_CONV_BLOCK_BYTES (256u * 1024u)
+
+typedef struct conv_worker {
+    const onnxq_conv_job_plan* plan;
+    size_t r0, r1;    /* rows of the flattened [batch * out_h * out_w] output */
+    uint8_t* scratch; /* im2col block (GEMM) or tap pointers + a row of x_zp (depthwise) */
+    size_t block_rows;
+    int status;
+    char msg[256];
+} conv_worker;
+
+/* Depthwise scratch: tap pointers, then a row of x_zp, then the two folded bias arrays. */
+static size_t dw_scratch_layout(size_t taps, size_t channels, size_t* zrow, size_t* bias,
+                                size_t* bias_eo) {
+    const size_t cpad = onnxq_round_up(channels, ONNXQ_DW_BLOCK);
+    *zrow = onnxq_round_up(taps * sizeof(void*), ONNXQ_CONV_ALIGN);
+    *bias = *zrow + onnxq_round_up(channels, ONNXQ_CONV_ALIGN);
+    *bias_eo = *bias + 4 * cpad;
+    return *bias_eo + 4 * cpad;
+}
+
+static void run_depthwise(conv_worker* w) {
+    const onnxq_conv_job_plan* plan = w->plan;
+    const onnxq_conv_params* p = plan->p;
+    const onnxq_conv_packed* h = plan->packed;
+    const uint8_t* base = plan->packed;
+    const size_t kh = p->w.kernel_h, kw = p->w.kernel_w, taps = kh * kw, c = p->w.in_c;
+    size_t zrow_off, bias_off, bias_eo_off;
+    dw_scratch_layout(taps, c, &zrow_off, &bias_off, &bias_eo_off);
+    const uint8_t** ptrs = (const uint8_t**)(void*)w->scratch;
+    uint8_t* zrow = w->scratch + zrow_off;
+    int32_t* bias = (int32_t*)(void*)(w->scratch + bias_off);
+    int32_t* bias_eo = (int32_t*)(void*)(w->scratch + bias_eo_off);
+    memset(zrow, p->x_zp, c);
+    memset(bias_eo, 0, 4 * onnxq_round_up(c, ONNXQ_DW_BLOCK));
+    const int32_t* packed_bias = (const int32_t*)(const void*)(base + h->bias_off);
+    const int32_t* wsum = (const int32_t*)(const void*)(base + h->wsum_off);
+    for (size_t ch = 0; ch < c; ch++) { /* fold x_zp: bias - x_zp * sum(w), wrapping */
+        bias[ch] = (int32_t)((uint32_t)packed_bias[ch] - (uint32_t)p->x_zp * (uint32_t)wsum[ch]);
+        bias_eo[onnxq_dw_eo_index(ch)] = bias[ch];
+    }
+    const onnxq_dw_args args = {
+        .channels = c,
+        .taps = taps,
+        .weights = (const int16_t*)(const void*)(base + h->weights_off),
+        .tap_stride = h->group_stride,
+        .bias = bias,
+        .bias_eo = bias_eo,
+        .scale = (const float*)(const void*)(base + h->scale_off),
+        .scale_eo = (const float*)(const void*)(base + h->scale_eo_off),
+        .y_zp = p->y_zp,
+        .lo = (float)((int32_t)p->qmin - (int32_t)p->y_zp),
+        .hi = (float)((int32_t)p->qmax - (int32_t)p->y_zp),
+    };
+    const size_t hw = plan->out_h * plan->out_w;
+    const size_t span_h = (kh - 1) * p->dilation_h, span_w = (kw - 1) * p->dilation_w;
+    for (size_t r = w->r0; r < w->r1; r++) {
+        const size_t n = r / hw, oy = (r % hw) / plan->out_w, ox = r % plan->out_w;
+        const uint8_t* img = plan->x + n * p->in_h * p->in_w * c;
+        /* ih0 / iw0 may be "negative": unsigned wrap-around makes them >= in_h / in_w. */
+        const size_t ih0 = oy * p->stride_h - p->pad_top, iw0 = ox * p->stride_w - p->pad_left;
+        if (ih0 < p->in_h && ih0 + span_h < p->in_h && iw0 < p->in_w && iw0 + span_w < p->in_w) {
+            const uint8_t* px = img + (ih0 * p->in_w + iw0) * c; /* interior: no padding tap */
+            for (size_t i = 0; i < kh; i++) {
+                for (size_t j = 0; j < kw; j++) {
+                    ptrs[i * kw + j] = px + (i * p->dilation_h * p->in_w + j * p->dilation_w) * c;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < kh; i++) {
+                const size_t ih = ih0 + i * p->dilation_h;
+                for (size_t j = 0; j < kw; j++) {
+                    const size_t iw = iw0 + j * p->dilation_w;
+                    ptrs[i * kw + j] = ih < p->in_h && iw < p->in_w ? img + (ih * p->in_w + iw) * c
+                                                                    : zrow;
+                }
+            }
+        }
+        plan->dw(&args, ptrs, plan->y + r * c);
+    }
+}
+
+static void run_gemm(conv_worker* w) {
+    const onnxq_conv_job_plan* plan = w->plan;
+    const onnxq_conv_params* p = plan->p;
+    const onnxq_conv_packed* h = plan->packed;
+    const uint8_t* base = plan->packed;
+    const size_t groups = p->w.groups, cg = p->w.in_c / groups, og = p->w.out_c / groups;
+    const size_t k = p->w.kernel_h * p->w.kernel_w * cg, hw = plan->out_h * plan->out_w;
+    const onnxq_im2col_geom geom = {
+        .in_h = p->in_h, .in_w = p->in_w, .in_c = p->w.in_c,
+        .out_h = plan->out_h, .out_w = plan->out_w,
+        .kernel_h = p->w.kernel_h, .kernel_w = p->w.kernel_w,
+        .stride_h = p->stride_h, .stride_w = p->stride_w,
+        .dilation_h = p->dilation_h, .dilation_w = p->dilation_w,
+        .pad_top = p->pad_top, .pad_left = p->pad_left, .group_c = cg,
+    };
+    onnxq_gemm_u8s8_params gp = {
+        .a_zp = p->x_zp, .out_type = ONNXQ_U8, .scale_len = og, .out_zp = p->y_zp,
+        .qmin = p->qmin, .qmax = p->qmax, .ldc = p->w.out_c,
+    };
+    const int32_t* bias = (const int32_t*)(const void*)(base + h->bias_off);
+    const float* scale = (const float*)(const void*)(base + h->scale_off);
+    for (size_t r = w->r0; r < w->r1;) {
+        size_t mb;
+        const uint8_t* img = NULL;
+        if (plan->direct_1x1) {
+            mb = w->r1 - r; /* the input rows are the GEMM's A rows, across images too */
+        } else {
+            const size_t m0 = r % hw;
+            mb = w->block_rows;
+            if (mb > w->r1 - r) mb = w->r1 - r;
+            if (mb > hw - m0) mb = hw - m0;
+            img = plan->x + (r / hw) * p->in_h * p->in_w * p->w.in_c;
+        }
+        for (size_t g = 0; g < groups; g++) {
+            if (plan->direct_1x1) {
+                gp.a = plan->x + r * p->w.in_c + g * cg;
+                gp.lda = p->w.in_c;
+            } else {
+                onnxq_conv_im2col_rows(&geom, img, g * cg, r % hw, mb, p->x_zp, w->scratch);
+                gp.a = w->scratch;
+                gp.lda = k;
+            }
+            gp.m = mb;
+            gp.bias = bias + g * og;
+            gp.scale = scale + g * og;
+            gp.c = plan->y + r * p->w.out_c + g * og;
+            const int st = onnxq_gemm_u8s8_run(base + h->weights_off + g * h->group_stride,
+                                               h->group_size, &gp);
+            if (st != ONNXQ_OK) {
+                w->status = st;
+                snprintf(w->msg, sizeof w->msg, "%s", onnxq_last_error());
+                return;
+            }
+        }
+        r += mb;
+    }
+}
+
+static void conv_task(void* arg, size_t index) {
+    conv_worker* w = (conv_worker*)arg + index;
+    if (w->plan->dw != NULL) {
+        run_depthwise(w);
+    } else {
+        run_gemm(w);
+    }
+}
+
+int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
+    const onnxq_conv_params* p = plan->p;
+    const size_t rows = p->batch * plan->out_h * plan->out_w;
+    size_t threads = p->threads == 0 ? 1 : p->threads;
+    if (threads > ONNXQ_CONV_MAX_THREADS) threads = ONNXQ_CONV_MAX_THREADS;
+    const size_t max_useful = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
+    if (threads > max_useful) threads = max_useful;
+    size_t chunk = onnxq_round_up((rows + threads - 1) / threads, ONNXQ_CONV_ROW_ALIGN);
+    threads = (rows + chunk - 1) / chunk;
+
+    const size_t taps = p->w.kernel_h * p->w.kernel_w;
+    const size_t k = taps * (p->w.in_c / p->w.groups);
+    size_t block_rows = 0, scratch;
+    if (plan->dw != NULL) {
+        size_t zrow, bias, bias_eo;
+        scratch = dw_scratch_layout(taps, p->w.in_c, &zrow, &bias, &bias_eo);
+    } else if (plan->direct_1x1) {
+        scratch = 0;
+    } else {
+        block_rows = ONNXQ_CONV_BLOCK_BYTES / k / ONNXQ_CONV_ROW_ALIGN * ONNXQ_CONV_ROW_ALIGN;
+        if (block_rows < ONNXQ_CONV_ROW_ALIGN) block_rows = ONNXQ_CONV_ROW_ALIGN;
+        if (block_rows > chunk) block_rows = chunk;
+        scratch = block_rows * k;
+    }
+    scratch = onnxq_round_up(scratch, ONNXQ_CONV_ALIGN);
+    conv_worker workers[ONNXQ_CONV_MAX_THREADS];
+    uint8_t* mem = NULL;
+    if (scratch != 0) {
+        mem = aligned_alloc(ONNXQ_CONV_ALIGN, scratch * threads);
+        if (mem == NULL) {
+            return onnxq_error(ONNXQ_E_NOMEM, "conv: cannot allocate %zu bytes of scratch",
+                               scratch * threads);
+        }
+    }
+    for (size_t t = 0; t < threads; t++) {
+        workers[t] = (conv_worker){
+            .plan = plan, .r0 = t * chunk, .r1 = (t + 1) * chunk < rows ? (t + 1) * chunk : rows,
+            .scratch = mem != NULL ? mem + t * scratch : NULL, .block_rows = block_rows,
+        };
+    }
+    onnxq_conv_parallel(threads, conv_task, workers);
+    free(mem);
+    for (size_t t = 0; t < threads; t++) {
+        if (workers[t].status != ONNXQ_OK) {
+            return onnxq_error(workers[t].status, "conv: %s", workers[t].msg);
+        }
+    }
+    return ONNXQ_OK;
+}

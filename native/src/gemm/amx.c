@@ -1,0 +1,133 @@
+/* u8s8 GEMM, AMX-INT8: 32 rows x 32 columns per step with four 16x16 int32 tiles (tdpbusd).
+ *
+ * Tiles: C in tmm0..3, A rows 0-15 / 16-31 in tmm4/5 (16 rows x 64 bytes of K), B blocks j / j+1
+ * in tmm6/7 (16 groups of 4 K x 16 columns = 1 KiB, read straight from the packed buffer, whose K
+ * is padded to 64). Rows go in blocks of about 512 KiB of A; for each block, every pair of B
+ * blocks is loaded once and reused over the block's 32-row steps. A is tile-loaded in place when
+ * K is a multiple of 64 and the block has a multiple of 32 rows; otherwise the block is first
+ * copied into a zero-padded panel, so no tile load passes A's end.
+ * The int32 tiles go through a 4 KiB buffer to the AVX-512 output stage. The tile state is
+ * configured at entry and released at exit; permission to use it was obtained at detection.
+ */
+#if defined(__x86_64__)
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/internal.h"
+#include "gemm/store_avx512.h"
+#include "gemm/ukernel.h"
+
+#define MR 32
+
+typedef struct tile_config {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static void configure_tiles(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; ++t) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* Copies rows [i, i + mb) of A (k bytes each) into panel[round_up(mb, 32)][kp], zero padded. */
+static void copy_panel(uint8_t* panel, const uint8_t* a, size_t lda, size_t i, size_t mb,
+                       size_t k, size_t kp) {
+    const size_t rows = onnxq_round_up(mb, MR);
+    for (size_t r = 0; r < rows; ++r) {
+        uint8_t* dst = panel + r * kp;
+        if (r < mb) {
+            memcpy(dst, a + (i + r) * lda, k);
+            memset(dst + k, 0, kp - k);
+        } else {
+            memset(dst, 0, kp);
+        }
+    }
+}
+
+static void store_block(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* buf, size_t i, size_t mr,
+                        size_t j, int two) {
+    const size_t col0 = j * 16;
+    const size_t cnt0 = ctx->n - col0 < 16 ? ctx->n - col0 : 16;
+    const __m512i c0 = _mm512_loadu_si512(ctx->corr + col0);
+    const __m512i c1 = two ? _mm512_loadu_si512(ctx->corr + col0 + 16) : c0;
+    for (size_t r = 0; r < mr; ++r) {
+        const __m512i acc0 = _mm512_add_epi32(_mm512_load_si512(buf + r * 32), c0);
+        onnxq_gemm_store16_avx512(ctx, acc0, i + r, col0, cnt0);
+        if (two) {
+            const __m512i acc1 = _mm512_add_epi32(_mm512_load_si512(buf + r * 32 + 16), c1);
+            onnxq_gemm_store16_avx512(ctx, acc1, i + r, col0 + 16, ctx->n - col0 - 16);
+        }
+    }
+}
+
+/* 32 rows at ap (as bytes apart) x blocks j, j+1 -> buf[32][32] int32 (no correction). */
+static inline void tile_32x32(const int8_t* b0, const int8_t* b1, const uint8_t* ap, size_t as,
+                              size_t chunks, int32_t* buf) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (size_t c = 0; c < chunks; ++c) {
+        _tile_loadd(4, ap + c * 64, as);
+        _tile_loadd(5, ap + 16 * as + c * 64, as);
+        _tile_loadd(6, b0 + c * 1024, 64);
+        _tile_loadd(7, b1 + c * 1024, 64);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, buf, 128);
+    _tile_stored(1, buf + 16, 128);
+    _tile_stored(2, buf + 16 * 32, 128);
+    _tile_stored(3, buf + 16 * 32 + 16, 128);
+}
+
+int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
+                                          size_t lda, size_t m) {
+    const size_t kp = ctx->kq * 4, chunks = kp / 64, stride = ctx->kq * 64;
+    const int in_place = ctx->k == kp;
+    /* Row blocks of about 512 KiB of A: one pair of B panels is reused across a whole block. */
+    size_t mc = ((size_t)512 * 1024 / kp) / MR * MR;
+    if (mc < MR) mc = MR;
+    if (mc > onnxq_round_up(m, MR)) mc = onnxq_round_up(m, MR);
+    uint8_t* panel = NULL;
+    if (!in_place || m % MR != 0) {
+        panel = (uint8_t*)aligned_alloc(64, mc * kp);
+        if (panel == NULL)
+            return onnxq_error(ONNXQ_E_NOMEM, "gemm (amx): cannot allocate %zu bytes", mc * kp);
+    }
+    int32_t buf[MR * 32] __attribute__((aligned(64)));
+    configure_tiles();
+    for (size_t ib = 0; ib < m; ib += mc) {
+        const size_t mb = m - ib < mc ? m - ib : mc;
+        const int copied = !in_place || mb % MR != 0;
+        if (copied) copy_panel(panel, a, lda, ib, mb, ctx->k, kp);
+        const uint8_t* ap = copied ? panel : a + ib * lda;
+        const size_t as = copied ? kp : lda;
+        for (size_t j = 0; j < ctx->nb; j += 2) {
+            const int two = j + 1 < ctx->nb;
+            const int8_t* b0 = ctx->w + j * stride;
+            const int8_t* b1 = two ? b0 + stride : b0;
+            for (size_t i = 0; i < mb; i += MR) {
+                tile_32x32(b0, b1, ap + i * as, as, chunks, buf);
+                store_block(ctx, buf, ib + i, mb - i < MR ? mb - i : MR, j, two);
+            }
+        }
+    }
+    _tile_release();
+    free(panel);
+    return ONNXQ_OK;
+}
+#endif /* __x86_64__ */

@@ -1,0 +1,69 @@
+/* Quantize / dequantize, AVX-512: 64 values per step, masked tail (no scalar tail). */
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+#include <immintrin.h>
+
+#include "quant/ukernel.h"
+
+static inline __mmask16 tail_mask(size_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* Up to 16 floats (mask m) -> int32: x / scale, clamp (NaN -> lo), round half to even, + zp. */
+static inline __m512i quantize16(const float* x, __mmask16 m, __m512 scale, __m512 lo, __m512 hi,
+                                 __m512i zp) {
+    __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x), scale);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+}
+
+#define QUANTIZE_BODY(OUT_T)                                                              \
+    const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo),                   \
+                 vhi = _mm512_set1_ps(hi);                                                \
+    const __m512i vzp = _mm512_set1_epi32(zp);                                            \
+    size_t i = 0;                                                                         \
+    for (; i + 64 <= n; i += 64)                                                          \
+        for (size_t j = 0; j < 64; j += 16)                                               \
+            _mm512_mask_cvtepi32_storeu_epi8(                                             \
+                y + i + j, 0xffff, quantize16(x + i + j, 0xffff, vs, vlo, vhi, vzp));     \
+    for (; i < n; i += 16) {                                                              \
+        const __mmask16 m = tail_mask(n - i);                                             \
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, quantize16(x + i, m, vs, vlo, vhi, vzp)); \
+    }
+
+void onnxq_quantize_f32_u8_ukernel_64__avx512vnni(size_t n, const float* x, float scale,
+                                                  int32_t zp, uint8_t* y) {
+    const float lo = (float)(0 - zp), hi = (float)(255 - zp);
+    QUANTIZE_BODY(uint8_t)
+}
+
+void onnxq_quantize_f32_s8_ukernel_64__avx512vnni(size_t n, const float* x, float scale,
+                                                  int32_t zp, int8_t* y) {
+    const float lo = (float)(-128 - zp), hi = (float)(127 - zp);
+    QUANTIZE_BODY(int8_t)
+}
+
+void onnxq_dequantize_u8_f32_ukernel_64__avx512vnni(size_t n, const uint8_t* x, float scale,
+                                                    int32_t zp, float* y) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i vzp = _mm512_set1_epi32(zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        __m512i q = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
+void onnxq_dequantize_s8_f32_ukernel_64__avx512vnni(size_t n, const int8_t* x, float scale,
+                                                    int32_t zp, float* y) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i vzp = _mm512_set1_epi32(zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        __m512i q = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + i));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, vzp)), vs);
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+#endif /* __x86_64__ */

@@ -1,0 +1,166 @@
+/* LSTM / GRU sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
+ * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/internal.h"
+#include "onnxq/dynamic.h"
+#include "onnxq/rnn.h"
+#include "rnn/act.h"
+
+static int check_packed(const char* what, const char* name, const void* packed, size_t size,
+                        size_t want_k, size_t want_n) {
+    size_t k = 0, n = 0;
+    if (packed == NULL) return onnxq_error(ONNXQ_E_ARG, "%s: %s is NULL", what, name);
+    int st = onnxq_gemm_u8s8_packed_shape(packed, size, &k, &n);
+    if (st != ONNXQ_OK) return st;
+    if (k != want_k || n != want_n)
+        return onnxq_error(ONNXQ_E_SHAPE, "%s: %s is packed as K=%zu x N=%zu, expected K=%zu x N=%zu",
+                           what, name, k, n, want_k, want_n);
+    return ONNXQ_OK;
+}
+
+static int check_dims(const char* what, size_t batch, size_t input, size_t hidden, int mode,
+                      size_t seq_len, const float* x) {
+    if (x == NULL) return onnxq_error(ONNXQ_E_ARG, "%s: x is NULL", what);
+    if (batch == 0 || input == 0 || hidden == 0 || seq_len == 0)
+        return onnxq_error(ONNXQ_E_SHAPE, "%s: zero-size (seq_len=%zu, batch=%zu, input=%zu, hidden=%zu)",
+                           what, seq_len, batch, input, hidden);
+    if (mode != ONNXQ_DQ_PER_TENSOR && mode != ONNXQ_DQ_PER_ROW)
+        return onnxq_error(ONNXQ_E_ARG, "%s: mode = %d, expected 0 (per tensor) or 1 (per row)", what,
+                           mode);
+    size_t t;
+    if (onnxq_mul_overflow(batch, hidden, &t) || onnxq_mul_overflow(t, 4 * sizeof(float), &t) ||
+        onnxq_mul_overflow(seq_len, batch, &t) || onnxq_mul_overflow(t, input, &t) ||
+        hidden > (SIZE_MAX >> 8))
+        return onnxq_error(ONNXQ_E_SHAPE, "%s: sizes overflow", what);
+    return ONNXQ_OK;
+}
+
+static int dqmm(const void* packed, size_t size, size_t m, const float* a, size_t lda, int mode,
+                const float* w_scale, size_t n, const float* bias, float* y) {
+    onnxq_dqmm_params d = {m, a, lda, mode, w_scale, n, bias, y, n};
+    return onnxq_dqmm(packed, size, &d);
+}
+
+int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const float* h0,
+               const float* c0, float* y, float* h_out, float* c_out) {
+    ONNXQ_CHECK_NOT_NULL(p, "params");
+    ONNXQ_CHECK_NOT_NULL(p->w_scale, "w_scale");
+    ONNXQ_CHECK_NOT_NULL(p->r_scale, "r_scale");
+    int st = check_dims("lstm", p->batch, p->input_size, p->hidden, p->mode, seq_len, x);
+    if (st != ONNXQ_OK) return st;
+    const size_t B = p->batch, I = p->input_size, H = p->hidden, G = 4 * H;
+    if ((st = check_packed("lstm", "w_packed", p->w_packed, p->w_packed_size, I, G)) != ONNXQ_OK ||
+        (st = check_packed("lstm", "r_packed", p->r_packed, p->r_packed_size, H, G)) != ONNXQ_OK)
+        return st;
+    float* buf = (float*)calloc(2 * B * G + 4 * B * H + G, sizeof(float));
+    if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "lstm: cannot allocate scratch");
+    float *xw = buf, *hr = xw + B * G, *h = hr + B * G, *c = h + B * H, *hn = c + B * H;
+    float *cn = hn + B * H, *bias = cn + B * H;
+    const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
+    for (size_t j = 0; j < G; ++j)
+        bias[j] = (p->w_bias ? p->w_bias[j] : 0.0f) + (p->r_bias ? p->r_bias[j] : 0.0f);
+    if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
+    if (c0 != NULL) memcpy(c, c0, B * H * sizeof(float));
+    for (size_t t = 0; t < seq_len; ++t) {
+        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, G,
+                  has_bias ? bias : NULL, xw);
+        if (st == ONNXQ_OK)
+            st = dqmm(p->r_packed, p->r_packed_size, B, h, H, p->mode, p->r_scale, G, NULL, hr);
+        if (st != ONNXQ_OK) break;
+        for (size_t b = 0; b < B; ++b) {
+            const float* gx = xw + b * G;
+            const float* gh = hr + b * G;
+            for (size_t j = 0; j < H; ++j) {
+                const float i = onnxq_sigmoid_f32(gx[j] + gh[j]);
+                const float o = onnxq_sigmoid_f32(gx[H + j] + gh[H + j]);
+                const float f = onnxq_sigmoid_f32(gx[2 * H + j] + gh[2 * H + j]);
+                const float cc = onnxq_tanh_f32(gx[3 * H + j] + gh[3 * H + j]);
+                const float t1 = f * c[b * H + j];
+                const float t2 = i * cc;
+                const float cv = t1 + t2;
+                cn[b * H + j] = cv;
+                hn[b * H + j] = o * onnxq_tanh_f32(cv);
+            }
+        }
+        memcpy(h, hn, B * H * sizeof(float));
+        memcpy(c, cn, B * H * sizeof(float));
+        if (y != NULL) memcpy(y + t * B * H, h, B * H * sizeof(float));
+    }
+    if (st == ONNXQ_OK) {
+        if (h_out != NULL) memcpy(h_out, h, B * H * sizeof(float));
+        if (c_out != NULL) memcpy(c_out, c, B * H * sizeof(float));
+    }
+    free(buf);
+    return st;
+}
+
+int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const float* h0,
+              float* y, float* h_out) {
+    ONNXQ_CHECK_NOT_NULL(p, "params");
+    ONNXQ_CHECK_NOT_NULL(p->w_scale, "w_scale");
+    ONNXQ_CHECK_NOT_NULL(p->r_scale, "r_scale");
+    int st = check_dims("gru", p->batch, p->input_size, p->hidden, p->mode, seq_len, x);
+    if (st != ONNXQ_OK) return st;
+    const size_t B = p->batch, I = p->input_size, H = p->hidden, G = 3 * H;
+    if ((st = check_packed("gru", "w_packed", p->w_packed, p->w_packed_size, I, G)) != ONNXQ_OK ||
+        (st = check_packed("gru", "rzr_packed", p->rzr_packed, p->rzr_packed_size, H, 2 * H)) !=
+            ONNXQ_OK ||
+        (st = check_packed("gru", "rh_packed", p->rh_packed, p->rh_packed_size, H, H)) != ONNXQ_OK)
+        return st;
+    float* buf = (float*)calloc(B * G + 2 * B * H + 4 * B * H + G + H, sizeof(float));
+    if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "gru: cannot allocate scratch");
+    float *xw = buf, *hzr = xw + B * G, *hh = hzr + 2 * B * H, *h = hh + B * H, *rh = h + B * H;
+    float *hn = rh + B * H, *bias = hn + B * H, *rbh = bias + G;
+    const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
+    for (size_t j = 0; j < G; ++j) {
+        const float wb = p->w_bias ? p->w_bias[j] : 0.0f, rb = p->r_bias ? p->r_bias[j] : 0.0f;
+        bias[j] = (p->linear_before_reset && j >= 2 * H) ? wb : wb + rb;
+    }
+    for (size_t j = 0; j < H; ++j) rbh[j] = p->r_bias ? p->r_bias[2 * H + j] : 0.0f;
+    if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
+    for (size_t t = 0; t < seq_len && st == ONNXQ_OK; ++t) {
+        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, G,
+                  has_bias ? bias : NULL, xw);
+        if (st == ONNXQ_OK)
+            st = dqmm(p->rzr_packed, p->rzr_packed_size, B, h, H, p->mode, p->r_scale, 2 * H, NULL,
+                      hzr);
+        if (st != ONNXQ_OK) break;
+        /* z into hn (temporarily), r into rh */
+        for (size_t b = 0; b < B; ++b)
+            for (size_t j = 0; j < H; ++j) {
+                hn[b * H + j] = onnxq_sigmoid_f32(xw[b * G + j] + hzr[b * 2 * H + j]);
+                rh[b * H + j] = onnxq_sigmoid_f32(xw[b * G + H + j] + hzr[b * 2 * H + H + j]);
+            }
+        if (p->linear_before_reset) {
+            st = dqmm(p->rh_packed, p->rh_packed_size, B, h, H, p->mode, p->r_scale + 2 * H, H,
+                      has_bias ? rbh : NULL, hh);
+            if (st != ONNXQ_OK) break;
+            for (size_t i = 0; i < B * H; ++i) {
+                const size_t b = i / H, j = i % H;
+                hh[i] = onnxq_tanh_f32(xw[b * G + 2 * H + j] + rh[i] * hh[i]);
+            }
+        } else {
+            for (size_t i = 0; i < B * H; ++i) rh[i] = rh[i] * h[i];
+            st = dqmm(p->rh_packed, p->rh_packed_size, B, rh, H, p->mode, p->r_scale + 2 * H, H,
+                      NULL, hh);
+            if (st != ONNXQ_OK) break;
+            for (size_t i = 0; i < B * H; ++i) {
+                const size_t b = i / H, j = i % H;
+                hh[i] = onnxq_tanh_f32(xw[b * G + 2 * H + j] + hh[i]);
+            }
+        }
+        for (size_t i = 0; i < B * H; ++i) {
+            const float z = hn[i];
+            const float t1 = (1.0f - z) * hh[i];
+            const float t2 = z * h[i];
+            hn[i] = t1 + t2;
+        }
+        memcpy(h, hn, B * H * sizeof(float));
+        if (y != NULL) memcpy(y + t * B * H, h, B * H * sizeof(float));
+    }
+    if (st == ONNXQ_OK && h_out != NULL) memcpy(h_out, h, B * H * sizeof(float));
+    free(buf);
+    return st;
+}

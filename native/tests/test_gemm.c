@@ -1,0 +1,121 @@
+/* gemm family: every ISA bit-exact with scalar (all output types) on edge and random shapes, and
+ * bad input rejected without touching the output. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+typedef struct gemm_case {
+    size_t m, k, n;
+    int32_t a_zp;
+} gemm_case;
+
+static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
+    *size = onnxq_gemm_u8s8_packed_size(k, n);
+    void* packed = aligned_alloc(64, (*size + 63) / 64 * 64);
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, k, n, (ptrdiff_t)n, 1, 0, packed, *size) == ONNXQ_OK,
+                 "pack %zux%zu: %s", k, n, onnxq_last_error());
+    return packed;
+}
+
+static void check_case(gemm_case gc) {
+    const size_t m = gc.m, k = gc.k, n = gc.n, lda = k + (size_t)onnxq_test_rand_int(0, 5);
+    uint8_t* a = malloc(m * lda);
+    int8_t* b = malloc(k * n);
+    int32_t* bias = malloc(n * sizeof *bias);
+    float* scale = malloc(n * sizeof *scale);
+    float* bias_f = malloc(n * sizeof *bias_f);
+    onnxq_test_fill_u8(a, m * lda, 0, 255);
+    onnxq_test_fill_s8(b, k * n, -128, 127);
+    for (size_t j = 0; j < n; ++j) {
+        bias[j] = onnxq_test_rand_int(-30000, 30000);
+        scale[j] = onnxq_test_rand_float(0.2f, 3.0f) / (float)(k * 40);
+        bias_f[j] = onnxq_test_rand_float(-1.0f, 1.0f);
+    }
+    size_t packed_size;
+    void* packed = packed_weights(b, k, n, &packed_size);
+    static const int out_types[4] = {ONNXQ_U8, ONNXQ_S8, ONNXQ_F32, ONNXQ_I32};
+    const size_t c_bytes = m * n * 4;
+    uint8_t* want = malloc(c_bytes);
+    uint8_t* got = malloc(c_bytes);
+    for (int t = 0; t < 4; ++t) {
+        const int ot = out_types[t];
+        onnxq_gemm_u8s8_params p = {
+            .m = m, .a = a, .lda = lda, .a_zp = gc.a_zp, .bias = bias, .out_type = ot,
+            .scale = scale, .scale_len = (t == 1) ? 1 : n,
+            .out_zp = ot == ONNXQ_S8 ? -3 : 100, .qmin = ot == ONNXQ_S8 ? -128 : 0,
+            .qmax = ot == ONNXQ_S8 ? 100 : 255, .bias_f = ot == ONNXQ_F32 ? bias_f : NULL,
+            .c = want, .ldc = n,
+        };
+        const size_t bytes = m * n * (ot == ONNXQ_U8 || ot == ONNXQ_S8 ? 1 : 4);
+        onnxq_isa_set("scalar");
+        ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, packed_size, &p) == ONNXQ_OK, "scalar gemm: %s",
+                     onnxq_last_error());
+        p.c = got;
+        ONNXQ_TEST_FOREACH_ISA(isa) {
+            memset(got, 0x5a, c_bytes);
+            ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, packed_size, &p) == ONNXQ_OK, "gemm: %s",
+                         onnxq_last_error());
+            ONNXQ_EXPECT(memcmp(got, want, bytes) == 0,
+                         "gemm m=%zu k=%zu n=%zu a_zp=%d out_type=%d differs from scalar", m, k, n,
+                         (int)gc.a_zp, ot);
+            ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm wrote past C");
+        }
+    }
+    free(a), free(b), free(bias), free(scale), free(bias_f), free(packed), free(want), free(got);
+}
+
+static void check_bad_input(void) {
+    int8_t b[12] = {0};
+    uint8_t a[12] = {0}, c[12];
+    const float scale = 1.0f;
+    size_t size;
+    void* packed = packed_weights(b, 4, 3, &size);
+    onnxq_gemm_u8s8_params ok = {.m = 3, .a = a, .lda = 4, .a_zp = 0, .out_type = ONNXQ_U8,
+                                 .scale = &scale, .scale_len = 1, .out_zp = 0, .qmin = 0,
+                                 .qmax = 255, .c = c, .ldc = 3};
+    onnxq_gemm_u8s8_params p = ok;
+    memset(c, 7, sizeof c);
+    p.m = 0;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "m=0 accepted");
+    p = ok, p.lda = 3;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "lda<k accepted");
+    p = ok, p.ldc = 2;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "ldc<n accepted");
+    p = ok, p.a_zp = 300;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_ARG, "a_zp=300 accepted");
+    p = ok, p.qmin = 9, p.qmax = 3;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_ARG, "empty clamp accepted");
+    p = ok, p.out_type = 42;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_ARG, "out_type 42 accepted");
+    p = ok, p.scale_len = 2;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "scale_len 2 accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size - 1, &ok) == ONNXQ_E_ARG, "short buffer accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(a, sizeof a, &ok) == ONNXQ_E_ARG, "garbage buffer accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, NULL) == ONNXQ_E_ARG, "NULL params accepted");
+    for (size_t i = 0; i < sizeof c; ++i) ONNXQ_EXPECT(c[i] == 7, "output touched on error");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 4, 3, 3, 1, 1, packed, size) == ONNXQ_E_ARG,
+                 "weight zero point 1 accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 4, 3, 3, 1, 0, packed, size - 1) == ONNXQ_E_SHAPE,
+                 "short pack buffer accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_size(0, 3) == 0, "k=0 has a packed size");
+    size_t k = 0, n = 0;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_shape(packed, size, &k, &n) == ONNXQ_OK && k == 4 && n == 3,
+                 "packed shape %zux%zu", k, n);
+    free(packed);
+}
+
+void onnxq_test_gemm(void) {
+    static const gemm_case edges[] = {
+        {1, 1, 1, 0},     {1, 3, 17, 255},  {2, 4, 16, 128},  {5, 63, 31, 7},   {7, 64, 32, 0},
+        {8, 65, 33, 255}, {9, 127, 48, 1},  {31, 128, 15, 2}, {32, 129, 64, 3}, {33, 255, 65, 128},
+        {47, 27, 64, 5},  {64, 576, 64, 9}, {3, 1000, 7, 4},  {49, 300, 100, 77},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; ++i) check_case(edges[i]);
+    for (int r = 0; r < 25; ++r) {
+        gemm_case gc = {(size_t)onnxq_test_rand_int(1, 70), (size_t)onnxq_test_rand_int(1, 300),
+                        (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255)};
+        check_case(gc);
+    }
+    check_bad_input();
+}

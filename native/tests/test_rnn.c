@@ -1,0 +1,142 @@
+/* C tests of the LSTM / GRU drivers: ISAs agree bit for bit, a zero-weight cell gives the closed
+ * form, the activations are accurate, bad arguments fail cleanly. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnxq/dynamic.h"
+#include "onnxq/onnxq.h"
+#include "onnxq/rnn.h"
+#include "rnn/act.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+            ++failures;                                                       \
+        }                                                                     \
+    } while (0)
+
+static uint32_t rng_state = 3u;
+static uint32_t rnd(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+static float rndf(void) { return (float)(rnd() % 2001) / 1000.0f - 1.0f; }
+
+typedef struct packed_buf {
+    void* data;
+    size_t size;
+} packed_buf;
+
+/* Packs rows x cols int8 weights (ONNX rows) as a GEMM with K = cols, N = rows. */
+static packed_buf pack(const int8_t* w, size_t rows, size_t cols) {
+    packed_buf b;
+    b.size = onnxq_gemm_u8s8_packed_size(cols, rows);
+    b.data = aligned_alloc(64, (b.size + 63) / 64 * 64);
+    CHECK(onnxq_gemm_u8s8_pack(w, cols, rows, 1, (ptrdiff_t)cols, 0, b.data, b.size) == ONNXQ_OK,
+          "%s", onnxq_last_error());
+    return b;
+}
+
+static void test_activations(void) {
+    double worst = 0.0;
+    for (float x = -20.0f; x <= 20.0f; x += 0.01f) {
+        const double e = fabs((double)onnxq_exp_f32(x) - exp((double)x)) / exp((double)x);
+        worst = e > worst ? e : worst;
+        CHECK(fabs((double)onnxq_tanh_f32(x) - tanh((double)x)) < 2e-7, "tanh(%g)", (double)x);
+        CHECK(fabs((double)onnxq_sigmoid_f32(x) - 1.0 / (1.0 + exp(-(double)x))) < 2e-7,
+              "sigmoid(%g)", (double)x);
+    }
+    CHECK(worst < 3e-7, "exp relative error %g", worst);
+    CHECK(onnxq_exp_f32(-1000.0f) > 0.0f && isfinite(onnxq_exp_f32(1000.0f)), "exp clamps");
+}
+
+static void test_isas_agree(void) {
+    const size_t B = 3, I = 10, H = 17, T = 4;
+    int8_t w[4 * 17 * 10], r[4 * 17 * 17];
+    float ws[4 * 17], rs[4 * 17], wb[4 * 17], rb[4 * 17], x[4 * 3 * 10], h0[3 * 17], c0[3 * 17];
+    for (size_t i = 0; i < sizeof w; ++i) w[i] = (int8_t)(rnd() & 0xff);
+    for (size_t i = 0; i < sizeof r; ++i) r[i] = (int8_t)(rnd() & 0xff);
+    for (size_t i = 0; i < 4 * H; ++i) ws[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+    for (size_t i = 0; i < 4 * H; ++i) rs[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+    for (size_t i = 0; i < 4 * H; ++i) wb[i] = rndf(), rb[i] = rndf();
+    for (size_t i = 0; i < T * B * I; ++i) x[i] = rndf();
+    for (size_t i = 0; i < B * H; ++i) h0[i] = rndf(), c0[i] = rndf();
+    packed_buf pw = pack(w, 4 * H, I), pr = pack(r, 4 * H, H);
+    packed_buf gw = pack(w, 3 * H, I), gzr = pack(r, 2 * H, H), gh = pack(r + 2 * H * H, H, H);
+    float want[4 * 3 * 17], got[4 * 3 * 17], cw[3 * 17], cg[3 * 17];
+    for (int mode = 0; mode < 2; ++mode)
+        for (int cell = 0; cell < 3; ++cell) {
+            onnxq_lstm_params lp = {B, I, H, mode, pw.data, pw.size, ws, pr.data, pr.size, rs, wb, rb};
+            onnxq_gru_params gp = {B, I, H, mode, cell == 2, gw.data, gw.size, ws, gzr.data,
+                                   gzr.size, gh.data, gh.size, rs, wb, rb};
+            onnxq_isa_set("scalar");
+            int st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, want, NULL, cw)
+                               : onnxq_gru(&gp, T, x, h0, want, NULL);
+            CHECK(st == ONNXQ_OK, "%s", onnxq_last_error());
+            for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
+                if (!onnxq_isa_available(1u << isa)) continue;
+                onnxq_isa_set(onnxq_isa_name(isa));
+                st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, got, NULL, cg)
+                               : onnxq_gru(&gp, T, x, h0, got, NULL);
+                CHECK(st == ONNXQ_OK, "%s", onnxq_last_error());
+                CHECK(memcmp(got, want, sizeof got) == 0, "cell %d mode %d: isa %s differs", cell,
+                      mode, onnxq_isa_name(isa));
+                if (cell == 0) CHECK(memcmp(cg, cw, sizeof cg) == 0, "lstm c differs");
+            }
+        }
+    onnxq_isa_set(NULL);
+    free(pw.data), free(pr.data), free(gw.data), free(gzr.data), free(gh.data);
+}
+
+static void test_zero_weights_closed_form(void) {
+    /* W = R = 0, no bias: every gate is sigmoid(0) = 0.5, c~ = 0: c = 0.5 * c0, h = 0.5 tanh(c) */
+    int8_t w[8 * 3] = {0}, r[8 * 2] = {0};
+    float ws[8], x[3] = {1, -2, 3}, h0[2] = {0.3f, -0.4f}, c0[2] = {0.8f, -0.6f}, y[2], c[2];
+    for (int i = 0; i < 8; ++i) ws[i] = 0.01f;
+    packed_buf pw = pack(w, 8, 3), pr = pack(r, 8, 2);
+    onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
+    CHECK(onnxq_lstm(&lp, 1, x, h0, c0, y, NULL, c) == ONNXQ_OK, "%s", onnxq_last_error());
+    CHECK(c[0] == 0.4f && c[1] == -0.3f, "c %g %g", (double)c[0], (double)c[1]);
+    CHECK(fabsf(y[0] - 0.5f * tanhf(0.4f)) < 1e-7f, "h %g", (double)y[0]);
+    free(pw.data), free(pr.data);
+}
+
+static void test_bad_arguments(void) {
+    int8_t w[8 * 3] = {0};
+    float ws[8] = {1, 1, 1, 1, 1, 1, 1, 1}, x[6] = {0}, y[4] = {7, 7, 7, 7};
+    packed_buf pw = pack(w, 8, 3), pr = pack(w, 8, 2);
+    onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
+    lp.input_size = 4;
+    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "input size");
+    CHECK(strstr(onnxq_last_error(), "w_packed is packed as K=3") != NULL, "msg %s",
+          onnxq_last_error());
+    lp.input_size = 3;
+    CHECK(onnxq_lstm(&lp, 0, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "seq_len 0");
+    CHECK(onnxq_lstm(&lp, 1, NULL, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL x");
+    lp.mode = 3;
+    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "mode");
+    lp.mode = 0;
+    lp.r_packed = NULL;
+    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL r_packed");
+    onnxq_gru_params gp = {1, 3, 2, 0, 0, pw.data, pw.size, ws, pr.data, pr.size, pr.data, pr.size,
+                           ws, NULL, NULL};
+    CHECK(onnxq_gru(&gp, 1, x, NULL, y, NULL) == ONNXQ_E_SHAPE, "gru w rows (8 != 6)");
+    for (int i = 0; i < 4; ++i) CHECK(y[i] == 7.0f, "output touched on error");
+    free(pw.data), free(pr.data);
+}
+
+int main(void) {
+    test_activations();
+    test_isas_agree();
+    test_zero_weights_closed_form();
+    test_bad_arguments();
+    if (failures) fprintf(stderr, "test_rnn: %d failure(s)\n", failures);
+    else printf("test_rnn: ok\n");
+    return failures != 0;
+}

@@ -1,0 +1,67 @@
+"""onnxq: export-and-quantize for ONNX models.
+
+Static post-training quantization to portable int8 QDQ ONNX, the same flow as PyTorch's
+``prepare`` / calibrate / ``convert``::
+
+    import onnxq
+
+    prepared = onnxq.prepare("model.onnx", onnxq.get_default_qconfig("x86"))
+    prepared.calibrate(batches)              # any iterable of {input_name: ndarray}
+    qmodel = prepared.convert()              # onnx.ModelProto in QDQ format
+    onnxq.save_model(qmodel, "model.int8.onnx")
+
+    qmodel = onnxq.quantize_static("model.onnx", batches, qconfig="x86")   # in one call
+
+Everything public is listed in ``__all__``; anything else is internal.
+"""
+
+from onnxq import errors
+from onnxq.api import PreparedModel, prepare, quantize_static
+from onnxq.data import load_calibration_data
+from onnxq.errors import (
+    CalibrationDataError,
+    ConfigError,
+    ModelLoadError,
+    OnnxqError,
+    UnsupportedModelError,
+)
+from onnxq.inspect import ModelSummary, format_summary, inspect_model
+from onnxq.io import load_model, save_model
+from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
+from onnxq.report import QuantizationReport
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxq")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+__all__ = [
+    "CalibrationDataError",
+    "ConfigError",
+    "ModelLoadError",
+    "ModelSummary",
+    "OnnxqError",
+    "PreparedModel",
+    "QConfig",
+    "QConfigMapping",
+    "QSpec",
+    "QuantizationReport",
+    "UnsupportedModelError",
+    "__version__",
+    "errors",
+    "format_summary",
+    "get_default_qconfig",
+    "inspect_model",
+    "load_calibration_data",
+    "load_model",
+    "prepare",
+    "quantize_static",
+    "save_model",
+]

@@ -1,0 +1,5 @@
+"""``python -m onnxq``: the same command line as the ``onnxq`` console script."""
+
+from onnxq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""The ``onnxq`` command line: argument parsing, then one call per subcommand.
+
+::
+
+    onnxq quantize model.onnx -o model.int8.onnx --calib calib.npz --qconfig x86 [--report r.json]
+    onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
+    onnxq demo
+
+Any :class:`~onnxq.errors.OnnxqError` (bad model, bad data, bad config) and any OS error on the
+files named on the command line ends the program with one line ``onnxq: error: <message>`` on
+stderr and exit status 2; nothing is written on failure (models and reports are written atomically
+and only once everything succeeded). Warnings go to stderr as ``onnxq: warning: <message>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from onnxq import __version__
+from onnxq.errors import OnnxqError
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+_PROG = "onnxq"
+_PRESETS = ("x86", "fbgemm", "qnnpack", "arm")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the same single line as any other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=_PROG, description="Quantize ONNX models to int8 QDQ ONNX.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{quantize,inspect,demo}")
+
+    q = sub.add_parser("quantize", help="static post-training quantization to QDQ ONNX")
+    q.add_argument("model", type=Path, help="fp32 .onnx model")
+    q.add_argument("-o", "--output", type=Path, required=True, help="where to write the int8 model")
+    q.add_argument(
+        "--calib",
+        type=Path,
+        required=True,
+        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files",
+    )
+    q.add_argument(
+        "--qconfig",
+        default="x86",
+        help=f"preset ({', '.join(_PRESETS)}) or a JSON qconfig file (default: x86)",
+    )
+    q.add_argument(
+        "--activation-dtype",
+        choices=("uint8", "int8"),
+        help="activations as uint8 asymmetric or int8 symmetric (default: as the qconfig says)",
+    )
+    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    q.add_argument("--report", type=Path, help="write the quantization report as JSON here")
+    q.add_argument(
+        "--external-data",
+        action="store_true",
+        help="store tensors in <output>.data beside the model (automatic above 2 GB)",
+    )
+    q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
+
+    i = sub.add_parser("inspect", help="summarise a model: ops, quantized nodes, weight bytes, Q/DQ")
+    i.add_argument("model", type=Path, help=".onnx model")
+    i.add_argument("--scales", action="store_true", help="list each quantized tensor's scale and zero point")
+    i.add_argument("--nodes", action="store_true", help="list every quantized node, not only the float ones")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    d = sub.add_parser(
+        "demo", help="quantize the bundled digits CNN; print fp32 vs int8 accuracy, size, speed"
+    )
+    d.add_argument("--runs", type=int, default=30, help="timed runs per model (median reported; default 30)")
+    d.add_argument("-o", "--output", type=Path, help="also save the int8 demo model here")
+    d.add_argument(
+        "--qconfig", default="x86", choices=_PRESETS, help="preset to quantize with (default: x86)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (also the console script's entry point)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as e:
+        return _fail(str(e))
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "quantize":
+            _quantize(args)
+        elif args.command == "inspect":
+            _inspect(args)
+        else:
+            _demo(args)
+    except OnnxqError as e:
+        return _fail(str(e))
+    except OSError as e:  # a file named on the command line cannot be read or written
+        where = f"'{e.filename}': " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}")
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    return EXIT_OK
+
+
+def _quantize(args: argparse.Namespace) -> None:
+    from onnxq.api import prepare
+    from onnxq.data import load_calibration_data
+    from onnxq.io import save_model
+    from onnxq.qconfig import resolve_qconfig
+
+    for path, what in ((args.output, "output"), (args.report, "report")):
+        if path is not None and not _parent(path).is_dir():
+            raise OnnxqError(f"{what} '{path}': directory '{_parent(path)}' does not exist")
+    if args.output.resolve() == args.model.resolve():
+        raise OnnxqError(f"output '{args.output}' is the input model; choose another file")
+    mapping = resolve_qconfig(str(args.qconfig))
+    if args.activation_dtype or args.per_tensor:
+        mapping = mapping.with_overrides(
+            activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
+        )
+    calib = load_calibration_data(args.calib)
+    prepared = prepare(args.model, mapping)
+    prepared.calibrate(calib, progress=not args.no_progress)
+    qmodel = prepared.convert()
+    report = prepared.report
+    pending = _stage_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n") if args.report else None
+    try:
+        save_model(qmodel, args.output, external_data=True if args.external_data else None)
+    except BaseException:
+        if pending is not None:
+            pending.unlink(missing_ok=True)
+        raise
+    if pending is not None:
+        os.replace(pending, args.report)
+    in_bytes, out_bytes = _model_bytes(args.model), _model_bytes(args.output)
+    print(f"wrote {args.output} ({_kib(out_bytes)}, {out_bytes / max(in_bytes, 1):.2f}x of {_kib(in_bytes)})")
+    print(report.format(max_float=20))
+    if args.report:
+        print(f"report: {args.report}")
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from onnxq.inspect import format_summary, inspect_model
+
+    summary = inspect_model(args.model)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(format_summary(summary, scales=args.scales, nodes=args.nodes))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from onnxq.demo import format_demo, run_demo
+
+    if args.runs < 1:
+        raise OnnxqError(f"--runs must be at least 1, got {args.runs}")
+    if args.output is not None and not _parent(args.output).is_dir():
+        raise OnnxqError(f"output '{args.output}': directory '{_parent(args.output)}' does not exist")
+    print(format_demo(run_demo(runs=args.runs, output=args.output, qconfig=args.qconfig)))
+
+
+def _fail(message: str) -> int:
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"{_PROG}: error: {first}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{_PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("onnxq")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def _stage_text(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``; the caller moves it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _model_bytes(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
+
+
+__all__ = ["build_parser", "main"]

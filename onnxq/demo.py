@@ -1,0 +1,158 @@
+"""The ``onnxq demo`` job: quantize the bundled digits CNN and compare it with the fp32 model.
+
+The package ships a small ResNet-style CNN trained on scikit-learn's 8x8 handwritten digits
+(``data/digits_cnn.onnx``), 64 calibration images (``data/digits_calib.npz``) and 360 held-out
+images with labels (``data/digits_eval.npz``); ``scripts/make_demo_assets.py`` rebuilds them. The
+demo needs neither torch nor scikit-learn: it quantizes with the x86 preset, then runs both models
+in onnxruntime (all graph optimisations, one thread) and reports top-1 accuracy, agreement of the
+predictions, serialised size and latency (median of timed runs over the whole evaluation batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from onnxq.api import prepare
+from onnxq.data import load_calibration_data
+from onnxq.errors import OnnxqError
+from onnxq.report import QuantizationReport
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "digits_cnn.onnx"
+CALIB_FILE = "digits_calib.npz"
+EVAL_FILE = "digits_eval.npz"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What ``onnxq demo`` measured; latencies are milliseconds per run over ``num_eval`` images."""
+
+    qconfig: str
+    num_calib: int
+    num_eval: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    agreement: float
+    fp32_bytes: int
+    int8_bytes: int
+    fp32_latency_ms: float
+    int8_latency_ms: float
+    runs: int
+    report: QuantizationReport
+
+    @property
+    def size_ratio(self) -> float:
+        return self.int8_bytes / self.fp32_bytes
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_latency_ms / self.int8_latency_ms
+
+
+def asset_path(name: str) -> Path:
+    """The path of a bundled demo file; a clear error if the installation lacks it."""
+    path = Path(str(resources.files("onnxq").joinpath("data").joinpath(name)))
+    if not path.is_file():
+        raise OnnxqError(f"demo asset '{name}' is missing from the onnxq installation (expected {path})")
+    return path
+
+
+def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "x86") -> DemoResult:
+    """Quantize the bundled model with the ``qconfig`` preset and measure both versions;
+    ``output`` also saves the int8 model."""
+    if runs < 1:
+        raise OnnxqError(f"runs must be at least 1, got {runs}")
+    model_path = asset_path(MODEL_FILE)
+    calib = load_calibration_data(asset_path(CALIB_FILE))
+    with np.load(asset_path(EVAL_FILE)) as z:
+        images, labels = z["images"], z["labels"]
+
+    prepared = prepare(model_path, qconfig)
+    prepared.calibrate(calib, progress=False)
+    qmodel = prepared.convert()
+    int8_bytes = qmodel.SerializeToString()
+    if output is not None:
+        from onnxq.io import save_model
+
+        save_model(qmodel, output)
+
+    fp32 = _session(model_path.read_bytes())
+    int8 = _session(int8_bytes)
+    fp32_pred = _predict(fp32, images)
+    int8_pred = _predict(int8, images)
+    return DemoResult(
+        qconfig=qconfig,
+        num_calib=prepared.num_samples,
+        num_eval=len(labels),
+        fp32_accuracy=float(np.mean(fp32_pred == labels)),
+        int8_accuracy=float(np.mean(int8_pred == labels)),
+        agreement=float(np.mean(fp32_pred == int8_pred)),
+        fp32_bytes=model_path.stat().st_size,
+        int8_bytes=len(int8_bytes),
+        fp32_latency_ms=_median_ms(fp32, images, runs),
+        int8_latency_ms=_median_ms(int8, images, runs),
+        runs=runs,
+        report=prepared.report,
+    )
+
+
+def format_demo(r: DemoResult) -> str:
+    """The demo's table."""
+    q = len(r.report.quantized)
+    rows = [
+        ("", "fp32", "int8", ""),
+        ("top-1 accuracy", f"{100 * r.fp32_accuracy:.2f}%", f"{100 * r.int8_accuracy:.2f}%",
+         f"{r.num_eval} held-out digits; {100 * r.agreement:.1f}% same predictions"),
+        ("model size", _kib(r.fp32_bytes), _kib(r.int8_bytes), f"{r.size_ratio:.2f}x"),
+        ("latency", f"{r.fp32_latency_ms:.2f} ms", f"{r.int8_latency_ms:.2f} ms",
+         f"{r.speedup:.2f}x speed-up; median of {r.runs} runs, batch {r.num_eval}, 1 thread"),
+    ]  # fmt: skip
+    lines = [
+        f"onnxq demo: digits CNN (ResNet-style, 8x8 inputs), qconfig {r.qconfig}, "
+        f"{r.num_calib} calibration samples, {q} of {len(r.report.nodes)} nodes in int8",
+        "",
+    ]
+    lines += [f"{a:<16}{b:>11}{c:>11}   {d}".rstrip() for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def _session(model: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _predict(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: images})[0]).argmax(axis=1)
+
+
+def _median_ms(session: ort.InferenceSession, images: np.ndarray, runs: int) -> float:
+    name = session.get_inputs()[0].name
+    feeds = {name: images}
+    session.run(None, feeds)  # warm-up: first-run allocations
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+__all__ = ["DemoResult", "asset_path", "format_demo", "run_demo"]

@@ -1,0 +1,225 @@
+"""Load and save ONNX models, with external data, safely.
+
+* :func:`load_model` turns a path or an ``onnx.ModelProto`` into an :class:`onnx_ir.Model` and
+  fails with one clear :class:`~onnxq.errors.ModelLoadError` line when the file is missing, is not
+  ONNX, is truncated, or its external data file is missing or short. External data is resolved
+  against the model file's own (absolute) directory, so the current directory does not matter.
+* :func:`save_model` is atomic: everything is written into a temporary directory beside the target
+  and moved into place with ``os.replace`` (the data file first, then the model), so a failure
+  never leaves a partial file behind. Models whose tensors exceed the 2 GB protobuf limit are saved
+  with external data automatically, in ``<model file name>.data`` next to the model.
+* :func:`to_proto` gives the ``onnx.ModelProto`` of a model with every tensor inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from onnxq.errors import ModelLoadError, OnnxqError
+from onnxq.graph import iter_graphs
+
+logger = logging.getLogger(__name__)
+
+#: Above this many bytes of tensor data a model is saved with external data (protobuf's hard limit
+#: is 2 GiB for the whole file; the margin leaves room for the graph itself).
+AUTO_EXTERNAL_BYTES = 2**31 - 2**26
+
+#: Tensors smaller than this stay inline when saving with external data.
+_EXTERNAL_THRESHOLD_BYTES = 1024
+
+
+def load_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model, *, what: str = "model") -> ir.Model:
+    """Load ``src`` as an :class:`onnx_ir.Model`.
+
+    Args:
+        src: A path to an ``.onnx`` file, an ``onnx.ModelProto``, or an ``onnx_ir.Model`` (returned as is).
+        what: How to call the model in error messages (e.g. ``"calibration model"``).
+
+    Raises:
+        ModelLoadError: The file is missing, not ONNX, truncated, or its external data is missing/short.
+    """
+    if isinstance(src, ir.Model):
+        return src
+    if isinstance(src, onnx.ModelProto):
+        _check_structure(src, f"{what} (in-memory ModelProto)")
+        return _deserialize(src, f"{what} (in-memory ModelProto)")
+    if not isinstance(src, (str, os.PathLike)):
+        raise ModelLoadError(f"{what}: expected a path or an onnx.ModelProto, got {type(src).__name__}")
+    path = Path(src)
+    label = f"{what} file '{path}'"
+    if not path.exists():
+        raise ModelLoadError(f"{label} does not exist")
+    if not path.is_file():
+        raise ModelLoadError(f"{label} is not a regular file")
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{label} is not a valid ONNX model: cannot parse it as protobuf "
+            f"(truncated or not an ONNX file: {_first_line(exc)})"
+        ) from exc
+    _check_structure(proto, label)
+    model = _deserialize(proto, label)
+    base_dir = str(path.resolve().parent)
+    for tensor in _external_tensors(model):
+        tensor.base_dir = base_dir
+    _check_external_data(model, label)
+    logger.debug("loaded %s: %d nodes", label, len(model.graph))
+    return model
+
+
+def save_model(
+    model: ir.Model | onnx.ModelProto,
+    path: str | os.PathLike[str],
+    *,
+    external_data: bool | None = None,
+) -> Path:
+    """Write ``model`` to ``path`` atomically and return the path.
+
+    Args:
+        model: The model to write (it is not modified).
+        path: Target ``.onnx`` file; its directory must exist.
+        external_data: True to put tensors in ``<file name>.data`` beside the model, False to keep
+            them inline, None (default) to decide by size (external above ~2 GB).
+
+    Raises:
+        OnnxqError: The target directory does not exist, or an inline save was asked for a model
+            over the protobuf limit.
+    """
+    if isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise OnnxqError(f"cannot save model to '{target}': directory '{directory}' does not exist")
+    size = tensor_bytes(model)
+    use_external = external_data if external_data is not None else size > AUTO_EXTERNAL_BYTES
+    if not use_external and size > AUTO_EXTERNAL_BYTES:
+        raise OnnxqError(
+            f"cannot save model to '{target}' inline: {size / 2**30:.2f} GiB of tensors exceeds the 2 GB "
+            "protobuf limit; save it with external_data=True"
+        )
+    data_name = f"{target.name}.data"
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
+    try:
+        tmp_model = tmp_dir / target.name
+        if use_external:
+            ir.save(model, tmp_model, external_data=data_name, size_threshold_bytes=_EXTERNAL_THRESHOLD_BYTES)
+        else:
+            onnx.save_model(to_proto(model), str(tmp_model))
+        tmp_data = tmp_dir / data_name
+        if tmp_data.exists():
+            os.replace(tmp_data, directory / data_name)
+        os.replace(tmp_model, target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    logger.info("saved model to %s%s", target, f" (+ external data {data_name})" if use_external else "")
+    return target
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    """The ``onnx.ModelProto`` of ``model`` with every tensor inline (``model`` is not modified).
+
+    External tensors are read into the proto, so this is for models under the 2 GB protobuf limit
+    (e.g. to hand to onnxruntime as bytes); save bigger ones with :func:`save_model`.
+    """
+    swapped: list[tuple[ir.Value, ir.TensorProtocol]] = []
+    try:
+        for graph in iter_graphs(model.graph):
+            for value in graph.initializers.values():
+                tensor = value.const_value
+                if isinstance(tensor, ir.ExternalTensor):
+                    swapped.append((value, tensor))
+                    value.const_value = ir.Tensor(tensor.numpy(), name=tensor.name)
+        return ir.serde.serialize_model(model)
+    finally:
+        for value, tensor in swapped:
+            value.const_value = tensor
+
+
+def tensor_bytes(model: ir.Model) -> int:
+    """Total bytes of the initializers of ``model`` (subgraphs included)."""
+    total = 0
+    for graph in iter_graphs(model.graph):
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            if tensor is not None:
+                total += int(tensor.nbytes)
+    return total
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_structure(proto: onnx.ModelProto, label: str) -> None:
+    # A protobuf cut at a field boundary still parses; what it lost shows up as missing fields
+    # (fields are serialised in field-number order: graph comes before opset_import).
+    if proto.ir_version <= 0 or not proto.HasField("graph"):
+        raise ModelLoadError(
+            f"{label} is not a valid ONNX model: it has no ir_version or no graph "
+            "(truncated or not an ONNX file)"
+        )
+    if len(proto.opset_import) == 0:
+        raise ModelLoadError(f"{label} is not a valid ONNX model: it imports no opset (truncated?)")
+
+
+def _deserialize(proto: onnx.ModelProto, label: str) -> ir.Model:
+    try:
+        return ir.serde.deserialize_model(proto)
+    except Exception as exc:  # onnx-ir raises several types on malformed graphs
+        raise ModelLoadError(f"{label} is not a valid ONNX model: {_first_line(exc)}") from exc
+
+
+def _external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:
+    for graph in iter_graphs(model.graph):
+        for value in graph.initializers.values():
+            if isinstance(value.const_value, ir.ExternalTensor):
+                yield value.const_value
+        for node in graph:
+            for attr in node.attributes.values():
+                if attr.is_ref():
+                    continue
+                if attr.type == ir.AttributeType.TENSOR and isinstance(attr.value, ir.ExternalTensor):
+                    yield attr.value
+                elif attr.type == ir.AttributeType.TENSORS:
+                    yield from (t for t in attr.value if isinstance(t, ir.ExternalTensor))
+
+
+def _check_external_data(model: ir.Model, label: str) -> None:
+    sizes: dict[str, int] = {}
+    for tensor in _external_tensors(model):
+        location = str(tensor.location)
+        data_path = Path(tensor.path)
+        if Path(location).is_absolute() or ".." in Path(location).parts:
+            raise ModelLoadError(
+                f"{label}: external data location '{location}' (for tensor '{tensor.name}') must be a "
+                "relative path inside the model's directory"
+            )
+        if location not in sizes:
+            if not data_path.is_file():
+                raise ModelLoadError(
+                    f"{label}: external data file '{location}' (for tensor '{tensor.name}') not found "
+                    f"next to the model in '{tensor.base_dir}'"
+                )
+            sizes[location] = data_path.stat().st_size
+        offset = tensor.offset or 0
+        length = tensor.length if tensor.length is not None else tensor.nbytes
+        if offset + length > sizes[location]:
+            raise ModelLoadError(
+                f"{label}: external data file '{location}' is truncated: tensor '{tensor.name}' needs "
+                f"bytes {offset}..{offset + length}, the file has {sizes[location]}"
+            )
+
+
+__all__ = ["AUTO_EXTERNAL_BYTES", "load_model", "save_model", "tensor_bytes", "to_proto"]

@@ -1,0 +1,309 @@
+"""Normalise a model into the form the other passes expect. Each step is an identity of the maths:
+
+1. Opset: a model importing ai.onnx opset < 13 is upgraded to 13 with ``onnx.version_converter``
+   (per-channel QuantizeLinear/DequantizeLinear need 13) or refused; an opset newer than the
+   installed onnxruntime runs is refused.
+2. Initializers that are also graph inputs (IR < 4 exports) are dropped from the inputs, so they
+   are constants: onnxruntime can fold them and its QDQ fusion sees constant weights.
+3. Constants become initializers: ``Constant`` nodes; ``ConstantOfShape(s)`` with a constant
+   shape ``s`` -> ``full(s, value)``; ``Identity(c)`` of a constant ``c`` -> ``c``; ``Shape(x)`` of a
+   statically shaped ``x``; and the cheap deterministic ops of :data:`FOLDABLE_OPS` on constant
+   inputs (exporters build weights and zero biases that way: ``Expand(CastLike(0, x), Shape(W)[:1])``).
+   A result bigger than both :data:`MAX_FOLD_ELEMENTS` elements and its inputs is not folded.
+4. ``Identity(x) = x`` and inference-mode ``Dropout(x) = x`` (training exports keep Dropout; its
+   mask output must be unused) are bypassed unless they produce a graph output, so they do not
+   split a fusion group.
+5. ``Sum(a, b) = Add(a, b)`` (same multidirectional broadcasting); ``Sum(a) = a``; ``Sum`` of three or
+   more inputs is left alone and reported.
+6. Every node of the main graph gets a unique name (unnamed or duplicate ones get fresh names such
+   as ``Relu_1``), since qconfigs and reports refer to nodes by name.
+7. Shapes are inferred where onnx can (best effort: a model without shape information still works).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnx_ir.passes.common
+import onnxruntime as ort
+from onnx import version_converter
+from onnx.reference import ReferenceEvaluator
+
+from onnxq.errors import UnsupportedModelError
+from onnxq.graph import (
+    NameAuthority,
+    constant_array,
+    opset_version,
+    remove_node,
+    remove_unused_initializers,
+    replace_all_uses,
+)
+from onnxq.io import to_proto
+from onnxq.passes.base import PassResult
+
+logger = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+MAX_FOLD_ELEMENTS = 1 << 22
+
+#: Deterministic ops folded when every input is constant (CastLike: when the target dtype is known).
+FOLDABLE_OPS = frozenset(
+    {
+        "Add",
+        "Cast",
+        "CastLike",
+        "Concat",
+        "Div",
+        "Expand",
+        "Gather",
+        "Mul",
+        "Neg",
+        "Reshape",
+        "Slice",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Transpose",
+        "Unsqueeze",
+    }
+)
+
+
+@functools.cache
+def onnxruntime_max_opset() -> int:
+    """The newest ai.onnx opset the installed onnxruntime accepts (probed once with a tiny model)."""
+    h = onnx.helper
+    for version in range(onnx.defs.onnx_opset_version() + 2, MIN_OPSET - 1, -1):
+        graph = h.make_graph(
+            [h.make_node("Relu", ["x"], ["y"])],
+            "probe",
+            [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+        probe = h.make_model(graph, opset_imports=[h.make_opsetid("", version)], ir_version=8)
+        try:
+            ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception:  # onnxruntime raises its own Fail/InvalidGraph types
+            continue
+        return version
+    return MIN_OPSET
+
+
+def _static_shape(node: ir.Node) -> np.ndarray | None:
+    """``Shape(x)[start:end]`` when every dimension of ``x`` is a known integer."""
+    shape = node.inputs[0].shape if node.inputs and node.inputs[0] is not None else None
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    dims = [int(d) for d in shape]
+    start = node.attributes.get_int("start", 0)
+    end = node.attributes.get_int("end", len(dims))
+    return np.array(dims[start:end], dtype=np.int64)
+
+
+def _evaluate(node: ir.Node) -> np.ndarray | None:
+    """Run one node on its constant inputs with the onnx reference implementation."""
+    feeds: dict[str, np.ndarray] = {}
+    for i, value in enumerate(node.inputs):
+        if value is None:
+            continue
+        array = constant_array(value)
+        if array is None and node.op_type == "CastLike" and i == 1 and value.dtype is not None:
+            array = np.zeros(0, dtype=value.dtype.numpy())
+        if array is None or not value.name:
+            return None
+        feeds[value.name] = array
+    if len(node.outputs) != 1 or not node.outputs[0].name:
+        return None
+    try:
+        (result,) = ReferenceEvaluator(ir.serde.serialize_node(node)).run(None, feeds)
+    except Exception as exc:  # an op the reference cannot run here: leave the node alone
+        logger.debug("normalize: not folding %s '%s': %s", node.op_type, node.name, exc)
+        return None
+    result = np.asarray(result)
+    # Folding may not blow the file up (Expand); same-size rewrites (Transpose, Cast) always fold.
+    limit = max(MAX_FOLD_ELEMENTS, sum(a.size for a in feeds.values()))
+    return result if result.size <= limit else None
+
+
+class Normalize:
+    """Upgrade the opset and canonicalise constants, graph inputs and ``Sum`` (see module docstring).
+
+    Args:
+        target_opset: Opset that models older than ``MIN_OPSET`` are upgraded to.
+        infer_shapes: Run onnx shape inference at the end (best effort).
+    """
+
+    name = "normalize"
+
+    def __init__(self, target_opset: int = MIN_OPSET, *, infer_shapes: bool = True) -> None:
+        if target_opset < MIN_OPSET:
+            raise ValueError(f"target_opset must be >= {MIN_OPSET}, got {target_opset}")
+        self.target_opset = target_opset
+        self.infer_shapes = infer_shapes
+
+    def __call__(self, model: ir.Model) -> PassResult:
+        notes: list[str] = []
+        model, count = self._upgrade_opset(model, notes)
+        graph = model.graph
+        names = NameAuthority(graph)
+        self._name_nodes(graph, names)
+        dropped = self._drop_initializer_inputs(graph, notes)
+        if dropped:
+            # IR < 4 requires every initializer to be a graph input; opset 13 goes with IR 7.
+            model.ir_version = max(model.ir_version, 7)
+        count += dropped
+        count += self._fold_constants(graph, names)
+        count += self._bypass_identities(graph, names, notes)
+        count += self._rewrite_sums(graph, names, notes)
+        remove_unused_initializers(graph)
+        if self.infer_shapes:
+            try:
+                onnx_ir.passes.common.ShapeInferencePass(strict_mode=False)(model)
+            except Exception as exc:  # shape inference is an optional improvement
+                logger.warning("normalize: shape inference failed, continuing without: %s", exc)
+        return PassResult(model, count, tuple(notes))
+
+    def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> tuple[ir.Model, int]:
+        version = opset_version(model)
+        newest = onnxruntime_max_opset()
+        if version > newest:
+            raise UnsupportedModelError(
+                f"model uses ai.onnx opset {version}, newer than onnxruntime {ort.__version__} supports "
+                f"(max {newest}); export it with opset {newest} or lower"
+            )
+        if version >= MIN_OPSET:
+            return model, 0
+        try:
+            proto = version_converter.convert_version(to_proto(model), self.target_opset)
+            onnx.checker.check_model(proto)
+            upgraded = ir.serde.deserialize_model(proto)
+        except Exception as exc:  # the converter raises RuntimeError/ValidationError/...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedModelError(
+                f"model uses ai.onnx opset {version} (< {MIN_OPSET}) and cannot be upgraded to opset "
+                f"{self.target_opset}: {first}"
+            ) from exc
+        notes.append(f"opset upgraded from {version} to {self.target_opset}")
+        logger.info("normalize: opset upgraded from %d to %d", version, self.target_opset)
+        return upgraded, 1
+
+    @staticmethod
+    def _name_nodes(graph: ir.Graph, names: NameAuthority) -> None:
+        """Give unnamed and duplicate-named nodes fresh names: configs and reports refer to nodes by name."""
+        seen: set[str] = set()
+        renamed = 0
+        for node in graph:
+            if not node.name or node.name in seen:
+                node.name = names.node(node.op_type)
+                renamed += 1
+            seen.add(node.name)
+        if renamed:
+            logger.debug("normalize: named %d unnamed or duplicate-named node(s)", renamed)
+
+    @staticmethod
+    def _drop_initializer_inputs(graph: ir.Graph, notes: list[str]) -> int:
+        dropped = [v for v in graph.inputs if v.is_initializer()]
+        for value in dropped:
+            graph.inputs.remove(value)
+        if dropped:
+            notes.append(f"{len(dropped)} initializer(s) removed from the graph inputs (old IR style)")
+        return len(dropped)
+
+    def _fold_constants(self, graph: ir.Graph, names: NameAuthority) -> int:
+        count = 0
+        changed = True
+        while changed:
+            changed = False
+            for node in list(graph):
+                if node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+                    continue
+                out = node.outputs[0]
+                if out.is_graph_output():
+                    continue
+                array = self._folded_value(node)
+                if array is None:
+                    continue
+                if node.op_type == "Identity":
+                    replace_all_uses(out, node.inputs[0], names)
+                else:
+                    name = out.name or names.value(node.op_type.lower())
+                    out.name = names.value(f"{name}_folded")
+                    init = ir.Value(
+                        name=name,
+                        shape=ir.Shape(array.shape),
+                        type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+                        const_value=ir.tensor(array, name=name),
+                    )
+                    graph.register_initializer(init)
+                    replace_all_uses(out, init, names)
+                remove_node(node)
+                count += 1
+                changed = True
+        return count
+
+    @staticmethod
+    def _bypass_identities(graph: ir.Graph, names: NameAuthority, notes: list[str]) -> int:
+        """Remove ``Identity`` and inference-time ``Dropout`` (mask unused) unless they feed a graph output."""
+        count = dropouts = 0
+        for node in list(graph):
+            if node.domain not in ("", "ai.onnx") or node.op_type not in ("Identity", "Dropout"):
+                continue
+            out, extra = node.outputs[0], node.outputs[1:]
+            if out.is_graph_output() or any(v.uses() or v.is_graph_output() for v in extra):
+                continue
+            if not node.inputs or node.inputs[0] is None:
+                continue
+            replace_all_uses(out, node.inputs[0], names)
+            remove_node(node)
+            count += 1
+            dropouts += node.op_type == "Dropout"
+        if dropouts:
+            notes.append(f"{dropouts} Dropout node(s) removed: inference semantics (identity)")
+        return count
+
+    @staticmethod
+    def _folded_value(node: ir.Node) -> np.ndarray | None:
+        """The constant ``node`` computes, if it is one this pass folds."""
+        if node.op_type == "Constant":
+            return constant_array(node.outputs[0])
+        first = node.inputs[0] if node.inputs else None
+        if node.op_type == "Identity":
+            return constant_array(first)
+        if node.op_type == "ConstantOfShape":
+            shape = constant_array(first)
+            if shape is None or shape.ndim != 1 or np.any(shape < 0) or np.prod(shape) > MAX_FOLD_ELEMENTS:
+                return None
+            fill = node.attributes.get_tensor("value")
+            fill_array = np.zeros(1, np.float32) if fill is None else np.asarray(fill.numpy()).reshape(-1)
+            return np.full(tuple(int(d) for d in shape), fill_array[0], dtype=fill_array.dtype)
+        if node.op_type == "Shape":
+            return _static_shape(node)
+        if node.op_type in FOLDABLE_OPS:
+            return _evaluate(node)
+        return None
+
+    @staticmethod
+    def _rewrite_sums(graph: ir.Graph, names: NameAuthority, notes: list[str]) -> int:
+        count = 0
+        for node in list(graph):
+            if node.op_type != "Sum" or node.domain not in ("", "ai.onnx"):
+                continue
+            if len(node.inputs) == 2:
+                node.op_type = "Add"
+            elif len(node.inputs) == 1 and node.outputs[0].is_graph_output():
+                node.op_type = "Identity"
+            elif len(node.inputs) == 1:
+                replace_all_uses(node.outputs[0], node.inputs[0], names)
+                remove_node(node)
+            else:
+                notes.append(f"Sum '{node.name}' has {len(node.inputs)} inputs: left as Sum (stays float)")
+                continue
+            count += 1
+        return count
+
+
+__all__ = ["FOLDABLE_OPS", "MAX_FOLD_ELEMENTS", "MIN_OPSET", "Normalize", "onnxruntime_max_opset"]

@@ -1,0 +1,225 @@
+"""Shared test fixtures: build small models, export torch modules, run and compare under onnxruntime.
+
+Fixtures (request them by name in a test's arguments):
+
+``model_from_text(text) -> onnx.ModelProto``
+    Parse ONNX text syntax (``onnx.parser``) and check the model, e.g.::
+
+        model = model_from_text('''
+            <ir_version: 8, opset_import: ["" : 13]>
+            g (float[1, 4] x) => (float[1, 4] y) { y = Relu(x) }
+        ''')
+
+``export_torch(module, example_inputs, exporter=..., opset=..., **options) -> onnx.ModelProto``
+    Export ``module`` (put in eval mode) with ``exporter="dynamo"`` (``torch.onnx.export(...,
+    dynamo=True)``, opset >= 18) or ``"torchscript"`` (``dynamo=False``). ``options`` go to
+    ``torch.onnx.export`` (e.g. ``training=torch.onnx.TrainingMode.TRAINING``,
+    ``do_constant_folding=False``, ``optimize=False`` for dynamo). Skips the test without torch.
+
+``torch_exporter`` (parametrised)
+    One ``ExporterConfig(exporter, opset)`` per entry of :data:`EXPORTERS` — both exporters at two
+    opsets each. A test taking it runs four times::
+
+        def test_x(export_torch, torch_exporter):
+            model = export_torch(MyNet(), (torch.randn(2, 3, 8, 8),), *torch_exporter)
+
+``run_ort(model, feeds, optimize=True) -> list[np.ndarray]``
+    Run a ``ModelProto`` / ``onnx_ir.Model`` / path on the CPU provider, graph optimisations on
+    (``ORT_ENABLE_ALL``) or off (``ORT_DISABLE_ALL``).
+
+``random_feeds(model, seed=0, dims=None) -> dict[str, np.ndarray]``
+    Random inputs for every graph input that is not an initializer; symbolic dimensions become
+    ``dims.get(name, 2)``.
+
+``assert_same_outputs(before, after, feeds=None, rtol=1e-4, atol=1e-4)``
+    Run both models on the same inputs (random if ``feeds`` is None) and assert every output is
+    close, with ``atol`` scaled by the largest reference magnitude.
+
+``op_counts(model) -> dict[str, int]``
+    ``{op_type: count}`` over the main graph of a ``ModelProto`` or ``onnx_ir.Model``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnx
+import onnx.parser
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+
+from onnxq.io import to_proto
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+class ExporterConfig(NamedTuple):
+    """Which torch exporter to use and at which opset."""
+
+    exporter: str
+    opset: int
+
+
+#: Both torch exporters, two opsets each (the dynamo exporter supports opset >= 18 only).
+EXPORTERS: tuple[ExporterConfig, ...] = (
+    ExporterConfig("torchscript", 13),
+    ExporterConfig("torchscript", 17),
+    ExporterConfig("dynamo", 18),
+    ExporterConfig("dynamo", 20),
+)
+
+
+ModelLike = onnx.ModelProto | ir.Model | str | os.PathLike
+
+
+def _as_proto(model: ModelLike) -> onnx.ModelProto:
+    if isinstance(model, ir.Model):
+        return to_proto(model)
+    if isinstance(model, (str, os.PathLike)):
+        return onnx.load(str(model))
+    return model
+
+
+def build_model_from_text(text: str) -> onnx.ModelProto:
+    """Parse ONNX text syntax into a checked ``ModelProto``."""
+    model = onnx.parser.parse_model(text)
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_torch_module(
+    module: Any,
+    example_inputs: Sequence[Any],
+    exporter: str = "torchscript",
+    opset: int = 17,
+    **options: Any,
+) -> onnx.ModelProto:
+    """Export a torch module to a ``ModelProto`` with the chosen exporter (see module docstring)."""
+    torch = pytest.importorskip("torch")
+    if exporter not in ("dynamo", "torchscript"):
+        raise ValueError(f"exporter must be 'dynamo' or 'torchscript', got {exporter!r}")
+    module = module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            program = torch.onnx.export(
+                module, tuple(example_inputs), dynamo=True, opset_version=opset, verbose=False, **options
+            )
+            return program.model_proto
+        buffer = io.BytesIO()
+        torch.onnx.export(module, tuple(example_inputs), buffer, dynamo=False, opset_version=opset, **options)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def run_model(model: ModelLike, feeds: Mapping[str, np.ndarray], optimize: bool = True) -> list[np.ndarray]:
+    """Run ``model`` on the CPU provider and return all outputs."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        _as_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, dict(feeds))
+
+
+def make_random_feeds(
+    model: ModelLike, seed: int = 0, dims: Mapping[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Random inputs (standard normal for floats, 0..9 for integers) for the model's real inputs."""
+    proto = _as_proto(model)
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in proto.graph.initializer}
+    feeds: dict[str, np.ndarray] = {}
+    for value in proto.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        shape = [
+            d.dim_value if d.HasField("dim_value") else (dims or {}).get(d.dim_param, 2)
+            for d in tensor_type.shape.dim
+        ]
+        dtype = _NP_TYPES[tensor_type.elem_type]
+        if np.issubdtype(dtype, np.floating):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[value.name] = rng.integers(0, 10, size=shape).astype(dtype)
+    return feeds
+
+
+def assert_outputs_close(
+    before: ModelLike,
+    after: ModelLike,
+    feeds: Mapping[str, np.ndarray] | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    optimize: bool = True,
+) -> None:
+    """Assert ``after`` computes what ``before`` does on ``feeds`` (random when None)."""
+    feeds = make_random_feeds(before) if feeds is None else feeds
+    expected = run_model(before, feeds, optimize)
+    got = run_model(after, feeds, optimize)
+    assert len(expected) == len(got), f"{len(expected)} outputs before, {len(got)} after"
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        assert e.shape == g.shape, f"output {i}: shape {e.shape} before, {g.shape} after"
+        scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * scale, err_msg=f"output {i}")
+
+
+def count_op_types(model: ModelLike) -> dict[str, int]:
+    """``{op_type: count}`` over the main graph."""
+    counts: dict[str, int] = {}
+    for node in _as_proto(model).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+@pytest.fixture
+def model_from_text() -> Callable[[str], onnx.ModelProto]:
+    return build_model_from_text
+
+
+@pytest.fixture
+def export_torch() -> Callable[..., onnx.ModelProto]:
+    return export_torch_module
+
+
+@pytest.fixture(params=EXPORTERS, ids=[f"{e.exporter}-opset{e.opset}" for e in EXPORTERS])
+def torch_exporter(request: pytest.FixtureRequest) -> ExporterConfig:
+    return request.param
+
+
+@pytest.fixture
+def run_ort() -> Callable[..., list[np.ndarray]]:
+    return run_model
+
+
+@pytest.fixture
+def random_feeds() -> Callable[..., dict[str, np.ndarray]]:
+    return make_random_feeds
+
+
+@pytest.fixture
+def assert_same_outputs() -> Callable[..., None]:
+    return assert_outputs_close
+
+
+@pytest.fixture
+def op_counts() -> Callable[[ModelLike], dict[str, int]]:
+    return count_op_types

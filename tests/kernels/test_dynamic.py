@@ -1,0 +1,146 @@
+"""Native dynamic-quantization matmul vs the numpy reference (every ISA present) and vs
+onnxruntime's DynamicQuantizeLinear / DynamicQuantizeMatMul."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from onnxq.errors import KernelError
+from onnxq.kernels import ISAS, available_isas, use_isa
+from onnxq.kernels.dynamic import dynamic_matmul, dynamic_quantize, pack_dynamic_weights
+from onnxq.kernels.reference import dynamic as ref
+
+PRESENT = available_isas()
+ISA_PARAMS = [
+    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
+    for name in ISAS
+]
+F32 = np.float32
+
+
+@pytest.fixture(params=ISA_PARAMS)
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    with use_isa(request.param) as active:
+        yield active
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype == F32
+    np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def _problem(seed: int, m: int, k: int, n: int, kind: str = "normal"):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((m, k)) * rng.uniform(0.1, 10)).astype(F32)
+    if kind == "positive":
+        a = np.abs(a)  # zero point 0
+    elif kind == "negative":
+        a = -np.abs(a)  # zero point 255
+    elif kind == "zeros":
+        a = np.zeros((m, k), F32)  # scale 1
+    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    w[0, :] = 127 if n > 1 else w[0, :]
+    ws = rng.uniform(1e-3, 0.1, n).astype(F32)
+    bias = rng.standard_normal(n).astype(F32)
+    return a, w, ws, bias
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("kind", ["normal", "positive", "negative", "zeros"])
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (3, 17, 5), (7, 64, 33), (13, 70, 48),
+                                           (2, 129, 17)])
+def test_dynamic_matmul_matches_reference_bitexact(isa, per_row, kind, m, k, n) -> None:
+    a, w, ws, bias = _problem(m * 100 + k + n, m, k, n, kind)
+    packed = pack_dynamic_weights(w, ws)
+    for b in (None, bias):
+        got = dynamic_matmul(a, packed, bias=b, per_row=per_row)
+        _same_bits(got, ref.dynamic_matmul(a, w, ws, b, per_row=per_row))
+    q, scale, zp = dynamic_quantize(a, per_row=per_row)
+    rq, rscale, rzp = ref.dynamic_quantize(a, per_row=per_row)
+    np.testing.assert_array_equal(q, rq)
+    _same_bits(scale, rscale)
+    np.testing.assert_array_equal(zp, rzp)
+    expected_zp = {"positive": 0, "negative": 255, "zeros": 0}.get(kind)
+    if expected_zp is not None:
+        assert np.all(zp == expected_zp)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 9), k=st.integers(1, 150), n=st.integers(1, 70), per_row=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_dynamic_matmul_matches_reference_on_random_shapes(isa, m, k, n, per_row, seed) -> None:
+    a, w, ws, bias = _problem(seed, m, k, n)
+    got = dynamic_matmul(a, pack_dynamic_weights(w, ws), bias=bias, per_row=per_row)
+    _same_bits(got, ref.dynamic_matmul(a, w, ws, bias, per_row=per_row))
+
+
+def test_dynamic_quantize_saturates_and_rounds_half_to_even() -> None:
+    # range [-1, 254]: scale 1, zero point 1; 2.5 -> 2 + 1, 3.5 -> 4 + 1
+    a = np.array([[-1.0, 254.0, 2.5, 3.5, 0.0]], F32)
+    q, scale, zp = dynamic_quantize(a)
+    assert scale[0] == F32(1.0) and zp[0] == 1
+    np.testing.assert_array_equal(q, [[0, 255, 3, 5, 1]])
+
+
+def _session(nodes, inputs, outputs) -> ort.InferenceSession:
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def test_dynamic_matmul_bits_match_onnxruntime_dynamicquantizematmul() -> None:
+    vi = helper.make_tensor_value_info
+    mismatches = total = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        m, k, n = (int(v) for v in rng.integers(1, 40, 3))
+        a, w, ws, bias = _problem(seed, m, k, n, ["normal", "positive", "negative"][seed % 3])
+        node = helper.make_node("DynamicQuantizeMatMul", ["a", "b", "bs", "", "bias"], ["y"],
+                                domain="com.microsoft")
+        sess = _session([node], [vi("a", TensorProto.FLOAT, [m, k]), vi("b", TensorProto.INT8, [k, n]),
+                                 vi("bs", TensorProto.FLOAT, [n]), vi("bias", TensorProto.FLOAT, [n])],
+                        [vi("y", TensorProto.FLOAT, None)])
+        want = sess.run(None, {"a": a, "b": np.ascontiguousarray(w.T), "bs": ws, "bias": bias})[0]
+        got = dynamic_matmul(a, pack_dynamic_weights(w, ws), bias=bias)
+        mismatches += int((got.view(np.int32) != want.view(np.int32)).sum())
+        total += want.size
+        node = helper.make_node("DynamicQuantizeLinear", ["a"], ["q", "s", "z"])
+        sess = _session([node], [vi("a", TensorProto.FLOAT, [m, k])],
+                        [vi("q", TensorProto.UINT8, None), vi("s", TensorProto.FLOAT, None),
+                         vi("z", TensorProto.UINT8, None)])
+        q_ort, s_ort, z_ort = sess.run(None, {"a": a})
+        q, s, z = dynamic_quantize(a)
+        np.testing.assert_array_equal(q, q_ort)
+        assert s[0] == s_ort and z[0] == z_ort
+    assert total > 500
+    assert mismatches == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: dynamic_matmul(np.zeros((2, 5), F32), p), "has 5 columns"),
+        (lambda p: dynamic_matmul(np.zeros((0, 4), F32), p), "zero-size"),
+        (lambda p: dynamic_matmul(np.zeros((2, 4), np.float64), p), "float32"),
+        (lambda p: dynamic_matmul(np.full((2, 4), np.inf, F32), p), "expected finite values"),
+        (lambda p: dynamic_matmul(np.zeros((2, 4), F32), p, bias=np.zeros(2, F32)),
+         "bias: expected 3"),
+        (lambda p: pack_dynamic_weights(np.zeros((3, 4), np.int8), [1.0, 2.0]), "w_scale"),
+        (lambda p: pack_dynamic_weights(np.zeros((3, 4), np.int8), -1.0), "w_scale"),
+        (lambda p: pack_dynamic_weights(np.zeros((3, 4), np.uint8), 1.0), "int8"),
+    ],
+)
+def test_dynamic_matmul_rejects_bad_input(call, match) -> None:
+    packed = pack_dynamic_weights(np.ones((3, 4), np.int8), 0.1)
+    with pytest.raises(KernelError, match=match):
+        call(packed)

@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx.parser
+import pytest
+
+from onnxq.errors import UnsupportedModelError
+from onnxq.graph import opset_version
+from onnxq.io import load_model, to_proto
+from onnxq.passes import normalize as normalize_module
+from onnxq.passes.normalize import MIN_OPSET, Normalize, onnxruntime_max_opset
+
+
+def _normalize(model: onnx.ModelProto, **kwargs):
+    result = Normalize(**kwargs)(load_model(model))
+    proto = to_proto(result.model)
+    onnx.checker.check_model(proto)
+    return result, proto
+
+
+def test_normalize_upgrades_opset_11_model_to_13(model_from_text, assert_same_outputs, op_counts):
+    model = model_from_text("""
+        <ir_version: 7, opset_import: ["" : 11]>
+        g (float[2, 3, 4] x) => (float[2, 4] y) {
+            lo = Constant <value = float {-1.0}> ()
+            hi = Constant <value = float {6.0}> ()
+            one = Constant <value = float[1, 4] {1.0, 2.0, 3.0, 4.0}> ()
+            c = Clip(x, lo, hi)
+            s = Squeeze <axes = [0]> (one)
+            r = ReduceSum <axes = [1], keepdims = 0> (c)
+            y = Add(r, s)
+        }
+    """)
+    result, upgraded = _normalize(model)
+    assert opset_version(result.model) == MIN_OPSET
+    assert result.notes[0] == "opset upgraded from 11 to 13"
+    reduce_sum = next(n for n in upgraded.graph.node if n.op_type == "ReduceSum")
+    assert len(reduce_sum.input) == 2 and not any(a.name == "axes" for a in reduce_sum.attribute)
+    assert "Constant" not in op_counts(upgraded)
+    assert_same_outputs(model, upgraded)
+
+
+def test_normalize_refuses_opset_it_cannot_upgrade(model_from_text):
+    model = onnx.parser.parse_model("""
+        <ir_version: 7, opset_import: ["" : 10]>
+        g (float[1, 2, 4, 4] x) => (float[1, 2, 8, 8] y) <float[4] s = {1.0, 1.0, 2.0, 2.0}> {
+            y = Upsample <mode = "nearest"> (x, s)
+        }
+    """)
+    with pytest.raises(
+        UnsupportedModelError, match=r"opset 10 \(< 13\) and cannot be upgraded to opset 13: "
+    ):
+        Normalize()(load_model(model))
+
+
+def test_normalize_refuses_opset_newer_than_onnxruntime():
+    newest = onnxruntime_max_opset()
+    assert newest >= 21
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", newest + 1)], ir_version=8)
+    with pytest.raises(
+        UnsupportedModelError, match=rf"opset {newest + 1}, newer than onnxruntime .* \(max {newest}\)"
+    ):
+        Normalize()(load_model(model))
+
+
+def test_normalize_leaves_opset_13_and_newer_alone(model_from_text):
+    for opset in (13, 17, 20):
+        model = model_from_text(f"""
+            <ir_version: 8, opset_import: ["" : {opset}]>
+            g (float[2] x) => (float[2] y) {{ y = Relu(x) }}
+        """)
+        result, _ = _normalize(model)
+        assert result.count == 0 and result.notes == ()
+        assert opset_version(result.model) == opset
+
+
+def test_normalize_removes_initializers_from_graph_inputs(run_ort):
+    w = np.arange(6, dtype=np.float32).reshape(3, 2)
+    graph = oh.make_graph(
+        [oh.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [
+            oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 3]),
+            oh.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [3, 2]),
+        ],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 2])],
+        [onnx.numpy_helper.from_array(w, "w")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)], ir_version=3)
+    result, normalized = _normalize(model)
+    assert [i.name for i in normalized.graph.input] == ["x"]
+    assert [i.name for i in normalized.graph.initializer] == ["w"]
+    assert result.notes == ("1 initializer(s) removed from the graph inputs (old IR style)",)
+    x = np.ones((4, 3), np.float32)
+    np.testing.assert_array_equal(run_ort(normalized, {"x": x})[0], x @ w)
+
+
+def test_normalize_folds_constant_subgraphs_into_initializers(
+    model_from_text, assert_same_outputs, op_counts
+):
+    model = model_from_text(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2, 3, 5, 5] x) => (float[2, 4, 3, 3] y) <float[4, 3, 3, 3] w0> {
+            w = Identity(w0)
+            shape = Constant <value_ints = [4]> ()
+            zero = ConstantOfShape <value = float[1] {0.25}> (shape)
+            wshape = Shape <end = 1> (w)
+            one = Constant <value = float {0.0}> ()
+            like = CastLike(one, x)
+            bias0 = Expand(like, wshape)
+            bias = Add(bias0, zero)
+            y = Conv(x, w, bias)
+        }
+    """.replace("<float[4, 3, 3, 3] w0>", "<float[4, 3, 3, 3] w0 = {" + ", ".join(["0.5"] * 108) + "}>")
+    )
+    result, folded = _normalize(model)
+    assert op_counts(folded) == {"Conv": 1}
+    conv = folded.graph.node[0]
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in folded.graph.initializer}
+    assert set(inits) == set(conv.input[1:])
+    np.testing.assert_array_equal(inits[conv.input[2]], np.full(4, 0.25, np.float32))
+    assert inits[conv.input[1]].shape == (4, 3, 3, 3)
+    assert result.count == 8
+    assert_same_outputs(model, folded)
+
+
+def test_normalize_keeps_huge_constant_of_shape(model_from_text, monkeypatch, op_counts):
+    monkeypatch.setattr(normalize_module, "MAX_FOLD_ELEMENTS", 10)
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4, 4] x) => (float[4, 4] y) {
+            shape = Constant <value_ints = [4, 4]> ()
+            z = ConstantOfShape <value = float[1] {1.0}> (shape)
+            y = Add(x, z)
+        }
+    """)
+    _, folded = _normalize(model)
+    assert op_counts(folded) == {"ConstantOfShape": 1, "Add": 1}
+
+
+def test_normalize_keeps_constant_that_is_graph_output(model_from_text, op_counts, assert_same_outputs):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x) => (float[2] y, float[2] c) {
+            c = Constant <value = float[2] {1.0, 2.0}> ()
+            y = Add(x, c)
+        }
+    """)
+    _, folded = _normalize(model)
+    assert op_counts(folded) == {"Constant": 1, "Add": 1}
+    assert [o.name for o in folded.graph.output] == ["y", "c"]
+    assert_same_outputs(model, folded)
+
+
+def test_normalize_rewrites_sum_by_arity(model_from_text, op_counts, assert_same_outputs):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2, 3] a, float[3] b, float[2, 3] c)
+          => (float[2, 3] two, float[2, 3] three, float[2, 3] out1) {
+            two = Sum(a, b)
+            inner = Sum(c)
+            three = Sum(two, inner, a)
+            out1 = Sum(c)
+        }
+    """)
+    result, normalized = _normalize(model)
+    assert op_counts(normalized) == {"Add": 1, "Sum": 1, "Identity": 1}
+    assert result.count == 3
+    assert len(result.notes) == 1 and result.notes[0].endswith("has 3 inputs: left as Sum (stays float)")
+    three = next(n for n in normalized.graph.node if n.op_type == "Sum")
+    assert list(three.input) == ["two", "c", "a"]
+    assert [o.name for o in normalized.graph.output] == ["two", "three", "out1"]
+    assert_same_outputs(model, normalized)
+
+
+def test_normalize_works_without_shape_information(model_from_text, assert_same_outputs, run_ort):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 4] x) => (float y)
+          <float[4, 3] w = {1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0}> {
+            t = Identity(w)
+            m = MatMul(x, t)
+            c = Constant <value = float[3] {1.0, 1.0, 1.0}> ()
+            y = Sum(m, c)
+        }
+    """)
+    del model.graph.output[0].type.tensor_type.shape.dim[:]
+    result, normalized = _normalize(model, infer_shapes=False)
+    assert result.count == 3  # Identity folded, Constant lifted, Sum -> Add
+    assert [n.op_type for n in normalized.graph.node] == ["MatMul", "Add"]
+    x = np.ones((5, 4), np.float32)
+    np.testing.assert_array_equal(run_ort(normalized, {"x": x})[0], run_ort(model, {"x": x})[0])
+
+
+def test_normalize_infers_shapes_when_missing(model_from_text):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[5, 4] x) => (float[5, 4] y) { r = Relu(x)  y = Neg(r) }
+    """)
+    result, _ = _normalize(model)
+    relu = next(n for n in result.model.graph if n.op_type == "Relu")
+    assert list(relu.outputs[0].shape) == [5, 4]
+
+
+def test_normalize_names_unnamed_and_duplicate_nodes(model_from_text):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2] x) => (float[2] y) {
+            a = Relu(x)
+            [dup] b = Neg(a)
+            [dup] c = Abs(b)
+            [Relu] d = Neg(c)
+            y = Relu(d)
+        }
+    """)
+    result, normalized = _normalize(model)
+    names = [n.name for n in normalized.graph.node]
+    assert len(set(names)) == 5 and all(names)
+    assert names[1:4] == ["dup", "Abs", "Relu"]
+    assert names[0].startswith("Relu_") and names[4].startswith("Relu_")
+    assert result.count == 0
+
+
+def test_normalize_target_opset_validated():
+    with pytest.raises(ValueError, match="target_opset must be >= 13"):
+        Normalize(target_opset=11)
+
+
+def _torch_module():
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4, 5)
+            self.register_buffer("offset", torch.linspace(-1, 1, 5))
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x)).mean(dim=(2, 3))
+            return self.fc(y) * 2.0 + self.offset + torch.zeros(5)
+
+    torch.manual_seed(0)
+    return Net(), (torch.randn(2, 3, 6, 6),)
+
+
+def test_normalize_keeps_outputs_of_real_exports(
+    export_torch, torch_exporter, assert_same_outputs, op_counts
+):
+    net, inputs = _torch_module()
+    exported = export_torch(net, inputs, *torch_exporter)
+    _, normalized = _normalize(exported)
+    assert "Constant" not in op_counts(normalized)
+    assert op_counts(normalized)["Conv"] == 1
+    for optimize in (False, True):
+        assert_same_outputs(exported, normalized, optimize=optimize)
+
+
+@pytest.mark.parametrize("opset", [9, 11])
+def test_normalize_upgrades_old_torchscript_exports(export_torch, opset, assert_same_outputs):
+    net, inputs = _torch_module()
+    exported = export_torch(net, inputs, "torchscript", opset)
+    result, normalized = _normalize(exported)
+    assert opset_version(result.model) == MIN_OPSET
+    assert f"opset upgraded from {opset} to 13" in result.notes
+    assert_same_outputs(exported, normalized)

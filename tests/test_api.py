@@ -1,0 +1,219 @@
+"""Tests of the Python API (onnxq.api): prepare / calibrate / convert and quantize_static."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from onnxq.api import PreparedModel, prepare, quantize_static
+from onnxq.errors import CalibrationDataError, ConfigError, ModelLoadError
+from onnxq.io import load_model
+from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
+
+torch = pytest.importorskip("torch")
+
+MINMAX = QConfig(QSpec(observer="minmax"), QSpec("int8", symmetric=True, per_channel=True, observer="minmax"))
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
+
+
+class SmallNet(torch.nn.Module):
+    """Conv-BN-ReLU, depthwise Conv + ReLU6 with a residual Add, MaxPool, Linear, Sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 10)
+        with torch.no_grad():  # non-trivial BN statistics so that folding matters
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        y = torch.nn.functional.relu6(self.dw(y)) + y
+        y = self.pool(y).flatten(1)
+        return self.fc(y), torch.sigmoid(y[:, :4])
+
+
+def _batches(name: str, n: int = 4, seed: int = 0, shape=(8, 3, 8, 8)) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def _export(export_torch, exporter: str = "torchscript", opset: int = 17) -> onnx.ModelProto:
+    torch.manual_seed(0)
+    return export_torch(SmallNet(), (torch.randn(8, 3, 8, 8),), exporter, opset)
+
+
+def _ops(proto: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in proto.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+def _relative_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, feeds, run_ort, optimize: bool) -> float:
+    worst = 0.0
+    for e, g in zip(run_ort(fp32, feeds, optimize), run_ort(qdq, feeds, optimize), strict=True):
+        assert e.shape == g.shape and e.dtype == g.dtype
+        worst = max(worst, float(np.max(np.abs(g - e)) / np.max(np.abs(e))))
+    return worst
+
+
+def test_quantize_static_torch_model_is_qdq_and_close_to_fp32(export_torch, torch_exporter, run_ort) -> None:
+    fp32 = _export(export_torch, *torch_exporter)
+    name = fp32.graph.input[0].name
+    qdq = quantize_static(fp32, _batches(name), "x86", progress=False)
+    ops = _ops(qdq)
+    assert "BatchNormalization" not in ops
+    assert ops["Conv"] == 2 and ops["QuantizeLinear"] >= 6
+    inits = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    for conv in (n for n in qdq.graph.node if n.op_type in ("Conv", "Gemm")):
+        w_dq = producers[conv.input[1]]
+        assert w_dq.op_type == "DequantizeLinear" and inits[w_dq.input[0]].dtype == np.int8
+        assert inits[producers[conv.input[2]].input[0]].dtype == np.int32
+        assert producers[conv.input[0]].op_type == "DequantizeLinear"
+    for act in (n for n in qdq.graph.node if n.op_type in ("Relu", "Clip")):
+        assert producers[act.input[0]].op_type == "Conv"  # no Q/DQ between Conv and its activation
+    assert [o.name for o in qdq.graph.output] == [o.name for o in fp32.graph.output]
+    feeds = _batches(name, 1, seed=5)[0]
+    for optimize in (True, False):
+        assert _relative_error(fp32, qdq, feeds, run_ort, optimize) < 0.06
+
+
+def test_converted_model_is_fused_by_onnxruntime(export_torch, tmp_path: Path) -> None:
+    fp32 = _export(export_torch)
+    qdq = quantize_static(fp32, _batches(fp32.graph.input[0].name), MINMAX, progress=False)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(qdq.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fused = _ops(onnx.load(str(tmp_path / "optimized.onnx")))
+    assert fused.get("QLinearConv", 0) == 2 and "Conv" not in fused
+    assert fused.get("QGemm", 0) + fused.get("QLinearMatMul", 0) == 1
+
+
+def test_prepare_accepts_path_proto_and_ir_model_without_changing_it(model_from_text, tmp_path: Path) -> None:
+    proto = model_from_text(f"{HEADER}\ng (float[1, 4] x) => (float[1, 4] y) {{ [sig] y = Sigmoid(x) }}")
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    ir_model = load_model(proto)
+    before = onnx.printer.to_text(ir.to_proto(ir_model))
+    for source in (proto, path, str(path), ir_model):
+        prepared = prepare(source, "qnnpack")
+        assert isinstance(prepared, PreparedModel) and prepared.plan.quantized_nodes() == ("sig",)
+    assert onnx.printer.to_text(ir.to_proto(ir_model)) == before
+
+
+def test_quantize_static_accepts_every_qconfig_form(model_from_text, tmp_path: Path) -> None:
+    proto = model_from_text(f"{HEADER}\ng (float[2, 4] x) => (float[2, 4] y) {{ [add] y = Add(x, x) }}")
+    mapping = QConfigMapping(global_qconfig=get_default_qconfig("arm"))
+    json_path = tmp_path / "qconfig.json"
+    json_path.write_text(json.dumps(mapping.to_dict()))
+    batches = [{"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}]
+    for qconfig in ("x86", "qnnpack", MINMAX, mapping, json_path, str(json_path)):
+        qdq = quantize_static(proto, batches, qconfig, progress=False)
+        assert _ops(qdq) == {"QuantizeLinear": 2, "DequantizeLinear": 2, "Add": 1}
+    with pytest.raises(ConfigError, match="unknown qconfig backend"):
+        quantize_static(proto, batches, "avx9000", progress=False)
+
+
+def test_prepare_reports_bad_model_file(tmp_path: Path) -> None:
+    path = tmp_path / "not_a_model.onnx"
+    path.write_bytes(b"this is not protobuf at all \xff\xfe")
+    with pytest.raises(ModelLoadError, match=r"not_a_model\.onnx"):
+        prepare(path)
+
+
+def _minmax_graph(model_from_text) -> onnx.ModelProto:
+    return model_from_text(f"{HEADER}\ng (float[1, 4] x) => (float[1, 4] y) {{ [add] y = Add(x, x) }}")
+
+
+def test_calibrate_twice_streams_more_samples(model_from_text) -> None:
+    prepared = prepare(_minmax_graph(model_from_text), MINMAX)
+    prepared.calibrate([{"x": np.full((3, 4), 0.5, np.float32)}], progress=False)
+    first = {t.name: numpy_helper.to_array(t) for t in prepared.convert().graph.initializer}
+    prepared.calibrate([{"x": np.full((2, 4), -4.0, np.float32)}], progress=False)
+    second = {t.name: numpy_helper.to_array(t) for t in prepared.convert().graph.initializer}
+    assert prepared.num_samples == 5 and prepared.report.num_samples == 5
+    assert float(first["x_scale"]) == pytest.approx(0.5 / 255, rel=1e-6)
+    assert float(second["x_scale"]) == pytest.approx(4.5 / 255, rel=1e-6)
+
+
+def test_convert_before_calibrate_raises(model_from_text) -> None:
+    with pytest.raises(CalibrationDataError, match="calibrate"):
+        prepare(_minmax_graph(model_from_text), MINMAX).convert()
+
+
+def test_convert_keeps_prepared_model_float_and_is_repeatable(model_from_text) -> None:
+    prepared = prepare(_minmax_graph(model_from_text), MINMAX)
+    prepared.calibrate([{"x": np.ones((2, 4), np.float32)}], progress=False)
+    first, second = prepared.convert(), prepared.convert()
+    assert first.SerializeToString() == second.SerializeToString()
+    assert [n.op_type for n in prepared.model.graph] == ["Add"]
+
+
+def test_unreached_tensor_leaves_consumer_float_and_is_reported(model_from_text, caplog) -> None:
+    proto = model_from_text(f"""{HEADER}
+g (float[1, 4] x) => (float[1, 4] y, float[1, 4] z) {{
+    [log] l = Log(x)
+    [add] y = Add(l, l)
+    [mul] z = Mul(x, x)
+}}""")
+    prepared = prepare(proto, MINMAX)
+    prepared.calibrate([{"x": -np.ones((3, 4), np.float32)}], progress=False)  # log(-1) = NaN
+    with caplog.at_level(logging.WARNING):
+        qdq = prepared.convert()
+    report = prepared.report
+    assert report.unreached == ("l", "y")  # y = l + l is all NaN too
+    add = next(n for n in report.nodes if n.name == "add")
+    assert not add.quantized and "'l' was not reached" in (add.reason or "")
+    assert next(n for n in report.nodes if n.name == "mul").quantized
+    assert report.nonfinite == {"l": 12, "y": 12}
+    assert _ops(qdq)["QuantizeLinear"] == 2  # x and z only
+    assert any("no calibration sample" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_in_calibration_data_is_counted_with_one_warning(model_from_text, caplog) -> None:
+    prepared = prepare(_minmax_graph(model_from_text), MINMAX)
+    x = np.ones((4, 4), np.float32)
+    x[0, :3] = np.nan
+    x[1, 0] = np.inf
+    with caplog.at_level(logging.WARNING):
+        prepared.calibrate([{"x": x}], progress=False)
+        prepared.convert()
+    assert prepared.report.nonfinite == {"x": 4, "y": 4}
+    assert sum("NaN" in r.getMessage() for r in caplog.records) == 1
+    assert prepared.report.quantized[0].name == "add"
+
+
+def test_none_qconfig_node_stays_float_in_converted_model(export_torch, run_ort) -> None:
+    fp32 = _export(export_torch)
+    name = fp32.graph.input[0].name
+    convs = [d.name for d in prepare(fp32).plan.decisions if d.op_type == "Conv"]
+    mapping = QConfigMapping(global_qconfig=get_default_qconfig("x86")).set_node_name(convs[1], None)
+    prepared = prepare(fp32, mapping)
+    prepared.calibrate(_batches(name), progress=False)
+    qdq = prepared.convert()
+    inits = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    conv = next(n for n in qdq.graph.node if n.name == convs[1])
+    assert inits[conv.input[1]].dtype == np.float32  # float weight, no DequantizeLinear
+    entry = next(n for n in prepared.report.nodes if n.name == convs[1])
+    assert not entry.quantized and "qconfig is None" in (entry.reason or "")
+    assert _relative_error(fp32, qdq, _batches(name, 1, seed=3)[0], run_ort, True) < 0.06
+
+
+def test_quantize_static_writes_no_files(model_from_text, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    quantize_static(_minmax_graph(model_from_text), [{"x": np.ones((2, 4), np.float32)}], progress=False)
+    assert list(tmp_path.iterdir()) == []

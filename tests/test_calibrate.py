@@ -1,0 +1,247 @@
+"""calibrate(): observed ranges against direct computation, streaming, unreached tensors, bad data."""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+import onnxq.calibrate as calibrate_mod
+from onnxq.calibrate import calibrate
+from onnxq.errors import CalibrationDataError
+from onnxq.observers import HistogramObserver, MinMaxObserver, make_observer
+
+MLP = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 4] x) => (float[N, 2] y) <float[4, 3] w1, float[3] b1, float[3, 2] w2> {
+  h = MatMul(x, w1)
+  hb = Add(h, b1)
+  r = Relu(hb)
+  y = MatMul(r, w2)
+}
+"""
+
+
+def _mlp() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(size=(4, 3)).astype(np.float32),
+        "b1": rng.normal(size=3).astype(np.float32),
+        "w2": rng.normal(size=(3, 2)).astype(np.float32),
+    }
+    model = onnx.parser.parse_model(MLP)
+    for name, arr in weights.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(arr, name))
+    return model, weights
+
+
+def _data(n_batches: int = 6, n: int = 5, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"x": (rng.normal(size=(n, 4)) * (i + 1)).astype(np.float32)} for i in range(n_batches)]
+
+
+def _mlp_reference(weights: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+    h = x @ weights["w1"]
+    hb = h + weights["b1"]
+    r = np.maximum(hb, 0)
+    return {"x": x, "h": h, "hb": hb, "r": r, "y": r @ weights["w2"]}
+
+
+def test_minmax_ranges_match_numpy_forward_pass() -> None:
+    model, weights = _mlp()
+    data = _data()
+    names = ["x", "h", "hb", "r", "y", "w1"]
+    observers = {n: MinMaxObserver() for n in names}
+    result = calibrate(model, observers, data, progress=False)
+    ref = _mlp_reference(weights, np.concatenate([b["x"] for b in data]))
+    ref["w1"] = weights["w1"]
+    for name in names:
+        obs = result.observers[name]
+        assert float(obs.min_val) == pytest.approx(float(ref[name].min()), rel=1e-5, abs=1e-6), name
+        assert float(obs.max_val) == pytest.approx(float(ref[name].max()), rel=1e-5, abs=1e-6), name
+    assert result.num_samples == 30
+    assert result.unreached == frozenset() and result.nonfinite == {}
+
+
+def test_per_channel_and_histogram_observers_see_every_value() -> None:
+    model, weights = _mlp()
+    data = _data()
+    observers = {"hb": make_observer("per_channel_minmax", axis=1), "r": HistogramObserver(bins=256)}
+    calibrate(model, observers, data, progress=False)
+    ref = _mlp_reference(weights, np.concatenate([b["x"] for b in data]))
+    np.testing.assert_allclose(observers["hb"].min_val, ref["hb"].min(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(observers["hb"].max_val, ref["hb"].max(axis=0), rtol=1e-5)
+    hist = observers["r"]
+    assert hist.histogram.sum() == ref["r"].size
+    assert hist.max_val == pytest.approx(float(ref["r"].max()), rel=1e-5)
+
+
+def test_model_is_left_unchanged() -> None:
+    model, _ = _mlp()
+    before = model.SerializeToString()
+    calibrate(model, {"h": MinMaxObserver(), "y": MinMaxObserver()}, _data(), progress=False)
+    assert model.SerializeToString() == before
+
+
+def test_external_data_path_gives_the_same_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = _mlp()
+    small = {n: MinMaxObserver() for n in ("h", "r", "y")}
+    calibrate(model, small, _data(), progress=False)
+    monkeypatch.setattr(calibrate_mod, "LARGE_MODEL_BYTES", 0)  # force the temp-dir + external-data route
+    large = {n: MinMaxObserver() for n in ("h", "r", "y")}
+    calibrate(model, large, _data(), progress=False)
+    for name in small:
+        assert float(large[name].max_val) == float(small[name].max_val)
+    irm = ir.from_proto(model)
+    outputs_before = [v.name for v in irm.graph.outputs]
+    via_ir = {"r": MinMaxObserver()}
+    calibrate(irm, via_ir, _data(), progress=False)
+    assert float(via_ir["r"].max_val) == float(small["r"].max_val)
+    assert [v.name for v in irm.graph.outputs] == outputs_before
+
+
+def test_ir_model_input_is_accepted() -> None:
+    model, weights = _mlp()
+    obs = {"y": MinMaxObserver()}
+    calibrate(ir.from_proto(model), obs, _data(), progress=False)
+    ref = _mlp_reference(weights, np.concatenate([b["x"] for b in _data()]))
+    assert float(obs["y"].min_val) == pytest.approx(float(ref["y"].min()), rel=1e-5)
+
+
+def test_torch_model_ranges_match_torch_forward(export_torch, torch_exporter) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    model = export_torch(net, (torch.randn(2, 3, 8, 8),), *torch_exporter)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    in_name = model.graph.input[0].name
+    out_name = model.graph.output[0].name
+    names = [conv.output[0], relu.output[0], out_name]
+    observers = {n: MinMaxObserver() for n in names}
+    rng = np.random.default_rng(2)
+    data = [{in_name: rng.normal(size=(2, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    result = calibrate(model, observers, data, progress=False)
+    x = torch.from_numpy(np.concatenate([b[in_name] for b in data]))
+    with torch.no_grad():
+        conv_out = net.conv(x)
+        ref = {names[0]: conv_out, names[1]: torch.relu(conv_out), names[2]: net(x)}
+    for name in names:
+        assert float(observers[name].min_val) == pytest.approx(float(ref[name].min()), rel=1e-4, abs=1e-5)
+        assert float(observers[name].max_val) == pytest.approx(float(ref[name].max()), rel=1e-4, abs=1e-5)
+    assert result.num_samples == 8
+
+
+def test_static_batch_model_runs_in_its_batch_size() -> None:
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 13]> g (float[2, 3] x) => (float[2, 3] y) { y = Neg(x) }'
+    )
+    obs = {"y": MinMaxObserver()}
+    x = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    result = calibrate(model, obs, [{"x": x}], progress=False)
+    assert result.num_samples == 4  # the fifth sample cannot fill a batch of 2
+    assert float(obs["y"].min_val) == -11.0 and float(obs["y"].max_val) == 0.0
+
+
+IF_MODEL = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 2] x, bool c) => (float[N, 2] y) {
+  y = If(c) <
+    then_branch = t () => (float[N, 2] ty) { ty = Relu(x) },
+    else_branch = e () => (float[N, 2] ey) { ey = Neg(x) }
+  >
+}
+"""
+
+
+def test_subgraph_and_all_nan_tensors_are_unreached(caplog: pytest.LogCaptureFixture) -> None:
+    model = onnx.parser.parse_model(IF_MODEL)
+    observers = {"ty": MinMaxObserver(), "y": MinMaxObserver(), "x": MinMaxObserver()}
+    # no batch axis for the scalar condition: one leading samples axis on both inputs, fed per sample
+    data = [{"x": np.full((3, 1, 2), np.nan, np.float32), "c": np.array([True, True, True])}]
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, observers, data, progress=False)
+    assert result.unreached == frozenset({"ty", "y", "x"})
+    assert result.nonfinite == {"y": 6, "x": 6}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "12 NaN/Inf value(s) ignored in 2 tensor(s)" in warnings[0].getMessage()
+
+
+def test_nan_in_data_is_counted_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    model, _ = _mlp()
+    data = _data()
+    data[2]["x"][0, 1] = np.nan
+    data[4]["x"][3, 0] = np.inf
+    observers = {"x": MinMaxObserver(), "r": MinMaxObserver()}
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, observers, data, progress=False)
+    assert result.nonfinite["x"] == 2
+    assert result.nonfinite["r"] >= 2  # NaN/Inf propagate through the matmul
+    assert np.isfinite(observers["x"].max_val)
+    finite = np.concatenate([b["x"] for b in data])
+    assert float(observers["x"].max_val) == float(np.nanmax(np.where(np.isinf(finite), np.nan, finite)))
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+
+
+def test_unknown_tensor_name_is_an_error() -> None:
+    model, _ = _mlp()
+    with pytest.raises(ValueError, match="observed tensor 'nope' is not in the model graph"):
+        calibrate(model, {"nope": MinMaxObserver()}, _data(), progress=False)
+
+
+def test_empty_and_mismatched_data_are_calibration_errors() -> None:
+    model, _ = _mlp()
+    with pytest.raises(CalibrationDataError, match="calibration data is empty"):
+        calibrate(model, {"h": MinMaxObserver()}, [], progress=False)
+    bad = [{"x": np.zeros((2, 5), np.float32)}]
+    with pytest.raises(CalibrationDataError, match=r"input 'x': expected float32\[\?, 4\]"):
+        calibrate(model, {"h": MinMaxObserver()}, bad, progress=False)
+
+
+def _peak_memory(n_batches: int) -> int:
+    model, _ = _mlp()
+
+    def stream() -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(3)
+        for _ in range(n_batches):
+            yield {"x": rng.normal(size=(16, 4)).astype(np.float32)}
+
+    observers = {n: HistogramObserver(bins=512) for n in ("h", "hb", "r", "y")}
+    tracemalloc.start()
+    try:
+        calibrate(model, observers, stream(), progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert observers["h"].histogram.sum() == n_batches * 16 * 3
+    return peak
+
+
+def test_memory_does_not_grow_with_the_number_of_batches() -> None:
+    few, many = _peak_memory(50), _peak_memory(1000)
+    data_bytes = 1000 * 16 * 4 * 4
+    assert many < 1.2 * few  # 20 times the data, about the same peak
+    assert many - few < data_bytes / 10
+
+
+def test_progress_logs_when_stderr_is_not_a_tty(caplog: pytest.LogCaptureFixture) -> None:
+    model, _ = _mlp()
+    with caplog.at_level(logging.INFO, logger="onnxq.progress"):
+        calibrate(model, {"h": MinMaxObserver()}, _data(n_batches=4, n=4), progress=True)
+    messages = [r.getMessage() for r in caplog.records if r.name == "onnxq.progress"]
+    assert messages[-1].startswith("calibrating: done, 16/16 samples")

@@ -1,0 +1,111 @@
+"""``onnxq demo``: the bundled assets are present, small and consistent; the demo quantizes the model
+without losing accuracy, shrinks it, prints its table, and needs neither torch nor scikit-learn."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxq.cli import main
+from onnxq.demo import CALIB_FILE, EVAL_FILE, MODEL_FILE, asset_path, format_demo, run_demo
+from onnxq.inspect import inspect_model
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = (MODEL_FILE, CALIB_FILE, EVAL_FILE)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_demo(runs=3)
+
+
+def test_assets_are_small_and_consistent_with_the_model() -> None:
+    sizes = {name: asset_path(name).stat().st_size for name in ASSETS}
+    assert sum(sizes.values()) < 1024 * 1024
+    model = onnx.load(str(asset_path(MODEL_FILE)))
+    onnx.checker.check_model(model, full_check=True)
+    (inp,) = model.graph.input
+    dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+    assert (inp.name, dims) == ("input", ["batch", 1, 8, 8])
+    with np.load(asset_path(CALIB_FILE)) as z:
+        assert z.files == ["input"]
+        assert z["input"].shape == (64, 1, 8, 8) and z["input"].dtype == np.float32
+    with np.load(asset_path(EVAL_FILE)) as z:
+        images, labels = z["images"], z["labels"]
+    assert images.shape == (360, 1, 8, 8) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    counts = np.bincount(labels)
+    assert len(counts) == 10 and counts.min() >= 34 and counts.max() <= 38  # a stratified split
+
+
+def test_assets_are_covered_by_package_data() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["onnxq"]
+    for name in ASSETS:
+        assert any(fnmatch.fnmatch(f"data/{name}", p) for p in patterns), (
+            f"data/{name} would not be installed"
+        )
+
+
+def test_demo_keeps_accuracy_and_shrinks_model(result) -> None:
+    assert result.num_calib == 64 and result.num_eval == 360
+    assert result.fp32_accuracy >= 0.98
+    assert abs(result.int8_accuracy - result.fp32_accuracy) <= 0.01
+    assert result.agreement >= 0.99
+    assert result.size_ratio <= 0.40
+    assert result.fp32_latency_ms > 0 and result.int8_latency_ms > 0
+    assert len(result.report.quantized) >= 10
+
+
+def test_format_demo_prints_table_with_measured_numbers(result) -> None:
+    text = format_demo(result)
+    lines = text.splitlines()
+    assert lines[0].startswith("onnxq demo: digits CNN") and "qconfig x86" in lines[0]
+    acc = next(line for line in lines if line.startswith("top-1 accuracy"))
+    assert f"{100 * result.fp32_accuracy:.2f}%" in acc and f"{100 * result.int8_accuracy:.2f}%" in acc
+    size = next(line for line in lines if line.startswith("model size"))
+    assert f"{result.size_ratio:.2f}x" in size
+    assert any(line.startswith("latency") and "median of 3 runs" in line for line in lines)
+
+
+def test_demo_command_saves_int8_model_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "digits.int8.onnx"
+    assert main(["demo", "--runs", "2", "--qconfig", "qnnpack", "-o", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "qconfig qnnpack" in stdout and "top-1 accuracy" in stdout
+    summary = inspect_model(out)
+    assert summary.qdq_pairs > 5 and {"Conv", "Gemm"} <= {n.op_type for n in summary.quantized_nodes}
+
+
+def test_demo_runs_in_seconds_without_torch_or_sklearn(tmp_path: Path) -> None:
+    blocker = (
+        "import sys\n"
+        "for name in ('torch', 'sklearn', 'onnxscript'):\n"
+        "    sys.modules[name] = None  # any import of them now raises ImportError\n"
+        "from onnxq.cli import main\n"
+        "sys.exit(main(['demo', '--runs', '5']))\n"
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", blocker],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1 accuracy" in proc.stdout and "model size" in proc.stdout and "latency" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+    assert elapsed < 60
