@@ -23,7 +23,7 @@ import onnx_ir as ir
 
 from onnxq.errors import CalibrationDataError, OnnxqError
 from onnxq.graph import NameAuthority
-from onnxq.io import load_model, to_proto
+from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.passes import find_fusion_groups, run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ
 from onnxq.plan import QuantPlan, build_plan, elementwise_fusion_groups
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 ModelSource = Union[str, "os.PathLike[str]", onnx.ModelProto, ir.Model]
 QConfigLike = Union[str, "os.PathLike[str]", QConfig, QConfigMapping, None]
 Batches = Iterable[Mapping[str, np.ndarray]]
+CHECKER_MAX_BYTES = 1_800_000_000
 
 
 class PreparedModel:
@@ -91,15 +92,17 @@ class PreparedModel:
         plan = drop_unreached(self._plan, qparams)
         nonfinite = {k: o.nonfinite_count for k, o in self._observers.items() if o.nonfinite_count}
         if unreached:
-            logger.warning("%d tensor(s) reached by no calibration sample; their consumers stay float: %s",
-                           len(unreached), ", ".join(sorted(unreached)[:5]))
+            dropped = len(self._plan.quantized_nodes()) - len(plan.quantized_nodes())
+            logger.warning("%d tensor(s) reached by no calibration sample (%s); %d node(s) left in float",
+                           len(unreached), ", ".join(sorted(unreached)[:5]), dropped)
         model = self._model.clone()
         InsertQDQ(plan, qparams)(model)
-        proto = to_proto(model)
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
-            raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        proto = _without_initializer_value_info(to_proto(model))
+        if tensor_bytes(model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
+            try:
+                onnx.checker.check_model(proto)
+            except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
+                raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
         self._report = build_report(plan, unreached=unreached, nonfinite=nonfinite,
                                     num_samples=self._num_samples, pass_notes=self._pass_notes)
         logger.info("converted: %d of %d nodes quantized",
@@ -137,6 +140,16 @@ def quantize_static(
     prepared = prepare(model, qconfig)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert()
+
+
+def _without_initializer_value_info(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop ``value_info`` entries that repeat an initializer's own type (bytes only, no information)."""
+    initializers = {t.name for t in proto.graph.initializer}
+    keep = [vi for vi in proto.graph.value_info if vi.name not in initializers]
+    if len(keep) != len(proto.graph.value_info):
+        del proto.graph.value_info[:]
+        proto.graph.value_info.extend(keep)
+    return proto
 
 
 def _name_nodes(graph: ir.Graph) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,14 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from onnxq.data import Batch, count_samples, model_input_specs, rebatch, validate_batches
+from onnxq.data import (
+    MAX_DYNAMIC_BATCH,
+    Batch,
+    count_samples,
+    model_input_specs,
+    rebatch,
+    validate_batches,
+)
 from onnxq.errors import CalibrationDataError, UnsupportedModelError
 from onnxq.observers.base import Observer
 from onnxq.progress import Progress
@@ -34,6 +42,7 @@ from onnxq.progress import Progress
 logger = logging.getLogger(__name__)
 
 LARGE_MODEL_BYTES = 1_800_000_000  # serialise through external data above this size
+RUN_OUTPUT_BYTES = 96 << 20  # target size of the observed tensors of one run (dynamic batch)
 
 
 @dataclass(frozen=True)
@@ -160,8 +169,11 @@ def calibrate(
     """Run ``model`` over ``batches`` and update ``observers[name]`` with every value of ``name``.
 
     ``batches`` are validated against the model inputs and regrouped into runs of the model's
-    batch size (:mod:`onnxq.data`). Raises :class:`CalibrationDataError` on data that does not fit
-    the model or holds no sample, ``ValueError`` for an observed name the graph does not have.
+    batch size (:mod:`onnxq.data`); with a dynamic batch dimension the first run has one sample
+    and later ones as many (up to 16) as keep the fetched tensors near ``RUN_OUTPUT_BYTES``.
+
+    Raises :class:`CalibrationDataError` on data that does not fit the model or holds no sample,
+    ``ValueError`` for an observed name the graph does not have.
     """
     if isinstance(model, ir.Model) and _small_ir(model):
         model = ir.to_proto(model)
@@ -182,20 +194,34 @@ def calibrate(
             raise ValueError(f"observed tensor {name!r} is not in the model graph")
 
     num_samples = 0
-    runs = rebatch(specs, validate_batches(specs, batches))
+    run_size = [1]  # dynamic batch: one sample first, then as many as RUN_OUTPUT_BYTES allows
+    runs = rebatch(specs, validate_batches(specs, batches), max_batch=lambda: run_size[0])
+    # Observers of run k are updated on a worker thread while onnxruntime computes run k + 1
+    # (it releases the GIL); at most two runs' tensors are alive at any time.
     with (
         _session(model, fetched) as sess,
         Progress(count_samples(batches), "calibrating", enabled=progress) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxq-observe") as worker,
     ):
-        for feed, n in runs:
-            values = sess.run(fetched, feed) if fetched else []
-            for name, value in zip(fetched, values, strict=True):
-                _update(observers, name, value)
-            for name in from_feed:
-                _update(observers, name, feed[name])
-            del values
-            num_samples += n
-            bar.update(n)
+        job: Future[None] | None = None
+        try:
+            for feed, n in runs:
+                values = sess.run(fetched, feed) if fetched else []
+                if num_samples == 0 and values:
+                    per_sample = max(1, sum(int(v.nbytes) for v in values) // n)
+                    run_size[0] = max(1, min(MAX_DYNAMIC_BATCH, RUN_OUTPUT_BYTES // per_sample))
+                pairs = [*zip(fetched, values, strict=True), *((k, feed[k]) for k in from_feed)]
+                del values
+                if job is not None:
+                    job.result()  # re-raises an observer's error
+                job = worker.submit(_update_all, observers, pairs)
+                num_samples += n
+                bar.update(n)
+            if job is not None:
+                job.result()
+        finally:
+            if job is not None:
+                job.cancel()
     if num_samples == 0:
         raise CalibrationDataError("calibration data is empty: no complete batch for the model")
 
@@ -221,6 +247,11 @@ def _small_ir(model: ir.Model) -> bool:
         if v.const_value is not None:
             total += v.const_value.nbytes
     return total < LARGE_MODEL_BYTES
+
+
+def _update_all(observers: Mapping[str, Observer], pairs: list[tuple[str, np.ndarray]]) -> None:
+    for name, value in pairs:
+        _update(observers, name, value)
 
 
 def _update(observers: Mapping[str, Observer], name: str, value: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,25 +210,38 @@ def _is_stacked(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> 
     return any(s.shape is not None and batch[s.name].ndim == len(s.shape) + 1 for s in specs)
 
 
-def _run_size(specs: Sequence[InputSpec], max_batch: int) -> int:
+def _static_batch(specs: Sequence[InputSpec]) -> int | None:
     static = {s.shape[0] for s in specs if s.shape and s.shape[0] is not None}
     if len(static) > 1:
         raise CalibrationDataError(f"model inputs have different static batch sizes {sorted(static)}")
-    return static.pop() if static else max_batch
+    return static.pop() if static else None
+
+
+def _merge(parts: list[Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def rebatch(
     specs: Sequence[InputSpec],
     batches: Iterable[Mapping[str, np.ndarray]],
-    max_batch: int = MAX_DYNAMIC_BATCH,
+    max_batch: int | Callable[[], int] = MAX_DYNAMIC_BATCH,
 ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """Yield ``(feed, num_samples)`` runs the model accepts from validated ``batches``.
 
     Stacked inputs (one extra leading axis) are fed one item at a time. Otherwise samples are
-    regrouped into runs of the static batch size, or of up to ``max_batch`` when it is dynamic;
-    at most one run of samples is held back at any time.
+    regrouped into runs of the static batch size, or of up to ``max_batch`` when it is dynamic
+    (a callable is asked again before each run, so a caller can adapt the size to the memory the
+    first runs took); at most one run of samples is held back at any time.
     """
-    size = _run_size(specs, max_batch)
+    static = _static_batch(specs)
+
+    def run_size() -> int:
+        if static is not None:
+            return static
+        return max(1, int(max_batch() if callable(max_batch) else max_batch))
+
     pending: list[Mapping[str, np.ndarray]] = []
     n_pending = 0
     for batch in batches:
@@ -239,27 +252,16 @@ def rebatch(
             continue
         pending.append(batch)
         n_pending += next(iter(batch.values())).shape[0]
-        if n_pending < size:
-            continue
-        merged = (
-            pending[0]
-            if len(pending) == 1
-            else {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+        while n_pending >= (size := run_size()):
+            merged = _merge(pending)
+            yield {k: v[:size] for k, v in merged.items()}, size
+            n_pending -= size
+            pending = [{k: v[size:] for k, v in merged.items()}] if n_pending else []
+    if not n_pending:
+        return
+    if static is not None:
+        logger.warning(
+            "%d calibration sample(s) dropped: the model's batch size is fixed at %d", n_pending, static
         )
-        full = n_pending - n_pending % size
-        for begin in range(0, full, size):
-            yield {k: v[begin : begin + size] for k, v in merged.items()}, size
-        n_pending -= full
-        pending = [{k: v[full:] for k, v in merged.items()}] if n_pending else []
-    if n_pending:
-        if any(s.shape and s.shape[0] is not None for s in specs):
-            logger.warning(
-                "%d calibration sample(s) dropped: the model's batch size is fixed at %d", n_pending, size
-            )
-        else:
-            merged = (
-                pending[0]
-                if len(pending) == 1
-                else {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
-            )
-            yield dict(merged), n_pending
+    else:
+        yield dict(_merge(pending)), n_pending

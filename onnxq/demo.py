@@ -89,6 +89,7 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "x86"
     int8 = _session(int8_bytes)
     fp32_pred = _predict(fp32, images)
     int8_pred = _predict(int8, images)
+    fp32_ms, int8_ms = _median_ms([fp32, int8], images, runs)
     return DemoResult(
         qconfig=qconfig,
         num_calib=prepared.num_samples,
@@ -98,8 +99,8 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "x86"
         agreement=float(np.mean(fp32_pred == int8_pred)),
         fp32_bytes=model_path.stat().st_size,
         int8_bytes=len(int8_bytes),
-        fp32_latency_ms=_median_ms(fp32, images, runs),
-        int8_latency_ms=_median_ms(int8, images, runs),
+        fp32_latency_ms=fp32_ms,
+        int8_latency_ms=int8_ms,
         runs=runs,
         report=prepared.report,
     )
@@ -139,16 +140,19 @@ def _predict(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {name: images})[0]).argmax(axis=1)
 
 
-def _median_ms(session: ort.InferenceSession, images: np.ndarray, runs: int) -> float:
-    name = session.get_inputs()[0].name
-    feeds = {name: images}
-    session.run(None, feeds)  # warm-up: first-run allocations
-    times = []
+def _median_ms(sessions: list[ort.InferenceSession], images: np.ndarray, runs: int) -> list[float]:
+    """Median milliseconds per run of each session; runs alternate between the sessions so that
+    both see the same machine load."""
+    feeds = [{s.get_inputs()[0].name: images} for s in sessions]
+    for session, feed in zip(sessions, feeds, strict=True):
+        session.run(None, feed)  # warm-up: first-run allocations
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+        for session, feed, out in zip(sessions, feeds, times, strict=True):
+            start = time.perf_counter()
+            session.run(None, feed)
+            out.append(time.perf_counter() - start)
+    return [1000.0 * statistics.median(t) for t in times]
 
 
 def _kib(n: int) -> str:

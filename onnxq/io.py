@@ -50,8 +50,11 @@ def load_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model, *, what
     if isinstance(src, ir.Model):
         return src
     if isinstance(src, onnx.ModelProto):
-        _check_structure(src, f"{what} (in-memory ModelProto)")
-        return _deserialize(src, f"{what} (in-memory ModelProto)")
+        label = f"{what} (in-memory ModelProto)"
+        _check_structure(src, label)
+        model = _deserialize(src, label)
+        _check_external_data(model, label)  # external locations resolve against the current directory
+        return model
     if not isinstance(src, (str, os.PathLike)):
         raise ModelLoadError(f"{what}: expected a path or an onnx.ModelProto, got {type(src).__name__}")
     path = Path(src)
@@ -92,8 +95,8 @@ def save_model(
             them inline, None (default) to decide by size (external above ~2 GB).
 
     Raises:
-        OnnxqError: The target directory does not exist, or an inline save was asked for a model
-            over the protobuf limit.
+        OnnxqError: The target directory does not exist or cannot be written (the message says
+            why), or an inline save was asked for a model over the protobuf limit.
     """
     if isinstance(model, onnx.ModelProto):
         model = load_model(model)
@@ -109,7 +112,10 @@ def save_model(
             "protobuf limit; save it with external_data=True"
         )
     data_name = f"{target.name}.data"
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
+    try:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
+    except OSError as exc:
+        raise OnnxqError(f"cannot save model to '{target}': {exc}") from exc
     try:
         tmp_model = tmp_dir / target.name
         if use_external:
@@ -120,6 +126,8 @@ def save_model(
         if tmp_data.exists():
             os.replace(tmp_data, directory / data_name)
         os.replace(tmp_model, target)
+    except (OSError, ValueError) as exc:  # disk full, permissions, protobuf size limit
+        raise OnnxqError(f"cannot save model to '{target}': {_first_line(exc)}") from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     logger.info("saved model to %s%s", target, f" (+ external data {data_name})" if use_external else "")
@@ -147,13 +155,21 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
 
 
 def tensor_bytes(model: ir.Model) -> int:
-    """Total bytes of the initializers of ``model`` (subgraphs included)."""
+    """Total bytes of the tensors of ``model``: initializers and tensor attributes, subgraphs included."""
     total = 0
     for graph in iter_graphs(model.graph):
         for value in graph.initializers.values():
             tensor = value.const_value
             if tensor is not None:
                 total += int(tensor.nbytes)
+        for node in graph:
+            for attr in node.attributes.values():
+                if attr.is_ref():
+                    continue
+                if attr.type == ir.AttributeType.TENSOR:
+                    total += int(attr.value.nbytes)
+                elif attr.type == ir.AttributeType.TENSORS:
+                    total += sum(int(t.nbytes) for t in attr.value)
     return total
 
 

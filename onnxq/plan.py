@@ -175,18 +175,23 @@ def build_plan(
         ins = tuple((i, node.inputs[i].name or "") for i in slots)  # type: ignore[union-attr]
         inputs[name], outputs[name] = ins, tuple(v.name or "" for v in outs)
         decisions[name] = NodeDecision(name, node.op_type, rule.kind, None)
-        for v in (*(v for _, v in ins), *outputs[name]):
-            tensors.add(v, qconfig.activation)
-        if rule.kind is QuantKind.PASS_THROUGH:
-            for o in outputs[name]:
-                tensors.derive(o, (ins[0][1],))
-        elif rule.kind is QuantKind.SHARED_SCALE:
-            tensors.derive(outputs[name][0], tuple(v for _, v in ins))
-        elif rule.kind is QuantKind.FIXED_RANGE and rule.fixed_range is not None:
-            for o in outputs[name]:
-                tensors.fix(o, rule.fixed_range)
+        _relate(tensors, rule, qconfig.activation, [v for _, v in ins], outputs[name])
     groups, group_of = tensors.build(graph)
     return QuantPlan(tuple(decisions.values()), inputs, outputs, weights, groups, group_of)
+
+
+def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], outs: tuple[str, ...]) -> None:
+    """Record a quantized node's tensors and what its kind says about their parameters."""
+    for v in (*ins, *outs):
+        tensors.add(v, spec)
+    if rule.kind is QuantKind.PASS_THROUGH:  # outputs keep the (first) input's parameters
+        for o in outs:
+            tensors.derive(o, ins[:1])
+    elif rule.kind is QuantKind.SHARED_SCALE:  # inputs and output share one set
+        tensors.derive(outs[0], ins)
+    elif rule.kind is QuantKind.FIXED_RANGE and rule.fixed_range is not None:
+        for o in outs:
+            tensors.fix(o, rule.fixed_range)
 
 
 def _refusal(

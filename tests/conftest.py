@@ -31,7 +31,7 @@ Fixtures (request them by name in a test's arguments):
     Random inputs for every graph input that is not an initializer; symbolic dimensions become
     ``dims.get(name, 2)``.
 
-``assert_same_outputs(before, after, feeds=None, rtol=1e-4, atol=1e-4)``
+``assert_same_outputs(before, after, feeds=None, rtol=1e-4, atol=1e-4, optimize=True)``
     Run both models on the same inputs (random if ``feeds`` is None) and assert every output is
     close, with ``atol`` scaled by the largest reference magnitude.
 

@@ -217,3 +217,58 @@ def test_quantize_static_writes_no_files(model_from_text, tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     quantize_static(_minmax_graph(model_from_text), [{"x": np.ones((2, 4), np.float32)}], progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+class TinyAttention(torch.nn.Module):
+    """Linear on 3-D inputs (MatMul + bias Add), attention (MatMul of two activations), Softmax."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(d, 3 * d)
+        self.out = torch.nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        attention = torch.softmax(q @ k.transpose(-1, -2) / 4.0, -1)
+        return self.out(attention @ v)
+
+
+def test_quantize_static_attention_block_is_close_to_fp32(export_torch, torch_exporter, run_ort) -> None:
+    torch.manual_seed(0)
+    fp32 = export_torch(TinyAttention(), (torch.randn(2, 5, 16),), *torch_exporter)
+    name = fp32.graph.input[0].name
+    prepared = prepare(fp32, "x86")
+    prepared.calibrate(_batches(name, shape=(2, 5, 16)), progress=False)
+    qdq = prepared.convert()
+    ops = _ops(qdq)
+    assert ops["MatMul"] == 4 and ops["Softmax"] == 1
+    quantized = {n.op_type for n in prepared.report.quantized}
+    assert {"MatMul", "Softmax"} <= quantized
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    softmax = next(n for n in qdq.graph.node if n.op_type == "Softmax")
+    q_softmax = next(n for n in qdq.graph.node if n.input[0] == softmax.output[0])
+    scale = next(t for t in qdq.graph.initializer if t.name == q_softmax.input[1])
+    assert numpy_helper.to_array(scale) == np.float32(1 / 256)  # fixed output range [0, 1]
+    for mm in (n for n in qdq.graph.node if n.op_type == "MatMul"):
+        assert all(producers[i].op_type == "DequantizeLinear" for i in mm.input)
+    feeds = _batches(name, 1, seed=0, shape=(2, 5, 16))[0]  # a calibration batch: rounding error only
+    for optimize in (True, False):
+        assert _relative_error(fp32, qdq, feeds, run_ort, optimize) < 0.05
+
+
+def test_prepare_names_unnamed_and_duplicate_nodes_keeping_given_names(model_from_text) -> None:
+    proto = model_from_text(f"""{HEADER}
+g (float[1, 4] x) => (float[1, 4] y) {{
+    a = Add(x, x)
+    [dup] b = Mul(a, a)
+    [dup] c = Add(b, b)
+    [keep] y = Sigmoid(c)
+}}""")
+    names = [d.name for d in prepare(proto, MINMAX).plan.decisions]
+    assert len(set(names)) == 4 and all(names)
+    assert names[1] == "dup" and names[3] == "keep" and names[2] != "dup"
+
+
+def test_quantize_static_rejects_empty_calibration_set(model_from_text) -> None:
+    with pytest.raises(CalibrationDataError, match="empty"):
+        quantize_static(_minmax_graph(model_from_text), [], MINMAX, progress=False)

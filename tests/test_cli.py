@@ -507,3 +507,42 @@ def test_inspect_fails_cleanly_on_truncated_model(work: Path, capsys: pytest.Cap
     code, out, err = _run(["inspect", work / "cut.onnx"], capsys)
     _assert_one_error_line(code, err, "cut.onnx")
     assert out == ""
+
+
+def test_quantize_writes_external_data_on_request(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = work / "ext.int8.onnx"
+    argv = ["quantize", work / "model.onnx", "-o", out, "--calib", work / "calib.npz", "--external-data"]
+    code, stdout, err = _run([*argv, "--no-progress"], capsys)
+    assert code == 0, err
+    assert stdout.startswith(f"wrote {out} (")
+    data = work / "ext.int8.onnx.data"
+    assert data.is_file() and data.stat().st_size > 30_000  # the int8 weights
+    assert out.stat().st_size < data.stat().st_size
+    assert inspect_model(out).file_bytes == out.stat().st_size + data.stat().st_size
+    assert abs(_accuracy(out) - _accuracy(work / "model.onnx")) <= 0.01
+
+
+def test_failed_run_leaves_existing_output_untouched(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (work / "out.onnx").write_bytes(b"previous result")
+    np.savez(work / "bad.npz", input=_calib().astype(np.float64))
+    code, _, err = _run(
+        ["quantize", work / "model.onnx", "-o", work / "out.onnx", "--calib", work / "bad.npz"], capsys
+    )
+    _assert_one_error_line(code, err, "float64")
+    assert (work / "out.onnx").read_bytes() == b"previous result"
+
+
+def test_failed_save_leaves_neither_model_nor_report(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxq.io
+
+    def disk_full(model: object, path: Path, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnxq.io, "save_model", disk_full)
+    before = _files(work)
+    argv = ["quantize", work / "model.onnx", "-o", work / "out.onnx", "--calib", work / "calib.npz"]
+    code, _, err = _run([*argv, "--report", work / "r.json", "--no-progress"], capsys)
+    _assert_one_error_line(code, err, "out.onnx", "No space left on device")
+    assert _files(work) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -109,3 +110,53 @@ def test_demo_runs_in_seconds_without_torch_or_sklearn(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
     assert elapsed < 60
+
+
+@pytest.mark.slow
+def test_installed_package_runs_demo_outside_source_tree(tmp_path: Path) -> None:
+    """``pip install .`` (here into a target directory, from a copy of the sources) ships the demo
+    assets and the ``onnxq`` console script; the demo then runs from elsewhere without torch."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", "*.so", "*.o", ".*cache", "tests"
+        ),
+    )
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    proc = subprocess.run(
+        [*pip, "--target", str(site), str(src)], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (site / "onnxq" / "data").iterdir()) == sorted(ASSETS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    blocker = (
+        "import runpy, sys\n"
+        "for name in ('torch', 'sklearn', 'onnxscript'):\n"
+        "    sys.modules[name] = None\n"
+        "sys.argv = ['onnxq', 'demo', '--runs', '3']\n"
+        f"runpy.run_path({str(site / 'bin' / 'onnxq')!r}, run_name='__main__')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", blocker],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(site)},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "top-1 accuracy" in run.stdout
+    assert (
+        str(site)
+        in subprocess.run(
+            [sys.executable, "-c", "import onnxq; print(onnxq.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(site)},
+            timeout=120,
+        ).stdout
+    )

@@ -182,7 +182,7 @@ def test_save_model_leaves_nothing_when_write_fails(matmul_model, tmp_path, monk
 
     monkeypatch.setattr(onnx, "save_model", boom)
     monkeypatch.setattr(ir, "save", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OnnxqError, match=r"^cannot save model to '.*m\.onnx': disk full$"):
         save_model(matmul_model, target, external_data=external)
     assert _all_files(tmp_path) == ["m.onnx"]
     assert target.read_bytes() == b"previous"
@@ -212,8 +212,24 @@ def test_to_proto_inlines_external_tensors_without_changing_model(matmul_model, 
     assert isinstance(model.graph.initializers["w"].const_value, ir.ExternalTensor)
 
 
-def test_tensor_bytes_counts_all_initializers(matmul_model):
+def test_tensor_bytes_counts_initializers_and_constant_attributes(matmul_model):
     assert tensor_bytes(load_model(matmul_model)) == 64 * 32 * 4
+    matmul_model.graph.node.append(
+        onnx.helper.make_node(
+            "Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.zeros(10, np.float32))
+        )
+    )
+    assert tensor_bytes(load_model(matmul_model)) == 64 * 32 * 4 + 40
+
+
+def test_save_model_raises_onnxq_error_when_directory_not_writable(matmul_model, tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(onnxq_io.tempfile, "mkdtemp", denied)
+    with pytest.raises(OnnxqError, match=r"cannot save model to '.*m\.onnx': .*Permission denied"):
+        save_model(matmul_model, tmp_path / "m.onnx")
+    assert _all_files(tmp_path) == []
 
 
 def test_save_model_accepts_proto_and_path_str(matmul_model, tmp_path):
@@ -222,3 +238,25 @@ def test_save_model_accepts_proto_and_path_str(matmul_model, tmp_path):
     reloaded = onnx.load(out)
     onnx.checker.check_model(reloaded)
     assert [n.op_type for n in reloaded.graph.node] == ["MatMul"]
+
+
+def test_save_model_round_trips_external_data_after_a_rewrite(matmul_model, tmp_path, run_ort):
+    from onnxq.graph import NameAuthority, new_initializer
+
+    path = tmp_path / "m.onnx"
+    save_model(matmul_model, path, external_data=True)
+    model = load_model(path)
+    names = NameAuthority(model.graph)
+    bias = new_initializer(model.graph, np.arange(32, dtype=np.float32), names, "bias")
+    out = model.graph.outputs[0]
+    add_out = ir.Value(name=names.value("y_biased"))
+    model.graph.append(ir.Node("", "Add", [out, bias], outputs=[add_out], name="add_bias"))
+    model.graph.outputs[0] = add_out
+    save_model(model, path, external_data=True)
+    reloaded = load_model(path)
+    assert isinstance(reloaded.graph.initializers["w"].const_value, ir.ExternalTensor)
+    x = np.ones((2, 64), np.float32)
+    (expected,) = run_ort(matmul_model, {"x": x})
+    (got,) = run_ort(reloaded, {"x": x})
+    np.testing.assert_allclose(got, expected + np.arange(32, dtype=np.float32), rtol=1e-6)
+    assert _all_files(tmp_path) == ["m.onnx", "m.onnx.data"]

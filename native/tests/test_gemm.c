@@ -2,6 +2,8 @@
  * bad input rejected without touching the output. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -19,7 +21,10 @@ static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
 }
 
 static void check_case(gemm_case gc) {
-    const size_t m = gc.m, k = gc.k, n = gc.n, lda = k + (size_t)onnxq_test_rand_int(0, 5);
+    /* lda past K, sometimes past K rounded up to 64 (AMX then reads A in place, over garbage) */
+    const size_t m = gc.m, k = gc.k, n = gc.n;
+    const size_t lda = (onnxq_test_next() & 1) ? k + (size_t)onnxq_test_rand_int(0, 5)
+                                               : (k + 63) / 64 * 64 + (size_t)onnxq_test_rand_int(0, 3);
     uint8_t* a = malloc(m * lda);
     int8_t* b = malloc(k * n);
     int32_t* bias = malloc(n * sizeof *bias);
@@ -105,7 +110,43 @@ static void check_bad_input(void) {
     free(packed);
 }
 
+/* A placed so that its last byte is the last byte before a PROT_NONE page: any kernel reading
+ * past A faults (AMX tile loads are not seen by ASan, the guard page catches them). */
+static void check_no_read_past_a(size_t m, size_t k, size_t n) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t bytes = m * k, span = (bytes + page - 1) / page * page;
+    uint8_t* region = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0);
+    if (region == MAP_FAILED) return;
+    mprotect(region + span, page, PROT_NONE);
+    uint8_t* a = region + span - bytes;
+    onnxq_test_fill_u8(a, bytes, 0, 255);
+    int8_t* b = malloc(k * n);
+    onnxq_test_fill_s8(b, k * n, -128, 127);
+    size_t size;
+    void* packed = packed_weights(b, k, n, &size);
+    int32_t* want = malloc(m * n * sizeof *want);
+    int32_t* got = malloc(m * n * sizeof *got);
+    onnxq_gemm_u8s8_params p = {.m = m, .a = a, .lda = k, .a_zp = 3, .out_type = ONNXQ_I32,
+                                .c = want, .ldc = n};
+    onnxq_isa_set("scalar");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
+    p.c = got;
+    ONNXQ_TEST_FOREACH_ISA(isa) {
+        ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
+        ONNXQ_EXPECT(memcmp(got, want, m * n * sizeof *got) == 0,
+                     "guard-page gemm m=%zu k=%zu n=%zu differs", m, k, n);
+    }
+    free(b), free(packed), free(want), free(got);
+    munmap(region, span + page);
+}
+
 void onnxq_test_gemm(void) {
+    check_no_read_past_a(1, 1, 5);
+    check_no_read_past_a(3, 7, 17);
+    check_no_read_past_a(33, 100, 20);
+    check_no_read_past_a(64, 64, 16);
+    check_no_read_past_a(70, 129, 40);
     static const gemm_case edges[] = {
         {1, 1, 1, 0},     {1, 3, 17, 255},  {2, 4, 16, 128},  {5, 63, 31, 7},   {7, 64, 32, 0},
         {8, 65, 33, 255}, {9, 127, 48, 1},  {31, 128, 15, 2}, {32, 129, 64, 3}, {33, 255, 65, 128},

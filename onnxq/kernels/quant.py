@@ -56,9 +56,9 @@ def quantize(
     x = require_array(x, "x", np.float32)
     dt = np.dtype(dtype)
     p, s, z = _params(x.shape, scale, zero_point, axis, dt)
-    y = np.empty(x.shape, dtype=dt if dt in _QTYPES else np.uint8)
     if x.size == 0:
         raise KernelError(f"x: zero-size tensor of shape {x.shape}")
+    y = np.empty(x.shape, dtype=dt)
     check(lib.onnxq_quantize(p, in_ptr(x), ffi.from_buffer(y, require_writable=True)))
     del s, z
     return y

@@ -27,14 +27,22 @@ from onnxq.qparams import QParams, choose_qparams
 DST_BINS = 256
 _CHUNK = 1 << 16  # elements binned per step: keeps the temporaries in cache
 _LANES = 4  # interleaved sub-histograms: runs of equal values (ReLU zeros) do not serialise
-_LANE_OFFSETS = (np.arange(_CHUNK, dtype=np.intp) % _LANES)
+_LANE_OF = np.arange(_CHUNK) % _LANES
 
 
 def bin_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """Counts of the finite values ``x`` (all within ``[lo, hi]``) in ``bins`` equal bins.
 
-    Bin ``i`` holds ``lo + i w <= v < lo + (i+1) w`` (``w = (hi - lo) / bins``); ``hi`` goes in the
-    last bin. With ``hi == lo`` everything goes in bin 0.
+    Bin ``i`` holds ``lo + i w <= v < lo + (i+1) w`` (``w = (hi - lo) / bins``, up to float32
+    rounding at the edges, as PyTorch's ``histc``); ``hi`` goes in the last bin. With
+    ``hi == lo`` everything goes in bin 0.
+
+    Element ``k`` of each chunk counts into sub-histogram ``k % 4`` of ``bins + 2`` slots, so that
+    runs of equal values do not serialise one counter: its slot ``lane * (bins + 2) + 1 +
+    (v - lo) / w`` is computed with the lane offset folded into one multiply-add, truncated and
+    counted by a single ``np.bincount``. The two guard slots of each lane catch positions that
+    rounding pushes just outside ``[0, bins)`` (and ``hi`` itself) and are folded into the end bins.
+    When ``lo`` is far from zero relative to the range it is subtracted first (no cancellation).
     """
     flat = x.reshape(-1)
     counts = np.zeros(bins, dtype=np.float64)
@@ -43,24 +51,37 @@ def bin_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     if not hi > lo:
         counts[0] = flat.size
         return counts
-    dt = flat.dtype
-    scale = dt.type(bins / (hi - lo))
-    lo_t = dt.type(lo)
-    tmp = np.empty(min(_CHUNK, flat.size), dtype=dt)
-    idx = np.empty(tmp.shape, dtype=np.intp)
-    offsets = _LANE_OFFSETS[: tmp.size] * bins
-    lanes = np.zeros(_LANES * bins, dtype=np.float64)
+    dt = np.dtype(np.float64) if flat.dtype == np.float64 or bins > 8192 else np.dtype(np.float32)
+    slots = bins + 2
+    width = _LANES * slots
+    scale = bins / (hi - lo)
+    subtract_first = abs(lo) > 8.0 * (hi - lo)
+    n0 = min(_CHUNK, flat.size)
+    offset = _LANE_OF[:n0] * float(slots) + 1.0 - (0.0 if subtract_first else lo * scale)
+    offset = offset.astype(dt)
+    scale_t, lo_t = dt.type(scale), dt.type(lo)
+    tmp = np.empty(n0, dtype=dt)
+    idx = np.empty(n0, dtype=np.intp)
+    lanes = np.zeros(width, dtype=np.float64)
     for begin in range(0, flat.size, _CHUNK):
         part = flat[begin : begin + _CHUNK]
         n = part.size
         t, ix = tmp[:n], idx[:n]
-        np.subtract(part, lo_t, out=t)
-        np.multiply(t, scale, out=t)
-        np.copyto(ix, t, casting="unsafe")  # truncation; t >= 0 as every value is >= lo
-        np.minimum(ix, bins - 1, out=ix)
-        np.add(ix, offsets[:n], out=ix)
-        lanes += np.bincount(ix, minlength=_LANES * bins)
-    counts += lanes.reshape(_LANES, bins).sum(axis=0)
+        if subtract_first:
+            np.subtract(part, lo_t, out=t)
+            np.multiply(t, scale_t, out=t)
+        else:
+            np.multiply(part, scale_t, out=t)
+        np.add(t, offset[:n], out=t)
+        np.copyto(ix, t, casting="unsafe")  # truncation; t >= 1 - rounding > 0
+        got = np.bincount(ix, minlength=width)
+        lanes += got[:width]
+        if got.size > width:  # rounding beyond the last guard slot: count it in the last bin
+            lanes[width - 1] += got[width:].sum()
+    per_lane = lanes.reshape(_LANES, slots).sum(axis=0)
+    counts += per_lane[1 : bins + 1]
+    counts[0] += per_lane[0]
+    counts[-1] += per_lane[bins + 1]
     return counts
 
 

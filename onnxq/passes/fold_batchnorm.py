@@ -172,11 +172,14 @@ class FoldBatchNorm:
             w_new, b_new = fold_bn_params(w, bias, gamma, beta, mean, var, eps, axis=axis, groups=groups)
         except ValueError as exc:
             return f"{node.op_type} '{node.name}': {exc}"
-        base = node.name or node.op_type
-        node.replace_input_with(1, new_initializer(graph, w_new, names, f"{base}_weight_bnfold"))
+        w_name = w_value.name or f"{node.name}_weight"
+        b_name = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        node.replace_input_with(1, new_initializer(graph, w_new, names, f"{w_name}_bnfold"))
         if len(node.inputs) < 3:
             node.resize_inputs(3)
-        node.replace_input_with(2, new_initializer(graph, b_new, names, f"{base}_bias_bnfold"))
+        node.replace_input_with(
+            2, new_initializer(graph, b_new, names, f"{b_name or node.name + '_bias'}_bnfold")
+        )
         if node.op_type == "Gemm":
             node.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
         replace_all_uses(bn.outputs[0], x, names)

@@ -3,13 +3,16 @@
 The result is the QDQ format onnxruntime fuses into integer kernels::
 
     x -> Q(s_x, z_x) -> DQ -> Conv -> [Relu] -> Q(s_y, z_y) -> DQ -> consumers
-    Wq (int8 initializer) -> DQ(s_w, 0, axis) -^       ^- DQ(s_x * s_w, 0, axis 0) <- bq (int32)
+    Wq (int8 initializer) -> DQ(s_w, 0, axis) -^ ^- DQ(s_x * s_w, axis 0) <- bq (int32)
 
 * A tensor produced by a quantized node gets one Q/DQ pair, read by *all* its consumers (so the
   producer can be fused); a graph output keeps its name and float type (the DQ produces it).
 * A graph input or the output of a float node gets one pair read by its quantized consumers only.
 * A constant read as an activation is stored quantized behind a DQ (no Q).
 * Each tensor group shares one pair of scale / zero-point initializers.
+* A weight read by several nodes is quantized once. The int32 bias has no zero-point input (it is
+  0 by default: 4 bytes per channel saved); the int8 weight keeps its zero-point input (zeros),
+  which onnxruntime's Gemm fusion requires.
 
 ``Q(x) = saturate(round_half_even(x / s) + z)``, ``DQ(q) = (q - z) * s``; weights and biases are
 quantized by :mod:`onnxq.passes.quantize_weights`.
@@ -36,6 +39,7 @@ from onnxq.passes.base import PassResult
 from onnxq.passes.quantize_weights import bias_qparams, quantize_weight
 from onnxq.plan import QuantPlan, WeightPlan
 from onnxq.qparams import QParams, quantize
+from onnxq.tensor_groups import values_by_name
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +70,8 @@ class _Rewriter:
     def __init__(self, model: ir.Model, plan: QuantPlan, qparams: Mapping[int, QParams]) -> None:
         self.model, self.graph, self.plan, self.qparams = model, model.graph, plan, qparams
         self.names = NameAuthority(self.graph)
-        self.values: dict[str, ir.Value] = {}
-        for v in (*self.graph.inputs, *self.graph.initializers.values()):
-            self.values[v.name or ""] = v
-        self.nodes: dict[str, ir.Node] = {}
-        for node in self.graph:
-            self.nodes[node.name or ""] = node
-            for v in node.outputs:
-                self.values[v.name or ""] = v
+        self.values = values_by_name(self.graph)
+        self.nodes = {node.name or "": node for node in self.graph}
         self.group_params: dict[int, tuple[ir.Value, ir.Value]] = {}
         self.weight_dq: dict[tuple[str, int | None, str, bool], tuple[ir.Value, QParams]] = {}
         self.dequantized: dict[str, ir.Value] = {}
@@ -150,7 +148,7 @@ class _Rewriter:
         self, q: ir.Value, scale: ir.Value, zp: ir.Value | None, axis: int | None, hint: str,
         shape: ir.Shape | None,
     ) -> ir.Value:
-        """A DequantizeLinear of ``q``; without ``zp`` the zero point is 0 (weights and biases)."""
+        """A DequantizeLinear of ``q``; without ``zp`` the zero point is 0 (int32 biases)."""
         out = ir.Value(name=self.names.value(f"{hint}_dq"), type=ir.TensorType(ir.DataType.FLOAT),
                        shape=shape)
         attrs = [] if axis is None else [ir.AttrInt64("axis", axis)]
@@ -172,11 +170,10 @@ class _Rewriter:
             assert w is not None
             wq, w_qp = quantize_weight(w, wp.spec, wp.axis)
             hint = wp.weight
-            assert not w_qp.zero_point.any()  # symmetric: the DequantizeLinear's default zero point
             dq = self._dequantize(
                 new_initializer(self.graph, wq, self.names, f"{hint}_q"),
                 new_initializer(self.graph, w_qp.scale, self.names, f"{hint}_scale"),
-                None,
+                new_initializer(self.graph, w_qp.zero_point, self.names, f"{hint}_zp"),
                 wp.axis,
                 hint,
                 ir.Shape(w.shape),
@@ -190,11 +187,10 @@ class _Rewriter:
         assert b is not None
         in_qp = self.qparams[self.plan.group_of[wp.activation]]
         bq, b_scale = bias_qparams(b, in_qp.scale, w_qp.scale, wp.bias_repeats)
-        b_zp = np.zeros(b_scale.shape, np.int32)
         dq_b = self._dequantize(
-            new_initializer(self.graph, bq, self.names, f"{wp.bias}_quantized"),
+            new_initializer(self.graph, bq, self.names, f"{wp.bias}_q"),
             new_initializer(self.graph, b_scale, self.names, f"{wp.bias}_scale"),
-            new_initializer(self.graph, b_zp, self.names, f"{wp.bias}_zero_point"),
+            None,
             None if wp.axis is None else 0,
             wp.bias,
             ir.Shape(bq.shape),

@@ -10,9 +10,9 @@
    statically shaped ``x``; and the cheap deterministic ops of :data:`FOLDABLE_OPS` on constant
    inputs (exporters build weights and zero biases that way: ``Expand(CastLike(0, x), Shape(W)[:1])``).
    A result bigger than both :data:`MAX_FOLD_ELEMENTS` elements and its inputs is not folded.
-4. ``Identity(x) = x`` and inference-mode ``Dropout(x) = x`` (training exports keep Dropout; its
-   mask output must be unused) are bypassed unless they produce a graph output, so they do not
-   split a fusion group.
+4. ``Identity(x) = x`` and ``Dropout(x) = x`` (its inference semantics; training-mode exports keep
+   Dropout nodes, and their mask output must be unused) are bypassed unless they produce a graph
+   output, so they do not split a fusion group.
 5. ``Sum(a, b) = Add(a, b)`` (same multidirectional broadcasting); ``Sum(a) = a``; ``Sum`` of three or
    more inputs is left alone and reported.
 6. Every node of the main graph gets a unique name (unnamed or duplicate ones get fresh names such
@@ -51,26 +51,12 @@ MIN_OPSET = 13
 MAX_FOLD_ELEMENTS = 1 << 22
 
 #: Deterministic ops folded when every input is constant (CastLike: when the target dtype is known).
-FOLDABLE_OPS = frozenset(
-    {
-        "Add",
-        "Cast",
-        "CastLike",
-        "Concat",
-        "Div",
-        "Expand",
-        "Gather",
-        "Mul",
-        "Neg",
-        "Reshape",
-        "Slice",
-        "Sqrt",
-        "Squeeze",
-        "Sub",
-        "Transpose",
-        "Unsqueeze",
-    }
-)
+# fmt: off
+FOLDABLE_OPS = frozenset({
+    "Add", "Cast", "CastLike", "Concat", "Div", "Expand", "Gather", "Mul",
+    "Neg", "Reshape", "Slice", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
+})
+# fmt: on
 
 
 @functools.cache
@@ -156,16 +142,22 @@ class Normalize:
             # IR < 4 requires every initializer to be a graph input; opset 13 goes with IR 7.
             model.ir_version = max(model.ir_version, 7)
         count += dropped
-        count += self._fold_constants(graph, names)
-        count += self._bypass_identities(graph, names, notes)
-        count += self._rewrite_sums(graph, names, notes)
+        self._infer_shapes(model)  # static shapes let Shape(x) fold
+        rewrites = self._fold_constants(graph, names)
+        rewrites += self._bypass_identities(graph, names, notes)
+        rewrites += self._rewrite_sums(graph, names, notes)
         remove_unused_initializers(graph)
-        if self.infer_shapes:
-            try:
-                onnx_ir.passes.common.ShapeInferencePass(strict_mode=False)(model)
-            except Exception as exc:  # shape inference is an optional improvement
-                logger.warning("normalize: shape inference failed, continuing without: %s", exc)
-        return PassResult(model, count, tuple(notes))
+        if rewrites:
+            self._infer_shapes(model)
+        return PassResult(model, count + rewrites, tuple(notes))
+
+    def _infer_shapes(self, model: ir.Model) -> None:
+        if not self.infer_shapes:
+            return
+        try:
+            onnx_ir.passes.common.ShapeInferencePass(strict_mode=False)(model)
+        except Exception as exc:  # shape inference is an optional improvement
+            logger.warning("normalize: shape inference failed, continuing without: %s", exc)
 
     def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> tuple[ir.Model, int]:
         version = opset_version(model)
@@ -247,7 +239,7 @@ class Normalize:
 
     @staticmethod
     def _bypass_identities(graph: ir.Graph, names: NameAuthority, notes: list[str]) -> int:
-        """Remove ``Identity`` and inference-time ``Dropout`` (mask unused) unless they feed a graph output."""
+        """Bypass ``Identity`` and ``Dropout`` (mask unused) unless they produce a graph output."""
         count = dropouts = 0
         for node in list(graph):
             if node.domain not in ("", "ai.onnx") or node.op_type not in ("Identity", "Dropout"):
@@ -260,7 +252,7 @@ class Normalize:
             replace_all_uses(out, node.inputs[0], names)
             remove_node(node)
             count += 1
-            dropouts += node.op_type == "Dropout"
+            dropouts += int(node.op_type == "Dropout")
         if dropouts:
             notes.append(f"{dropouts} Dropout node(s) removed: inference semantics (identity)")
         return count

@@ -83,7 +83,9 @@ def export(
             count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
             out_names = _names(None, count, "output", name)
         if dynamo:
-            proto = _export_dynamo(torch, module, args, in_names, out_names, opset, dynamic_batch, keep_batchnorm)
+            proto = _export_dynamo(
+                torch, module, args, in_names, out_names, opset, dynamic_batch, keep_batchnorm
+            )
         else:
             proto = _export_torchscript(
                 torch, module, args, in_names, out_names, opset, dynamic_batch, keep_batchnorm
@@ -102,7 +104,10 @@ def export(
     if got != opset:
         raise ExportError(f"export of {name}: the exporter produced opset {got}, expected {opset}")
     logger.info(
-        "exported %s (%s, opset %d): %d nodes", name, "dynamo" if dynamo else "TorchScript", opset,
+        "exported %s (%s, opset %d): %d nodes",
+        name,
+        "dynamo" if dynamo else "TorchScript",
+        opset,
         len(proto.graph.node),
     )
     if path_or_none is not None:
@@ -135,7 +140,9 @@ def _as_tuple(example_inputs: Any, name: str, torch: Any) -> tuple[Any, ...]:
 def _check_opset(opset: int, dynamo: bool, name: str) -> None:
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise ExportError(f"export of {name}: opset must be an int, got {opset!r}")
-    lo, hi = (DYNAMO_MIN_OPSET, DYNAMO_MAX_OPSET) if dynamo else (TORCHSCRIPT_MIN_OPSET, TORCHSCRIPT_MAX_OPSET)
+    lo, hi = (
+        (DYNAMO_MIN_OPSET, DYNAMO_MAX_OPSET) if dynamo else (TORCHSCRIPT_MIN_OPSET, TORCHSCRIPT_MAX_OPSET)
+    )
     if not lo <= opset <= hi:
         exporter = "dynamo" if dynamo else "TorchScript"
         raise ExportError(f"export of {name}: the {exporter} exporter supports opsets {lo}-{hi}, got {opset}")

@@ -83,12 +83,11 @@ class DigitsMobileNetV2(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(*conv_bn(1, 32, 3), nn.ReLU6())
         self.blocks = nn.Sequential(
-            InvertedResidual(32, 32, 1, 4),
+            InvertedResidual(32, 32, 1, 2),
             InvertedResidual(32, 64, 2, 4),
             InvertedResidual(64, 64, 1, 4),
-            InvertedResidual(64, 96, 1, 4),
-            InvertedResidual(96, 160, 2, 6),
-            InvertedResidual(160, 160, 1, 6),
+            InvertedResidual(64, 160, 2, 4),
+            InvertedResidual(160, 160, 1, 4),
         )
         self.head = nn.Sequential(*conv_bn(160, 1280, 1), nn.ReLU6())
         self.pool = nn.AdaptiveAvgPool2d(1)

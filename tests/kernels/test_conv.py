@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -406,3 +407,15 @@ def test_reference_matches_onnxruntime_random_shapes(case: Case) -> None:
     x, wt, b, scale = case.arrays()
     want = reference_conv(x, case.x_zp, wt, b, scale, case.y_zp, groups=case.groups, **case.geometry())
     _assert_same(_ort_qlinearconv(case), want)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_conv_threads_work_in_forked_child() -> None:
+    case = EDGE_CASES["3x3_odd_spatial"]
+    want, _, _ = case.run(threads=2)  # starts the worker threads in this process
+    pid = os.fork()
+    if pid == 0:  # the child has no workers: the pool must start afresh, not deadlock
+        got, _, _ = case.run(threads=2)
+        os._exit(0 if np.array_equal(got, want) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

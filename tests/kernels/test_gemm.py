@@ -111,6 +111,17 @@ def test_gemm_packs_transposed_weights_and_strided_a(isa: str, rng: np.random.Ge
     np.testing.assert_array_equal(got, ref.gemm_u8s8(c["a"], c["b"], scale=c["scale"], bias=c["bias"]))
 
 
+@pytest.mark.parametrize(("m", "k", "pad"), [(70, 100, 28), (96, 100, 30), (33, 64, 0), (65, 1, 63)])
+def test_gemm_ignores_garbage_between_strided_a_rows(
+    isa: str, rng: np.random.Generator, m: int, k: int, pad: int
+) -> None:
+    c = _case(rng, m, k, 40)
+    wide = rng.integers(0, 256, size=(m, k + pad), dtype=np.uint8)  # garbage past column k
+    wide[:, :k] = c["a"]
+    got = gemm_u8s8(wide[:, :k], pack_gemm_weights(c["b"]), a_zero_point=9, out_dtype=np.int32)
+    np.testing.assert_array_equal(got, ref.gemm_u8s8(c["a"], c["b"], a_zero_point=9, out_dtype=np.int32))
+
+
 @st.composite
 def shapes(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
     return (

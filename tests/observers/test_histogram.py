@@ -63,7 +63,9 @@ def test_histogram_of_one_batch_matches_numpy() -> None:
     obs = HistogramObserver(bins=256)
     obs.update(x)
     want = np.histogram(x.astype(np.float64), bins=256, range=(float(x.min()), float(x.max())))[0]
-    assert np.abs(obs.histogram - want).sum() <= 4  # only values on bin edges may move
+    # float32 positions: only values within ~1e-3 of a bin width from an edge may move
+    assert np.abs(obs.histogram - want).sum() <= 0.005 * x.size
+    assert obs.histogram.sum() == x.size
 
 
 @pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))

@@ -4,6 +4,8 @@ import numpy as np
 import onnx
 import onnx.helper as oh
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from onnxq.io import load_model, to_proto
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
@@ -230,6 +232,32 @@ def test_fold_batchnorm_does_not_modify_shared_weight(model_from_text, assert_sa
     result, folded = _fold(model)
     assert result.count == 1
     assert "w" in {i.name for i in folded.graph.initializer}
+    assert_same_outputs(model, folded, optimize=False)
+
+
+# The fixture only hands out a stateless function, so sharing it across examples is safe.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    transpose=st.booleans(),
+    groups=st.sampled_from([1, 2, 3]),
+    per_group_in=st.integers(1, 3),
+    per_group_out=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fold_batchnorm_matches_onnxruntime_for_any_conv_layout(
+    assert_same_outputs, transpose, groups, per_group_in, per_group_out, kernel, with_bias, seed
+):
+    rng = np.random.default_rng(seed)
+    cin, cout = groups * per_group_in, groups * per_group_out
+    shape = (cin, per_group_out, kernel, kernel) if transpose else (cout, per_group_in, kernel, kernel)
+    w = rng.standard_normal(shape).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32) if with_bias else None
+    op = "ConvTranspose" if transpose else "Conv"
+    model = _bn_model(op, [1, cin, 4, 4], w, bias, cout, {"group": groups})
+    result, folded = _fold(model)
+    assert result.count == 1 and [n.op_type for n in folded.graph.node] == [op, "Relu"]
     assert_same_outputs(model, folded, optimize=False)
 
 

@@ -210,3 +210,5 @@ def test_structural_pipeline_groups_real_exports(export_torch, torch_exporter, r
     for optimize in (False, True):
         (got,) = run_ort(proto, {proto.graph.input[0].name: x.numpy()}, optimize=optimize)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    _, again = run_passes(model, structural_passes())
+    assert [r.count for r in again] == [0, 0, 0]  # the pipeline is idempotent

@@ -114,7 +114,8 @@ def test_insert_conv_relu_gives_standard_qdq_structure(model_from_text) -> None:
     assert inits[b_dq.input[0]].dtype == np.int32 and inits[b_dq.input[0]].shape == (4,)
     assert "w" not in inits and "b" not in inits  # no fp32 copy of the weights left
     np.testing.assert_array_equal(inits[b_dq.input[1]], inits[x_dq.input[1]] * inits[w_dq.input[1]])
-    assert not inits[b_dq.input[2]].any()
+    assert len(b_dq.input) == 2  # int32 bias: zero point 0 by default, not stored
+    assert inits[w_dq.input[2]].dtype == np.int8 and not inits[w_dq.input[2]].any()
     out = qdq.graph.output[0]
     assert out.name == "y" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert _producer(qdq, "y").op_type == "DequantizeLinear"
@@ -123,18 +124,43 @@ def test_insert_conv_relu_gives_standard_qdq_structure(model_from_text) -> None:
 @pytest.mark.parametrize(
     ("body", "op", "axis", "w_shape"),
     [
-        (f"""g (float[1, 2, 5, 5] x) => (float[1, 3, 5, 5] y)
+        (
+            f"""g (float[1, 2, 5, 5] x) => (float[1, 3, 5, 5] y)
              <float[3, 2, 1, 1] w = {{{_weights(3, 2, 1, 1)}}}>
-             {{ [op] y = Conv(x, w) }}""", "Conv", 0, (3, 2, 1, 1)),
-        (f"""g (float[1, 2, 3, 3] x) => (float[1, 5, 4, 4] y)
+             {{ [op] y = Conv(x, w) }}""",
+            "Conv",
+            0,
+            (3, 2, 1, 1),
+        ),
+        (
+            f"""g (float[1, 2, 3, 3] x) => (float[1, 5, 4, 4] y)
              <float[2, 5, 2, 2] w = {{{_weights(2, 5, 2, 2)}}}>
-             {{ [op] y = ConvTranspose(x, w) }}""", "ConvTranspose", 1, (2, 5, 2, 2)),
-        (f"""g (float[2, 4] x) => (float[2, 3] y) <float[4, 3] w = {{{_weights(4, 3)}}}>
-             {{ [op] y = Gemm <transB = 0> (x, w) }}""", "Gemm", 1, (4, 3)),
-        (f"""g (float[2, 4] x) => (float[2, 3] y) <float[3, 4] w = {{{_weights(3, 4)}}}>
-             {{ [op] y = Gemm <transB = 1> (x, w) }}""", "Gemm", 0, (3, 4)),
-        (f"""g (float[2, 5, 4] x) => (float[2, 5, 3] y) <float[4, 3] w = {{{_weights(4, 3)}}}>
-             {{ [op] y = MatMul(x, w) }}""", "MatMul", 1, (4, 3)),
+             {{ [op] y = ConvTranspose(x, w) }}""",
+            "ConvTranspose",
+            1,
+            (2, 5, 2, 2),
+        ),
+        (
+            f"""g (float[2, 4] x) => (float[2, 3] y) <float[4, 3] w = {{{_weights(4, 3)}}}>
+             {{ [op] y = Gemm <transB = 0> (x, w) }}""",
+            "Gemm",
+            1,
+            (4, 3),
+        ),
+        (
+            f"""g (float[2, 4] x) => (float[2, 3] y) <float[3, 4] w = {{{_weights(3, 4)}}}>
+             {{ [op] y = Gemm <transB = 1> (x, w) }}""",
+            "Gemm",
+            0,
+            (3, 4),
+        ),
+        (
+            f"""g (float[2, 5, 4] x) => (float[2, 5, 3] y) <float[4, 3] w = {{{_weights(4, 3)}}}>
+             {{ [op] y = MatMul(x, w) }}""",
+            "MatMul",
+            1,
+            (4, 3),
+        ),
     ],
     ids=["conv", "conv_transpose", "gemm_transB0", "gemm_transB1", "matmul"],
 )
@@ -178,7 +204,9 @@ def test_insert_concat_inputs_and_output_share_one_scale(model_from_text) -> Non
 
 
 def test_insert_shares_one_pair_among_consumers_and_keeps_float_readers_float(model_from_text) -> None:
-    _, qdq, _ = quantize_text(model_from_text, f"""
+    _, qdq, _ = quantize_text(
+        model_from_text,
+        f"""
 g (float[1, 2, 4, 4] x)
   => (float[1, 3, 4, 4] y, float[1, 3, 4, 4] z, float[1, 2, 4, 4] e, float[1, 3, 4, 4] f)
 <float[3, 2, 1, 1] w = {{{_weights(3, 2, 1, 1)}}}, float[3, 2, 1, 1] v = {{{_weights(3, 2, 1, 1, seed=2)}}}>
@@ -188,7 +216,8 @@ g (float[1, 2, 4, 4] x)
     [erf] e = Erf(x)
     [erf2] f = Erf(y)
 }}
-""")
+""",
+    )
     quantize_x = [n for n in _consumers(qdq, "x") if n.op_type == "QuantizeLinear"]
     assert len(quantize_x) == 1
     assert next(n for n in qdq.graph.node if n.name == "erf").input[0] == "x"
@@ -198,7 +227,9 @@ g (float[1, 2, 4, 4] x)
 
 
 def test_insert_shared_weight_is_quantized_once_and_add_relu_has_no_qdq_inside(model_from_text) -> None:
-    _, qdq, _ = quantize_text(model_from_text, f"""
+    _, qdq, _ = quantize_text(
+        model_from_text,
+        f"""
 g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) <float[2, 2, 1, 1] w = {{{_weights(2, 2, 1, 1)}}}>
 {{
     [conv1] a = Conv(x, w)
@@ -206,7 +237,9 @@ g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) <float[2, 2, 1, 1] w = {{{_weig
     [add] s = Add(b, x)
     [relu] y = Relu(s)
 }}
-""", MINMAX_PER_CHANNEL)
+""",
+        MINMAX_PER_CHANNEL,
+    )
     convs = [n for n in qdq.graph.node if n.op_type == "Conv"]
     assert convs[0].input[1] == convs[1].input[1]  # one DequantizeLinear for the shared weight
     assert sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4 for t in qdq.graph.initializer) == 1
@@ -216,9 +249,12 @@ g (float[1, 2, 4, 4] x) => (float[1, 2, 4, 4] y) <float[2, 2, 1, 1] w = {{{_weig
 
 
 def test_insert_all_zero_constant_gets_valid_scale(model_from_text) -> None:
-    _, qdq, _ = quantize_text(model_from_text, """
+    _, qdq, _ = quantize_text(
+        model_from_text,
+        """
 g (float[1, 4] x) => (float[1, 4] y) <float[4] k = {0, 0, 0, 0}> { [add] y = Add(x, k) }
-""")
+""",
+    )
     add = next(n for n in qdq.graph.node if n.op_type == "Add")
     k_dq = _producer(qdq, add.input[1])
     inits = _inits(qdq)
@@ -237,9 +273,11 @@ def test_insert_int8_symmetric_activations_have_zero_point_zero(model_from_text)
 
 
 def test_insert_reduce_range_uses_127_activation_levels(model_from_text) -> None:
-    reduced = QConfigMapping(global_qconfig=QConfig(
-        QSpec(reduce_range=True, observer="minmax"), QSpec("int8", symmetric=True, observer="minmax")
-    ))
+    reduced = QConfigMapping(
+        global_qconfig=QConfig(
+            QSpec(reduce_range=True, observer="minmax"), QSpec("int8", symmetric=True, observer="minmax")
+        )
+    )
     fp32, qdq, _ = quantize_text(model_from_text, CONV_RELU, reduced)
     inits = _inits(qdq)
     q_x = next(n for n in _consumers(qdq, "x") if n.op_type == "QuantizeLinear")
@@ -252,7 +290,9 @@ def test_insert_reduce_range_uses_127_activation_levels(model_from_text) -> None
 
 @pytest.mark.parametrize("optimize", [True, False], ids=["ort-opt", "ort-noopt"])
 def test_insert_qdq_model_close_to_fp32_on_random_data(model_from_text, run_ort, optimize: bool) -> None:
-    fp32, qdq, _ = quantize_text(model_from_text, f"""
+    fp32, qdq, _ = quantize_text(
+        model_from_text,
+        f"""
 g (float[1, 3, 8, 8] x, float[1, 2, 4, 4] s) => (float[1, 10] y, float[1, 10] p)
 <float[6, 3, 3, 3] w = {{{_weights(6, 3, 3, 3)}}}, float[6] b = {{0.1, 0.2, -0.1, 0, 0.3, -0.2}},
  float[128, 10] fc = {{{_weights(128, 10, seed=3)}}}, float[10] fb = {{{_weights(10, seed=4)}}}>
@@ -266,7 +306,9 @@ g (float[1, 3, 8, 8] x, float[1, 2, 4, 4] s) => (float[1, 10] y, float[1, 10] p)
     [gemm] y = Gemm(f, fc, fb)
     [soft] p = Softmax(y)
 }}
-""", MINMAX_PER_CHANNEL)
+""",
+        MINMAX_PER_CHANNEL,
+    )
     feeds = {k: v[:1] for k, v in _feeds(fp32, seed=7).items()}
     expected = run_ort(fp32, feeds, optimize)
     got = run_ort(qdq, feeds, optimize)
@@ -282,3 +324,22 @@ def test_insert_refuses_model_below_opset_13() -> None:
 
     with pytest.raises(UnsupportedModelError, match="opset 11"):
         InsertQDQ(QuantPlan((), {}, {}, {}, ()), {})(model)
+
+
+def test_insert_conv_transpose_with_groups_repeats_weight_scales_in_bias(model_from_text, run_ort) -> None:
+    fp32, qdq, _ = quantize_text(model_from_text, f"""
+g (float[1, 4, 3, 3] x) => (float[1, 6, 4, 4] y)
+<float[4, 3, 2, 2] w = {{{_weights(4, 3, 2, 2)}}}, float[6] b = {{0.5, -1, 0.25, 2, -0.5, 1}}>
+{{ [convt] y = ConvTranspose <group = 2> (x, w, b) }}
+""", MINMAX_PER_CHANNEL)
+    convt = next(n for n in qdq.graph.node if n.op_type == "ConvTranspose")
+    w_dq, b_dq = _producer(qdq, convt.input[1]), _producer(qdq, convt.input[2])
+    inits = _inits(qdq)
+    w_scale, b_scale = inits[w_dq.input[1]], inits[b_dq.input[1]]
+    x_scale = inits[_producer(qdq, convt.input[0]).input[1]]
+    assert w_scale.shape == (3,) and b_scale.shape == (6,)
+    np.testing.assert_array_equal(b_scale, x_scale * np.tile(w_scale, 2))
+    feeds = {"x": _feeds(fp32)["x"][:1]}  # a calibration sample: no clipping, only rounding error
+    for optimize in (True, False):
+        (expected,), (got,) = run_ort(fp32, feeds, optimize), run_ort(qdq, feeds, optimize)
+        assert np.max(np.abs(got - expected)) <= 0.02 * np.max(np.abs(expected))

@@ -133,6 +133,46 @@ def test_normalize_folds_constant_subgraphs_into_initializers(
     assert_same_outputs(model, folded)
 
 
+def test_normalize_bypasses_identity_and_dropout_inside_the_graph(
+    model_from_text, op_counts, assert_same_outputs
+):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2, 3] x) => (float[2, 3] y, float[2, 3] z, float[2, 3] mask_out) {
+            a = Identity(x)
+            r = Relu(a)
+            d = Dropout(r)
+            y = Neg(d)
+            z = Identity(y)
+            d2, m2 = Dropout(y)
+            mask_out = Cast <to = 1> (m2)
+        }
+    """)
+    result, normalized = _normalize(model)
+    assert op_counts(normalized) == {"Relu": 1, "Neg": 1, "Identity": 1, "Dropout": 1, "Cast": 1}
+    assert [n.input[0] for n in normalized.graph.node if n.op_type in ("Relu", "Neg")] == ["x", "r"]
+    assert result.count == 2  # z = Identity(y) is an output; the second Dropout's mask is used
+    assert result.notes == ("1 Dropout node(s) removed: inference semantics (identity)",)
+    assert_same_outputs(model, normalized)
+
+
+def test_normalize_removes_dropout_of_training_export(export_torch, run_ort, op_counts):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.Dropout(0.5), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+    )
+    x = torch.randn(3, 6)
+    exported = export_torch(net, (x,), "torchscript", 13, training=torch.onnx.TrainingMode.TRAINING)
+    assert op_counts(exported).get("Dropout") == 1
+    _, normalized = _normalize(exported)
+    assert "Dropout" not in op_counts(normalized)
+    with torch.no_grad():
+        expected = net.eval()(x).numpy()
+    (got,) = run_ort(normalized, {normalized.graph.input[0].name: x.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_normalize_keeps_huge_constant_of_shape(model_from_text, monkeypatch, op_counts):
     monkeypatch.setattr(normalize_module, "MAX_FOLD_ELEMENTS", 10)
     model = model_from_text("""
@@ -265,6 +305,16 @@ def test_normalize_keeps_outputs_of_real_exports(
         assert_same_outputs(exported, normalized, optimize=optimize)
 
 
+def test_normalize_makes_kept_initializer_inputs_constant(export_torch, assert_same_outputs):
+    net, inputs = _torch_module()
+    exported = export_torch(net, inputs, "torchscript", 13, keep_initializers_as_inputs=True)
+    assert len(exported.graph.input) > 1
+    result, normalized = _normalize(exported)
+    assert [i.name for i in normalized.graph.input] == [exported.graph.input[0].name]
+    assert any("removed from the graph inputs" in note for note in result.notes)
+    assert_same_outputs(exported, normalized)
+
+
 @pytest.mark.parametrize("opset", [9, 11])
 def test_normalize_upgrades_old_torchscript_exports(export_torch, opset, assert_same_outputs):
     net, inputs = _torch_module()
@@ -273,3 +323,21 @@ def test_normalize_upgrades_old_torchscript_exports(export_torch, opset, assert_
     assert opset_version(result.model) == MIN_OPSET
     assert f"opset upgraded from {opset} to 13" in result.notes
     assert_same_outputs(exported, normalized)
+
+
+def test_normalize_keeps_initializers_read_only_by_subgraphs(model_from_text, assert_same_outputs):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (bool cond, float[2] x) => (float[2] y) <float[2] b = {1.0, 2.0}> {
+            c = Constant <value = float[2] {3.0, 4.0}> ()
+            y = If (cond) <
+                then_branch = t () => (float[2] inner) { inner = Add(x, b) },
+                else_branch = e () => (float[2] other) { other = Mul(x, c) }
+            >
+        }
+    """)
+    _, normalized = _normalize(model)
+    assert sorted(i.name for i in normalized.graph.initializer) == ["b", "c"]
+    x = np.array([1.0, -1.0], np.float32)
+    for cond in (True, False):
+        assert_same_outputs(model, normalized, {"cond": np.array(cond), "x": x})

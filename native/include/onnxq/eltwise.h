@@ -10,6 +10,8 @@
  *   q  = round_half_to_even(clamp(y, qmin, qmax))
  *
  * qmin/qmax are the fused clamp (type range when nothing is fused; ReLU: qmin = y_zp).
+ * Every ISA (NEON included, with vfmaq) computes exactly this; onnxruntime's own ARM build uses a
+ * fixed-point variant instead, so its bytes there may differ from these in the last unit.
  */
 #ifndef ONNXQ_ELTWISE_H
 #define ONNXQ_ELTWISE_H

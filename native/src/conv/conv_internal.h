@@ -60,10 +60,11 @@ static inline size_t onnxq_dw_eo_index(size_t c) {
     return c - i + (i & 1u) * (ONNXQ_DW_BLOCK / 2) + i / 2;
 }
 
-/* Runs fn(arg, i) for i in [0, tasks): task 0 on the calling thread, the others on persistent
- * worker threads (threadpool.c); returns when all are done. */
-typedef void onnxq_conv_task_fn(void* arg, size_t index);
-void onnxq_conv_parallel(size_t tasks, onnxq_conv_task_fn* fn, void* arg);
+/* Runs fn(arg, task, participant) for every task in [0, tasks) on the calling thread
+ * (participant 0) and up to participants - 1 persistent worker threads (threadpool.c), which claim
+ * tasks dynamically; returns when all are done. */
+typedef void onnxq_conv_task_fn(void* arg, size_t task, size_t participant);
+void onnxq_conv_parallel(size_t tasks, size_t participants, onnxq_conv_task_fn* fn, void* arg);
 
 /* Runs the plan on p->threads threads; allocates all scratch before writing any output. */
 int onnxq_conv_execute(const onnxq_conv_job_plan* plan);

@@ -1,5 +1,6 @@
-/* Drives a validated convolution: splits the output rows (pixels) over threads, builds the
- * depthwise tap pointers (indirection) or the im2col row blocks, and calls the micro-kernels. */
+/* Drives a validated convolution: splits the output rows (pixels) into tasks run by the thread
+ * pool, builds the depthwise tap pointers (indirection) or the im2col row blocks, and calls the
+ * micro-kernels. All scratch is allocated before any output is written. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 #include "onnxq/gemm.h"
 
 #define ONNXQ_CONV_MAX_THREADS 64u
-#define ONNXQ_CONV_ROW_ALIGN 16u /* rows per block: a multiple of the AMX tile height */
+#define ONNXQ_CONV_ROW_ALIGN 16u        /* rows per block: a multiple of the AMX tile height */
+#define ONNXQ_CONV_TASKS_PER_THREAD 4u  /* row ranges per thread, claimed dynamically */
+#define ONNXQ_CONV_MIN_TASK_ROWS 64u
 /* Bytes of one im2col block: large enough to amortise the packed weights' traffic, small enough
  * to stay in L2 next to them. */
 #define ONNXQ_CONV_BLOCK_BYTES (256u * 1024u)
@@ -153,13 +156,30 @@ static void run_gemm(conv_worker* w) {
     }
 }
 
-static void conv_task(void* arg, size_t index) {
-    conv_worker* w = (conv_worker*)arg + index;
-    if (w->plan->dw != NULL) {
-        run_depthwise(w);
+typedef struct conv_job {
+    const onnxq_conv_job_plan* plan;
+    size_t rows, chunk, block_rows, scratch_bytes;
+    uint8_t* scratch;  /* scratch_bytes per participant */
+    int* status;       /* per task */
+    char (*msg)[256];  /* per task */
+} conv_job;
+
+static void conv_task(void* arg, size_t task, size_t participant) {
+    const conv_job* job = arg;
+    conv_worker w = {
+        .plan = job->plan,
+        .r0 = task * job->chunk,
+        .r1 = (task + 1) * job->chunk < job->rows ? (task + 1) * job->chunk : job->rows,
+        .scratch = job->scratch != NULL ? job->scratch + participant * job->scratch_bytes : NULL,
+        .block_rows = job->block_rows,
+    };
+    if (job->plan->dw != NULL) {
+        run_depthwise(&w);
     } else {
-        run_gemm(w);
+        run_gemm(&w);
     }
+    job->status[task] = w.status;
+    if (w.status != ONNXQ_OK) memcpy(job->msg[task], w.msg, sizeof w.msg);
 }
 
 int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
@@ -167,10 +187,15 @@ int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
     const size_t rows = p->batch * plan->out_h * plan->out_w;
     size_t threads = p->threads == 0 ? 1 : p->threads;
     if (threads > ONNXQ_CONV_MAX_THREADS) threads = ONNXQ_CONV_MAX_THREADS;
-    const size_t max_useful = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
-    if (threads > max_useful) threads = max_useful;
-    size_t chunk = onnxq_round_up((rows + threads - 1) / threads, ONNXQ_CONV_ROW_ALIGN);
-    threads = (rows + chunk - 1) / chunk;
+    const size_t row_blocks = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
+    if (threads > row_blocks) threads = row_blocks;
+    /* A few tasks per thread so that a late thread's share is taken by the others, but no task
+     * under ONNXQ_CONV_MIN_TASK_ROWS rows: every GEMM call streams all of the packed weights. */
+    size_t tasks = threads == 1 ? 1 : ONNXQ_CONV_TASKS_PER_THREAD * threads;
+    if (tasks > rows / ONNXQ_CONV_MIN_TASK_ROWS) tasks = rows / ONNXQ_CONV_MIN_TASK_ROWS;
+    if (tasks < threads) tasks = threads; /* also 1 task for 1 thread */
+    const size_t chunk = onnxq_round_up((rows + tasks - 1) / tasks, ONNXQ_CONV_ROW_ALIGN);
+    tasks = (rows + chunk - 1) / chunk;
 
     const size_t taps = p->w.kernel_h * p->w.kernel_w;
     const size_t k = taps * (p->w.in_c / p->w.groups);
@@ -181,33 +206,30 @@ int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
     } else if (plan->direct_1x1) {
         scratch = 0;
     } else {
-        block_rows = ONNXQ_CONV_BLOCK_BYTES / k / ONNXQ_CONV_ROW_ALIGN * ONNXQ_CONV_ROW_ALIGN;
-        if (block_rows < ONNXQ_CONV_ROW_ALIGN) block_rows = ONNXQ_CONV_ROW_ALIGN;
+        /* Equal blocks of about ONNXQ_CONV_BLOCK_BYTES (not full blocks and a tiny last one). */
+        const size_t blocks = (chunk * k + ONNXQ_CONV_BLOCK_BYTES - 1) / ONNXQ_CONV_BLOCK_BYTES;
+        block_rows = onnxq_round_up((chunk + blocks - 1) / blocks, ONNXQ_CONV_ROW_ALIGN);
         if (block_rows > chunk) block_rows = chunk;
         scratch = block_rows * k;
     }
     scratch = onnxq_round_up(scratch, ONNXQ_CONV_ALIGN);
-    conv_worker workers[ONNXQ_CONV_MAX_THREADS];
-    uint8_t* mem = NULL;
-    if (scratch != 0) {
-        mem = aligned_alloc(ONNXQ_CONV_ALIGN, scratch * threads);
-        if (mem == NULL) {
-            return onnxq_error(ONNXQ_E_NOMEM, "conv: cannot allocate %zu bytes of scratch",
-                               scratch * threads);
-        }
+    const size_t status_bytes = onnxq_round_up(tasks * (sizeof(int) + 256), ONNXQ_CONV_ALIGN);
+    uint8_t* mem = aligned_alloc(ONNXQ_CONV_ALIGN, scratch * threads + status_bytes);
+    if (mem == NULL) {
+        return onnxq_error(ONNXQ_E_NOMEM, "conv: cannot allocate %zu bytes of scratch",
+                           scratch * threads + status_bytes);
     }
-    for (size_t t = 0; t < threads; t++) {
-        workers[t] = (conv_worker){
-            .plan = plan, .r0 = t * chunk, .r1 = (t + 1) * chunk < rows ? (t + 1) * chunk : rows,
-            .scratch = mem != NULL ? mem + t * scratch : NULL, .block_rows = block_rows,
-        };
+    conv_job job = {
+        .plan = plan, .rows = rows, .chunk = chunk, .block_rows = block_rows,
+        .scratch_bytes = scratch, .scratch = scratch != 0 ? mem : NULL,
+        .msg = (char(*)[256])(void*)(mem + scratch * threads),
+        .status = (int*)(void*)(mem + scratch * threads + tasks * 256),
+    };
+    onnxq_conv_parallel(tasks, threads, conv_task, &job);
+    int st = ONNXQ_OK;
+    for (size_t t = 0; t < tasks && st == ONNXQ_OK; t++) {
+        if (job.status[t] != ONNXQ_OK) st = onnxq_error(job.status[t], "conv: %s", job.msg[t]);
     }
-    onnxq_conv_parallel(threads, conv_task, workers);
     free(mem);
-    for (size_t t = 0; t < threads; t++) {
-        if (workers[t].status != ONNXQ_OK) {
-            return onnxq_error(workers[t].status, "conv: %s", workers[t].msg);
-        }
-    }
-    return ONNXQ_OK;
+    return st;
 }

@@ -1,8 +1,10 @@
 /* Persistent worker threads of the conv family: creating threads per call costs tens of
  * microseconds, as much as a small layer takes. Workers are created on first need and kept; after
  * a job they spin briefly for the next one (layers come back to back), then sleep on a condition
- * variable. One job runs at a time (callers queue on a mutex). */
+ * variable. Tasks are claimed dynamically, the caller included, so a worker that the OS schedules
+ * late (a busy machine) delays nothing: the others take its tasks. One job runs at a time. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "conv/conv_internal.h"
@@ -11,19 +13,19 @@
 #define POOL_SPIN 2000u /* pause iterations before sleeping (a few tens of microseconds) */
 
 static struct {
-    pthread_mutex_t run;       /* one job at a time */
-    pthread_mutex_t mu;        /* protects sleeping / waking */
+    pthread_mutex_t run; /* one job at a time */
+    pthread_mutex_t mu;  /* protects the job description and the sleeping */
     pthread_cond_t wake;
-    pthread_cond_t done;
-    size_t workers;            /* threads created so far */
-    atomic_ulong generation;   /* bumped for every job */
-    atomic_size_t remaining;   /* workers that have not finished the current job */
+    size_t workers;      /* threads created so far */
+    uint32_t job;        /* id of the current job (under mu) */
     onnxq_conv_task_fn* fn;
     void* arg;
     size_t tasks;
-    unsigned long start_generation[POOL_MAX + 1]; /* generation when worker i was created */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, {0}};
+    size_t participants;          /* workers 1..participants-1 may join */
+    _Atomic uint64_t ticket;      /* (job id << 32) | next task index */
+    atomic_size_t completed;      /* tasks of the current job finished */
+} pool = {.run = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER};
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__)
@@ -33,67 +35,88 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void* worker_main(void* arg) {
-    const size_t index = (size_t)(uintptr_t)arg; /* task index: 1..workers */
-    unsigned long seen = pool.start_generation[index]; /* written before the thread started */
+/* Claims tasks of job `job` until none is left or another job has started. A task is claimed
+ * by a compare-and-swap on the ticket, so a worker that wakes up late for a finished job claims
+ * nothing and never touches that job's (caller-owned) argument. */
+static void run_tasks(uint32_t job, onnxq_conv_task_fn* fn, void* arg, size_t tasks,
+                      size_t participant) {
+    uint64_t ticket = atomic_load(&pool.ticket);
     for (;;) {
-        unsigned long g = seen;
-        for (unsigned i = 0; i < POOL_SPIN && g == seen; i++) {
+        if ((uint32_t)(ticket >> 32) != job || (ticket & 0xFFFFFFFFu) >= tasks) return;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &ticket, ticket + 1)) continue;
+        fn(arg, (size_t)(ticket & 0xFFFFFFFFu), participant);
+        atomic_fetch_add(&pool.completed, 1);
+        ticket = atomic_load(&pool.ticket);
+    }
+}
+
+static void* worker_main(void* arg) {
+    const size_t id = (size_t)(uintptr_t)arg; /* participant id 1..workers */
+    uint32_t seen = 0;
+    for (;;) {
+        for (unsigned i = 0; i < POOL_SPIN && (uint32_t)(atomic_load(&pool.ticket) >> 32) == seen;
+             i++) {
             cpu_relax();
-            g = atomic_load_explicit(&pool.generation, memory_order_acquire);
         }
-        if (g == seen) {
-            pthread_mutex_lock(&pool.mu);
-            while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
-                pthread_cond_wait(&pool.wake, &pool.mu);
-            }
-            pthread_mutex_unlock(&pool.mu);
-        }
-        seen = g;
-        if (index < pool.tasks) pool.fn(pool.arg, index);
-        if (atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&pool.mu);
-            pthread_cond_broadcast(&pool.done);
-            pthread_mutex_unlock(&pool.mu);
-        }
+        pthread_mutex_lock(&pool.mu);
+        while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        seen = pool.job;
+        const int join = id < pool.participants;
+        onnxq_conv_task_fn* fn = pool.fn;
+        void* job_arg = pool.arg;
+        const size_t tasks = pool.tasks;
+        pthread_mutex_unlock(&pool.mu);
+        if (join) run_tasks(seen, fn, job_arg, tasks, id);
     }
     return NULL;
 }
 
-void onnxq_conv_parallel(size_t tasks, onnxq_conv_task_fn* fn, void* arg) {
-    if (tasks <= 1) {
-        if (tasks == 1) fn(arg, 0);
+/* A forked child has none of the parent's workers: start again from an empty pool. */
+static void pool_after_fork_in_child(void) {
+    pthread_mutex_init(&pool.run, NULL);
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.workers = 0;
+}
+
+static void pool_init_once(void) { pthread_atfork(NULL, NULL, pool_after_fork_in_child); }
+
+void onnxq_conv_parallel(size_t tasks, size_t participants, onnxq_conv_task_fn* fn, void* arg) {
+    if (participants <= 1 || tasks <= 1) {
+        for (size_t t = 0; t < tasks; t++) fn(arg, t, 0);
         return;
     }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pool_init_once);
     pthread_mutex_lock(&pool.run);
-    while (pool.workers + 1 < tasks && pool.workers < POOL_MAX) {
+    while (pool.workers + 1 < participants && pool.workers < POOL_MAX) {
         pthread_t tid;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pool.start_generation[pool.workers + 1] = atomic_load(&pool.generation);
-        const int failed = pthread_create(&tid, &attr, worker_main,
-                                          (void*)(uintptr_t)(pool.workers + 1));
+        const int failed =
+            pthread_create(&tid, &attr, worker_main, (void*)(uintptr_t)(pool.workers + 1));
         pthread_attr_destroy(&attr);
-        if (failed) break;
+        if (failed) break; /* fewer workers: the caller claims more tasks */
         pool.workers++;
     }
-    const size_t pooled = pool.workers + 1 < tasks ? pool.workers + 1 : tasks;
+    pthread_mutex_lock(&pool.mu);
+    const uint32_t job = ++pool.job == 0 ? ++pool.job : pool.job; /* 0: "no job yet" */
     pool.fn = fn;
     pool.arg = arg;
-    pool.tasks = pooled;
-    atomic_store_explicit(&pool.remaining, pool.workers, memory_order_relaxed);
-    pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pool.tasks = tasks;
+    pool.participants = participants;
+    atomic_store(&pool.completed, 0);
+    atomic_store(&pool.ticket, (uint64_t)job << 32);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
-    fn(arg, 0);
-    for (size_t t = pooled; t < tasks; t++) fn(arg, t); /* no thread for these: run them here */
-    for (unsigned i = 0; i < POOL_SPIN && atomic_load(&pool.remaining) != 0; i++) cpu_relax();
-    if (atomic_load(&pool.remaining) != 0) {
-        pthread_mutex_lock(&pool.mu);
-        while (atomic_load(&pool.remaining) != 0) pthread_cond_wait(&pool.done, &pool.mu);
-        pthread_mutex_unlock(&pool.mu);
+    run_tasks(job, fn, arg, tasks, 0);
+    for (unsigned i = 0; atomic_load(&pool.completed) != tasks; i++) { /* others' last tasks */
+        if (i < POOL_SPIN) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
     }
     pthread_mutex_unlock(&pool.run);
 }

@@ -2,6 +2,7 @@
  * quantize via onnxq_quantize, then the u8s8 GEMM with fp32 output). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/internal.h"
 #include "onnxq/dynamic.h"
@@ -83,6 +84,57 @@ int onnxq_dynamic_quantize(const float* x, size_t rows, size_t cols, size_t ldx,
     return dq_impl("dynamic_quantize", x, rows, cols, ldx, mode, q, scale, zp);
 }
 
+/* Per-row mode: one int32 GEMM for all rows (zero point 0), then the per-row zero-point correction
+ * acc = sum(q * w) - a_zp[r] * colsum(w) and the fp32 scaling the GEMM's fp32 output would do:
+ * y = (float)acc * (a_scale[r] * w_scale[n]) (+ bias[n]). */
+static int dqmm_per_row(const void* packed_w, size_t packed_size, const onnxq_dqmm_params* p,
+                        size_t k, size_t n) {
+    int st = ONNXQ_OK;
+    const size_t m = p->m;
+    uint8_t* q = (uint8_t*)malloc(m * k + k);
+    float* a_scale = (float*)malloc(m * sizeof(float));
+    int32_t* a_zp = (int32_t*)malloc(m * sizeof(int32_t));
+    int32_t* acc = (int32_t*)malloc((m + 1) * n * sizeof(int32_t));
+    if (q == NULL || a_scale == NULL || a_zp == NULL || acc == NULL) {
+        st = onnxq_error(ONNXQ_E_NOMEM, "dqmm: cannot allocate scratch for %zu x %zu", m, n);
+        goto done;
+    }
+    st = dq_impl("dqmm", p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, q, a_scale, a_zp);
+    if (st != ONNXQ_OK) goto done;
+    uint8_t* ones = q + m * k;
+    memset(ones, 1, k);
+    int32_t* colsum = acc + m * n;
+    onnxq_gemm_u8s8_params g = {0};
+    g.m = 1;
+    g.a = ones;
+    g.lda = k;
+    g.out_type = ONNXQ_I32;
+    g.c = colsum;
+    g.ldc = n;
+    if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
+    g.m = m;
+    g.a = q;
+    g.c = acc;
+    if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
+    for (size_t r = 0; r < m; ++r) {
+        float* y = p->y + r * p->ldy;
+        const int32_t* ar = acc + r * n;
+        for (size_t j = 0; j < n; ++j) {
+            const int32_t a = (int32_t)((int64_t)ar[j] - (int64_t)a_zp[r] * colsum[j]);
+            const float s = a_scale[r] * p->w_scale[p->w_scale_len == 1 ? 0 : j];
+            float v = (float)a * s;
+            if (p->bias != NULL) v = v + p->bias[j];
+            y[j] = v;
+        }
+    }
+done:
+    free(q);
+    free(a_scale);
+    free(a_zp);
+    free(acc);
+    return st;
+}
+
 int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params* p) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
     ONNXQ_CHECK_NOT_NULL(packed_w, "packed_w");
@@ -111,38 +163,32 @@ int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params
     if (onnxq_mul_overflow(p->m, k, &qsize) || onnxq_mul_overflow(p->m, p->lda, &qsize))
         return onnxq_error(ONNXQ_E_SHAPE, "dqmm: size overflows");
     if ((st = onnxq_isa_check()) != ONNXQ_OK) return st;
-    const size_t nrow_params = p->mode == ONNXQ_DQ_PER_ROW ? p->m : 1;
+    if (p->mode == ONNXQ_DQ_PER_ROW) return dqmm_per_row(packed_w, packed_size, p, k, n);
     uint8_t* q = (uint8_t*)malloc(p->m * k);
-    float* a_scale = (float*)malloc(nrow_params * sizeof(float));
-    int32_t* a_zp = (int32_t*)malloc(nrow_params * sizeof(int32_t));
+    float a_scale = 0.0f;
+    int32_t a_zp = 0;
     float* mult = (float*)malloc(p->w_scale_len * sizeof(float));
-    if (q == NULL || a_scale == NULL || a_zp == NULL || mult == NULL) {
+    if (q == NULL || mult == NULL) {
         st = onnxq_error(ONNXQ_E_NOMEM, "dqmm: cannot allocate %zu bytes of scratch", p->m * k);
         goto done;
     }
-    st = dq_impl("dqmm", p->a, p->m, k, p->lda, p->mode, q, a_scale, a_zp);
+    st = dq_impl("dqmm", p->a, p->m, k, p->lda, ONNXQ_DQ_PER_TENSOR, q, &a_scale, &a_zp);
     if (st != ONNXQ_OK) goto done;
+    for (size_t j = 0; j < p->w_scale_len; ++j) mult[j] = a_scale * p->w_scale[j];
     onnxq_gemm_u8s8_params g = {0};
+    g.m = p->m;
+    g.a = q;
     g.lda = k;
+    g.a_zp = a_zp;
     g.out_type = ONNXQ_F32;
     g.scale = mult;
     g.scale_len = p->w_scale_len;
     g.bias_f = p->bias;
+    g.c = p->y;
     g.ldc = p->ldy;
-    const size_t groups = p->mode == ONNXQ_DQ_PER_ROW ? p->m : 1;
-    for (size_t r = 0; r < groups; ++r) {
-        for (size_t j = 0; j < p->w_scale_len; ++j) mult[j] = a_scale[r] * p->w_scale[j];
-        g.m = p->mode == ONNXQ_DQ_PER_ROW ? 1 : p->m;
-        g.a = q + r * k;
-        g.a_zp = a_zp[r];
-        g.c = p->y + r * p->ldy;
-        st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g);
-        if (st != ONNXQ_OK) goto done;
-    }
+    st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g);
 done:
     free(q);
-    free(a_scale);
-    free(a_zp);
     free(mult);
     return st;
 }

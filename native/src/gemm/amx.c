@@ -3,9 +3,10 @@
  * Tiles: C in tmm0..3, A rows 0-15 / 16-31 in tmm4/5 (16 rows x 64 bytes of K), B blocks j / j+1
  * in tmm6/7 (16 groups of 4 K x 16 columns = 1 KiB, read straight from the packed buffer, whose K
  * is padded to 64). Rows go in blocks of about 512 KiB of A; for each block, every pair of B
- * blocks is loaded once and reused over the block's 32-row steps. A is tile-loaded in place when
- * K is a multiple of 64 and the block has a multiple of 32 rows; otherwise the block is first
- * copied into a zero-padded panel, so no tile load passes A's end.
+ * blocks is loaded once and reused over the block's 32-row steps. 32-row tiles of A are
+ * tile-loaded in place when that cannot read past A (see rows_in_place: K a multiple of 64, or
+ * lda >= K padded to 64 and not the last tile); the other rows are first copied into a
+ * zero-padded panel.
  * The int32 tiles go through a 4 KiB buffer to the AVX-512 output stage. The tile state is
  * configured at entry and released at exit; permission to use it was obtained at detection.
  */
@@ -94,16 +95,26 @@ static inline void tile_32x32(const int8_t* b0, const int8_t* b1, const uint8_t*
     _tile_stored(3, buf + 16 * 32 + 16, 128);
 }
 
+/* Rows at the start of block [ib, ib + mb) whose 32-row tiles can be tile-loaded from A itself.
+ * A tile reads kp bytes per row. That stays inside A when K == kp, or when lda >= kp and another
+ * row follows the tile (bytes past K then belong to the next row; they meet B's zero padding). */
+static size_t rows_in_place(size_t ib, size_t mb, size_t m, size_t k, size_t kp, size_t lda) {
+    const size_t whole = mb / MR * MR;
+    if (k == kp) return whole;
+    if (lda < kp || m - ib <= MR) return 0;
+    const size_t safe = (m - 1 - ib) / MR * MR; /* tiles ending before the last row of A */
+    return safe < whole ? safe : whole;
+}
+
 int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                           size_t lda, size_t m) {
-    const size_t kp = ctx->kq * 4, chunks = kp / 64, stride = ctx->kq * 64;
-    const int in_place = ctx->k == kp;
+    const size_t k = ctx->k, kp = ctx->kq * 4, chunks = kp / 64, stride = ctx->kq * 64;
     /* Row blocks of about 512 KiB of A: one pair of B panels is reused across a whole block. */
     size_t mc = ((size_t)512 * 1024 / kp) / MR * MR;
     if (mc < MR) mc = MR;
     if (mc > onnxq_round_up(m, MR)) mc = onnxq_round_up(m, MR);
     uint8_t* panel = NULL;
-    if (!in_place || m % MR != 0) {
+    if (rows_in_place(0, m, m, k, kp, lda) < m) {
         panel = (uint8_t*)aligned_alloc(64, mc * kp);
         if (panel == NULL)
             return onnxq_error(ONNXQ_E_NOMEM, "gemm (amx): cannot allocate %zu bytes", mc * kp);
@@ -112,16 +123,17 @@ int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const 
     configure_tiles();
     for (size_t ib = 0; ib < m; ib += mc) {
         const size_t mb = m - ib < mc ? m - ib : mc;
-        const int copied = !in_place || mb % MR != 0;
-        if (copied) copy_panel(panel, a, lda, ib, mb, ctx->k, kp);
-        const uint8_t* ap = copied ? panel : a + ib * lda;
-        const size_t as = copied ? kp : lda;
+        const size_t direct = rows_in_place(ib, mb, m, k, kp, lda);
+        if (direct < mb) copy_panel(panel, a, lda, ib + direct, mb - direct, k, kp);
         for (size_t j = 0; j < ctx->nb; j += 2) {
             const int two = j + 1 < ctx->nb;
             const int8_t* b0 = ctx->w + j * stride;
             const int8_t* b1 = two ? b0 + stride : b0;
             for (size_t i = 0; i < mb; i += MR) {
-                tile_32x32(b0, b1, ap + i * as, as, chunks, buf);
+                if (i < direct)
+                    tile_32x32(b0, b1, a + (ib + i) * lda, lda, chunks, buf);
+                else
+                    tile_32x32(b0, b1, panel + (i - direct) * kp, kp, chunks, buf);
                 store_block(ctx, buf, ib + i, mb - i < MR ? mb - i : MR, j, two);
             }
         }

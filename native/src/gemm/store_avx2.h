@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "common/requant_avx2.h"
 #include "gemm/ukernel.h"
 
 /* Stores min(cnt, 8) columns of row `row` from column col (col is a multiple of 8, so the padded
@@ -17,16 +18,10 @@ static inline void onnxq_gemm_store8_avx2(const onnxq_gemm_u8s8_ctx* ctx, __m256
     switch (ctx->out_type) {
         case ONNXQ_U8:
         case ONNXQ_S8: {
-            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(ctx->scale + col));
-            v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(ctx->lo)), _mm256_set1_ps(ctx->hi));
-            const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(ctx->out_zp));
-            /* values are inside the type range: signed packs keep them, then take the low bytes */
-            const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-            const __m128i b = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1,
-                                                                -1, -1, -1, -1, -1, -1));
-            uint8_t tmp[16];
-            _mm_storeu_si128((__m128i*)tmp, b);
-            memcpy((uint8_t*)ctx->c + off, tmp, cnt);
+            const __m256i q = onnxq_requant_avx2(acc, _mm256_loadu_ps(ctx->scale + col),
+                                                 _mm256_set1_ps(ctx->lo), _mm256_set1_ps(ctx->hi),
+                                                 _mm256_set1_epi32(ctx->out_zp));
+            onnxq_store_bytes_avx2(q, (uint8_t*)ctx->c + off, cnt);
             break;
         }
         case ONNXQ_F32: {

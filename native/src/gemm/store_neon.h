@@ -6,6 +6,7 @@
 #include <arm_neon.h>
 #include <string.h>
 
+#include "common/requant_neon.h"
 #include "gemm/ukernel.h"
 
 /* Stores min(cnt, 4) columns of row `row` from column col (a multiple of 4). */
@@ -16,10 +17,9 @@ static inline void onnxq_gemm_store4_neon(const onnxq_gemm_u8s8_ctx* ctx, int32x
     switch (ctx->out_type) {
         case ONNXQ_U8:
         case ONNXQ_S8: {
-            float32x4_t v = vmulq_f32(vcvtq_f32_s32(acc), vld1q_f32(ctx->scale + col));
-            v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(ctx->lo)), vdupq_n_f32(ctx->hi));
             int32_t q[4];
-            vst1q_s32(q, vaddq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(ctx->out_zp)));
+            vst1q_s32(q, onnxq_requant_neon(acc, vld1q_f32(ctx->scale + col), vdupq_n_f32(ctx->lo),
+                                            vdupq_n_f32(ctx->hi), vdupq_n_s32(ctx->out_zp)));
             uint8_t* c = (uint8_t*)ctx->c + off;
             for (size_t j = 0; j < cnt; ++j) c[j] = (uint8_t)q[j];
             break;

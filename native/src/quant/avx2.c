@@ -4,16 +4,16 @@
 #include <immintrin.h>
 
 #include "common/quantize_scalar.h"
+#include "common/requant_avx2.h"
 #include "quant/ukernel.h"
 
 /* 8 floats -> 8 int32: x / scale, clamp (NaN -> lo), round half to even, + zp. */
 static inline __m256i quantize8(const float* x, __m256 scale, __m256 lo, __m256 hi, __m256i zp) {
-    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x), scale);
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-    return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+    const __m256 v = _mm256_div_ps(_mm256_loadu_ps(x), scale);
+    return _mm256_add_epi32(onnxq_clamp_round_avx2(v, lo, hi), zp);
 }
 
-/* 32 floats -> 32 int16 pairs packed in the right order: returns two vectors of 16 int16. */
+/* Undo the lane interleaving of packs_epi32 + packs/packus_epi16 over 4 vectors. */
 static inline __m256i pack_order(__m256i v) {
     return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }

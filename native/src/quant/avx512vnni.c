@@ -3,18 +3,16 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 #include <immintrin.h>
 
+#include "common/requant_avx512.h"
 #include "quant/ukernel.h"
 
-static inline __mmask16 tail_mask(size_t left) {
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-}
+#define tail_mask onnxq_mask16
 
 /* Up to 16 floats (mask m) -> int32: x / scale, clamp (NaN -> lo), round half to even, + zp. */
 static inline __m512i quantize16(const float* x, __mmask16 m, __m512 scale, __m512 lo, __m512 hi,
                                  __m512i zp) {
-    __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x), scale);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+    const __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x), scale);
+    return _mm512_add_epi32(onnxq_clamp_round_avx512(v, lo, hi), zp);
 }
 
 #define QUANTIZE_BODY(OUT_T)                                                              \

@@ -4,13 +4,12 @@
 #include <arm_neon.h>
 
 #include "common/quantize_scalar.h"
+#include "common/requant_neon.h"
 #include "quant/ukernel.h"
 
 static inline int32x4_t quantize4(const float* x, float32x4_t scale, float32x4_t lo,
                                   float32x4_t hi, int32x4_t zp) {
-    float32x4_t v = vdivq_f32(vld1q_f32(x), scale);
-    v = vminnmq_f32(vmaxnmq_f32(v, lo), hi);
-    return vaddq_s32(vcvtnq_s32_f32(v), zp);
+    return vaddq_s32(onnxq_clamp_round_neon(vdivq_f32(vld1q_f32(x), scale), lo, hi), zp);
 }
 
 static inline int16x8_t quantize16_lo(const float* x, float32x4_t s, float32x4_t lo,

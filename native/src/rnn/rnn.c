@@ -1,12 +1,13 @@
 /* LSTM / GRU sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
- * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA). */
+ * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA), activations through the
+ * selected sigmoid / tanh micro-kernels. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/internal.h"
 #include "onnxq/dynamic.h"
 #include "onnxq/rnn.h"
-#include "rnn/act.h"
+#include "onnxq_kernels.h"
 
 static int check_packed(const char* what, const char* name, const void* packed, size_t size,
                         size_t want_k, size_t want_n) {
@@ -54,6 +55,9 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const
     if ((st = check_packed("lstm", "w_packed", p->w_packed, p->w_packed_size, I, G)) != ONNXQ_OK ||
         (st = check_packed("lstm", "r_packed", p->r_packed, p->r_packed_size, H, G)) != ONNXQ_OK)
         return st;
+    const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
+    const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
+    if (sig == NULL || tnh == NULL) return onnxq_isa_check();
     float* buf = (float*)calloc(2 * B * G + 4 * B * H + G, sizeof(float));
     if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "lstm: cannot allocate scratch");
     float *xw = buf, *hr = xw + B * G, *h = hr + B * G, *c = h + B * H, *hn = c + B * H;
@@ -69,21 +73,20 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const
         if (st == ONNXQ_OK)
             st = dqmm(p->r_packed, p->r_packed_size, B, h, H, p->mode, p->r_scale, G, NULL, hr);
         if (st != ONNXQ_OK) break;
+        for (size_t i = 0; i < B * G; ++i) xw[i] = xw[i] + hr[i];
         for (size_t b = 0; b < B; ++b) {
-            const float* gx = xw + b * G;
-            const float* gh = hr + b * G;
+            float* g = xw + b * G; /* i, o, f, c~ */
+            sig->fn(3 * H, g, g);
+            tnh->fn(H, g + 3 * H, g + 3 * H);
             for (size_t j = 0; j < H; ++j) {
-                const float i = onnxq_sigmoid_f32(gx[j] + gh[j]);
-                const float o = onnxq_sigmoid_f32(gx[H + j] + gh[H + j]);
-                const float f = onnxq_sigmoid_f32(gx[2 * H + j] + gh[2 * H + j]);
-                const float cc = onnxq_tanh_f32(gx[3 * H + j] + gh[3 * H + j]);
-                const float t1 = f * c[b * H + j];
-                const float t2 = i * cc;
-                const float cv = t1 + t2;
-                cn[b * H + j] = cv;
-                hn[b * H + j] = o * onnxq_tanh_f32(cv);
+                const float t1 = g[2 * H + j] * c[b * H + j];
+                const float t2 = g[j] * g[3 * H + j];
+                cn[b * H + j] = t1 + t2;
             }
         }
+        tnh->fn(B * H, cn, hr);
+        for (size_t b = 0; b < B; ++b)
+            for (size_t j = 0; j < H; ++j) hn[b * H + j] = xw[b * G + H + j] * hr[b * H + j];
         memcpy(h, hn, B * H * sizeof(float));
         memcpy(c, cn, B * H * sizeof(float));
         if (y != NULL) memcpy(y + t * B * H, h, B * H * sizeof(float));
@@ -109,6 +112,9 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const f
             ONNXQ_OK ||
         (st = check_packed("gru", "rh_packed", p->rh_packed, p->rh_packed_size, H, H)) != ONNXQ_OK)
         return st;
+    const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
+    const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
+    if (sig == NULL || tnh == NULL) return onnxq_isa_check();
     float* buf = (float*)calloc(B * G + 2 * B * H + 4 * B * H + G + H, sizeof(float));
     if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "gru: cannot allocate scratch");
     float *xw = buf, *hzr = xw + B * G, *hh = hzr + 2 * B * H, *h = hh + B * H, *rh = h + B * H;
@@ -127,32 +133,31 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const f
             st = dqmm(p->rzr_packed, p->rzr_packed_size, B, h, H, p->mode, p->r_scale, 2 * H, NULL,
                       hzr);
         if (st != ONNXQ_OK) break;
-        /* z into hn (temporarily), r into rh */
+        /* z and r: hzr[b, 0:H] = z, hzr[b, H:2H] = r */
         for (size_t b = 0; b < B; ++b)
-            for (size_t j = 0; j < H; ++j) {
-                hn[b * H + j] = onnxq_sigmoid_f32(xw[b * G + j] + hzr[b * 2 * H + j]);
-                rh[b * H + j] = onnxq_sigmoid_f32(xw[b * G + H + j] + hzr[b * 2 * H + H + j]);
-            }
+            for (size_t j = 0; j < 2 * H; ++j) hzr[b * 2 * H + j] = xw[b * G + j] + hzr[b * 2 * H + j];
+        sig->fn(2 * B * H, hzr, hzr);
         if (p->linear_before_reset) {
             st = dqmm(p->rh_packed, p->rh_packed_size, B, h, H, p->mode, p->r_scale + 2 * H, H,
                       has_bias ? rbh : NULL, hh);
             if (st != ONNXQ_OK) break;
             for (size_t i = 0; i < B * H; ++i) {
                 const size_t b = i / H, j = i % H;
-                hh[i] = onnxq_tanh_f32(xw[b * G + 2 * H + j] + rh[i] * hh[i]);
+                hh[i] = xw[b * G + 2 * H + j] + hzr[b * 2 * H + H + j] * hh[i];
             }
         } else {
-            for (size_t i = 0; i < B * H; ++i) rh[i] = rh[i] * h[i];
+            for (size_t i = 0; i < B * H; ++i) rh[i] = hzr[(i / H) * 2 * H + H + i % H] * h[i];
             st = dqmm(p->rh_packed, p->rh_packed_size, B, rh, H, p->mode, p->r_scale + 2 * H, H,
                       NULL, hh);
             if (st != ONNXQ_OK) break;
             for (size_t i = 0; i < B * H; ++i) {
                 const size_t b = i / H, j = i % H;
-                hh[i] = onnxq_tanh_f32(xw[b * G + 2 * H + j] + hh[i]);
+                hh[i] = xw[b * G + 2 * H + j] + hh[i];
             }
         }
+        tnh->fn(B * H, hh, hh);
         for (size_t i = 0; i < B * H; ++i) {
-            const float z = hn[i];
+            const float z = hzr[(i / H) * 2 * H + i % H];
             const float t1 = (1.0f - z) * hh[i];
             const float t2 = z * h[i];
             hn[i] = t1 + t2;

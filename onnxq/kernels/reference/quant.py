@@ -19,7 +19,7 @@ _F32 = np.float32
 
 
 def _per_axis(values: np.ndarray | float, ndim: int, axis: int | None, dtype: type) -> np.ndarray:
-    arr = np.asarray(values, dtype=dtype)
+    arr: np.ndarray = np.asarray(values, dtype=dtype)
     if axis is None:
         return arr.reshape(())
     shape = [1] * ndim

@@ -73,7 +73,10 @@ def _bias_sum(wb: np.ndarray | None, rb: np.ndarray | None, n: int) -> np.ndarra
     return (w + r).astype(_F32)
 
 
-def lstm_cell(x, h_prev, c_prev, w, w_scale, r, r_scale, wb=None, rb=None, per_row=False):
+def lstm_cell(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, w: np.ndarray,
+              w_scale: np.ndarray, r: np.ndarray, r_scale: np.ndarray,
+              wb: np.ndarray | None = None, rb: np.ndarray | None = None,
+              per_row: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One LSTM step: ``x[B, I]``, ``h_prev/c_prev[B, H]``, s8 ``w[4H, I]``, ``r[4H, H]`` with
     per-row scales, optional fp32 biases ``wb/rb[4H]`` → ``(h, c)`` fp32 ``[B, H]``."""
     hidden = np.asarray(h_prev).shape[1]
@@ -89,8 +92,10 @@ def lstm_cell(x, h_prev, c_prev, w, w_scale, r, r_scale, wb=None, rb=None, per_r
     return h, c
 
 
-def gru_cell(x, h_prev, w, w_scale, r, r_scale, wb=None, rb=None, linear_before_reset=False,
-             per_row=False):
+def gru_cell(x: np.ndarray, h_prev: np.ndarray, w: np.ndarray, w_scale: np.ndarray,
+             r: np.ndarray, r_scale: np.ndarray, wb: np.ndarray | None = None,
+             rb: np.ndarray | None = None, linear_before_reset: bool = False,
+             per_row: bool = False) -> np.ndarray:
     """One GRU step: ``x[B, I]``, ``h_prev[B, H]``, s8 ``w[3H, I]``, ``r[3H, H]`` with per-row
     scales, optional fp32 biases ``wb/rb[3H]`` → ``h`` fp32 ``[B, H]``."""
     h_prev = np.asarray(h_prev, _F32)
@@ -120,7 +125,10 @@ def gru_cell(x, h_prev, w, w_scale, r, r_scale, wb=None, rb=None, linear_before_
     return ((one_minus_z * hh).astype(_F32) + (z * h_prev).astype(_F32)).astype(_F32)
 
 
-def lstm_sequence(xs, h0, c0, w, w_scale, r, r_scale, wb=None, rb=None, per_row=False):
+def lstm_sequence(xs: np.ndarray, h0: np.ndarray, c0: np.ndarray, w: np.ndarray,
+                  w_scale: np.ndarray, r: np.ndarray, r_scale: np.ndarray,
+                  wb: np.ndarray | None = None, rb: np.ndarray | None = None,
+                  per_row: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`lstm_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T, c_T)``."""
     h, c = np.asarray(h0, _F32), np.asarray(c0, _F32)
     ys = []
@@ -130,8 +138,10 @@ def lstm_sequence(xs, h0, c0, w, w_scale, r, r_scale, wb=None, rb=None, per_row=
     return np.stack(ys), h, c
 
 
-def gru_sequence(xs, h0, w, w_scale, r, r_scale, wb=None, rb=None, linear_before_reset=False,
-                 per_row=False):
+def gru_sequence(xs: np.ndarray, h0: np.ndarray, w: np.ndarray, w_scale: np.ndarray,
+                 r: np.ndarray, r_scale: np.ndarray, wb: np.ndarray | None = None,
+                 rb: np.ndarray | None = None, linear_before_reset: bool = False,
+                 per_row: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run :func:`gru_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T)``."""
     h = np.asarray(h0, _F32)
     ys = []

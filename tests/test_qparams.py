@@ -1,0 +1,151 @@
+"""The reference quantization maths (onnxq.qparams)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxq.qparams import (
+    QParams,
+    choose_qparams,
+    dequantize,
+    fake_quantize,
+    qrange,
+    quantize,
+    quantize_bias,
+)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "symmetric", "reduce_range", "expected"),
+    [
+        ("uint8", False, False, (0, 255)),
+        ("uint8", False, True, (0, 127)),
+        ("int8", False, False, (-128, 127)),
+        ("int8", True, False, (-127, 127)),
+        ("int8", False, True, (-64, 63)),
+        ("int8", True, True, (-63, 63)),
+    ],
+)
+def test_qrange_matches_documented_ranges(dtype, symmetric, reduce_range, expected):
+    assert qrange(dtype, symmetric, reduce_range) == expected
+
+
+def test_qrange_rejects_unknown_dtype():
+    with pytest.raises(ValueError, match="int16"):
+        qrange("int16")
+
+
+def test_choose_qparams_asymmetric_uint8_makes_zero_exact():
+    qp = choose_qparams(-1.0, 3.0, "uint8")
+    assert qp.scale == np.float32(4.0 / 255)
+    assert qp.zero_point.dtype == np.uint8
+    assert int(qp.zero_point) == 64
+    assert dequantize(quantize(np.float32(0.0), qp), qp) == 0.0
+
+
+def test_choose_qparams_widens_range_to_contain_zero():
+    qp = choose_qparams(2.0, 5.0, "uint8")
+    assert int(qp.zero_point) == 0
+    assert qp.scale == np.float32(5.0 / 255)
+
+
+def test_choose_qparams_symmetric_int8_uses_narrow_range():
+    qp = choose_qparams(-2.0, 1.0, "int8", symmetric=True)
+    assert int(qp.zero_point) == 0
+    assert qp.scale == np.float32(2.0 / 127)
+    q = quantize(np.array([-2.0, 2.0], np.float32), qp)
+    np.testing.assert_array_equal(q, [-127, 127])
+
+
+def test_choose_qparams_symmetric_uint8_centres_zero_point():
+    qp = choose_qparams(-1.0, 1.0, "uint8", symmetric=True)
+    assert int(qp.zero_point) == 128
+
+
+def test_choose_qparams_all_zero_tensor_gets_valid_scale():
+    qp = choose_qparams(0.0, 0.0, "uint8")
+    assert qp.scale == 1.0 and int(qp.zero_point) == 0
+    qpc = choose_qparams(np.zeros(3), np.zeros(3), "int8", symmetric=True, axis=0)
+    np.testing.assert_array_equal(qpc.scale, [1.0, 1.0, 1.0])
+
+
+def test_choose_qparams_tiny_range_scale_is_at_least_eps():
+    qp = choose_qparams(0.0, 1e-30, "uint8")
+    assert qp.scale >= np.finfo(np.float32).eps
+
+
+def test_choose_qparams_rejects_nonfinite_range():
+    with pytest.raises(ValueError, match="finite"):
+        choose_qparams(-np.inf, 1.0)
+
+
+def test_choose_qparams_per_channel_shapes_and_values():
+    lo = np.array([-1.0, -4.0, 0.0])
+    hi = np.array([1.0, 2.0, 0.5])
+    qp = choose_qparams(lo, hi, "int8", symmetric=True, axis=0)
+    assert qp.axis == 0 and qp.scale.shape == (3,)
+    np.testing.assert_allclose(qp.scale, np.array([1.0, 4.0, 0.5], np.float32) / 127)
+
+
+def test_qparams_validation_rejects_inconsistent_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        QParams(np.ones(3, np.float32), np.zeros(2, np.int8), axis=0)
+    with pytest.raises(ValueError, match="per-tensor"):
+        QParams(np.ones(3, np.float32), np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="positive"):
+        QParams(np.float32(0.0), np.uint8(0))
+
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    qp = QParams(np.float32(1.0), np.uint8(0))
+    x = np.array([0.5, 1.5, 2.5, -3.0, 300.0], np.float32)
+    np.testing.assert_array_equal(quantize(x, qp), [0, 2, 2, 0, 255])
+
+
+def _run_onnx_quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
+    elem = TensorProto.UINT8 if qp.dtype == "uint8" else TensorProto.INT8
+    attrs = {} if qp.axis is None else {"axis": qp.axis}
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", elem, list(x.shape))],
+        [numpy_helper.from_array(qp.scale, "s"), numpy_helper.from_array(qp.zero_point, "z")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_quantize_matches_onnxruntime_per_tensor(dtype):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 33)) * 3).astype(np.float32)
+    qp = choose_qparams(x.min(), x.max(), dtype, symmetric=dtype == "int8")
+    np.testing.assert_array_equal(quantize(x, qp), _run_onnx_quantize(x, qp))
+
+
+def test_quantize_matches_onnxruntime_per_channel():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((5, 3, 2)) * np.array([1, 10, 100])[None, :, None]).astype(np.float32)
+    qp = choose_qparams(x.min(axis=(0, 2)), x.max(axis=(0, 2)), "int8", symmetric=True, axis=1)
+    np.testing.assert_array_equal(quantize(x, qp), _run_onnx_quantize(x, qp))
+
+
+def test_fake_quantize_error_is_at_most_half_a_step():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 5, 1000).astype(np.float32)
+    qp = choose_qparams(x.min(), x.max(), "uint8")
+    err = np.abs(fake_quantize(x, qp) - x)
+    assert err.max() <= qp.scale * 0.5 + 1e-6
+
+
+def test_quantize_bias_uses_product_scale_and_saturates():
+    q, s = quantize_bias(np.array([1.0, -2.0, 1e12]), 0.5, np.array([0.1, 0.2, 0.1], np.float32))
+    np.testing.assert_allclose(s, np.array([0.05, 0.1, 0.05], np.float32))
+    assert q.dtype == np.int32
+    assert q[0] == 20 and q[1] == -20 and q[2] == np.iinfo(np.int32).max
