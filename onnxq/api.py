@@ -121,11 +121,12 @@ def prepare(model: ModelSource, qconfig_mapping: QConfigLike = "x86") -> Prepare
     mapping = resolve_qconfig(os.fspath(qconfig_mapping) if isinstance(qconfig_mapping, os.PathLike)
                               else qconfig_mapping)
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
+    source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
     ir_model, results = run_passes(ir_model, structural_passes())
     _name_nodes(ir_model.graph)
     groups = find_fusion_groups(ir_model.graph)
     groups += elementwise_fusion_groups(ir_model.graph, groups)
-    plan = build_plan(ir_model, mapping, groups)
+    plan = build_plan(ir_model, mapping, groups, source_op_types)
     notes = tuple(note for r in results for note in r.notes)
     prepared = PreparedModel(ir_model, plan, notes)
     logger.info("prepared: %d nodes to quantize, %d tensors to observe",

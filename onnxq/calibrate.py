@@ -1,11 +1,14 @@
 """Run the float model over calibration data and feed each observed tensor to its observer.
 
 The observed tensors become extra graph outputs (with their type when the model records it,
-otherwise untyped so that onnxruntime infers it) of one onnxruntime session with graph
-optimisations off, so every intermediate tensor exists as in the original graph. Batches stream
-through it: each run's outputs go to the observers and are dropped, so memory does not grow with
-the number of samples. Models whose serialised size nears the 2 GB protobuf limit are written to a
-temporary directory with external data and the session is created from that path.
+otherwise untyped so that onnxruntime infers it) of one onnxruntime session. Graph outputs are
+never fused away, so the session runs with full optimisation and every observed tensor holds what
+the original graph computes (to float rounding). Batches stream through it: each run's outputs
+go to the observers (on a worker thread, while the next run computes) and are dropped, so memory
+does not grow with the number of samples; with a dynamic batch dimension the run size is chosen
+from the first run so that one run's observed tensors stay near ``RUN_OUTPUT_BYTES``. The model
+is handed to onnxruntime as a file in a temporary directory with its weights as external data,
+which onnxruntime maps rather than copies; models over 2 GB take the same path.
 
 Observed names may also be graph inputs (fed from the data) or initializers (observed once).
 Tensors that only exist inside subgraphs (If/Loop bodies) cannot be fetched and are reported as
@@ -21,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,13 +40,12 @@ from onnxq.data import (
     validate_batches,
 )
 from onnxq.errors import CalibrationDataError, UnsupportedModelError
-from onnxq.observers.base import Observer
+from onnxq.observers.base import Observer, observer_from_state
 from onnxq.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-LARGE_MODEL_BYTES = 1_800_000_000  # serialise through external data above this size
-RUN_OUTPUT_BYTES = 96 << 20  # target size of the observed tensors of one run (dynamic batch)
+RUN_OUTPUT_BYTES = 32 << 20  # target size of the observed tensors of one run (dynamic batch)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,28 @@ class CalibrationResult:
     nonfinite: dict[str, int] = field(default_factory=dict)
     num_samples: int = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (a calibration table): every observer's state by tensor name."""
+        return {
+            "version": 1,
+            "num_samples": self.num_samples,
+            "unreached": sorted(self.unreached),
+            "nonfinite": dict(self.nonfinite),
+            "observers": {name: obs.state_dict() for name, obs in self.observers.items()},
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> CalibrationResult:
+        """Inverse of :meth:`state_dict`."""
+        if state.get("version") != 1:
+            raise ValueError(f"calibration state version {state.get('version')!r} is not supported")
+        return cls(
+            observers={name: observer_from_state(s) for name, s in state["observers"].items()},
+            unreached=frozenset(state["unreached"]),
+            nonfinite={str(k): int(v) for k, v in state["nonfinite"].items()},
+            num_samples=int(state["num_samples"]),
+        )
+
 
 @dataclass(frozen=True)
 class _Names:
@@ -61,27 +86,6 @@ class _Names:
     initializers: frozenset[str]
     produced: frozenset[str]
     nested: frozenset[str]
-
-
-def _proto_names(model: onnx.ModelProto) -> _Names:
-    g = model.graph
-    nested: set[str] = set()
-
-    def walk(graph: onnx.GraphProto) -> None:
-        for node in graph.node:
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    nested.update(o for n in sub.node for o in n.output)
-                    nested.update(t.name for t in sub.initializer)
-                    walk(sub)
-
-    walk(g)
-    return _Names(
-        inputs=frozenset(i.name for i in g.input),
-        initializers=frozenset(t.name for t in g.initializer),
-        produced=frozenset(o for n in g.node for o in n.output if o),
-        nested=frozenset(nested),
-    )
 
 
 def _ir_names(model: ir.Model) -> _Names:
@@ -99,60 +103,46 @@ def _ir_names(model: ir.Model) -> _Names:
     )
 
 
-def _initializer_array(model: onnx.ModelProto | ir.Model, name: str) -> np.ndarray:
-    if isinstance(model, ir.Model):
-        value = model.graph.initializers[name]
-        assert value.const_value is not None
-        return value.const_value.numpy()
-    tensor = next(t for t in model.graph.initializer if t.name == name)
-    return onnx.numpy_helper.to_array(tensor)
+def _initializer_array(model: ir.Model, name: str) -> np.ndarray:
+    value = model.graph.initializers[name]
+    assert value.const_value is not None
+    return value.const_value.numpy()
 
 
 def _session_options() -> ort.SessionOptions:
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # Observed tensors are graph outputs, which no optimisation may remove or fuse away, so full
+    # optimisation is safe (outputs agree with ORT_DISABLE_ALL to float rounding) and much faster.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = False  # the arena keeps the peak of the largest run for good
     opts.log_severity_level = 3
     return opts
 
 
-def _new_session(source: str | bytes) -> ort.InferenceSession:
+def _new_session(path: str) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(source, _session_options(), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, _session_options(), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsupportedModelError(f"onnxruntime cannot run the model for calibration: {first}") from None
 
 
 @contextlib.contextmanager
-def _session(model: onnx.ModelProto | ir.Model, outputs: list[str]) -> Iterator[ort.InferenceSession]:
-    """A session computing ``outputs``; the caller's model is left as it was."""
-    if isinstance(model, onnx.ModelProto) and model.ByteSize() < LARGE_MODEL_BYTES:
-        known = {vi.name: vi for vi in [*model.graph.value_info, *model.graph.output]}
-        n_orig = len(model.graph.output)
-        existing = {o.name for o in model.graph.output}
-        for name in outputs:
-            if name not in existing:
-                vi = model.graph.output.add()
-                if name in known:
-                    vi.CopyFrom(known[name])
-                else:
-                    vi.name = name
-        try:
-            data = model.SerializeToString()
-        finally:
-            del model.graph.output[n_orig:]
-        yield _new_session(data)
-        return
-    irm = ir.from_proto(model) if isinstance(model, onnx.ModelProto) else model
-    graph = irm.graph
+def _session(model: ir.Model, outputs: list[str]) -> Iterator[ort.InferenceSession]:
+    """A session computing ``outputs``; the model's own outputs are restored before it runs.
+
+    The model is written to a temporary directory with its weights as external data: onnxruntime
+    maps them instead of copying a serialised model (and > 2 GB models work the same way).
+    """
+    graph = model.graph
     by_name = {str(o.name): o for n in graph for o in n.outputs}
     orig_outputs = list(graph.outputs)
-    extra = [by_name[n] for n in outputs if by_name[n] not in orig_outputs]
+    extra = [by_name[n] for n in outputs if all(by_name[n] is not o for o in orig_outputs)]
     with tempfile.TemporaryDirectory(prefix="onnxq-calib-") as tmp:
         path = Path(tmp) / "model.onnx"
         graph.outputs.extend(extra)
         try:
-            ir.save(irm, path, external_data="model.onnx.data")
+            ir.save(model, path, external_data="model.onnx.data")
         finally:
             graph.outputs.clear()
             graph.outputs.extend(orig_outputs)
@@ -175,9 +165,9 @@ def calibrate(
     Raises :class:`CalibrationDataError` on data that does not fit the model or holds no sample,
     ``ValueError`` for an observed name the graph does not have.
     """
-    if isinstance(model, ir.Model) and _small_ir(model):
-        model = ir.to_proto(model)
-    names = _proto_names(model) if isinstance(model, onnx.ModelProto) else _ir_names(model)
+    if isinstance(model, onnx.ModelProto):
+        model = ir.from_proto(model)  # shares the tensors' data; the proto is not modified
+    names = _ir_names(model)
     specs = model_input_specs(model)
     feed_names = {s.name for s in specs}
     fetched, from_feed, unreached = [], [], set()
@@ -239,14 +229,6 @@ def calibrate(
     if unreached:
         logger.info("calibration: %d tensor(s) never reached: %s", len(unreached), sorted(unreached))
     return CalibrationResult(dict(observers), frozenset(unreached), nonfinite, num_samples)
-
-
-def _small_ir(model: ir.Model) -> bool:
-    total = 0
-    for v in model.graph.initializers.values():
-        if v.const_value is not None:
-            total += v.const_value.nbytes
-    return total < LARGE_MODEL_BYTES
 
 
 def _update_all(observers: Mapping[str, Observer], pairs: list[tuple[str, np.ndarray]]) -> None:

@@ -15,12 +15,13 @@ and only once everything succeeded). Warnings go to stderr as ``onnxq: warning: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,6 +30,7 @@ from onnxq.errors import OnnxqError
 
 EXIT_OK = 0
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _PROG = "onnxq"
 _PRESETS = ("x86", "fbgemm", "qnnpack", "arm")
 
@@ -48,9 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=_PROG, description="Quantize ONNX models to int8 QDQ ONNX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    # -v also after the subcommand; SUPPRESS keeps the subparser from resetting a leading -v
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{quantize,inspect,demo}")
 
-    q = sub.add_parser("quantize", help="static post-training quantization to QDQ ONNX")
+    q = sub.add_parser("quantize", parents=[common], help="static post-training quantization to QDQ ONNX")
     q.add_argument("model", type=Path, help="fp32 .onnx model")
     q.add_argument("-o", "--output", type=Path, required=True, help="where to write the int8 model")
     q.add_argument(
@@ -78,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
 
-    i = sub.add_parser("inspect", help="summarise a model: ops, quantized nodes, weight bytes, Q/DQ")
+    i = sub.add_parser(
+        "inspect", parents=[common], help="summarise a model: ops, quantized nodes, weight bytes, Q/DQ"
+    )
     i.add_argument("model", type=Path, help=".onnx model")
     i.add_argument("--scales", action="store_true", help="list each quantized tensor's scale and zero point")
     i.add_argument("--nodes", action="store_true", help="list every quantized node, not only the float ones")
@@ -101,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except _UsageError as e:
         return _fail(str(e))
-    _setup_logging(args.verbose)
+    with _cli_logging(args.verbose):
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "quantize":
             _quantize(args)
@@ -111,11 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _demo(args)
     except OnnxqError as e:
         return _fail(str(e))
+    except BrokenPipeError:  # stdout closed early (`onnxq inspect m.onnx | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at interpreter exit
+        return EXIT_OK
     except OSError as e:  # a file named on the command line cannot be read or written
         where = f"'{e.filename}': " if e.filename else ""
         return _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 
@@ -187,13 +204,23 @@ class _Formatter(logging.Formatter):
         return f"{_PROG}: {record.levelname.lower()}: {record.getMessage()}"
 
 
-def _setup_logging(verbose: bool) -> None:
+@contextlib.contextmanager
+def _cli_logging(verbose: bool) -> Iterator[None]:
+    """Route the ``onnxq`` loggers to stderr as ``onnxq: <level>: <message>`` for one command, then
+    restore them (``main`` may be called in-process, e.g. by tests)."""
+    logger = logging.getLogger("onnxq")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
-    root = logging.getLogger("onnxq")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
-    root.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])  # setLevel, not assignment: it clears the loggers' level cache
+        logger.propagate = saved[2]
 
 
 def _stage_text(path: Path, text: str) -> Path:

@@ -138,9 +138,17 @@ def elementwise_fusion_groups(graph: ir.Graph, taken: Sequence[FusionGroup] = ()
 
 
 def build_plan(
-    model: ir.Model, mapping: QConfigMapping, fusion_groups: Sequence[FusionGroup] = ()
+    model: ir.Model,
+    mapping: QConfigMapping,
+    fusion_groups: Sequence[FusionGroup] = (),
+    source_op_types: Mapping[str, str] | None = None,
 ) -> QuantPlan:
-    """Decide what is quantized in ``model`` (see the module docstring). Nodes must be named."""
+    """Decide what is quantized in ``model`` (see the module docstring). Nodes must be named.
+
+    ``source_op_types`` gives the op type a node had in the user's model when a structural pass
+    changed it (MatMul + Add rewritten to a Gemm keeps the MatMul's name): the QConfigMapping is
+    looked up with the type the user knows.
+    """
     graph = model.graph
     absorbed = {n.name: g for g in fusion_groups for n in g.absorbed}
     by_anchor = {g.anchor.name: g for g in fusion_groups}
@@ -159,7 +167,8 @@ def build_plan(
             decisions[name] = NodeDecision(name, node.op_type, None, reason, anchor)
             continue
         rule = get_rule(node.op_type, node.domain)
-        qconfig = mapping.qconfig_for(name, node.op_type) if rule is not None else None
+        op_type = (source_op_types or {}).get(name, node.op_type)
+        qconfig = mapping.qconfig_for(name, op_type) if rule is not None else None
         reason = _refusal(node, rule, qconfig, dtypes)
         if reason is not None or rule is None or qconfig is None:
             decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)

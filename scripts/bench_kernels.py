@@ -6,16 +6,17 @@ here with gcc. onnxruntime runs each layer twice: as the one-node QDQ model (Deq
 Conv with DequantizeLinear weights and bias -> QuantizeLinear, graph optimisations on, so ORT fuses
 it into an NHWC QLinearConv between two Transposes) and as the NHWC com.microsoft QLinearConv alone
 (no transposes: the strict peer of our NHWC conv). The ratio ours/ORT uses the faster of the two.
-Runs are interleaved (every variant once per round) and the medians reported; ORT gets the same
-intra_op_num_threads as our conv gets threads.
+Runs are interleaved (every variant a few times in a row per round) and the medians reported;
+ORT gets the same intra_op_num_threads as our conv gets threads.
 
-    python scripts/bench_kernels.py [--threads 1 2] [--rounds 40] [--nets resnet18 mobilenetv2]
+    python scripts/bench_kernels.py [--threads 1 2] [--rounds 15] [--nets resnet18 mobilenetv2]
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from onnxq.kernels.conv import PreparedConv, nhwc_to_nchw, pack_conv_weights
 from onnxq.kernels.reference.conv import requant_scales
 
 X_SCALE, Y_SCALE, X_ZP, Y_ZP = 0.02, 0.05, 128, 128
+BLOCK = 4  # consecutive runs of one variant per round (the first is dropped)
 
 
 @dataclass(frozen=True)
@@ -209,11 +211,16 @@ def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) 
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():  # warm-up
         fn()
+    # Interleaved in short blocks: each variant runs BLOCK times in a row and the first run of a
+    # block is dropped, so that one engine's thread pool, still spinning after its last run,
+    # does not steal the other engine's cores (two thread pools on two cores).
     for _ in range(rounds):
         for key, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
+            for i in range(BLOCK):
+                t0 = time.perf_counter()
+                fn()
+                if i:
+                    times[key].append(time.perf_counter() - t0)
     set_isa(None)
     return {k: layer.macs / statistics.median(v) / 1e9 for k, v in times.items()}
 
@@ -221,17 +228,19 @@ def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--nets", nargs="+", choices=sorted(NETS), default=sorted(NETS, reverse=True))
     ap.add_argument("--isas", nargs="+", default=None, help="default: every non-scalar ISA here")
     args = ap.parse_args(argv)
     isas = args.isas or [i for i in available_isas() if i != "scalar"] or ["scalar"]
     peaks = measure_peaks()
     print("peak: " + ", ".join(f"{k} {v:.0f} GMAC/s (1 thread)" for k, v in peaks.items()))
-    print(f"onnxruntime {ort.__version__}; ISAs {', '.join(isas)}; medians of {args.rounds} rounds")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"onnxruntime {ort.__version__}; ISAs {', '.join(isas)}; medians of "
+          f"{args.rounds * (BLOCK - 1)} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
     for net in args.nets:
         for t in args.threads:
-            cols = [f"conv {i}" for i in isas] + ["gemm best", "ort qdq", "ort nhwc", "ours/ort"]
+            cols = [f"conv {i}" for i in isas] + ["gemm best t1", "ort qdq", "ort nhwc", "ours/ort"]
             print(f"\n{net}, {t} thread(s), GMAC/s")
             print(f"{'layer':28s} {'MMAC':>7s} " + " ".join(f"{c:>15s}" for c in cols))
             for layer in NETS[net]:

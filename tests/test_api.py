@@ -272,3 +272,17 @@ g (float[1, 4] x) => (float[1, 4] y) {{
 def test_quantize_static_rejects_empty_calibration_set(model_from_text) -> None:
     with pytest.raises(CalibrationDataError, match="empty"):
         quantize_static(_minmax_graph(model_from_text), [], MINMAX, progress=False)
+
+
+def test_qconfig_by_op_type_uses_type_of_user_model_after_matmul_to_gemm(model_from_text) -> None:
+    proto = model_from_text(f"""{HEADER}
+g (float[2, 3] x) => (float[2, 2] y) <float[3, 2] w = {{1, 2, 3, 4, 5, 6}}, float[2] b = {{1, -1}}> {{
+    [mm] t = MatMul(x, w)
+    [bias] y = Add(t, b)
+}}""")
+    quantized = prepare(proto, MINMAX)
+    assert [(d.name, d.op_type) for d in quantized.plan.decisions] == [("mm", "Gemm")]
+    assert quantized.plan.quantized_nodes() == ("mm",)
+    mapping = QConfigMapping(global_qconfig=MINMAX).set_op_type("MatMul", None)
+    decision = prepare(proto, mapping).plan.decisions[0]
+    assert decision.op_type == "Gemm" and "qconfig is None" in (decision.reason or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tracemalloc
 from collections.abc import Iterator
@@ -11,8 +12,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-import onnxq.calibrate as calibrate_mod
-from onnxq.calibrate import calibrate
+from onnxq.calibrate import CalibrationResult, calibrate
 from onnxq.errors import CalibrationDataError
 from onnxq.observers import HistogramObserver, MinMaxObserver, make_observer
 
@@ -88,21 +88,18 @@ def test_model_is_left_unchanged() -> None:
     assert model.SerializeToString() == before
 
 
-def test_external_data_path_gives_the_same_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ir_model_outputs_are_restored_and_ranges_agree_with_proto_input() -> None:
     model, _ = _mlp()
-    small = {n: MinMaxObserver() for n in ("h", "r", "y")}
-    calibrate(model, small, _data(), progress=False)
-    monkeypatch.setattr(calibrate_mod, "LARGE_MODEL_BYTES", 0)  # force the temp-dir + external-data route
-    large = {n: MinMaxObserver() for n in ("h", "r", "y")}
-    calibrate(model, large, _data(), progress=False)
-    for name in small:
-        assert float(large[name].max_val) == float(small[name].max_val)
+    from_proto = {n: MinMaxObserver() for n in ("h", "r", "y")}
+    calibrate(model, from_proto, _data(), progress=False)
     irm = ir.from_proto(model)
     outputs_before = [v.name for v in irm.graph.outputs]
-    via_ir = {"r": MinMaxObserver()}
-    calibrate(irm, via_ir, _data(), progress=False)
-    assert float(via_ir["r"].max_val) == float(small["r"].max_val)
+    from_ir = {n: MinMaxObserver() for n in ("h", "r", "y")}
+    calibrate(irm, from_ir, _data(), progress=False)
     assert [v.name for v in irm.graph.outputs] == outputs_before
+    for name in from_proto:
+        assert float(from_ir[name].min_val) == float(from_proto[name].min_val)
+        assert float(from_ir[name].max_val) == float(from_proto[name].max_val)
 
 
 def test_ir_model_input_is_accepted() -> None:
@@ -245,3 +242,17 @@ def test_progress_logs_when_stderr_is_not_a_tty(caplog: pytest.LogCaptureFixture
         calibrate(model, {"h": MinMaxObserver()}, _data(n_batches=4, n=4), progress=True)
     messages = [r.getMessage() for r in caplog.records if r.name == "onnxq.progress"]
     assert messages[-1].startswith("calibrating: done, 16/16 samples")
+
+
+def test_result_round_trips_through_json() -> None:
+    model, _ = _mlp()
+    observers = {"h": MinMaxObserver(), "r": HistogramObserver(bins=64), "w1": MinMaxObserver(axis=1)}
+    result = calibrate(model, observers, _data(), progress=False)
+    text = json.dumps(result.state_dict(), allow_nan=False)
+    back = CalibrationResult.from_state_dict(json.loads(text))
+    assert back.num_samples == 30 and back.unreached == result.unreached
+    for name, obs in result.observers.items():
+        a = obs.qparams("uint8", False, False)
+        b = back.observers[name].qparams("uint8", False, False)
+        np.testing.assert_array_equal(a.scale, b.scale)
+        np.testing.assert_array_equal(a.zero_point, b.zero_point)

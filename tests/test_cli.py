@@ -546,3 +546,39 @@ def test_failed_save_leaves_neither_model_nor_report(
     code, _, err = _run([*argv, "--report", work / "r.json", "--no-progress"], capsys)
     _assert_one_error_line(code, err, "out.onnx", "No space left on device")
     assert _files(work) == before
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_flag_logs_steps_before_or_after_subcommand(
+    work: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    args = [
+        "quantize",
+        work / "model.onnx",
+        "-o",
+        work / "o.onnx",
+        "--calib",
+        work / "calib.npz",
+        "--no-progress",
+    ]
+    argv = ["-v", *args] if where == "before" else [*args, "-v"]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    info = [line for line in err.splitlines() if line.startswith("onnxq: info: ")]
+    assert any("converted" in line for line in info) and any("saved model" in line for line in info)
+    code, _, err = _run(["quantize", work / "model.onnx", "-o", work / "p.onnx", *args[4:]], capsys)
+    assert code == 0 and "onnxq: info:" not in err
+
+
+def test_cli_restores_logging_so_later_warnings_still_propagate(
+    work: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    logger = logging.getLogger("onnxq")
+    before = (logger.handlers[:], logger.level, logger.propagate)
+    assert _run(["-v", "inspect", work / "model.onnx"], capsys)[0] == 0
+    assert (logger.handlers, logger.level, logger.propagate) == before
+    with caplog.at_level(logging.WARNING, logger="onnxq"):
+        logging.getLogger("onnxq.calibrate").warning("after the CLI")
+    assert [r.getMessage() for r in caplog.records] == ["after the CLI"]

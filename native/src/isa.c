@@ -4,7 +4,9 @@
  * needs the kernel to grant XTILEDATA (arch_prctl(ARCH_REQ_XCOMP_PERM, 18)), and counts as
  * unavailable when it refuses. aarch64: getauxval(AT_HWCAP) for ASIMD and ASIMDDP.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>

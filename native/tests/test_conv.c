@@ -122,9 +122,12 @@ static void check_edge_cases(void) {
     check_case(&k);
     k = base_case(6, 6, 8, 16, 3, 8); /* channel multiplier 2 */
     check_case(&k);
-    k = base_case(12, 12, 64, 64, 3, 1), k.threads = 3;
+    /* Large enough (>= 4M MACs per thread) for the conv to really use the threads. */
+    k = base_case(24, 23, 64, 70, 3, 1), k.threads = 3;
     check_case(&k);
-    k = base_case(12, 12, 48, 48, 3, 48), k.threads = 2;
+    k = base_case(31, 30, 64, 64, 1, 1), k.threads = 2, k.pt = k.pl = k.pb = k.pr = 0;
+    check_case(&k);
+    k = base_case(40, 39, 600, 600, 3, 600), k.threads = 2;
     check_case(&k);
     static const int zps[] = {0, 128, 255};
     for (int a = 0; a < 3; ++a)

@@ -107,6 +107,15 @@ static void check_bad_input(void) {
     size_t k = 0, n = 0;
     ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_shape(packed, size, &k, &n) == ONNXQ_OK && k == 4 && n == 3,
                  "packed shape %zux%zu", k, n);
+    const int32_t* colsum = NULL;
+    int8_t w[6] = {1, -2, 3, 4, -128, 127}; /* [k=2, n=3] */
+    void* small = packed_weights(w, 2, 3, &size);
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(small, size, &colsum) == ONNXQ_OK && colsum[0] == 5 &&
+                     colsum[1] == -130 && colsum[2] == 130,
+                 "column sums");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(a, sizeof a, &colsum) == ONNXQ_E_ARG,
+                 "colsum of a garbage buffer");
+    free(small);
     free(packed);
 }
 

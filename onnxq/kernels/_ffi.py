@@ -46,7 +46,7 @@ def require_array(value: Any, name: str, dtype: np.dtype | type, ndim: int | Non
         raise KernelError(f"{name}: expected dtype {want}, got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise KernelError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def in_ptr(arr: np.ndarray) -> Any:

@@ -28,6 +28,12 @@ class PackedGemmWeights:
     n: int
     buffer: np.ndarray  # uint8, 64-byte aligned view of the packed bytes
 
+    def column_sums(self) -> np.ndarray:
+        """int32 ``sum_k B[k, j]`` per column (wrapping), read from the packed buffer."""
+        out = ffi.new("int32_t**")
+        check(lib.onnxq_gemm_u8s8_packed_colsum(self.pointer(), self.buffer.size, out))
+        return np.frombuffer(ffi.buffer(out[0], 4 * self.n), dtype=np.int32).copy()
+
     def pointer(self) -> object:
         """cffi ``void*`` to the packed bytes (for other wrappers calling the C API)."""
         return ffi.cast("void*", ffi.from_buffer(self.buffer))

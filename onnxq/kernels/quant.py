@@ -72,7 +72,9 @@ def dequantize(
     axis: int | None = None,
 ) -> np.ndarray:
     """``float32(q - zero_point) * scale`` for uint8/int8 ``q``, per tensor or along ``axis``."""
-    q = np.ascontiguousarray(q)
+    q = np.asarray(q)
+    if not q.flags.c_contiguous:
+        q = np.ascontiguousarray(q)
     p, s, z = _params(q.shape, scale, zero_point, axis, q.dtype)
     if q.size == 0:
         raise KernelError(f"q: zero-size tensor of shape {q.shape}")

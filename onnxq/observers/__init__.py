@@ -5,7 +5,13 @@ Each observer module is imported here explicitly so that its ``@register_observe
 ``histogram`` (:mod:`.histogram`).
 """
 
-from onnxq.observers.base import Observer, make_observer, observer_names, register_observer
+from onnxq.observers.base import (
+    Observer,
+    make_observer,
+    observer_from_state,
+    observer_names,
+    register_observer,
+)
 from onnxq.observers.histogram import HistogramObserver
 from onnxq.observers.minmax import (
     MinMaxObserver,
@@ -20,6 +26,7 @@ __all__ = [
     "Observer",
     "PerChannelMinMaxObserver",
     "make_observer",
+    "observer_from_state",
     "observer_names",
     "register_observer",
 ]

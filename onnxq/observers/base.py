@@ -67,3 +67,12 @@ def make_observer(name: str, axis: int | None = None, **kwargs: Any) -> Observer
     except KeyError:
         raise KeyError(f"unknown observer {name!r} (known: {', '.join(observer_names())})") from None
     return factory(axis=axis, **kwargs)
+
+
+def observer_from_state(state: dict[str, Any]) -> Observer:
+    """Rebuild an observer from its ``state_dict()``; the ``"observer"`` key names the kind."""
+    name = state.get("observer") if isinstance(state, dict) else None
+    if not isinstance(name, str) or name not in _REGISTRY:
+        known = ", ".join(observer_names())
+        raise KeyError(f"observer state names unknown observer {name!r} (known: {known})")
+    return _REGISTRY[name].from_state_dict(state)  # type: ignore[attr-defined,no-any-return]

@@ -10,9 +10,9 @@ The result is the QDQ format onnxruntime fuses into integer kernels::
 * A graph input or the output of a float node gets one pair read by its quantized consumers only.
 * A constant read as an activation is stored quantized behind a DQ (no Q).
 * Each tensor group shares one pair of scale / zero-point initializers.
-* A weight read by several nodes is quantized once. The int32 bias has no zero-point input (it is
-  0 by default: 4 bytes per channel saved); the int8 weight keeps its zero-point input (zeros),
-  which onnxruntime's Gemm fusion requires.
+* A weight read by several nodes is quantized once. Zero points that are 0 are left out where
+  onnxruntime fuses without them (int32 biases; Conv/ConvTranspose weights), since DequantizeLinear
+  defaults to 0; Gemm/MatMul weights keep theirs (:data:`KEEP_WEIGHT_ZERO_POINT`).
 
 ``Q(x) = saturate(round_half_even(x / s) + z)``, ``DQ(q) = (q - z) * s``; weights and biases are
 quantized by :mod:`onnxq.passes.quantize_weights`.
@@ -44,6 +44,9 @@ from onnxq.tensor_groups import values_by_name
 logger = logging.getLogger(__name__)
 
 MIN_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13
+#: Ops whose int8 weight keeps an explicit (all-zero) zero-point input: onnxruntime's QDQ Gemm and
+#: MatMul fusions require it; Conv fuses without, and omitting it saves a byte per channel.
+KEEP_WEIGHT_ZERO_POINT = frozenset({"Gemm", "MatMul"})
 
 
 class InsertQDQ:
@@ -73,7 +76,7 @@ class _Rewriter:
         self.values = values_by_name(self.graph)
         self.nodes = {node.name or "": node for node in self.graph}
         self.group_params: dict[int, tuple[ir.Value, ir.Value]] = {}
-        self.weight_dq: dict[tuple[str, int | None, str, bool], tuple[ir.Value, QParams]] = {}
+        self.weight_dq: dict[tuple[str, int | None, str, bool, bool], tuple[ir.Value, QParams]] = {}
         self.dequantized: dict[str, ir.Value] = {}
         self.count = 0
 
@@ -164,16 +167,18 @@ class _Rewriter:
         node = self.nodes[wp.node]
         rule = get_rule(node.op_type, node.domain)
         assert rule is not None and rule.weight_input is not None
-        key = (wp.weight, wp.axis, wp.spec.observer, wp.spec.reduce_range)  # shared weights: one DQ
+        keep_zp = node.op_type in KEEP_WEIGHT_ZERO_POINT
+        key = (wp.weight, wp.axis, wp.spec.observer, wp.spec.reduce_range, keep_zp)  # shared: one DQ
         if key not in self.weight_dq:
             w = constant_array(self.values[wp.weight])
             assert w is not None
             wq, w_qp = quantize_weight(w, wp.spec, wp.axis)
             hint = wp.weight
+            zp = new_initializer(self.graph, w_qp.zero_point, self.names, f"{hint}_zp") if keep_zp else None
             dq = self._dequantize(
                 new_initializer(self.graph, wq, self.names, f"{hint}_q"),
                 new_initializer(self.graph, w_qp.scale, self.names, f"{hint}_scale"),
-                new_initializer(self.graph, w_qp.zero_point, self.names, f"{hint}_zp"),
+                zp,
                 wp.axis,
                 hint,
                 ir.Shape(w.shape),
@@ -198,4 +203,4 @@ class _Rewriter:
         node.replace_input_with(rule.bias_input, dq_b)
 
 
-__all__ = ["MIN_OPSET", "InsertQDQ"]
+__all__ = ["KEEP_WEIGHT_ZERO_POINT", "MIN_OPSET", "InsertQDQ"]

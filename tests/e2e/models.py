@@ -87,9 +87,9 @@ class DigitsMobileNetV2(nn.Module):
             InvertedResidual(32, 64, 2, 4),
             InvertedResidual(64, 64, 1, 4),
             InvertedResidual(64, 160, 2, 4),
-            InvertedResidual(160, 160, 1, 4),
+            InvertedResidual(160, 320, 1, 4),
         )
-        self.head = nn.Sequential(*conv_bn(160, 1280, 1), nn.ReLU6())
+        self.head = nn.Sequential(*conv_bn(320, 1280, 1), nn.ReLU6())
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(1280, NUM_CLASSES)
 

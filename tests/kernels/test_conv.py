@@ -100,6 +100,10 @@ EDGE_CASES = {
     "depthwise_multiplier_2": Case(h=6, w=6, c=8, o=16, groups=8, pads=(1,) * 4),
     "depthwise_1x1_one_channel": Case(h=3, w=3, c=1, o=1, kernel=(1, 1), groups=1),
     "per_tensor_no_bias": Case(h=6, w=7, c=16, o=16, per_channel=False, bias=False),
+    "resnet18_3x3_64_at_56": Case(h=56, w=56, c=64, o=64, pads=(1,) * 4),
+    "resnet18_3x3s2_256_512_at_14": Case(h=14, w=14, c=256, o=512, strides=(2, 2), pads=(1,) * 4),
+    "mobilenetv2_dw_144_at_56": Case(h=56, w=56, c=144, o=144, groups=144, pads=(1,) * 4),
+    "depthwise_288_at_64": Case(h=64, w=63, c=288, o=288, groups=288, pads=(1,) * 4),
 }
 
 
@@ -136,9 +140,13 @@ def test_conv_fused_relu6_clamps_to_range(isa: str, groups: int) -> None:
     assert got.max() == 210
 
 
-@pytest.mark.parametrize("case_id", ["3x3_odd_spatial", "1x1_direct_odd_channels", "depthwise_5x5"])
+@pytest.mark.parametrize(
+    "case_id",
+    ["3x3_odd_spatial", "depthwise_5x5", "resnet18_3x3_64_at_56", "depthwise_288_at_64"],
+)
 @pytest.mark.parametrize("threads", [2, 3])
 def test_conv_threads_give_same_bytes(isa: str, case_id: str, threads: int) -> None:
+    # Small layers run on fewer threads (>= 4M MACs each); the last two really use them.
     case = EDGE_CASES[case_id]
     got, want, _ = case.run(threads=threads)
     _assert_same(got, want)

@@ -144,3 +144,22 @@ def test_dynamic_matmul_rejects_bad_input(call, match) -> None:
     packed = pack_dynamic_weights(np.ones((3, 4), np.int8), 0.1)
     with pytest.raises(KernelError, match=match):
         call(packed)
+
+
+def test_dynamic_matmul_skips_nan_in_range_and_agrees_across_isas() -> None:
+    a, w, ws, _ = _problem(9, 4, 37, 5)
+    a[1, 3] = np.nan
+    packed = pack_dynamic_weights(w, ws)
+    outs = []
+    for name in PRESENT:
+        with use_isa(name):
+            outs.append(dynamic_matmul(a, packed))
+    clean = a.copy()
+    clean[1, 3] = 0.0  # NaN quantizes to the type minimum, i.e. value -a_zp, not 0
+    assert np.all(np.isfinite(outs[0]))
+    for out in outs[1:]:
+        _same_bits(out, outs[0])
+    q, _, _ = dynamic_quantize(a)
+    assert q[1, 3] == 0
+    np.testing.assert_array_equal(np.delete(q.ravel(), 37 + 3),
+                                  np.delete(dynamic_quantize(clean)[0].ravel(), 37 + 3))

@@ -199,3 +199,47 @@ def test_gemm_rejects_shape_mismatch_and_zero_size() -> None:
         pack_gemm_weights(np.zeros((0, 5), np.int8))
     with pytest.raises(KernelError, match="b: expected a 2-D int8 array, got uint8"):
         pack_gemm_weights(np.zeros((3, 5), np.uint8))
+
+
+def test_packed_weights_expose_column_sums(rng: np.random.Generator) -> None:
+    b = rng.integers(-128, 128, size=(300, 37), dtype=np.int8)
+    packed = pack_gemm_weights(b)
+    assert (packed.k, packed.n) == (300, 37)
+    np.testing.assert_array_equal(packed.column_sums(), b.astype(np.int32).sum(axis=0))
+
+
+def test_gemm_f32_output_matches_onnxruntime_matmulintegertofloat(
+    rng: np.random.Generator,
+) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = 37, 300, 50
+    a = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    b = rng.integers(-128, 128, size=(k, n), dtype=np.int8)
+    a_s, b_s = np.float32(0.0123), rng.uniform(0.001, 0.01, n).astype(np.float32)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    inits = {"b": b, "as": np.array(a_s), "bs": b_s, "az": np.array(117, np.uint8), "bias": bias}
+    node = helper.make_node(
+        "MatMulIntegerToFloat", ["a", "b", "as", "bs", "az", "", "bias"], ["y"],
+        domain="com.microsoft",
+    )
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(v, name) for name, v in inits.items()],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    (want,) = session.run(None, {"a": a})
+    got = gemm_u8s8(
+        a, pack_gemm_weights(b), a_zero_point=117, out_dtype=np.float32, scale=a_s * b_s,
+        bias_f=bias,
+    )
+    np.testing.assert_array_equal(got, want)

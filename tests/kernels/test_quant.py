@@ -60,6 +60,14 @@ def test_quantize_rounds_half_to_even_and_saturates(isa: str) -> None:
     )
 
 
+def test_quantize_keeps_shape_of_scalars_and_views(isa: str) -> None:
+    assert quantize(np.float32(2.5), 1.0, 0).shape == ()
+    assert quantize(np.float32(2.5), 1.0, 0)[()] == 2
+    assert dequantize(np.uint8(7), 0.5, 1).shape == ()
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::-2]  # non-contiguous view
+    np.testing.assert_array_equal(quantize(x, 0.5, 3), ref.quantize(x, 0.5, 3))
+
+
 def test_dequantize_exact_values_int8(isa: str) -> None:
     q = np.array([-128, -1, 0, 5, 127], dtype=np.int8)
     np.testing.assert_array_equal(

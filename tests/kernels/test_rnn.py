@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, use_isa
+from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
 from onnxq.kernels.reference import rnn as ref
 from onnxq.kernels.rnn import gru, lstm, pack_gru_weights, pack_lstm_weights
 
@@ -47,6 +47,12 @@ def _weights(seed: int, gates: int, inp: int, hidden: int, bias: bool = True):
     wb = rng.standard_normal(gates * hidden).astype(F32) * F32(0.1) if bias else None
     rb = rng.standard_normal(gates * hidden).astype(F32) * F32(0.1) if bias else None
     return (*out, wb, rb)
+
+
+def test_kernel_table_lists_vector_activations() -> None:
+    rows = {(k.family, k.op, k.isa) for k in kernel_table()}
+    for op in ("sigmoid_f32", "tanh_f32"):
+        assert {("rnn", op, "scalar"), ("rnn", op, "avx2"), ("rnn", op, "avx512vnni")} <= rows
 
 
 def test_activations_close_to_libm() -> None:

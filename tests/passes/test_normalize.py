@@ -270,6 +270,23 @@ def test_normalize_names_unnamed_and_duplicate_nodes(model_from_text):
     assert result.count == 0
 
 
+@pytest.mark.parametrize("strip", [True, False])
+def test_normalize_strips_node_debug_metadata_unless_asked(model_from_text, strip):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2] x) => (float[2] y) { y = Relu(x) }
+    """)
+    model.graph.node[0].doc_string = "exported from forward()"
+    model.graph.node[0].metadata_props.add(key="pkg.torch.onnx.stack_trace", value="File 'model.py', line 1")
+    model.metadata_props.add(key="owner", value="team")
+    _, normalized = _normalize(model, strip_node_metadata=strip)
+    node = normalized.graph.node[0]
+    assert (node.doc_string, len(node.metadata_props)) == (
+        ("", 0) if strip else ("exported from forward()", 1)
+    )
+    assert [(p.key, p.value) for p in normalized.metadata_props] == [("owner", "team")]
+
+
 def test_normalize_target_opset_validated():
     with pytest.raises(ValueError, match="target_opset must be >= 13"):
         Normalize(target_opset=11)

@@ -44,6 +44,10 @@ int onnxq_gemm_u8s8_pack(const int8_t* b, size_t k, size_t n, ptrdiff_t stride_k
 /* K and N of a packed buffer (ONNXQ_E_ARG if it was not written by onnxq_gemm_u8s8_pack). */
 int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t* k, size_t* n);
 
+/* Sets *colsum to the packed buffer's n column sums sum_k B[k, j] (int32, wrapping), e.g. to
+ * apply a per-row activation zero point to ONNXQ_I32 output: acc - a_zp[row] * colsum[j]. */
+int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, const int32_t** colsum);
+
 typedef struct onnxq_gemm_u8s8_params {
     size_t m;              /* rows of A and C (>= 1) */
     const uint8_t* a;      /* A[m, k], row i at a + i * lda */

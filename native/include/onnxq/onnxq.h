@@ -15,7 +15,12 @@ extern "C" {
 #include "onnxq/isa.h"
 #include "onnxq/quant.h"
 #include "onnxq/gemm.h"
+#include "onnxq/concat.h"
 #include "onnxq/conv.h"
+#include "onnxq/dynamic.h"
+#include "onnxq/eltwise.h"
+#include "onnxq/pool.h"
+#include "onnxq/rnn.h"
 
 #ifdef __cplusplus
 }

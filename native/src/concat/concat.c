@@ -11,8 +11,8 @@ static void build_table(uint8_t table[256], int is_signed, const onnxq_requant_u
     for (int i = 0; i < 256; ++i) {
         const int32_t q = is_signed ? (int32_t)(int8_t)(uint8_t)i : i;
         float v = (p->x_scale * (float)(q - p->x_zp)) / p->y_scale;
-        v = v < p->lo ? p->lo : v;
-        v = v > p->hi ? p->hi : v;
+        v = v >= p->lo ? v : p->lo; /* NaN -> lo, like max_ps(v, lo) */
+        v = v <= p->hi ? v : p->hi;
         table[i] = (uint8_t)((int32_t)nearbyintf(v) + p->y_zp);
     }
 }

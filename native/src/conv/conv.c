@@ -25,6 +25,10 @@ static int check_weights_params(const onnxq_conv_weights_params* wp) {
                            " every size must be >= 1",
                            wp->out_c, wp->in_c, wp->groups, wp->kernel_h, wp->kernel_w);
     }
+    if (wp->out_c > ((size_t)1 << 31) || wp->in_c > ((size_t)1 << 31)) {
+        return onnxq_error(ONNXQ_E_SHAPE, "conv: out_c=%zu / in_c=%zu exceed 2^31", wp->out_c,
+                           wp->in_c);
+    }
     if (wp->in_c % wp->groups != 0 || wp->out_c % wp->groups != 0) {
         return onnxq_error(ONNXQ_E_SHAPE,
                            "conv: groups=%zu must divide in_c=%zu and out_c=%zu", wp->groups,

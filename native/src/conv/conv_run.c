@@ -14,6 +14,7 @@
 #define ONNXQ_CONV_ROW_ALIGN 16u        /* rows per block: a multiple of the AMX tile height */
 #define ONNXQ_CONV_TASKS_PER_THREAD 4u  /* row ranges per thread, claimed dynamically */
 #define ONNXQ_CONV_MIN_TASK_ROWS 64u
+#define ONNXQ_CONV_MIN_THREAD_MACS 4e6 /* below this much work per thread, use fewer */
 /* Bytes of one im2col block: large enough to amortise the packed weights' traffic, small enough
  * to stay in L2 next to them. */
 #define ONNXQ_CONV_BLOCK_BYTES (256u * 1024u)
@@ -189,11 +190,18 @@ int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
     if (threads > ONNXQ_CONV_MAX_THREADS) threads = ONNXQ_CONV_MAX_THREADS;
     const size_t row_blocks = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
     if (threads > row_blocks) threads = row_blocks;
+    /* Small layers: waking another thread costs more than it saves. */
+    const double macs = (double)rows * (double)p->w.out_c * (double)(p->w.in_c / p->w.groups) *
+                        (double)(p->w.kernel_h * p->w.kernel_w);
+    if ((double)threads * ONNXQ_CONV_MIN_THREAD_MACS > macs) {
+        threads = macs < ONNXQ_CONV_MIN_THREAD_MACS ? 1 : (size_t)(macs / ONNXQ_CONV_MIN_THREAD_MACS);
+    }
     /* A few tasks per thread so that a late thread's share is taken by the others, but no task
      * under ONNXQ_CONV_MIN_TASK_ROWS rows: every GEMM call streams all of the packed weights. */
-    size_t tasks = threads == 1 ? 1 : ONNXQ_CONV_TASKS_PER_THREAD * threads;
-    if (tasks > rows / ONNXQ_CONV_MIN_TASK_ROWS) tasks = rows / ONNXQ_CONV_MIN_TASK_ROWS;
-    if (tasks < threads) tasks = threads; /* also 1 task for 1 thread */
+    size_t per_thread = rows / (ONNXQ_CONV_MIN_TASK_ROWS * threads);
+    if (per_thread > ONNXQ_CONV_TASKS_PER_THREAD) per_thread = ONNXQ_CONV_TASKS_PER_THREAD;
+    if (per_thread == 0 || threads == 1) per_thread = 1;
+    size_t tasks = threads * per_thread;
     const size_t chunk = onnxq_round_up((rows + tasks - 1) / tasks, ONNXQ_CONV_ROW_ALIGN);
     tasks = (rows + chunk - 1) / chunk;
 

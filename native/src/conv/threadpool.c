@@ -4,7 +4,6 @@
  * variable. Tasks are claimed dynamically, the caller included, so a worker that the OS schedules
  * late (a busy machine) delays nothing: the others take its tasks. One job runs at a time. */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 
 #include "conv/conv_internal.h"
@@ -16,6 +15,7 @@ static struct {
     pthread_mutex_t run; /* one job at a time */
     pthread_mutex_t mu;  /* protects the job description and the sleeping */
     pthread_cond_t wake;
+    pthread_cond_t done; /* the caller sleeps here when the last tasks take long */
     size_t workers;      /* threads created so far */
     uint32_t job;        /* id of the current job (under mu) */
     onnxq_conv_task_fn* fn;
@@ -25,7 +25,7 @@ static struct {
     _Atomic uint64_t ticket;      /* (job id << 32) | next task index */
     atomic_size_t completed;      /* tasks of the current job finished */
 } pool = {.run = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
-          .wake = PTHREAD_COND_INITIALIZER};
+          .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__)
@@ -45,7 +45,11 @@ static void run_tasks(uint32_t job, onnxq_conv_task_fn* fn, void* arg, size_t ta
         if ((uint32_t)(ticket >> 32) != job || (ticket & 0xFFFFFFFFu) >= tasks) return;
         if (!atomic_compare_exchange_weak(&pool.ticket, &ticket, ticket + 1)) continue;
         fn(arg, (size_t)(ticket & 0xFFFFFFFFu), participant);
-        atomic_fetch_add(&pool.completed, 1);
+        if (atomic_fetch_add(&pool.completed, 1) + 1 == tasks && participant != 0) {
+            pthread_mutex_lock(&pool.mu); /* the caller may be asleep waiting for this */
+            pthread_cond_broadcast(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
         ticket = atomic_load(&pool.ticket);
     }
 }
@@ -76,6 +80,7 @@ static void pool_after_fork_in_child(void) {
     pthread_mutex_init(&pool.run, NULL);
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
     pool.workers = 0;
 }
 
@@ -111,12 +116,13 @@ void onnxq_conv_parallel(size_t tasks, size_t participants, onnxq_conv_task_fn* 
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
     run_tasks(job, fn, arg, tasks, 0);
-    for (unsigned i = 0; atomic_load(&pool.completed) != tasks; i++) { /* others' last tasks */
-        if (i < POOL_SPIN) {
-            cpu_relax();
-        } else {
-            sched_yield();
-        }
+    /* Others' last tasks: spin briefly, then sleep (never sched_yield: on a busy machine the
+     * caller would queue behind every other process). */
+    for (unsigned i = 0; i < POOL_SPIN && atomic_load(&pool.completed) != tasks; i++) cpu_relax();
+    if (atomic_load(&pool.completed) != tasks) {
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.completed) != tasks) pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
     }
     pthread_mutex_unlock(&pool.run);
 }

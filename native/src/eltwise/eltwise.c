@@ -130,6 +130,9 @@ int onnxq_qadd(const onnxq_qadd_params* p, const void* a, size_t a_len, const vo
     }
     const float ra = p->a_scale / p->y_scale, rb = p->b_scale / p->y_scale;
     const float fixed = (float)p->y_zp - fmaf(ra, (float)p->a_zp, rb * (float)p->b_zp);
+    if (!isfinite(ra) || !isfinite(rb) || !isfinite(fixed))
+        return onnxq_error(ONNXQ_E_ARG, "qadd: scale ratios a_scale / y_scale = %g, b_scale / y_scale "
+                           "= %g are out of the fp32 range", (double)ra, (double)rb);
     onnxq_qadd_ukernel_params k = {ra, rb, fixed, (float)p->qmin, (float)p->qmax};
     const int a_const = is_row_constant(p->a_bcast), b_const = is_row_constant(p->b_bcast);
     const size_t inner = p->inner;
@@ -137,15 +140,12 @@ int onnxq_qadd(const onnxq_qadd_params* p, const void* a, size_t a_len, const vo
     for (size_t r = 0; r < p->outer; ++r) {
         uint8_t* yr = out + r * inner;
         if (a_const && b_const) {
-            /* Both constant along the row: one value, filled. */
-            k.fixed = fmaf(row_value(b, p->b_bcast, r, is_signed), rb, fixed);
-            k.ra = ra;
-            float one = row_value(a, p->a_bcast, r, is_signed);
-            int8_t qa = (int8_t)(int32_t)one;
-            uint8_t ua = (uint8_t)(int32_t)one;
-            uint8_t v;
-            run(1, is_signed ? (const void*)&qa : (const void*)&ua, NULL, &v, &k, fn);
-            memset(yr, v, inner);
+            /* Both constant along the row: one value (the general formula), filled. */
+            float v = fmaf(row_value(a, p->a_bcast, r, is_signed), ra,
+                           fmaf(row_value(b, p->b_bcast, r, is_signed), rb, fixed));
+            v = v >= k.lo ? v : k.lo;
+            v = v <= k.hi ? v : k.hi;
+            memset(yr, (int)(uint8_t)(int32_t)nearbyintf(v), inner);
         } else if (b_const) {
             k.ra = ra;
             k.fixed = fmaf(row_value(b, p->b_bcast, r, is_signed), rb, fixed);

@@ -6,8 +6,8 @@
 static inline float qadd_one(float a, const float* b, const onnxq_qadd_ukernel_params* p) {
     const float t = b != NULL ? fmaf(*b, p->rb, p->fixed) : p->fixed;
     float v = fmaf(a, p->ra, t);
-    v = v < p->lo ? p->lo : v;
-    v = v > p->hi ? p->hi : v;
+    v = v >= p->lo ? v : p->lo; /* NaN -> lo, like max_ps(v, lo) */
+    v = v <= p->hi ? v : p->hi;
     return nearbyintf(v);
 }
 

@@ -100,6 +100,15 @@ int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t*
     return ONNXQ_OK;
 }
 
+int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, const int32_t** colsum) {
+    const onnxq_gemm_u8s8_packed* h;
+    ONNXQ_CHECK_NOT_NULL(colsum, "colsum");
+    int st = check_packed(packed, packed_size, &h);
+    if (st != ONNXQ_OK) return st;
+    *colsum = (const int32_t*)((const uint8_t*)packed + h->colsum_off);
+    return ONNXQ_OK;
+}
+
 static int check_params(const onnxq_gemm_u8s8_packed* h, const onnxq_gemm_u8s8_params* p) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
     ONNXQ_CHECK_NOT_NULL(p->a, "a");

@@ -25,8 +25,8 @@ DEFINE_MAX(int8_t, s8)
             for (size_t k = 0; k < ntaps; ++k)                                                    \
                 s = s + p->x_scale * (float)((int32_t)taps[k][c] - p->x_zp);                      \
             float v = (s / p->count) / p->y_scale + p->y_zp;                                      \
-            v = v < p->lo ? p->lo : v;                                                            \
-            v = v > p->hi ? p->hi : v;                                                            \
+            v = v >= p->lo ? v : p->lo; /* NaN -> lo, like max_ps(v, lo) */                      \
+            v = v <= p->hi ? v : p->hi;                                                           \
             y[c] = (T)(int32_t)nearbyintf(v);                                                     \
         }                                                                                         \
     }
@@ -42,8 +42,8 @@ DEFINE_AVG(int8_t, s8)
             int32_t acc = p->bias;                                                                \
             for (size_t r = 0; r < rows; ++r) acc += (int32_t)x[r * stride + c];                  \
             float v = (float)acc * p->multiplier;                                                 \
-            v = v < p->lo ? p->lo : v;                                                            \
-            v = v > p->hi ? p->hi : v;                                                            \
+            v = v >= p->lo ? v : p->lo; /* NaN -> lo, like max_ps(v, lo) */                      \
+            v = v <= p->hi ? v : p->hi;                                                           \
             y[c] = (T)((int32_t)nearbyintf(v) + p->y_zp);                                         \
         }                                                                                         \
     }

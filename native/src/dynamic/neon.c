@@ -1,0 +1,27 @@
+/* Min / max of fp32 values, NEON (aarch64): 8 per step, scalar tail (NaN values skipped). */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#include "dynamic/ukernel.h"
+
+void onnxq_minmax_f32_ukernel_8__neon(size_t n, const float* x, float* lo, float* hi) {
+    /* fminnm / fmaxnm return the number when one operand is NaN: NaN inputs are skipped */
+    float32x4_t mn0 = vdupq_n_f32(*lo), mn1 = mn0, mx0 = vdupq_n_f32(*hi), mx1 = mx0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t a = vld1q_f32(x + i), b = vld1q_f32(x + i + 4);
+        mn0 = vminnmq_f32(mn0, a);
+        mn1 = vminnmq_f32(mn1, b);
+        mx0 = vmaxnmq_f32(mx0, a);
+        mx1 = vmaxnmq_f32(mx1, b);
+    }
+    float mn = vminnmvq_f32(vminnmq_f32(mn0, mn1)), mx = vmaxnmvq_f32(vmaxnmq_f32(mx0, mx1));
+    for (; i < n; ++i) {
+        const float v = x[i];
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+    }
+    *lo = mn;
+    *hi = mx;
+}
+#endif
