@@ -140,14 +140,18 @@ def _quantize(args: argparse.Namespace) -> None:
     from onnxq.api import prepare
     from onnxq.data import load_calibration_data
     from onnxq.io import save_model
-    from onnxq.qconfig import resolve_qconfig
+    from onnxq.qconfig import QConfigMapping, resolve_qconfig
 
     for path, what in ((args.output, "output"), (args.report, "report")):
         if path is not None and not _parent(path).is_dir():
             raise OnnxqError(f"{what} '{path}': directory '{_parent(path)}' does not exist")
+        if path is not None and path.is_dir():
+            raise OnnxqError(f"{what} '{path}' is a directory; give a file name")
     if args.output.resolve() == args.model.resolve():
         raise OnnxqError(f"output '{args.output}' is the input model; choose another file")
-    mapping = resolve_qconfig(str(args.qconfig))
+    # an existing file is a JSON qconfig whatever its suffix; anything else a preset or a .json path
+    qconfig = Path(args.qconfig)
+    mapping = QConfigMapping.from_json_file(qconfig) if qconfig.is_file() else resolve_qconfig(args.qconfig)
     if args.activation_dtype or args.per_tensor:
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None

@@ -89,6 +89,10 @@ class NpzCalibrationData:
                 raise CalibrationDataError(f"{path}: cannot read calibration data: {msg}") from None
             yield batch
 
+    def batch_label(self, index: int) -> str:
+        """How errors name batch ``index``: its file."""
+        return str(self.files[index])
+
     @property
     def num_samples(self) -> int | None:
         """Samples in all files (from the array headers; ``None`` if a header is unreadable)."""
@@ -140,8 +144,7 @@ def count_samples(batches: Iterable[Batch]) -> int | None:
     return None
 
 
-def _check_batch(specs: Sequence[InputSpec], batch: object, index: int) -> tuple[dict[str, np.ndarray], int]:
-    where = f"calibration batch {index}"
+def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple[dict[str, np.ndarray], int]:
     if not isinstance(batch, Mapping):
         raise CalibrationDataError(
             f"{where}: expected a mapping of input name to array, got {type(batch).__name__}"
@@ -193,12 +196,14 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, index: int) -> tuple
 def validate_batches(specs: Sequence[InputSpec], batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
     """Yield each batch after checking names, ranks, static dims and dtypes against ``specs``.
 
-    Raises :class:`CalibrationDataError` naming the batch and input on a mismatch, and at the end
-    if no sample at all was seen (an empty calibration set).
+    Raises :class:`CalibrationDataError` naming the batch (its file for .npz sources) and input
+    on a mismatch, and at the end if no sample at all was seen (an empty calibration set).
     """
     total = 0
+    label = getattr(batches, "batch_label", None)
     for index, batch in enumerate(batches):
-        checked, n = _check_batch(specs, batch, index)
+        where = label(index) if label is not None else f"calibration batch {index}"
+        checked, n = _check_batch(specs, batch, where)
         total += n
         if n:
             yield checked

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from onnxq.api import prepare
 from onnxq.data import load_calibration_data
 from onnxq.errors import OnnxqError
+from onnxq.io import save_model
 from onnxq.report import QuantizationReport
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "x86"
     qmodel = prepared.convert()
     int8_bytes = qmodel.SerializeToString()
     if output is not None:
-        from onnxq.io import save_model
-
         save_model(qmodel, output)
 
     fp32 = _session(model_path.read_bytes())

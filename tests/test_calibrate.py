@@ -256,3 +256,30 @@ def test_result_round_trips_through_json() -> None:
         b = back.observers[name].qparams("uint8", False, False)
         np.testing.assert_array_equal(a.scale, b.scale)
         np.testing.assert_array_equal(a.zero_point, b.zero_point)
+
+
+@pytest.mark.slow
+def test_model_over_2gb_is_calibrated_through_external_data() -> None:
+    n = 540_000_000  # 2.16 GB of float32: beyond the protobuf limit
+    big = np.zeros(n, np.float32)
+    big[:4] = [-3.0, 1.0, 2.0, 7.5]
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape(["N", 4]))
+    w = ir.Value(name="big", const_value=ir.tensor(big, name="big"))
+    w.type, w.shape = ir.TensorType(ir.DataType.FLOAT), ir.Shape([n])
+    starts = ir.Value(name="starts", const_value=ir.tensor(np.array([0], np.int64), name="starts"))
+    ends = ir.Value(name="ends", const_value=ir.tensor(np.array([4], np.int64), name="ends"))
+    sl = ir.Node("", "Slice", [w, starts, ends], name="slice")
+    sl.outputs[0].name = "head"
+    add = ir.Node("", "Add", [x, sl.outputs[0]], name="add")
+    add.outputs[0].name = "y"
+    add.outputs[0].type, add.outputs[0].shape = ir.TensorType(ir.DataType.FLOAT), ir.Shape(["N", 4])
+    graph = ir.Graph(
+        [x], [add.outputs[0]], nodes=[sl, add], initializers=[w, starts, ends], opset_imports={"": 13}
+    )
+    model = ir.Model(graph, ir_version=8)
+    observers = {"head": MinMaxObserver(), "y": MinMaxObserver()}
+    data = [{"x": np.ones((3, 4), np.float32)}]
+    result = calibrate(model, observers, data, progress=False)
+    assert result.num_samples == 3
+    assert (float(observers["head"].min_val), float(observers["head"].max_val)) == (-3.0, 7.5)
+    assert (float(observers["y"].min_val), float(observers["y"].max_val)) == (-2.0, 8.5)

@@ -236,6 +236,21 @@ def test_quantize_fails_before_work_when_output_directory_missing(
     assert not (work / "o.onnx").exists()
 
 
+def test_quantize_fails_before_work_when_output_is_a_directory(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (work / "outdir").mkdir()
+    code, _, err = _run(
+        ["quantize", work / "model.onnx", "-o", work / "outdir", "--calib", work / "calib.npz"], capsys
+    )
+    _assert_one_error_line(code, err, "outdir", "is a directory")
+    argv = ["quantize", work / "model.onnx", "-o", work / "o.onnx", "--calib", work / "calib.npz"]
+    code, _, err = _run([*argv, "--report", work / "outdir"], capsys)
+    _assert_one_error_line(code, err, "report", "is a directory")
+    assert list((work / "outdir").iterdir()) == []
+    assert not (work / "o.onnx").exists()
+
+
 def test_quantize_refuses_to_overwrite_its_input(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     original = (work / "model.onnx").read_bytes()
     code, _, err = _run(
@@ -366,10 +381,10 @@ def test_quantize_accepts_a_directory_of_npz_and_a_json_qconfig(
     for i in range(4):
         np.savez(calib_dir / f"part{i}.npz", input=x[16 * i : 16 * (i + 1)])
     cfg = {"version": 1, "global": "qnnpack", "op_types": {"Gemm": None}}
-    (work / "q.json").write_text(json.dumps(cfg))
+    (work / "q.cfg").write_text(json.dumps(cfg))  # any existing file is read as JSON
     out, report = work / "q.onnx", work / "r.json"
     code, _, err = _run(
-        ["quantize", work / "model.onnx", "-o", out, "--calib", calib_dir, "--qconfig", work / "q.json",
+        ["quantize", work / "model.onnx", "-o", out, "--calib", calib_dir, "--qconfig", work / "q.cfg",
          "--report", report, "--no-progress"],
         capsys,
     )  # fmt: skip

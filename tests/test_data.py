@@ -185,3 +185,10 @@ def test_stacked_samples_are_fed_one_at_a_time() -> None:
 def test_count_samples_of_in_memory_and_unknown_sources() -> None:
     assert count_samples([_batch(3), _batch(4)]) == 7
     assert count_samples(iter([_batch(3)])) is None
+
+
+def test_npz_errors_name_the_file(tmp_path: Path) -> None:
+    np.savez(tmp_path / "a.npz", **_batch(2))
+    np.savez(tmp_path / "b.npz", x=np.zeros((2, 3, 4), np.float64), ids=np.zeros(2, np.int64))
+    with pytest.raises(CalibrationDataError, match=r"b\.npz: input 'x': expected dtype float32, got float64"):
+        list(validate_batches(SPECS, load_calibration_data(tmp_path)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,63 @@ def test_installed_package_runs_demo_outside_source_tree(tmp_path: Path) -> None
             timeout=120,
         ).stdout
     )
+
+
+@pytest.mark.slow
+def test_make_demo_assets_script_rebuilds_compatible_assets(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_demo_assets.py"),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ASSETS)
+    new, old = onnx.load(str(tmp_path / MODEL_FILE)), onnx.load(str(asset_path(MODEL_FILE)))
+    assert [i.type for i in new.graph.input] == [i.type for i in old.graph.input]
+    assert [o.name for o in new.graph.output] == [o.name for o in old.graph.output]
+    assert sorted(n.op_type for n in new.graph.node) == sorted(n.op_type for n in old.graph.node)
+    for name in (CALIB_FILE, EVAL_FILE):  # the data split is deterministic: identical arrays
+        with np.load(tmp_path / name) as a, np.load(asset_path(name)) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
+    accuracy = re.search(r"fp32 torch accuracy on 360 held-out digits: ([\d.]+)%", proc.stderr)
+    assert accuracy is not None and float(accuracy.group(1)) > 90.0
+
+
+def _readme_blocks(language: str) -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_examples_run_on_the_demo_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = _readme_blocks("python")
+    assert len(blocks) >= 2
+    shutil.copy(asset_path(MODEL_FILE), tmp_path / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert inspect_model(tmp_path / "model.int8.onnx").qdq_pairs > 5
+
+
+def test_readme_setup_commands_are_the_two_documented_ones() -> None:
+    (setup,) = [b for b in _readme_blocks("sh") if "pip install" in b and "onnxq demo" in b]
+    commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
+    assert commands == ["pip install . && onnxq demo", 'pip install -e ".[dev,torch]" && python -m pytest']
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'pip install -e ".[dev,torch]" && python -m pytest' in ci

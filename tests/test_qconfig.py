@@ -492,3 +492,19 @@ def test_with_overrides_without_arguments_is_identity_and_bad_dtype_rejected() -
     assert mapping.with_overrides() == mapping
     with pytest.raises(ConfigError, match="activation dtype must be one of"):
         mapping.with_overrides(activation_dtype="int16")
+
+
+def test_readme_json_example_is_valid_and_matches_the_python_example(
+    validator: jsonschema.Draft202012Validator,
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
+    doc = json.loads(block)
+    validator.validate(doc)
+    expected = (
+        QConfigMapping()
+        .set_global(get_default_qconfig("x86"))
+        .set_op_type("Softmax", None)
+        .set_node_name_regex(r"/head/.*", get_default_qconfig("arm"))
+    )
+    assert QConfigMapping.from_dict(doc) == expected

@@ -147,7 +147,7 @@ static void check_edge_cases(void) {
 static void check_random_cases(int count) {
     for (int t = 0; t < count; ++t) {
         const int depthwise = onnxq_test_rand_int(0, 1);
-        const size_t groups = depthwise ? (size_t)onnxq_test_rand_int(1, 70)
+        const size_t groups = depthwise ? (size_t)onnxq_test_rand_int(1, 200)
                                         : (size_t)onnxq_test_rand_int(1, 3);
         const size_t cg = depthwise ? 1 : (size_t)onnxq_test_rand_int(1, 20);
         const size_t og = depthwise ? 1 : (size_t)onnxq_test_rand_int(1, 40);

@@ -127,6 +127,10 @@ static void test_bad_arguments(void) {
     onnxq_gru_params gp = {1, 3, 2, 0, 0, pw.data, pw.size, ws, pr.data, pr.size, pr.data, pr.size,
                            ws, NULL, NULL};
     CHECK(onnxq_gru(&gp, 1, x, NULL, y, NULL) == ONNXQ_E_SHAPE, "gru w rows (8 != 6)");
+    lp.r_packed = pr.data;
+    x[4] = NAN;
+    CHECK(onnxq_lstm(&lp, 2, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NaN in x");
+    CHECK(strstr(onnxq_last_error(), "x[4] = nan") != NULL, "msg %s", onnxq_last_error());
     for (int i = 0; i < 4; ++i) CHECK(y[i] == 7.0f, "output touched on error");
     free(pw.data), free(pr.data);
 }

@@ -130,10 +130,13 @@ def _ptr(arr: np.ndarray | None, writable: bool = False) -> object:
 
 
 def lstm(xs: np.ndarray, weights: LstmWeights, h0: np.ndarray | None = None,
-         c0: np.ndarray | None = None, *, per_row: bool = False
+         c0: np.ndarray | None = None, *, per_row: bool = False, reverse: bool = False
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run an LSTM over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H], c_T[B, H])``."""
+    """Run an LSTM over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H], c_T[B, H])``; ``reverse``
+    runs from the last step to the first (ONNX direction "reverse"; y stays in input order)."""
     x = _sequence(xs, weights.w.k, "xs")
+    if reverse:
+        x = np.ascontiguousarray(x[::-1])
     seq, batch, _ = x.shape
     hidden = weights.hidden
     h0a = _state(h0, (batch, hidden), "h0")
@@ -151,13 +154,16 @@ def lstm(xs: np.ndarray, weights: LstmWeights, h0: np.ndarray | None = None,
     c = np.empty((batch, hidden), dtype=np.float32)
     check(lib.onnxq_lstm(p, seq, _ptr(x), _ptr(h0a), _ptr(c0a), _ptr(y, True), _ptr(h, True),
                          _ptr(c, True)))
-    return y, h, c
+    return (np.ascontiguousarray(y[::-1]) if reverse else y), h, c
 
 
 def gru(xs: np.ndarray, weights: GruWeights, h0: np.ndarray | None = None, *,
-        per_row: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Run a GRU over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H])``."""
+        per_row: bool = False, reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Run a GRU over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H])``; ``reverse`` as in
+    :func:`lstm`."""
     x = _sequence(xs, weights.w.k, "xs")
+    if reverse:
+        x = np.ascontiguousarray(x[::-1])
     seq, batch, _ = x.shape
     hidden = weights.hidden
     h0a = _state(h0, (batch, hidden), "h0")
@@ -174,4 +180,4 @@ def gru(xs: np.ndarray, weights: GruWeights, h0: np.ndarray | None = None, *,
     y = np.empty((seq, batch, hidden), dtype=np.float32)
     h = np.empty((batch, hidden), dtype=np.float32)
     check(lib.onnxq_gru(p, seq, _ptr(x), _ptr(h0a), _ptr(y, True), _ptr(h, True)))
-    return y, h
+    return (np.ascontiguousarray(y[::-1]) if reverse else y), h

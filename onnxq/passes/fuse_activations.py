@@ -92,8 +92,8 @@ def _clip_bounds_constant(node: ir.Node) -> bool:
     return all(v is None or constant_array(v) is not None for v in node.inputs[1:3])
 
 
-def _activation_ok(node: ir.Node) -> bool:
-    if not _is_onnx(node) or node.op_type not in ACTIVATION_OPS:
+def _activation_ok(node: ir.Node, x: ir.Value) -> bool:
+    if not _is_onnx(node) or node.op_type not in ACTIVATION_OPS or node.inputs[0] is not x:
         return False
     return node.op_type != "Clip" or _clip_bounds_constant(node)
 
@@ -117,7 +117,7 @@ def find_fusion_groups(graph: ir.Graph) -> list[FusionGroup]:
             absorbed.append(nxt)
             out = nxt.outputs[0]
             nxt = sole_consumer(out)
-        if nxt is not None and _activation_ok(nxt):
+        if nxt is not None and _activation_ok(nxt, out):
             absorbed.append(nxt)
             out = nxt.outputs[0]
         groups.append(FusionGroup(anchor=node, absorbed=tuple(absorbed), output=out))

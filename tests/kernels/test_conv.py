@@ -97,6 +97,7 @@ EDGE_CASES = {
     "depthwise_7x7_dilated": Case(
         h=15, w=16, c=19, o=19, kernel=(7, 7), groups=19, dilations=(2, 2), pads=(3,) * 4
     ),
+    "depthwise_190_channels": Case(h=5, w=6, c=190, o=190, groups=190, pads=(1,) * 4),
     "depthwise_multiplier_2": Case(h=6, w=6, c=8, o=16, groups=8, pads=(1,) * 4),
     "depthwise_1x1_one_channel": Case(h=3, w=3, c=1, o=1, kernel=(1, 1), groups=1),
     "per_tensor_no_bias": Case(h=6, w=7, c=16, o=16, per_channel=False, bias=False),

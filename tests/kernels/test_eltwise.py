@@ -210,6 +210,7 @@ def test_qadd_rejects_bad_operands(a, b, match) -> None:
         ({"a_zero_point": 300}, "a_zero_point = 300"),
         ({"y_scale": 0.0}, "y_scale = 0"),
         ({"b_scale": float("nan")}, "b_scale = nan"),
+        ({"a_scale": 1e30, "y_scale": 1e-30}, "out of the fp32 range"),
     ],
 )
 def test_qadd_rejects_bad_quantisation_parameters(kwargs, match) -> None:

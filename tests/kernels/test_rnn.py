@@ -115,6 +115,25 @@ def test_rnn_matches_reference_on_random_shapes(isa, hidden, inp, batch, seq, ce
     _same_bits(y, ry)
 
 
+def test_reverse_direction_runs_the_flipped_sequence() -> None:
+    hidden, inp, batch, seq = 6, 5, 2, 4
+    w, ws, r, rs, wb, rb = _weights(11, 4, inp, hidden)
+    xs = np.random.default_rng(12).standard_normal((seq, batch, inp)).astype(F32)
+    y, h, c = lstm(xs, pack_lstm_weights(w, ws, r, rs, wb, rb), reverse=True)
+    assert c.shape == (batch, hidden)
+    zeros = np.zeros((batch, hidden), F32)
+    ry, rh, rc = ref.lstm_sequence(xs[::-1], zeros, zeros, w, ws, r, rs, wb, rb)
+    _same_bits(c, rc)
+    _same_bits(y, ry[::-1])
+    _same_bits(h, rh)
+    _same_bits(h, y[0])
+    w, ws, r, rs, wb, rb = _weights(13, 3, inp, hidden)
+    y, h = gru(xs, pack_gru_weights(w, ws, r, rs, wb, rb), reverse=True)
+    ry, rh = ref.gru_sequence(xs[::-1], zeros, w, ws, r, rs, wb, rb)
+    _same_bits(y, ry[::-1])
+    _same_bits(h, y[0])
+
+
 def _ort_rnn(op: str, xs, w, r, b, h0, c0=None, **attrs) -> np.ndarray:
     seq, batch, inp = xs.shape
     hidden = r.shape[1]
@@ -166,6 +185,9 @@ def test_rnn_close_to_onnxruntime_float_cells(cell) -> None:
         (lambda p, q: lstm(np.zeros((0, 1, 4), F32), p), "zero-size"),
         (lambda p, q: lstm(np.zeros((2, 1, 4), F32), p, h0=np.zeros((2, 3), F32)), "h0: expected"),
         (lambda p, q: lstm(np.zeros((2, 4), F32), p), "seq_len, batch, input"),
+        (lambda p, q: lstm(np.full((2, 1, 4), np.nan, F32), p), "x\\[0\\] = nan"),
+        (lambda p, q: gru(np.zeros((2, 1, 4), F32), q, h0=np.full((1, 3), np.inf, F32)),
+         "h0\\[0\\] = inf"),
         (lambda p, q: gru(np.zeros((2, 1, 4), F32), q, h0=np.zeros((1, 4), F32)), "h0: expected"),
         (lambda p, q: pack_lstm_weights(np.zeros((10, 4), np.int8), 1.0, np.zeros((10, 2), np.int8),
                                         1.0), "4 \\* hidden"),

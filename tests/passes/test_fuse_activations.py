@@ -47,8 +47,9 @@ def _conv_then(*nodes: onnx.NodeProto, extra_outputs: tuple[str, ...] = ()) -> o
         (oh.make_node("Clip", ["c", "", "hi"], ["y"]), ("Clip",)),
         (oh.make_node("LeakyRelu", ["c"], ["y"], alpha=0.1), ("LeakyRelu",)),
         (oh.make_node("Sigmoid", ["c"], ["y"]), ()),
+        (oh.make_node("Clip", ["lo", "c", "hi"], ["y"]), ()),
     ],
-    ids=["relu", "relu6", "clip_max_only", "leaky", "sigmoid_not_fused"],
+    ids=["relu", "relu6", "clip_max_only", "leaky", "sigmoid_not_fused", "clip_bound_not_fused"],
 )
 def test_find_fusion_groups_absorbs_supported_activation(activation, absorbed):
     model = load_model(_conv_then(activation))

@@ -1,7 +1,9 @@
 /* Max, average and global-average pooling of NHWC u8/s8 tensors.
  *
  * Output extent of an axis: (in + pad_begin + pad_end - (dilation * (kernel - 1) + 1)) / stride + 1
- * (ONNXQ_E_SHAPE when the kernel is larger than the padded input). Taps in the padding are skipped.
+ * (ONNXQ_E_SHAPE when the kernel is larger than the padded input); with ceil_mode the division
+ * rounds up, minus one window when the last one would start at or after in + pad_begin (as
+ * onnxruntime). Taps outside the image (padding, or past it with ceil_mode) are skipped.
  *
  * max:     y = max of the taps (same scale and zero point as x; the type minimum if no tap).
  * avg:     onnxruntime's QLinearAveragePool: s = sum over taps (h, then w) of
@@ -40,6 +42,7 @@ typedef struct onnxq_pool_params {
     float y_scale;
     int32_t x_zp;
     int32_t y_zp;
+    int ceil_mode;            /* max / avg: round the output extent up (ONNX ceil_mode) */
 } onnxq_pool_params;
 
 /* Output spatial size of a max / avg pool (ONNXQ_E_SHAPE when the kernel exceeds the input). */

@@ -15,8 +15,8 @@ static inline __m128i dw_requant(__m512i acc, const float* scale, __m512 lo, __m
     return _mm512_cvtusepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), yzp));
 }
 
-/* nb blocks of 32 channels from channel c (nb a compile-time constant after inlining: the
- * 2 * nb accumulator chains are independent, hiding vpdpwssd's latency). */
+/* nb (<= 6) blocks of 32 channels from channel c (nb a compile-time constant after inlining:
+ * the 2 * nb accumulator chains are independent, hiding vpdpwssd's latency). */
 static inline __attribute__((always_inline)) void dw_blocks(const onnxq_dw_args* a,
                                                             const uint8_t* const* input, size_t c,
                                                             size_t nb, __mmask32 last_mask,
@@ -24,8 +24,8 @@ static inline __attribute__((always_inline)) void dw_blocks(const onnxq_dw_args*
     const __m512 lo = _mm512_set1_ps(a->lo);
     const __m512 hi = _mm512_set1_ps(a->hi);
     const __m512i yzp = _mm512_set1_epi32(a->y_zp);
-    __m512i acc_e[4], acc_o[4];
-#pragma GCC unroll 4
+    __m512i acc_e[6], acc_o[6];
+#pragma GCC unroll 6
     for (size_t b = 0; b < nb; b++) {
         acc_e[b] = _mm512_loadu_si512(a->bias_eo + c + 32 * b);
         acc_o[b] = _mm512_loadu_si512(a->bias_eo + c + 32 * b + 16);
@@ -33,7 +33,7 @@ static inline __attribute__((always_inline)) void dw_blocks(const onnxq_dw_args*
     const int16_t* w = a->weights + 2 * c;
     for (size_t t = 0; t < a->taps; t++, w += a->tap_stride) {
         const uint8_t* px = input[t] + c;
-    #pragma GCC unroll 4
+    #pragma GCC unroll 6
     for (size_t b = 0; b < nb; b++) {
             const __mmask32 m = b + 1 == nb ? last_mask : (__mmask32)0xFFFFFFFFu;
             const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, px + 32 * b));
@@ -41,7 +41,7 @@ static inline __attribute__((always_inline)) void dw_blocks(const onnxq_dw_args*
             acc_o[b] = _mm512_dpwssd_epi32(acc_o[b], x, _mm512_loadu_si512(w + 64 * b + 32));
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (size_t b = 0; b < nb; b++) {
         const __mmask32 m = b + 1 == nb ? last_mask : (__mmask32)0xFFFFFFFFu;
         const size_t cb = c + 32 * b;
@@ -56,9 +56,10 @@ void onnxq_dwconv_u8s8_rq_ukernel_c32__avx512vnni(const onnxq_dw_args* a,
                                                  const uint8_t* const* input, uint8_t* out) {
     const __mmask32 full = (__mmask32)0xFFFFFFFFu;
     size_t c = 0;
-    for (; c + 4 * ONNXQ_DW_BLOCK <= a->channels; c += 4 * ONNXQ_DW_BLOCK) {
+    for (; c + 6 * ONNXQ_DW_BLOCK < a->channels; c += 4 * ONNXQ_DW_BLOCK) {
         dw_blocks(a, input, c, 4, full, out);
     }
+    /* 1 to 6 blocks left: one group, so that no lone block runs a latency-bound chain. */
     const size_t left = a->channels - c;
     if (left == 0) return;
     const size_t nb = (left + ONNXQ_DW_BLOCK - 1) / ONNXQ_DW_BLOCK;
@@ -67,7 +68,10 @@ void onnxq_dwconv_u8s8_rq_ukernel_c32__avx512vnni(const onnxq_dw_args* a,
     switch (nb) {
         case 1: dw_blocks(a, input, c, 1, m, out); break;
         case 2: dw_blocks(a, input, c, 2, m, out); break;
-        default: dw_blocks(a, input, c, 3, m, out); break;
+        case 3: dw_blocks(a, input, c, 3, m, out); break;
+        case 4: dw_blocks(a, input, c, 4, m, out); break;
+        case 5: dw_blocks(a, input, c, 5, m, out); break;
+        default: dw_blocks(a, input, c, 6, m, out); break;
     }
 }
 #endif

@@ -19,8 +19,10 @@
 #include "common/internal.h"
 #include "gemm/store_avx512.h"
 #include "gemm/ukernel.h"
+#include "onnxq_kernels.h"
 
 #define MR 32
+#define SMALL_M 8 /* fewer rows go to the AVX-512 VNNI kernel */
 
 typedef struct tile_config {
     uint8_t palette_id;
@@ -108,6 +110,8 @@ static size_t rows_in_place(size_t ib, size_t mb, size_t m, size_t k, size_t kp,
 
 int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                           size_t lda, size_t m) {
+    /* A 32-row tile is mostly padding for a few rows: AMX implies AVX-512 VNNI, use it. */
+    if (m < SMALL_M) return onnxq_gemm_u8s8_ukernel_8x32c4__avx512vnni(ctx, a, lda, m);
     const size_t k = ctx->k, kp = ctx->kq * 4, chunks = kp / 64, stride = ctx->kq * 64;
     /* Row blocks of about 512 KiB of A: one pair of B panels is reused across a whole block. */
     size_t mc = ((size_t)512 * 1024 / kp) / MR * MR;

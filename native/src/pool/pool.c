@@ -8,7 +8,8 @@
 #include "onnxq_kernels.h"
 
 /* Output extent of one axis; 0 with *ok = 0 when the kernel exceeds the padded input. */
-static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, size_t pe, int* ok) {
+static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, size_t pe, int ceil,
+                         int* ok) {
     size_t eff, padded;
     *ok = 0;
     if (onnxq_mul_overflow(d, k - 1, &eff) || eff == SIZE_MAX) return 0;
@@ -18,7 +19,13 @@ static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, siz
     padded += pe;
     if (padded < eff) return 0;
     *ok = 1;
-    return (padded - eff) / s + 1;
+    const size_t span = padded - eff;
+    if (!ceil) return span / s + 1;
+    size_t out = span / s + (span % s != 0) + 1;
+    /* the last window must start inside the image or its leading padding: (out-1)*s < in + pb */
+    const size_t start_limit = (in + pb) / s + ((in + pb) % s != 0);
+    if (out - 1 >= start_limit) out -= 1;
+    return out;
 }
 
 static int check_common(const onnxq_pool_params* p, const void* x, const void* y,
@@ -48,9 +55,9 @@ static int check_window(const onnxq_pool_params* p, const char* what, size_t* oh
                            what, p->stride_h, p->stride_w, p->dilation_h, p->dilation_w);
     int ok_h, ok_w;
     *oh = out_extent(p->in_h, p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom,
-                     &ok_h);
+                     p->ceil_mode, &ok_h);
     *ow = out_extent(p->in_w, p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right,
-                     &ok_w);
+                     p->ceil_mode, &ok_w);
     if (!ok_h || !ok_w)
         return onnxq_error(ONNXQ_E_SHAPE,
                            "%s: kernel %zux%zu (dilation %zux%zu) is larger than the padded input "

@@ -1,6 +1,7 @@
 /* LSTM / GRU sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
  * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA), activations through the
  * selected sigmoid / tanh micro-kernels. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,16 @@ static int check_dims(const char* what, size_t batch, size_t input, size_t hidde
     return ONNXQ_OK;
 }
 
+/* ONNXQ_OK when every value is finite (checked up front so a failing run writes no output). */
+static int check_finite(const char* what, const char* name, const float* v, size_t n) {
+    if (v == NULL) return ONNXQ_OK;
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(v[i]))
+            return onnxq_error(ONNXQ_E_ARG, "%s: %s[%zu] = %g, expected finite values", what, name, i,
+                               (double)v[i]);
+    return ONNXQ_OK;
+}
+
 static int dqmm(const void* packed, size_t size, size_t m, const float* a, size_t lda, int mode,
                 const float* w_scale, size_t n, const float* bias, float* y) {
     onnxq_dqmm_params d = {m, a, lda, mode, w_scale, n, bias, y, n};
@@ -54,6 +65,10 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const
     const size_t B = p->batch, I = p->input_size, H = p->hidden, G = 4 * H;
     if ((st = check_packed("lstm", "w_packed", p->w_packed, p->w_packed_size, I, G)) != ONNXQ_OK ||
         (st = check_packed("lstm", "r_packed", p->r_packed, p->r_packed_size, H, G)) != ONNXQ_OK)
+        return st;
+    if ((st = check_finite("lstm", "x", x, seq_len * B * I)) != ONNXQ_OK ||
+        (st = check_finite("lstm", "h0", h0, B * H)) != ONNXQ_OK ||
+        (st = check_finite("lstm", "c0", c0, B * H)) != ONNXQ_OK)
         return st;
     const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
     const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
@@ -111,6 +126,9 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const f
         (st = check_packed("gru", "rzr_packed", p->rzr_packed, p->rzr_packed_size, H, 2 * H)) !=
             ONNXQ_OK ||
         (st = check_packed("gru", "rh_packed", p->rh_packed, p->rh_packed_size, H, H)) != ONNXQ_OK)
+        return st;
+    if ((st = check_finite("gru", "x", x, seq_len * B * I)) != ONNXQ_OK ||
+        (st = check_finite("gru", "h0", h0, B * H)) != ONNXQ_OK)
         return st;
     const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
     const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
