@@ -106,6 +106,27 @@ static void test_values(void) {
     CHECK(y9[0] == 0 && y9[4] == 4 && y9[8] == 2, "include pad %d %d %d", y9[0], y9[4], y9[8]);
 }
 
+static void test_ceil_mode(void) {
+    /* width 5, kernel 2, stride 2: floor gives 2 windows, ceil 3 (the last one holds x[4] only) */
+    const uint8_t x[5] = {1, 9, 3, 4, 7};
+    uint8_t y[3] = {0, 0, 0};
+    onnxq_pool_params p;
+    memset(&p, 0, sizeof p);
+    p.batch = 1, p.in_h = 1, p.in_w = 5, p.channels = 1, p.kernel_h = 1, p.kernel_w = 2;
+    p.stride_h = 1, p.stride_w = 2, p.dilation_h = p.dilation_w = 1;
+    p.qtype = ONNXQ_U8, p.x_scale = 1.0f, p.y_scale = 1.0f, p.ceil_mode = 1;
+    size_t oh = 0, ow = 0;
+    CHECK(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && oh == 1 && ow == 3, "ow %zu", ow);
+    CHECK(onnxq_maxpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
+    CHECK(y[0] == 9 && y[1] == 4 && y[2] == 7, "max %d %d %d", y[0], y[1], y[2]);
+    p.count_include_pad = 1; /* the kernel size divides: 7 / 2 = 3.5 -> 4 */
+    CHECK(onnxq_avgpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
+    CHECK(y[0] == 5 && y[1] == 4 && y[2] == 4, "avg %d %d %d", y[0], y[1], y[2]);
+    p.in_w = 4; /* a window starting past the image is dropped: 2 windows, not 3 */
+    p.pad_right = 1;
+    CHECK(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && ow == 2, "ow %zu", ow);
+}
+
 static void test_bad_arguments(void) {
     uint8_t x[18] = {0}, y[18];
     memset(y, 7, sizeof y);
@@ -139,6 +160,7 @@ static void test_bad_arguments(void) {
 int main(void) {
     test_isas_agree();
     test_values();
+    test_ceil_mode();
     test_bad_arguments();
     if (failures) fprintf(stderr, "test_pool: %d failure(s)\n", failures);
     else printf("test_pool: ok\n");

@@ -1,9 +1,11 @@
 """Quantized 2-D convolution on the native kernels (NHWC u8 activations, packed s8 weights).
 
-Pack the weights once with :func:`pack_conv_weights`, then call :func:`conv_u8s8_nhwc` on NHWC u8
-images as often as needed; :func:`nchw_to_nhwc` / :func:`nhwc_to_nchw` convert ONNX's NCHW
+Pack the weights once with :func:`pack_conv_weights`, prepare the layer for an input shape with
+:class:`PreparedConv` and call it on NHWC u8 images as often as needed (or do all three at once
+with :func:`conv_u8s8_nhwc`); :func:`nchw_to_nhwc` / :func:`nhwc_to_nchw` convert ONNX's NCHW
 tensors. The maths and the rounding are those of :mod:`onnxq.kernels.reference.conv` (and of
-onnxruntime's QLinearConv): byte for byte the same output on every ISA.
+onnxruntime's QLinearConv): byte for byte the same output on every ISA. Layouts, algorithms and
+measurements: docs/kernels.md.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def _aligned_empty(nbytes: int) -> np.ndarray:
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     """C-contiguous NHWC copy of an NCHW tensor."""
+    x = np.asarray(x)
     if x.ndim != 4:
         raise KernelError(f"nchw_to_nhwc: expected a 4-D NCHW tensor, got shape {x.shape}")
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -46,12 +49,13 @@ def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
 
 def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
     """C-contiguous NCHW copy of an NHWC tensor."""
+    x = np.asarray(x)
     if x.ndim != 4:
         raise KernelError(f"nhwc_to_nchw: expected a 4-D NHWC tensor, got shape {x.shape}")
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PackedConvWeights:
     """Weights, bias and requantisation multipliers packed once by :func:`pack_conv_weights`."""
 
@@ -84,7 +88,10 @@ def pack_conv_weights(
         b = require_array(bias, "bias", np.int32, ndim=1)
         if b.shape != (o,):
             raise KernelError(f"bias: expected shape ({o},) (one per output channel), got {b.shape}")
-    s = np.ascontiguousarray(np.atleast_1d(np.asarray(scale, dtype=np.float32)))
+    try:
+        s = np.ascontiguousarray(np.atleast_1d(np.asarray(scale, dtype=np.float32)))
+    except (TypeError, ValueError) as exc:
+        raise KernelError(f"scale: expected fp32 multipliers, got {scale!r}") from exc
     if s.ndim != 1:
         raise KernelError(f"scale: expected a scalar or a 1-D array, got shape {s.shape}")
     packed = PackedConvWeights(o, cg * groups, groups, (kh, kw), np.empty(0, np.uint8))

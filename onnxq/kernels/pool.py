@@ -35,7 +35,7 @@ def _pair(value: Sequence[int], name: str, n: int = 2) -> tuple[int, ...]:
 
 
 def _params(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int],
-            dilations: Sequence[int]) -> object:
+            dilations: Sequence[int], ceil_mode: bool = False) -> object:
     p = ffi.new("onnxq_pool_params*")
     p.batch, p.in_h, p.in_w, p.channels = x.shape
     p.kernel_h, p.kernel_w = _pair(kernel, "kernel")
@@ -43,6 +43,7 @@ def _params(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: 
     p.dilation_h, p.dilation_w = _pair(dilations, "dilations")
     p.pad_top, p.pad_left, p.pad_bottom, p.pad_right = _pair(pads, "pads", 4)
     p.qtype = getattr(lib, _QTYPES[x.dtype])
+    p.ceil_mode = int(bool(ceil_mode))
     return p
 
 
@@ -58,19 +59,21 @@ def _run(fn: object, p: object, x: np.ndarray, what: str) -> np.ndarray:
 
 
 def maxpool(x: np.ndarray, kernel: Sequence[int], *, strides: Sequence[int] = (1, 1),
-            pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
+            pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+            ceil_mode: bool = False) -> np.ndarray:
     """Max pool; the output keeps the input's scale and zero point."""
     x = _input(x)
-    return _run(lib.onnxq_maxpool, _params(x, kernel, strides, pads, dilations), x, "maxpool")
+    return _run(lib.onnxq_maxpool, _params(x, kernel, strides, pads, dilations, ceil_mode), x,
+                "maxpool")
 
 
 def avgpool(x: np.ndarray, x_scale: float, x_zero_point: int, y_scale: float, y_zero_point: int,
             kernel: Sequence[int], *, strides: Sequence[int] = (1, 1),
             pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
-            count_include_pad: bool = False) -> np.ndarray:
+            count_include_pad: bool = False, ceil_mode: bool = False) -> np.ndarray:
     """Average pool requantised to ``(y_scale, y_zero_point)`` (QLinearAveragePool)."""
     x = _input(x)
-    p = _params(x, kernel, strides, pads, dilations)
+    p = _params(x, kernel, strides, pads, dilations, ceil_mode)
     p.count_include_pad = int(bool(count_include_pad))
     p.x_scale, p.y_scale = float(x_scale), float(y_scale)
     p.x_zp, p.y_zp = int(x_zero_point), int(y_zero_point)

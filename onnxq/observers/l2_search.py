@@ -81,8 +81,8 @@ def quantization_errors(
     half = dst_w / 2
     b0 = begin - (j_begin + 0.5) * dst_w
     b1 = end - (j_end + 0.5) * dst_w
-    cube_half = half**3
-    err = (cube_half - b0**3) + (j_end - j_begin - 1) * (2 * cube_half) + (b1**3 + cube_half)
+    cube_half = half * half * half  # products, not ** 3: numpy's pow is ~30x slower
+    err = (cube_half - b0 * b0 * b0) + (j_end - j_begin - 1) * (2 * cube_half) + (b1 * b1 * b1 + cube_half)
     return (err / 3.0) @ density
 
 

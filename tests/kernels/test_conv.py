@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -428,3 +429,30 @@ def test_conv_threads_work_in_forked_child() -> None:
         os._exit(0 if np.array_equal(got, want) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize(
+    "case_id", ["resnet18_3x3s2_256_512_at_14", "7x7_stride2_stem", "depthwise_190_channels"]
+)
+def test_native_conv_matches_onnxruntime_bytes(isa: str, case_id: str) -> None:
+    case = EDGE_CASES[case_id]
+    got, _, _ = case.run(threads=2)
+    _assert_same(got, _ort_qlinearconv(case))
+
+
+def test_conv_from_concurrent_python_threads_gives_same_bytes() -> None:
+    case = EDGE_CASES["resnet18_3x3_64_at_56"]
+    want, _, packed = case.run()
+    x, *_ = case.arrays()
+    conv = PreparedConv(packed, x.shape, case.x_zp, case.y_zp, threads=2, **case.geometry())
+    results: list[bool] = []
+
+    def work() -> None:
+        results.extend(np.array_equal(conv(x), want) for _ in range(5))
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert results == [True] * 15

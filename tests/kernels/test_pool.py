@@ -3,6 +3,7 @@ both vs onnxruntime (MaxPool, com.microsoft QLinearAveragePool / QLinearGlobalAv
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -79,10 +80,10 @@ def test_pools_match_reference_bitexact(isa, dtype, kernel, strides, pads, dilat
     n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 70),
     kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
     dh=st.integers(1, 2), dw=st.integers(1, 2), pads=st.tuples(*[st.integers(0, 2)] * 4),
-    signed=st.booleans(), cip=st.booleans(), seed=st.integers(0, 2**31),
+    signed=st.booleans(), cip=st.booleans(), ceil=st.booleans(), seed=st.integers(0, 2**31),
 )
 def test_pools_match_reference_on_random_shapes(isa, n, h, w, c, kh, kw, sh, sw, dh, dw, pads,
-                                                signed, cip, seed) -> None:
+                                                signed, cip, ceil, seed) -> None:
     dtype = np.int8 if signed else np.uint8
     if ref.pool_output_size(h, kh, sh, dh, pads[0], pads[2]) <= 0 or \
             ref.pool_output_size(w, kw, sw, dw, pads[1], pads[3]) <= 0:
@@ -92,14 +93,14 @@ def test_pools_match_reference_on_random_shapes(isa, n, h, w, c, kh, kw, sh, sw,
         return
     rng = np.random.default_rng(seed)
     x = _rand(rng, dtype, (n, h, w, c))
-    geo = {"strides": (sh, sw), "pads": pads, "dilations": (dh, dw)}
+    geo = {"strides": (sh, sw), "pads": pads, "dilations": (dh, dw), "ceil_mode": ceil}
     np.testing.assert_array_equal(maxpool(x, (kh, kw), **geo),
-                                  ref.maxpool_nhwc(x, (kh, kw), (sh, sw), pads, (dh, dw)))
+                                  ref.maxpool_nhwc(x, (kh, kw), (sh, sw), pads, (dh, dw), ceil))
     x_zp, y_zp = (int(v) for v in _rand(rng, dtype, (2,)))
     scales = np.exp(rng.uniform(-5, 0, 2)).astype(F32)
     got = avgpool(x, scales[0], x_zp, scales[1], y_zp, (kh, kw), count_include_pad=cip, **geo)
     want = ref.avgpool_nhwc(x, scales[0], x_zp, scales[1], y_zp, (kh, kw), (sh, sw), pads,
-                            (dh, dw), cip)
+                            (dh, dw), cip, ceil)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(global_avgpool(x, scales[0], x_zp, scales[1], y_zp),
                                   ref.global_avgpool_nhwc(x, scales[0], x_zp, scales[1], y_zp))
@@ -162,6 +163,7 @@ def test_avgpool_bytes_match_onnxruntime_qlinear_pools(dtype) -> None:
             kh, kw, pads = h, w, [0, 0, 0, 0]
         strides = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
         cip = trial % 2
+        ceil = int(trial % 3 == 1)
         x = _rand(rng, dtype, (n, h, w, c))
         xs, ys = np.exp(rng.uniform(-4, 0, 2)).astype(F32)
         xz, yz = (int(v) for v in _rand(rng, dtype, (2,)))
@@ -169,12 +171,12 @@ def test_avgpool_bytes_match_onnxruntime_qlinear_pools(dtype) -> None:
                  "ys": np.array(ys, F32), "yz": np.array(yz, dtype)}
         node = helper.make_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
                                 domain="com.microsoft", kernel_shape=[kh, kw], strides=strides,
-                                pads=pads, count_include_pad=cip, channels_last=1)
+                                pads=pads, count_include_pad=cip, channels_last=1, ceil_mode=ceil)
         want = _session(node, _qinputs(t, x.shape), t).run(None, feeds)[0]
         got = avgpool(x, xs, xz, ys, yz, (kh, kw), strides=strides, pads=pads,
-                      count_include_pad=bool(cip))
+                      count_include_pad=bool(cip), ceil_mode=bool(ceil))
         np.testing.assert_array_equal(got, ref.avgpool_nhwc(x, xs, xz, ys, yz, (kh, kw), strides,
-                                                            pads, (1, 1), bool(cip)))
+                                                            pads, (1, 1), bool(cip), bool(ceil)))
         node = helper.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
                                 domain="com.microsoft", channels_last=1)
         want_g = _session(node, _qinputs(t, x.shape), t).run(None, feeds)[0]
@@ -190,13 +192,16 @@ def test_maxpool_matches_onnxruntime_maxpool(dtype) -> None:
     t = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
     rng = np.random.default_rng(8)
     x = _rand(rng, dtype, (2, 9, 10, 5))
-    for kernel, strides, pads, dilations in GEOMETRIES[:5]:
+    for (kernel, strides, pads, dilations), ceil in itertools.product(GEOMETRIES[:5], (0, 1)):
         node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(kernel),
-                                strides=list(strides), pads=list(pads), dilations=list(dilations))
+                                strides=list(strides), pads=list(pads), dilations=list(dilations),
+                                ceil_mode=ceil)
         nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         inputs = [helper.make_tensor_value_info("x", t, list(nchw.shape))]
         want = _session(node, inputs, t).run(None, {"x": nchw})[0].transpose(0, 2, 3, 1)
-        got = maxpool(x, kernel, strides=strides, pads=pads, dilations=dilations)
+        got = maxpool(x, kernel, strides=strides, pads=pads, dilations=dilations,
+                      ceil_mode=bool(ceil))
+        assert got.shape == want.shape
         np.testing.assert_array_equal(got, want)
 
 

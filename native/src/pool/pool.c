@@ -8,7 +8,7 @@
 #include "onnxq_kernels.h"
 
 /* Output extent of one axis; 0 with *ok = 0 when the kernel exceeds the padded input. */
-static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, size_t pe, int ceil,
+static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, size_t pe, int ceil_mode,
                          int* ok) {
     size_t eff, padded;
     *ok = 0;
@@ -20,7 +20,7 @@ static size_t out_extent(size_t in, size_t k, size_t s, size_t d, size_t pb, siz
     if (padded < eff) return 0;
     *ok = 1;
     const size_t span = padded - eff;
-    if (!ceil) return span / s + 1;
+    if (!ceil_mode) return span / s + 1;
     size_t out = span / s + (span % s != 0) + 1;
     /* the last window must start inside the image or its leading padding: (out-1)*s < in + pb */
     const size_t start_limit = (in + pb) / s + ((in + pb) % s != 0);

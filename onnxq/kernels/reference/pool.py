@@ -19,7 +19,9 @@ so the same model gives the same bytes:
   ``y = saturate(round_half_even(sum / y_scale + float(y_zp)))``.
 
 Pads are ``(top, left, bottom, right)`` as in ONNX; the output extent of an axis is
-``(size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)) // stride + 1``.
+``(size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)) // stride + 1``, rounded up with
+``ceil_mode`` (then one less when the last window would start at or after ``size + pad_begin``, as
+onnxruntime); taps past the padded input are skipped like padding.
 """
 
 from __future__ import annotations
@@ -34,17 +36,21 @@ _F32 = np.float32
 
 
 def pool_output_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int,
-                     pad_end: int) -> int:
+                     pad_end: int, ceil_mode: bool = False) -> int:
     """Output extent of one axis (may be <= 0 when the kernel exceeds the padded input)."""
-    return (size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)) // stride + 1
+    span = size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)
+    if span < 0 or not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad_begin else out
 
 
 def _taps(x_shape: tuple[int, ...], kernel: Sequence[int], strides: Sequence[int],
-          pads: Sequence[int], dilations: Sequence[int]):
-    """Yield (kh, kw, index_h, index_w, valid_h, valid_w) for every kernel tap."""
+          pads: Sequence[int], dilations: Sequence[int], ceil_mode: bool = False):
+    """Yield (index_h, index_w, valid_h, valid_w) for every kernel tap, in window order."""
     _, h, w, _ = x_shape
-    oh = pool_output_size(h, kernel[0], strides[0], dilations[0], pads[0], pads[2])
-    ow = pool_output_size(w, kernel[1], strides[1], dilations[1], pads[1], pads[3])
+    oh = pool_output_size(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil_mode)
+    ow = pool_output_size(w, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil_mode)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"pool kernel {tuple(kernel)} is larger than the padded input {h}x{w}")
     for kh in range(kernel[0]):
@@ -60,13 +66,13 @@ def _gather(x: np.ndarray, ih: np.ndarray, iw: np.ndarray) -> np.ndarray:
 
 
 def maxpool_nhwc(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int] = (1, 1),
-                 pads: Sequence[int] = (0, 0, 0, 0),
-                 dilations: Sequence[int] = (1, 1)) -> np.ndarray:
+                 pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+                 ceil_mode: bool = False) -> np.ndarray:
     """Max pool of an NHWC u8/s8 tensor."""
     x = np.asarray(x)
     info = np.iinfo(x.dtype)
     out = None
-    for ih, iw, vh, vw in _taps(x.shape, kernel, strides, pads, dilations):
+    for ih, iw, vh, vw in _taps(x.shape, kernel, strides, pads, dilations, ceil_mode):
         vals = _gather(x, ih, iw).astype(np.int32)
         valid = (vh[:, None] & vw[None, :])[None, :, :, None]
         vals = np.where(valid, vals, info.min)
@@ -97,7 +103,7 @@ def global_avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float
 def avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float, y_zp: int,
                  kernel: Sequence[int], strides: Sequence[int] = (1, 1),
                  pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
-                 count_include_pad: bool = False) -> np.ndarray:
+                 count_include_pad: bool = False, ceil_mode: bool = False) -> np.ndarray:
     """Average pool of an NHWC u8/s8 tensor with requantisation to ``(y_scale, y_zp)``."""
     x = np.asarray(x)
     _, h, w, _ = x.shape
@@ -107,7 +113,7 @@ def avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float, y_zp:
     xf = _F32(x_scale) * (x.astype(np.int32) - int(x_zp)).astype(_F32)
     total = None
     count = None
-    for ih, iw, vh, vw in _taps(x.shape, kernel, strides, pads, dilations):
+    for ih, iw, vh, vw in _taps(x.shape, kernel, strides, pads, dilations, ceil_mode):
         valid = vh[:, None] & vw[None, :]
         vals = np.where(valid[None, :, :, None], _gather(xf, ih, iw), _F32(0))
         total = vals if total is None else (total + vals).astype(_F32)
