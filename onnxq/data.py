@@ -172,6 +172,10 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple
                 per_sample, static = arr.shape[1:], spec.shape
             elif arr.ndim == rank and rank > 0:
                 per_sample, static = arr.shape[1:], spec.shape[1:]
+            elif rank == 0:
+                raise CalibrationDataError(
+                    f"{name}: expected shape (samples,) for the scalar input, got shape {arr.shape}"
+                )
             else:
                 raise CalibrationDataError(
                     f"{name}: expected rank {rank} (or {rank + 1} with a leading samples axis) "

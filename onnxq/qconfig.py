@@ -104,6 +104,8 @@ class QConfig:
             raise ConfigError("QConfig.activation and QConfig.weight must be QSpec")
         if self.weight.dtype != "int8" or not self.weight.symmetric:
             raise ConfigError("QConfig.weight must be int8 symmetric (weights are stored as int8)")
+        if self.activation.per_channel:
+            raise ConfigError("QConfig.activation cannot be per_channel (activations are per-tensor)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"activation": self.activation.to_dict(), "weight": self.weight.to_dict()}

@@ -192,3 +192,13 @@ def test_npz_errors_name_the_file(tmp_path: Path) -> None:
     np.savez(tmp_path / "b.npz", x=np.zeros((2, 3, 4), np.float64), ids=np.zeros(2, np.int64))
     with pytest.raises(CalibrationDataError, match=r"b\.npz: input 'x': expected dtype float32, got float64"):
         list(validate_batches(SPECS, load_calibration_data(tmp_path)))
+
+
+def test_scalar_input_needs_a_samples_axis() -> None:
+    specs = (InputSpec("flag", np.dtype(np.bool_), ()),)
+    with pytest.raises(
+        CalibrationDataError, match=r"input 'flag': expected shape \(samples,\) .* got shape \(\)"
+    ):
+        list(validate_batches(specs, [{"flag": np.array(True)}]))
+    runs = list(rebatch(specs, validate_batches(specs, [{"flag": np.array([True, False])}])))
+    assert [(feed["flag"].shape, bool(feed["flag"])) for feed, _ in runs] == [((), True), ((), False)]

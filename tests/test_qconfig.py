@@ -418,7 +418,7 @@ _specs = st.builds(
     QSpec,
     dtype=st.sampled_from(["uint8", "int8"]),
     symmetric=st.booleans(),
-    per_channel=st.booleans(),
+    per_channel=st.just(False),
     reduce_range=st.booleans(),
     observer=st.sampled_from(["minmax", "histogram", "moving_average_minmax", "per_channel_minmax"]),
 )
@@ -508,3 +508,11 @@ def test_readme_json_example_is_valid_and_matches_the_python_example(
         .set_node_name_regex(r"/head/.*", get_default_qconfig("arm"))
     )
     assert QConfigMapping.from_dict(doc) == expected
+
+
+def test_qconfig_rejects_per_channel_activations() -> None:
+    with pytest.raises(ConfigError, match="activation cannot be per_channel"):
+        QConfig(
+            QSpec("uint8", per_channel=True, observer="per_channel_minmax"),
+            QSpec("int8", symmetric=True),
+        )

@@ -9,7 +9,8 @@ For every model x exporter x opset the fp32 export is quantized with ``onnxq.qua
 - have int8 weights in the file, int32 biases, no BatchNormalization, and no Q/DQ between a Conv /
   Gemm and its activation; onnxruntime must turn every Conv / Gemm into its int8 kernel.
 
-A ResNet exported with BatchNormalization kept in the graph proves BN folding on real exports.
+A ResNet exported with BatchNormalization kept in the graph (inference mode, both exporters) and one
+exported in training mode (TorchScript, ``training_mode=1``) prove BN folding on real exports.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from onnx import numpy_helper
 
 import onnxq
 from onnxq.report import QuantizationReport
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
 MODEL_NAMES = ("resnet", "mobilenetv2", "mlp")
 EXPORTERS = ((True, 18), (True, 20), (False, 13), (False, 17))
@@ -136,8 +139,8 @@ def assert_no_qdq_inside_fusions(q: onnx.ModelProto, fp32: onnx.ModelProto) -> N
         )
     expected = Counter(act for _, act in anchor_activation_pairs(fp32))
     got = Counter(act for _, act in anchor_activation_pairs(q))
+    assert sum(expected.values()) > 0, "the fp32 model has no Conv/Gemm followed by an activation"
     assert got == expected, f"anchor->activation edges: fp32 {dict(expected)}, int8 {dict(got)}"
-    assert sum(got.values()) > 0 or fp32.graph.node[0].op_type not in ANCHORS
 
 
 def assert_weights_stored_as_int8(q: onnx.ModelProto) -> None:
@@ -286,3 +289,36 @@ def test_batchnorm_left_by_exporter_is_folded_and_accuracy_kept(dynamo, opset, q
             f"{level}: {fp32_top1:.3f} vs {int8_top1:.3f}"
         )
         assert float((fp32_pred == int8_pred).mean()) >= MIN_AGREEMENT
+
+
+def test_training_mode_export_is_quantized_with_running_statistics(trained, digits, tmp_path):
+    """TorchScript's training-mode export keeps BN with training_mode=1 (batch statistics)."""
+    torch = pytest.importorskip("torch")
+    module = trained("resnet")
+    path = tmp_path / "resnet-training.onnx"
+    module.train()
+    try:
+        torch.onnx.export(
+            module, (torch.from_numpy(digits.x_train[:2]),), str(path), dynamo=False, opset_version=17,
+            training=torch.onnx.TrainingMode.TRAINING, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )  # fmt: skip
+    finally:
+        module.eval()
+    fp32 = onnx.load(str(path))
+    bns = [n for n in fp32.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) == op_counts(fp32)["Conv"] > 0
+    assert all(a.i == 1 for n in bns for a in n.attribute if a.name == "training_mode")
+    q = onnxq.quantize_static(path, digits.calibration_batches(), "x86", progress=False)
+    assert op_counts(q)["BatchNormalization"] == 0
+    assert_weights_stored_as_int8(q)
+    with torch.no_grad():
+        eval_pred = module(torch.from_numpy(digits.x_test)).numpy().argmax(1)
+    for level in ORT_LEVELS:
+        int8_pred = ort_logits(q, digits.x_test, level).argmax(1)
+        eval_top1 = float((eval_pred == digits.y_test).mean())
+        int8_top1 = float((int8_pred == digits.y_test).mean())
+        assert abs(eval_top1 - int8_top1) <= MAX_TOP1_DROP + 1e-9, (
+            f"{level}: {eval_top1:.3f} vs {int8_top1:.3f}"
+        )
+        assert float((eval_pred == int8_pred).mean()) >= MIN_AGREEMENT

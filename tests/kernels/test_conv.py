@@ -199,13 +199,30 @@ def test_conv_algorithm_follows_shape() -> None:
         ("grouped_1x1", "direct_1x1"),
         ("1x1_stride2_downsample", "im2col"),
         ("3x3_odd_spatial", "im2col"),
-        ("depthwise_3x3_s2", "depthwise"),
+        ("depthwise_3x3_s2", "depthwise"),  # stride 2: the per-pixel kernels
+        ("depthwise_7x7_dilated", "depthwise"),  # wider than 4 and dilated: likewise
         ("depthwise_multiplier_2", "im2col"),
     ]:
         case = EDGE_CASES[case_id]
         _, _, packed = case.run()
         x_shape = (case.n, case.h, case.w, case.c)
         assert PreparedConv(packed, x_shape, 0, 0, **case.geometry()).algorithm == algorithm, case_id
+
+
+def test_depthwise_rows_used_when_row_kernel_isa_is_not_lower(isa: str) -> None:
+    case = EDGE_CASES["depthwise_190_channels"]
+    _, _, packed = case.run()
+    conv = PreparedConv(packed, (case.n, case.h, case.w, case.c), 0, 0, **case.geometry())
+    rank = ISAS.index(isa)
+
+    def best(op: str) -> str:
+        rows = [r for r in kernel_table() if r.op == op and r.available]
+        return next(r.isa for r in rows if r.isa == "scalar" or ISAS.index(r.isa) <= rank)
+
+    rows_ok = ISAS.index(best("dwrow_u8s8_rq")) >= ISAS.index(best("dwconv_u8s8_rq"))
+    assert conv.algorithm == ("depthwise_rows" if rows_ok else "depthwise")
+    if rows_ok:
+        assert conv.kernel_name.startswith("onnxq_dwrow_u8s8_rq_ukernel_")
 
 
 def test_conv_kernel_name_is_best_depthwise_kernel_of_active_isa(isa: str) -> None:

@@ -73,6 +73,10 @@ static int conv_layout(const onnxq_conv_weights_params* wp, onnxq_conv_packed* h
         if (onnxq_mul_overflow(taps, 2 * h->group_stride, &bytes)) {
             return onnxq_error(ONNXQ_E_SHAPE, "conv: depthwise weights too large");
         }
+        if (wp->kernel_w <= 4) { /* quad layout of the row kernels, after the int16 weights */
+            h->quad_off = h->weights_off + bytes;
+            bytes += wp->kernel_h * onnxq_round_up(wp->in_c, ONNXQ_DWROW_CHANNELS) * 4;
+        }
     } else {
         h->kind = ONNXQ_CONV_KIND_GEMM;
         const size_t k = taps * (wp->in_c / wp->groups);
@@ -175,6 +179,17 @@ int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, 
             wsum[c] = sum;
             scale_eo[onnxq_dw_eo_index(c)] = ps[c];
         }
+        if (h.quad_off != 0) {
+            int8_t* q = (int8_t*)(base + h.quad_off);
+            const size_t cpad = onnxq_round_up(wp->in_c, ONNXQ_DWROW_CHANNELS);
+            for (size_t c = 0; c < wp->in_c; c++) {
+                for (size_t i = 0; i < wp->kernel_h; i++) {
+                    for (size_t j = 0; j < wp->kernel_w; j++) {
+                        q[4 * (i * cpad + c) + j] = weights[(c * wp->kernel_h + i) * wp->kernel_w + j];
+                    }
+                }
+            }
+        }
     } else {
         st = pack_gemm_groups(&h, weights, base);
         if (st != ONNXQ_OK) return st;
@@ -221,14 +236,29 @@ static int is_direct_1x1(const onnxq_conv_params* p) {
            p->pad_top == 0 && p->pad_left == 0 && p->pad_bottom == 0 && p->pad_right == 0;
 }
 
+/* Depthwise by quad rows: kernels at most 16x4 and stride_h = dilation_h = dilation_w = 1,
+ * when the row kernel's ISA is at least that of the per-pixel kernel. */
+static int use_dwrow(const onnxq_conv_params* p) {
+    if (!is_depthwise(&p->w) || p->w.kernel_w > 4 || p->w.kernel_h > 16 || p->stride_h != 1 ||
+        p->dilation_h != 1 || p->dilation_w != 1) {
+        return 0;
+    }
+    const onnxq_dwrow_u8s8_rq_entry* row = onnxq_dwrow_u8s8_rq_select();
+    const onnxq_dwrowpack_u8_entry* pack = onnxq_dwrowpack_u8_select();
+    const onnxq_dwconv_u8s8_rq_entry* pixel = onnxq_dwconv_u8s8_rq_select();
+    return row != NULL && pack != NULL && pixel != NULL && row->isa >= pixel->isa &&
+           pack->isa == row->isa;
+}
+
 const char* onnxq_conv_algorithm(const onnxq_conv_params* p) {
     if (p == NULL) return "?";
-    if (is_depthwise(&p->w)) return "depthwise";
+    if (is_depthwise(&p->w)) return use_dwrow(p) ? "depthwise_rows" : "depthwise";
     return is_direct_1x1(p) ? "direct_1x1" : "im2col";
 }
 
 const char* onnxq_conv_kernel_name(const onnxq_conv_params* p) {
     if (p == NULL || onnxq_isa_check() != ONNXQ_OK) return NULL;
+    if (use_dwrow(p)) return onnxq_dwrow_u8s8_rq_select()->name;
     if (is_depthwise(&p->w)) {
         const onnxq_dwconv_u8s8_rq_entry* e = onnxq_dwconv_u8s8_rq_select();
         return e != NULL ? e->name : NULL;
@@ -243,6 +273,9 @@ static int check_packed(const onnxq_conv_params* p, const void* packed, size_t p
         return onnxq_error(ONNXQ_E_ARG, "conv: packed weights too small (%zu bytes)", packed_size);
     }
     memcpy(&h, packed, sizeof h);
+    if ((uintptr_t)packed % 8 != 0) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights must be 8-byte aligned");
+    }
     if (h.magic != ONNXQ_CONV_MAGIC || h.version != ONNXQ_CONV_VERSION) {
         return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by onnxq_conv_pack");
     }
@@ -289,12 +322,16 @@ int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed
     }
     onnxq_conv_job_plan plan = {
         .p = p, .packed = packed, .x = x, .y = y, .out_h = oh, .out_w = ow,
-        .dw = NULL, .direct_1x1 = is_direct_1x1(p),
+        .dw = NULL, .dwrow = NULL, .dwrowpack = NULL, .direct_1x1 = is_direct_1x1(p),
     };
     if (is_depthwise(&p->w)) {
         const onnxq_dwconv_u8s8_rq_entry* e = onnxq_dwconv_u8s8_rq_select();
         if (e == NULL) return onnxq_error(ONNXQ_E_INTERNAL, "conv: no depthwise kernel");
         plan.dw = e->fn;
+        if (use_dwrow(p) && ((const onnxq_conv_packed*)packed)->quad_off != 0) {
+            plan.dwrow = onnxq_dwrow_u8s8_rq_select()->fn;
+            plan.dwrowpack = onnxq_dwrowpack_u8_select()->fn;
+        }
     }
     return onnxq_conv_execute(&plan);
 }

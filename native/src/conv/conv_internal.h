@@ -8,7 +8,7 @@
 #include "conv/ukernel.h"
 
 #define ONNXQ_CONV_MAGIC 0x5643514fu /* "OQCV" */
-#define ONNXQ_CONV_VERSION 2u
+#define ONNXQ_CONV_VERSION 3u
 #define ONNXQ_CONV_ALIGN 64u
 
 enum onnxq_conv_kind {
@@ -31,6 +31,7 @@ typedef struct onnxq_conv_packed {
     uint64_t group_size;   /* GEMM: bytes of one group's packed B (onnxq_gemm_u8s8_packed_size) */
     uint64_t wsum_off;     /* depthwise: int32[channels padded] sum of each channel's weights */
     uint64_t scale_eo_off; /* depthwise: float[channels padded], even/odd split (conv/ukernel.h) */
+    uint64_t quad_off;     /* depthwise, kernel_w <= 4: int8 [kernel_h][cpad 16][4], else 0 */
 } onnxq_conv_packed;
 
 /* Copies rows [m0, m0 + m) of the im2col matrix of one group into a (row stride k). */
@@ -51,6 +52,8 @@ typedef struct onnxq_conv_job_plan {
     uint8_t* y;
     size_t out_h, out_w;
     onnxq_dwconv_u8s8_rq_ukernel_fn* dw; /* depthwise kernel, or NULL for the GEMM kinds */
+    onnxq_dwrow_u8s8_rq_ukernel_fn* dwrow;   /* with dwrowpack: depthwise by quad rows */
+    onnxq_dwrowpack_u8_ukernel_fn* dwrowpack;
     int direct_1x1;         /* GEMM straight on the input rows */
 } onnxq_conv_job_plan;
 

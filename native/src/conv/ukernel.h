@@ -61,4 +61,35 @@ static inline void onnxq_dw_channels_scalar(const onnxq_dw_args* a, const uint8_
     }
 }
 
+/* Depthwise "row" kernels, for kernels at most 4 wide (dilation_w 1, stride_h 1): the input
+ * rows are first repacked into quad rows, then each output pixel costs one u8 x s8 4-way dot
+ * product (vpdpbusd) per kernel row and 16 channels instead of kw int16 multiply-adds.
+ *
+ * Quad row of input row ih: for each output column ox, for each channel c (padded to cpad, a
+ * multiple of 16), the 4 bytes x[ih, ox*stride_w - pad_left + j, c] for j = 0..3 (x_zp outside
+ * the image, anything for j >= kw: those weights are 0). Layout [out_w][cpad][4]. */
+#define ONNXQ_DWROW_CHANNELS 16u
+
+typedef struct onnxq_dwrow_args {
+    size_t channels;
+    size_t cpad;           /* channels rounded up to ONNXQ_DWROW_CHANNELS */
+    size_t kernel_h;
+    const int8_t* weights; /* [kernel_h][cpad][4]: w[c][i][j] for j < kw, else 0 */
+    const int32_t* bias;   /* [cpad], x_zp folded in as for onnxq_dw_args */
+    const float* scale;    /* at least cpad values (zeros past channels) */
+    int32_t y_zp;
+    float lo;
+    float hi;
+} onnxq_dwrow_args;
+
+/* count output pixels of one output row: qrows[i] points at the quad row of kernel row i, at the
+ * first of the pixels; out receives count * channels bytes. */
+typedef void onnxq_dwrow_u8s8_rq_ukernel_fn(const onnxq_dwrow_args* a, const uint8_t* const* qrows,
+                                           size_t count, uint8_t* out);
+
+/* Writes count positions of a quad row: src[4 * pos + j] points at the channels of tap j of
+ * position pos (or at a row of x_zp bytes); q receives count * cpad * 4 bytes. */
+typedef void onnxq_dwrowpack_u8_ukernel_fn(size_t channels, size_t cpad, const uint8_t* const* src,
+                                          size_t count, uint8_t* q);
+
 #endif /* ONNXQ_CONV_UKERNEL_H */
