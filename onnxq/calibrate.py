@@ -185,6 +185,8 @@ def calibrate(
         else:
             raise ValueError(f"observed tensor {name!r} is not in the model graph")
 
+    if isinstance(batches, Mapping):  # one batch given on its own
+        batches = [batches]
     num_samples = 0
     run_size = [1]  # dynamic batch: one sample first, then as many as RUN_OUTPUT_BYTES allows
     runs = rebatch(specs, validate_batches(specs, batches), max_batch=lambda: run_size[0])

@@ -200,9 +200,12 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple
 def validate_batches(specs: Sequence[InputSpec], batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
     """Yield each batch after checking names, ranks, static dims and dtypes against ``specs``.
 
-    Raises :class:`CalibrationDataError` naming the batch (its file for .npz sources) and input
+    A single mapping is taken as one batch. Raises :class:`CalibrationDataError` naming the batch
+    (its file for .npz sources) and input
     on a mismatch, and at the end if no sample at all was seen (an empty calibration set).
     """
+    if isinstance(batches, Mapping):  # one batch given on its own
+        batches = [batches]
     total = 0
     label = getattr(batches, "batch_label", None)
     for index, batch in enumerate(batches):

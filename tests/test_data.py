@@ -202,3 +202,8 @@ def test_scalar_input_needs_a_samples_axis() -> None:
         list(validate_batches(specs, [{"flag": np.array(True)}]))
     runs = list(rebatch(specs, validate_batches(specs, [{"flag": np.array([True, False])}])))
     assert [(feed["flag"].shape, bool(feed["flag"])) for feed, _ in runs] == [((), True), ((), False)]
+
+
+def test_a_single_mapping_is_one_batch() -> None:
+    out = list(validate_batches(SPECS, _batch(3)))
+    assert len(out) == 1 and out[0]["ids"].tolist() == [0, 1, 2]

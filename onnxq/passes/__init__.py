@@ -3,8 +3,9 @@
 The structural pipeline prepares a float model for quantization without changing what it computes:
 
 1. :class:`~onnxq.passes.normalize.Normalize` - opset >= 13, constants as initializers, ``Sum`` -> ``Add``;
-2. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
-3. :class:`~onnxq.passes.fuse_activations.FuseActivations` - ``MatMul + Add`` -> ``Gemm`` where legal
+2. :class:`~onnxq.passes.global_pool.ReduceMeanToGlobalPool` - spatial ``ReduceMean`` -> global pool;
+3. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
+4. :class:`~onnxq.passes.fuse_activations.FuseActivations` - ``MatMul + Add`` -> ``Gemm`` where legal
    (the fusion groups themselves come from :func:`find_fusion_groups`).
 
 Q/DQ insertion (``insert_qdq``) needs calibration results and runs afterwards, on its own.
@@ -20,6 +21,7 @@ import onnx_ir as ir
 from onnxq.passes.base import GraphPass, PassResult
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.fuse_activations import FuseActivations, FusionGroup, find_fusion_groups
+from onnxq.passes.global_pool import ReduceMeanToGlobalPool
 from onnxq.passes.normalize import Normalize
 
 logger = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def structural_passes() -> tuple[GraphPass, ...]:
     """The structural pipeline, in the order it must run."""
-    return (Normalize(), FoldBatchNorm(), FuseActivations())
+    return (Normalize(), ReduceMeanToGlobalPool(), FoldBatchNorm(), FuseActivations())
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:
@@ -48,6 +50,7 @@ __all__ = [
     "GraphPass",
     "Normalize",
     "PassResult",
+    "ReduceMeanToGlobalPool",
     "find_fusion_groups",
     "fold_bn_params",
     "run_passes",

@@ -240,8 +240,8 @@ def test_conv_kernel_table_lists_depthwise_for_every_isa_family() -> None:
     rows = [r for r in kernel_table() if r.family == "conv"]
     isas = {r.isa for r in rows}
     assert "scalar" in isas
-    assert {r.op for r in rows} == {"dwconv_u8s8_rq"}
-    assert all(r.name == f"onnxq_dwconv_u8s8_rq_ukernel_{r.tile}__{r.isa}" for r in rows)
+    assert {r.op for r in rows} == {"dwconv_u8s8_rq", "dwrow_u8s8_rq", "dwrowpack_u8"}
+    assert all(r.name == f"onnxq_{r.op}_ukernel_{r.tile}__{r.isa}" for r in rows)
 
 
 def test_prepared_conv_runs_repeatedly_into_out() -> None:
