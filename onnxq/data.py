@@ -201,8 +201,8 @@ def validate_batches(specs: Sequence[InputSpec], batches: Iterable[Batch]) -> It
     """Yield each batch after checking names, ranks, static dims and dtypes against ``specs``.
 
     A single mapping is taken as one batch. Raises :class:`CalibrationDataError` naming the batch
-    (its file for .npz sources) and input
-    on a mismatch, and at the end if no sample at all was seen (an empty calibration set).
+    (its file for .npz sources) and input on a mismatch, and at the end if no sample at all was
+    seen (an empty calibration set).
     """
     if isinstance(batches, Mapping):  # one batch given on its own
         batches = [batches]

@@ -17,8 +17,7 @@ The search (the caffe2 ``NormMinimization`` walk PyTorch uses) shrinks the range
 moves more: quantiles ``alpha`` (from 0) and ``beta`` (from 1) advance by ``1e-5``; the candidate
 start bin is the first bin whose cumulative count reaches ``alpha``, the end bin the last one whose
 cumulative count stays within ``beta`` (compared in float32); whichever bound moves more bins is
-moved. The walk stops
-at the first candidate whose error is larger than the previous one.
+moved. The walk stops at the first candidate whose error is larger than the previous one.
 
 The walk is evaluated here without the 1e5-step Python loop: steps that change nothing are jumped
 over in one go, the candidate sequence (independent of the errors) is generated with bisection on

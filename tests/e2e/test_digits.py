@@ -1,13 +1,15 @@
 """End-to-end proof on real exports: digits-trained models, both torch exporters, two opsets each.
 
-For every model x exporter x opset the fp32 export is quantized with ``onnxq.quantize_static``
-(x86 preset: histogram activations, per-channel int8 weights) on 128 training images, and on the
-500 held-out images the int8 model, run by onnxruntime with graph optimisations on and off, must:
+For every model x exporter x opset the fp32 export is quantized with ``onnxq.prepare`` /
+``calibrate`` / ``convert`` (x86 preset: histogram activations, per-channel int8 weights) on 128
+training images, and on the 500 held-out images the int8 model, run by onnxruntime with graph
+optimisations on and off, must:
 
 - be within 1.0 top-1 point of the fp32 model and agree with its predictions on >= 99% of images;
 - be at most 0.30x the fp32 file (serialized bytes);
 - have int8 weights in the file, int32 biases, no BatchNormalization, and no Q/DQ between a Conv /
-  Gemm and its activation; onnxruntime must turn every Conv / Gemm into its int8 kernel.
+  Gemm and its activation; onnxruntime must turn every Conv / Gemm into its int8 kernel (known gap:
+  a Conv + ReLU6 under the x86 preset's reduce_range stays fp32 in onnxruntime; strict xfail).
 
 A ResNet exported with BatchNormalization kept in the graph (inference mode, both exporters) and one
 exported in training mode (TorchScript, ``training_mode=1``) prove BN folding on real exports.
@@ -291,6 +293,7 @@ def test_batchnorm_left_by_exporter_is_folded_and_accuracy_kept(dynamo, opset, q
         assert float((fp32_pred == int8_pred).mean()) >= MIN_AGREEMENT
 
 
+@pytest.mark.filterwarnings("ignore:ONNX Preprocess - Removing mutation:UserWarning")
 def test_training_mode_export_is_quantized_with_running_statistics(trained, digits, tmp_path):
     """TorchScript's training-mode export keeps BN with training_mode=1 (batch statistics)."""
     torch = pytest.importorskip("torch")

@@ -6,10 +6,13 @@
 #include <stdint.h>
 
 #include "conv/ukernel.h"
+#include "onnxq/conv.h"
 
 #define ONNXQ_CONV_MAGIC 0x5643514fu /* "OQCV" */
 #define ONNXQ_CONV_VERSION 3u
 #define ONNXQ_CONV_ALIGN 64u
+#define ONNXQ_CONV_MAX_DWROW_KH 16u /* depthwise by rows: kernel_h at most this */
+#define ONNXQ_CONV_MAX_K 65536u      /* the GEMM's K limit */
 
 enum onnxq_conv_kind {
     ONNXQ_CONV_KIND_DEPTHWISE = 1, /* groups == in_c == out_c */
@@ -46,7 +49,7 @@ void onnxq_conv_im2col_rows(const onnxq_im2col_geom* g, const uint8_t* x_image, 
 
 /* A validated convolution, ready for onnxq_conv_execute (conv_run.c). */
 typedef struct onnxq_conv_job_plan {
-    const struct onnxq_conv_params* p;
+    const onnxq_conv_params* p;
     const void* packed;  /* checked onnxq_conv_packed buffer */
     const uint8_t* x;
     uint8_t* y;
@@ -62,6 +65,27 @@ static inline size_t onnxq_dw_eo_index(size_t c) {
     const size_t i = c % ONNXQ_DW_BLOCK;
     return c - i + (i & 1u) * (ONNXQ_DW_BLOCK / 2) + i / 2;
 }
+
+/* Shared checks of conv.c and pack.c. */
+int onnxq_conv_is_depthwise(const onnxq_conv_weights_params* wp);
+int onnxq_conv_check_weights(const onnxq_conv_weights_params* wp);
+
+/* One task's share of a convolution (conv_run.c, dwconv_run.c). */
+typedef struct conv_worker {
+    const onnxq_conv_job_plan* plan;
+    size_t r0, r1;    /* rows of the flattened [batch * out_h * out_w] output */
+    uint8_t* scratch; /* im2col block (GEMM) or tap pointers + a row of x_zp (depthwise) */
+    size_t block_rows;
+    int status;
+    char msg[256];
+} conv_worker;
+
+size_t onnxq_dw_scratch_layout(size_t taps, size_t channels, size_t* zrow, size_t* bias,
+                               size_t* bias_eo);
+size_t onnxq_dwrow_scratch_layout(const onnxq_conv_params* p, size_t out_w, size_t* zrow,
+                                  size_t* bias, size_t* rows, size_t* row_bytes);
+void onnxq_conv_run_depthwise(conv_worker* w);
+void onnxq_conv_run_depthwise_rows(conv_worker* w);
 
 /* Runs fn(arg, task, participant) for every task in [0, tasks) on the calling thread
  * (participant 0) and up to participants - 1 persistent worker threads (threadpool.c), which claim
