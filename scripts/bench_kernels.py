@@ -35,7 +35,9 @@ from onnxq.kernels.conv import PreparedConv, nhwc_to_nchw, pack_conv_weights
 from onnxq.kernels.reference.conv import requant_scales
 
 X_SCALE, Y_SCALE, X_ZP, Y_ZP = 0.02, 0.05, 128, 128
-BLOCK = 4  # consecutive runs of one variant per round (the first is dropped)
+BLOCK = 6  # consecutive runs of one variant per round (the first DROP are dropped)
+DROP = 2
+SETTLE_S = 0.01  # pause before each block: the other engine's spinning threads go to sleep
 
 
 @dataclass(frozen=True)
@@ -211,15 +213,16 @@ def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) 
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():  # warm-up
         fn()
-    # Interleaved in short blocks: each variant runs BLOCK times in a row and the first run of a
-    # block is dropped, so that one engine's thread pool, still spinning after its last run,
-    # does not steal the other engine's cores (two thread pools on two cores).
+    # Interleaved in short blocks: each variant runs BLOCK times in a row after a pause, and the
+    # first DROP runs of a block are dropped, so that one engine's thread pool, still spinning
+    # after its last run, does not steal the other engine's cores (two thread pools on two cores).
     for _ in range(rounds):
         for key, fn in variants.items():
+            time.sleep(SETTLE_S)
             for i in range(BLOCK):
                 t0 = time.perf_counter()
                 fn()
-                if i:
+                if i >= DROP:
                     times[key].append(time.perf_counter() - t0)
     set_isa(None)
     return {k: layer.macs / statistics.median(v) / 1e9 for k, v in times.items()}
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print("peak: " + ", ".join(f"{k} {v:.0f} GMAC/s (1 thread)" for k, v in peaks.items()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"onnxruntime {ort.__version__}; ISAs {', '.join(isas)}; medians of "
-          f"{args.rounds * (BLOCK - 1)} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
+          f"{args.rounds * (BLOCK - DROP)} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
     for net in args.nets:
         for t in args.threads:
             cols = [f"conv {i}" for i in isas] + ["gemm best t1", "ort qdq", "ort nhwc", "ours/ort"]

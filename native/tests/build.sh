@@ -4,10 +4,9 @@
 #   CC      default gcc
 #   CFLAGS  default: -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # Compiles every source of native/src plus the code generated from native/kernels.list into
-# OUT's directory (lib/libonnxq.a), then links the driver with every native/tests/test_<f>.c that
-# defines onnxq_test_<f>(). A test file with its own main() is linked as a separate program
-# OUT-<f> (the CI script runs those too). With FAMILIES=quant,gemm in the environment, only the
-# core and those families (and their tests) are built.
+# OUT's directory (lib/libonnxq.a), then links one driver with every native/tests/test_<f>.c (each
+# defines onnxq_test_<f>(); a test file with its own main() is refused). With FAMILIES=quant,gemm
+# in the environment, only the core and those families (and their tests) are built.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-build/native-tests/onnxq_tests}
@@ -48,20 +47,13 @@ for src in $SRCS "$GEN/onnxq_kernels.c"; do
 done
 rm -f "$DIR/lib/libonnxq.a"
 ar rcs "$DIR/lib/libonnxq.a" "$OBJ"/*.o
-DRIVER_TESTS=""
-STANDALONE=","
-rm -f "$OUT"-*
 for t in $TESTS; do
     if grep -Eq '^[[:space:]]*int[[:space:]]+main[[:space:]]*\(' "$t"; then
-        fam=$(basename "$t" .c | sed 's/^test_//')
-        # shellcheck disable=SC2086
-        "$CC" $FLAGS $INC "$t" "$DIR/lib/libonnxq.a" -o "$OUT-$fam" -lm -lpthread
-        echo "built $OUT-$fam (own main)"
-        STANDALONE="$STANDALONE$fam,"
-    else
-        DRIVER_TESTS="$DRIVER_TESTS $t"
+        echo "$t: has its own main(); define onnxq_test_<family>(void) for the driver instead" >&2
+        exit 1
     fi
 done
+rm -f "$OUT"
 # shellcheck disable=SC2086
-"$CC" $FLAGS $INC -DONNXQ_TEST_STANDALONE="\"$STANDALONE\"" native/tests/driver.c $DRIVER_TESTS "$DIR/lib/libonnxq.a" -o "$OUT" -lm -lpthread
+"$CC" $FLAGS $INC native/tests/driver.c $TESTS "$DIR/lib/libonnxq.a" -o "$OUT" -lm -lpthread
 echo "built $OUT"

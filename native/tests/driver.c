@@ -62,23 +62,8 @@ void onnxq_test_fill_f32(float* p, size_t n, float lo, float hi) {
 ONNXQ_FAMILIES(DECLARE)
 #undef DECLARE
 
-#ifndef ONNXQ_TEST_STANDALONE
-#define ONNXQ_TEST_STANDALONE ","
-#endif
-
-/* 1 when the family's test is a separate program (listed by build.sh as ",a,b,"). */
-static int standalone(const char* name) {
-    char key[64];
-    snprintf(key, sizeof key, ",%s,", name);
-    return strstr(ONNXQ_TEST_STANDALONE, key) != NULL;
-}
-
 static void run_family(const char* name, void (*fn)(void), const char* only) {
     if (only != NULL && strcmp(only, name) != 0) return;
-    if (fn == NULL && standalone(name)) {
-        printf("%-10s tested by its own program\n", name);
-        return;
-    }
     const long p0 = onnxq_test_passed, f0 = onnxq_test_failed;
     if (fn == NULL) {
         onnxq_test_record(0, __FILE__, __LINE__, "family %s has no test (define onnxq_test_%s)",

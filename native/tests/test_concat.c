@@ -1,28 +1,10 @@
 /* C tests of the quantized concat: every ISA present agrees with the scalar (lookup-table) kernel,
  * copies of inputs at the output parameters, hand-checked values, bad arguments fail cleanly. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/concat.h"
-#include "onnxq/onnxq.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            ++failures;                                                       \
-        }                                                                     \
-    } while (0)
-
-static uint32_t rng_state = 7u;
-static uint8_t rnd8(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (uint8_t)(rng_state >> 24);
-}
+#include "test_util.h"
 
 static void test_isas_agree(void) {
     static const size_t inners[] = {1, 15, 16, 33, 100};
@@ -32,9 +14,9 @@ static void test_isas_agree(void) {
     for (int qtype = ONNXQ_U8; qtype <= ONNXQ_S8; ++qtype)
         for (size_t ii = 0; ii < sizeof inners / sizeof inners[0]; ++ii) {
             const size_t outer = 3, inner = inners[ii];
-            for (size_t i = 0; i < sizeof a; ++i) a[i] = rnd8();
-            for (size_t i = 0; i < sizeof b; ++i) b[i] = rnd8();
-            for (size_t i = 0; i < sizeof c; ++i) c[i] = rnd8();
+            onnxq_test_fill_u8(a, sizeof a, 0, 255);
+            onnxq_test_fill_u8(b, sizeof b, 0, 255);
+            onnxq_test_fill_u8(c, sizeof c, 0, 255);
             onnxq_qconcat_input in[3] = {
                 {a, outer * 2 * inner, 2, 0.05f, zps[qtype][0]},
                 {b, outer * 5 * inner, 5, 0.02f, zps[qtype][1]}, /* copied */
@@ -43,16 +25,15 @@ static void test_isas_agree(void) {
             onnxq_qconcat_params p = {outer, inner, qtype, 3, in, 0.02f, zps[qtype][1]};
             const size_t y_len = outer * 8 * inner;
             onnxq_isa_set("scalar");
-            CHECK(onnxq_qconcat(&p, want, y_len) == ONNXQ_OK, "%s", onnxq_last_error());
-            CHECK(memcmp(want + 2 * inner, b, 5 * inner) == 0, "input at output params not copied");
-            for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
-                if (!onnxq_isa_available(1u << isa)) continue;
-                onnxq_isa_set(onnxq_isa_name(isa));
+            ONNXQ_EXPECT(onnxq_qconcat(&p, want, y_len) == ONNXQ_OK, "%s", onnxq_last_error());
+            ONNXQ_EXPECT(memcmp(want + 2 * inner, b, 5 * inner) == 0,
+                         "input at output params not copied");
+            ONNXQ_TEST_FOREACH_ISA(isa) {
                 memset(got, 0xAA, sizeof got);
-                CHECK(onnxq_qconcat(&p, got, y_len) == ONNXQ_OK, "%s", onnxq_last_error());
-                CHECK(memcmp(got, want, y_len) == 0, "isa %s differs (qtype %d inner %zu)",
-                      onnxq_isa_name(isa), qtype, inner);
-                CHECK(got[y_len] == 0xAA, "isa %s wrote past the end", onnxq_isa_name(isa));
+                ONNXQ_EXPECT(onnxq_qconcat(&p, got, y_len) == ONNXQ_OK, "%s", onnxq_last_error());
+                ONNXQ_EXPECT(memcmp(got, want, y_len) == 0, "isa %s differs (qtype %d inner %zu)",
+                             onnxq_isa_name(isa), qtype, inner);
+                ONNXQ_EXPECT(got[y_len] == 0xAA, "isa %s wrote past the end", onnxq_isa_name(isa));
             }
         }
     onnxq_isa_set(NULL);
@@ -64,9 +45,9 @@ static void test_values(void) {
     uint8_t y[5];
     onnxq_qconcat_input in[2] = {{a, 4, 4, 1.0f, 10}, {b, 1, 1, 2.0f, 100}};
     onnxq_qconcat_params p = {1, 1, ONNXQ_U8, 2, in, 2.0f, 100};
-    CHECK(onnxq_qconcat(&p, y, 5) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 100 && y[1] == 100 && y[2] == 102 && y[3] == 222 && y[4] == 42,
-          "got %d %d %d %d %d", y[0], y[1], y[2], y[3], y[4]);
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 5) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 100 && y[1] == 100 && y[2] == 102 && y[3] == 222 && y[4] == 42,
+                 "got %d %d %d %d %d", y[0], y[1], y[2], y[3], y[4]);
 }
 
 static void test_bad_arguments(void) {
@@ -74,33 +55,31 @@ static void test_bad_arguments(void) {
     memset(y, 7, sizeof y);
     onnxq_qconcat_input in[2] = {{a, 6, 3, 1.0f, 0}, {a, 6, 3, 1.0f, 0}};
     onnxq_qconcat_params p = {2, 1, ONNXQ_U8, 2, in, 1.0f, 0};
-    CHECK(onnxq_qconcat(&p, y, 11) == ONNXQ_E_SHAPE, "y_len");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 11) == ONNXQ_E_SHAPE, "y_len");
     in[1].len = 5;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "input len");
-    CHECK(strstr(onnxq_last_error(), "input 1 has 5 elements") != NULL, "msg %s", onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "input len");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "input 1 has 5 elements") != NULL, "msg %s",
+                 onnxq_last_error());
     in[1].len = 6;
     in[1].axis = 0;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "zero extent");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "zero extent");
     in[1].axis = 3;
     in[1].zp = 300;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "zp");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "zp");
     in[1].zp = 0;
     in[1].data = NULL;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "NULL input");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "NULL input");
     in[1].data = a;
     p.n_inputs = 0;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "no inputs");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_ARG, "no inputs");
     p.n_inputs = 2;
     p.outer = (size_t)1 << 62;
-    CHECK(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "overflow");
-    for (int i = 0; i < 12; ++i) CHECK(y[i] == 7, "output touched on error");
+    ONNXQ_EXPECT(onnxq_qconcat(&p, y, 12) == ONNXQ_E_SHAPE, "overflow");
+    for (int i = 0; i < 12; ++i) ONNXQ_EXPECT(y[i] == 7, "output touched on error");
 }
 
-int main(void) {
+void onnxq_test_concat(void) {
     test_isas_agree();
     test_values();
     test_bad_arguments();
-    if (failures) fprintf(stderr, "test_concat: %d failure(s)\n", failures);
-    else printf("test_concat: ok\n");
-    return failures != 0;
 }

@@ -1,44 +1,29 @@
 /* C tests of the dynamic quantization and the dynamic-quantization matmul: ISAs agree bit for bit,
  * hand-checked parameters, bad arguments fail cleanly. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/dynamic.h"
-#include "onnxq/onnxq.h"
+#include "test_util.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            ++failures;                                                       \
-        }                                                                     \
-    } while (0)
-
-static uint32_t rng_state = 5u;
-static uint32_t rnd(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-static float rndf(void) { return (float)(rnd() % 20001) / 1000.0f - 10.0f; }
+/* a multiple of 0.001 in [-10, 10] */
+static float rndf(void) { return (float)onnxq_test_rand_int(-10000, 10000) / 1000.0f; }
 
 static void test_quantize_values(void) {
     const float x[5] = {-1.0f, 254.0f, 2.5f, 3.5f, 0.0f};
     uint8_t q[5];
     float s;
     int32_t z;
-    CHECK(onnxq_dynamic_quantize(x, 1, 5, 5, ONNXQ_DQ_PER_TENSOR, q, &s, &z) == ONNXQ_OK, "%s",
-          onnxq_last_error());
-    CHECK(s == 1.0f && z == 1, "scale %g zp %d", (double)s, (int)z);
-    CHECK(q[0] == 0 && q[1] == 255 && q[2] == 3 && q[3] == 5 && q[4] == 1, "q %d %d %d %d %d", q[0],
-          q[1], q[2], q[3], q[4]);
+    ONNXQ_EXPECT(onnxq_dynamic_quantize(x, 1, 5, 5, ONNXQ_DQ_PER_TENSOR, q, &s, &z) == ONNXQ_OK,
+                 "%s", onnxq_last_error());
+    ONNXQ_EXPECT(s == 1.0f && z == 1, "scale %g zp %d", (double)s, (int)z);
+    ONNXQ_EXPECT(q[0] == 0 && q[1] == 255 && q[2] == 3 && q[3] == 5 && q[4] == 1,
+                 "q %d %d %d %d %d", q[0], q[1], q[2], q[3], q[4]);
     const float zeros[3] = {0};
-    CHECK(onnxq_dynamic_quantize(zeros, 1, 3, 3, ONNXQ_DQ_PER_ROW, q, &s, &z) == ONNXQ_OK, "zeros");
-    CHECK(s == 1.0f && z == 0, "zeros: scale %g zp %d", (double)s, (int)z);
+    ONNXQ_EXPECT(onnxq_dynamic_quantize(zeros, 1, 3, 3, ONNXQ_DQ_PER_ROW, q, &s, &z) == ONNXQ_OK,
+                 "zeros");
+    ONNXQ_EXPECT(s == 1.0f && z == 0, "zeros: scale %g zp %d", (double)s, (int)z);
 }
 
 static void test_isas_agree(void) {
@@ -52,26 +37,24 @@ static void test_isas_agree(void) {
         float* want = malloc(m * n * sizeof(float));
         float* got = malloc(m * n * sizeof(float));
         for (size_t i = 0; i < m * k; ++i) a[i] = rndf();
-        for (size_t i = 0; i < n * k; ++i) w[i] = (int8_t)(rnd() & 0xff);
-        for (size_t i = 0; i < n; ++i) ws[i] = 0.001f + (float)(rnd() % 100) / 1000.0f;
+        onnxq_test_fill_s8(w, n * k, -128, 127);
+        for (size_t i = 0; i < n; ++i) ws[i] = 0.001f + (float)onnxq_test_rand_int(0, 99) / 1000.0f;
         for (size_t i = 0; i < n; ++i) bias[i] = rndf();
         const size_t size = onnxq_gemm_u8s8_packed_size(k, n);
         void* packed = aligned_alloc(64, (size + 63) / 64 * 64);
         /* w is [n, k]: element (kk, nn) at w[nn * k + kk] */
-        CHECK(onnxq_gemm_u8s8_pack(w, k, n, 1, (ptrdiff_t)k, 0, packed, size) == ONNXQ_OK, "%s",
-              onnxq_last_error());
+        ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(w, k, n, 1, (ptrdiff_t)k, 0, packed, size) == ONNXQ_OK,
+                     "%s", onnxq_last_error());
         for (int mode = 0; mode < 2; ++mode) {
             onnxq_dqmm_params p = {m, a, k, mode, ws, n, bias, want, n};
             onnxq_isa_set("scalar");
-            CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
-            for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
-                if (!onnxq_isa_available(1u << isa)) continue;
-                onnxq_isa_set(onnxq_isa_name(isa));
+            ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
+            ONNXQ_TEST_FOREACH_ISA(isa) {
                 /* per-ISA packing is shared (one layout); run with the same buffer */
                 p.y = got;
-                CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
-                CHECK(memcmp(got, want, m * n * sizeof(float)) == 0, "isa %s differs (%zux%zux%zu)",
-                      onnxq_isa_name(isa), m, k, n);
+                ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
+                ONNXQ_EXPECT(memcmp(got, want, m * n * sizeof(float)) == 0,
+                             "isa %s differs (%zux%zux%zu)", onnxq_isa_name(isa), m, k, n);
                 p.y = want;
             }
         }
@@ -84,43 +67,42 @@ static void test_bad_arguments(void) {
     int8_t w[6] = {1, 2, 3, 4, 5, 6};
     const size_t size = onnxq_gemm_u8s8_packed_size(3, 2);
     void* packed = aligned_alloc(64, (size + 63) / 64 * 64);
-    CHECK(onnxq_gemm_u8s8_pack(w, 3, 2, 1, 3, 0, packed, size) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(w, 3, 2, 1, 3, 0, packed, size) == ONNXQ_OK, "%s",
+                 onnxq_last_error());
     float a[6] = {1, 2, 3, 4, 5, 6}, ws[2] = {0.1f, 0.2f}, y[4] = {7, 7, 7, 7};
     onnxq_dqmm_params p = {2, a, 3, ONNXQ_DQ_PER_TENSOR, ws, 2, NULL, y, 2};
     p.lda = 2;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "lda < k");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "lda < k");
     p.lda = 3, p.ldy = 1;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "ldy < n");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "ldy < n");
     p.ldy = 2, p.w_scale_len = 3;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "w_scale_len");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "w_scale_len");
     p.w_scale_len = 2, p.mode = 5;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "mode");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "mode");
     p.mode = 0, p.m = 0;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "m = 0");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_SHAPE, "m = 0");
     p.m = 2;
     a[4] = INFINITY;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "inf in A");
-    CHECK(strstr(onnxq_last_error(), "expected finite values") != NULL, "msg %s", onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "inf in A");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "expected finite values") != NULL, "msg %s",
+                 onnxq_last_error());
     a[4] = 5;
     ws[1] = 0.0f;
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "zero w_scale");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_E_ARG, "zero w_scale");
     ws[1] = 0.2f;
-    CHECK(onnxq_dqmm(packed, size - 1, &p) != ONNXQ_OK, "short packed buffer");
-    for (int i = 0; i < 4; ++i) CHECK(y[i] == 7.0f, "output touched on error");
-    CHECK(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size - 1, &p) != ONNXQ_OK, "short packed buffer");
+    for (int i = 0; i < 4; ++i) ONNXQ_EXPECT(y[i] == 7.0f, "output touched on error");
+    ONNXQ_EXPECT(onnxq_dqmm(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
     uint8_t q[6];
     float s;
     int32_t z;
-    CHECK(onnxq_dynamic_quantize(a, 2, 3, 2, 0, q, &s, &z) == ONNXQ_E_SHAPE, "ldx < cols");
-    CHECK(onnxq_dynamic_quantize(a, 0, 3, 3, 0, q, &s, &z) == ONNXQ_E_SHAPE, "rows = 0");
+    ONNXQ_EXPECT(onnxq_dynamic_quantize(a, 2, 3, 2, 0, q, &s, &z) == ONNXQ_E_SHAPE, "ldx < cols");
+    ONNXQ_EXPECT(onnxq_dynamic_quantize(a, 0, 3, 3, 0, q, &s, &z) == ONNXQ_E_SHAPE, "rows = 0");
     free(packed);
 }
 
-int main(void) {
+void onnxq_test_dynamic(void) {
     test_quantize_values();
     test_isas_agree();
     test_bad_arguments();
-    if (failures) fprintf(stderr, "test_dynamic: %d failure(s)\n", failures);
-    else printf("test_dynamic: ok\n");
-    return failures != 0;
 }

@@ -1,29 +1,11 @@
 /* C tests of the quantized add: every ISA present agrees with the scalar kernel (bit-exact) on all
  * broadcast forms and odd lengths, hand-checked values, and bad arguments fail cleanly (status +
- * message, output untouched). Exit status 0 on success. */
-#include <stdio.h>
+ * message, output untouched). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/eltwise.h"
-#include "onnxq/onnxq.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            ++failures;                                                       \
-        }                                                                     \
-    } while (0)
-
-static uint32_t rng_state = 12345u;
-static uint8_t rnd8(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (uint8_t)(rng_state >> 24);
-}
+#include "test_util.h"
 
 static size_t form_len(int form, size_t outer, size_t inner) {
     switch (form) {
@@ -50,22 +32,20 @@ static void test_isas_agree(void) {
                         p.a_zp = 255; p.b_zp = 0; p.y_zp = 128;
                     }
                     const size_t la = form_len(fa, outer, inner), lb = form_len(fb, outer, inner);
-                    for (size_t i = 0; i < la; ++i) a[i] = rnd8();
-                    for (size_t i = 0; i < lb; ++i) b[i] = rnd8();
+                    onnxq_test_fill_u8(a, la, 0, 255);
+                    onnxq_test_fill_u8(b, lb, 0, 255);
                     onnxq_isa_set("scalar");
-                    CHECK(onnxq_qadd(&p, a, la, b, lb, want, outer * inner) == ONNXQ_OK, "%s",
-                          onnxq_last_error());
-                    for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
-                        if (!onnxq_isa_available(1u << isa)) continue;
-                        onnxq_isa_set(onnxq_isa_name(isa));
+                    ONNXQ_EXPECT(onnxq_qadd(&p, a, la, b, lb, want, outer * inner) == ONNXQ_OK,
+                                 "%s", onnxq_last_error());
+                    ONNXQ_TEST_FOREACH_ISA(isa) {
                         memset(got, 0xAA, sizeof got);
-                        CHECK(onnxq_qadd(&p, a, la, b, lb, got, outer * inner) == ONNXQ_OK, "%s",
-                              onnxq_last_error());
-                        CHECK(memcmp(got, want, outer * inner) == 0,
-                              "isa %s differs from scalar (qtype %d, inner %zu, forms %d/%d)",
-                              onnxq_isa_name(isa), qtype, inner, fa, fb);
-                        CHECK(got[outer * inner] == 0xAA, "isa %s wrote past the end",
-                              onnxq_isa_name(isa));
+                        ONNXQ_EXPECT(onnxq_qadd(&p, a, la, b, lb, got, outer * inner) == ONNXQ_OK,
+                                     "%s", onnxq_last_error());
+                        ONNXQ_EXPECT(memcmp(got, want, outer * inner) == 0,
+                                     "isa %s differs from scalar (qtype %d, inner %zu, "
+                                     "forms %d/%d)", onnxq_isa_name(isa), qtype, inner, fa, fb);
+                        ONNXQ_EXPECT(got[outer * inner] == 0xAA, "isa %s wrote past the end",
+                                     onnxq_isa_name(isa));
                     }
                 }
     onnxq_isa_set(NULL);
@@ -77,19 +57,19 @@ static void test_values(void) {
     uint8_t y[4];
     onnxq_qadd_params p = {1, 4, ONNXQ_U8, ONNXQ_BCAST_FULL, ONNXQ_BCAST_FULL, 1.0f, 1.0f, 1.0f,
                            0, 0, 20, 0, 255};
-    CHECK(onnxq_qadd(&p, a, 4, b, 4, y, 4) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 35 && y[1] == 255 && y[2] == 255 && y[3] == 20, "got %d %d %d %d", y[0], y[1],
-          y[2], y[3]);
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 4, b, 4, y, 4) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 35 && y[1] == 255 && y[2] == 255 && y[3] == 20, "got %d %d %d %d", y[0],
+                 y[1], y[2], y[3]);
     p.a_zp = 100;
     p.qmin = 20;
-    CHECK(onnxq_qadd(&p, a, 4, b, 4, y, 4) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 20 && y[1] == 220 && y[3] == 20, "relu got %d %d %d", y[0], y[1], y[3]);
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 4, b, 4, y, 4) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 20 && y[1] == 220 && y[3] == 20, "relu got %d %d %d", y[0], y[1], y[3]);
     /* half to even: 0.5 * (1 + 2) = 1.5 -> 2, 0.5 * (1 + 4) = 2.5 -> 2 */
     const uint8_t c[2] = {1, 1}, d[2] = {2, 4};
     onnxq_qadd_params h = {1, 2, ONNXQ_U8, ONNXQ_BCAST_FULL, ONNXQ_BCAST_FULL, 0.5f, 0.5f, 1.0f,
                            0, 0, 0, 0, 255};
-    CHECK(onnxq_qadd(&h, c, 2, d, 2, y, 2) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 2 && y[1] == 2, "half-even got %d %d", y[0], y[1]);
+    ONNXQ_EXPECT(onnxq_qadd(&h, c, 2, d, 2, y, 2) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 2 && y[1] == 2, "half-even got %d %d", y[0], y[1]);
 }
 
 static void test_bad_arguments(void) {
@@ -97,39 +77,37 @@ static void test_bad_arguments(void) {
     memset(y, 7, sizeof y);
     onnxq_qadd_params p = {2, 4, ONNXQ_U8, ONNXQ_BCAST_FULL, ONNXQ_BCAST_FULL, 1.0f, 1.0f, 1.0f,
                            0, 0, 0, 0, 255};
-    CHECK(onnxq_qadd(NULL, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "NULL params");
-    CHECK(onnxq_qadd(&p, NULL, 8, a, 8, y, 8) == ONNXQ_E_ARG, "NULL a");
-    CHECK(onnxq_qadd(&p, a, 7, a, 8, y, 8) == ONNXQ_E_SHAPE, "short a");
-    CHECK(strstr(onnxq_last_error(), "a has 7 elements") != NULL, "message: %s", onnxq_last_error());
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 9) == ONNXQ_E_SHAPE, "long y");
+    ONNXQ_EXPECT(onnxq_qadd(NULL, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "NULL params");
+    ONNXQ_EXPECT(onnxq_qadd(&p, NULL, 8, a, 8, y, 8) == ONNXQ_E_ARG, "NULL a");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 7, a, 8, y, 8) == ONNXQ_E_SHAPE, "short a");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "a has 7 elements") != NULL, "message: %s",
+                 onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 9) == ONNXQ_E_SHAPE, "long y");
     p.outer = 0;
-    CHECK(onnxq_qadd(&p, a, 0, a, 0, y, 0) == ONNXQ_E_SHAPE, "zero-size");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 0, a, 0, y, 0) == ONNXQ_E_SHAPE, "zero-size");
     p.outer = (size_t)1 << 40;
     p.inner = (size_t)1 << 40;
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_SHAPE, "overflow");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_SHAPE, "overflow");
     p.outer = 2;
     p.inner = 4;
     p.b_zp = 256;
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "zp out of range");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "zp out of range");
     p.b_zp = 0;
     p.y_scale = 0.0f;
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "zero scale");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "zero scale");
     p.y_scale = 1.0f;
     p.qmin = 10;
     p.qmax = 5;
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "clamp inverted");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "clamp inverted");
     p.qmin = 0;
     p.qmax = 255;
     p.qtype = 7;
-    CHECK(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "bad qtype");
-    for (int i = 0; i < 8; ++i) CHECK(y[i] == 7, "output touched on error");
+    ONNXQ_EXPECT(onnxq_qadd(&p, a, 8, a, 8, y, 8) == ONNXQ_E_ARG, "bad qtype");
+    for (int i = 0; i < 8; ++i) ONNXQ_EXPECT(y[i] == 7, "output touched on error");
 }
 
-int main(void) {
+void onnxq_test_eltwise(void) {
     test_isas_agree();
     test_values();
     test_bad_arguments();
-    if (failures) fprintf(stderr, "test_eltwise: %d failure(s)\n", failures);
-    else printf("test_eltwise: ok\n");
-    return failures != 0;
 }

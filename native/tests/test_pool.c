@@ -1,29 +1,11 @@
 /* C tests of max / average / global-average pooling: every ISA present agrees with the scalar
  * kernels (bit-exact) over geometries with odd sizes, 1x1 and 7x7 kernels, both signednesses and
- * edge zero points; hand-checked values; bad arguments fail cleanly. Exit status 0 on success. */
-#include <stdio.h>
+ * edge zero points; hand-checked values; bad arguments fail cleanly. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "onnxq/onnxq.h"
 #include "onnxq/pool.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            ++failures;                                                       \
-        }                                                                     \
-    } while (0)
-
-static uint32_t rng_state = 99u;
-static uint8_t rnd8(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (uint8_t)(rng_state >> 24);
-}
+#include "test_util.h"
 
 typedef int pool_fn(const onnxq_pool_params*, const void*, size_t, void*, size_t);
 
@@ -32,16 +14,17 @@ static void compare_isas(const char* what, pool_fn* fn, const onnxq_pool_params*
     uint8_t* want = malloc(y_len + 1);
     uint8_t* got = malloc(y_len + 1);
     onnxq_isa_set("scalar");
-    CHECK(fn(p, x, x_len, want, y_len) == ONNXQ_OK, "%s scalar: %s", what, onnxq_last_error());
-    for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
-        if (!onnxq_isa_available(1u << isa)) continue;
-        onnxq_isa_set(onnxq_isa_name(isa));
+    ONNXQ_EXPECT(fn(p, x, x_len, want, y_len) == ONNXQ_OK, "%s scalar: %s", what,
+                 onnxq_last_error());
+    ONNXQ_TEST_FOREACH_ISA(isa) {
         memset(got, 0xAA, y_len + 1);
-        CHECK(fn(p, x, x_len, got, y_len) == ONNXQ_OK, "%s %s: %s", what, onnxq_isa_name(isa),
-              onnxq_last_error());
-        CHECK(memcmp(got, want, y_len) == 0, "%s: isa %s differs from scalar (c=%zu k=%zux%zu)",
-              what, onnxq_isa_name(isa), p->channels, p->kernel_h, p->kernel_w);
-        CHECK(got[y_len] == 0xAA, "%s: isa %s wrote past the end", what, onnxq_isa_name(isa));
+        ONNXQ_EXPECT(fn(p, x, x_len, got, y_len) == ONNXQ_OK, "%s %s: %s", what,
+                     onnxq_isa_name(isa), onnxq_last_error());
+        ONNXQ_EXPECT(memcmp(got, want, y_len) == 0,
+                     "%s: isa %s differs from scalar (c=%zu k=%zux%zu)", what, onnxq_isa_name(isa),
+                     p->channels, p->kernel_h, p->kernel_w);
+        ONNXQ_EXPECT(got[y_len] == 0xAA, "%s: isa %s wrote past the end", what,
+                     onnxq_isa_name(isa));
     }
     onnxq_isa_set(NULL);
     free(want);
@@ -71,9 +54,10 @@ static void test_isas_agree(void) {
                 p.x_zp = zps[qtype][z], p.y_zp = zps[qtype][2 - z];
                 const size_t x_len = 2 * 9 * 7 * p.channels;
                 uint8_t* x = malloc(x_len);
-                for (size_t i = 0; i < x_len; ++i) x[i] = rnd8();
+                onnxq_test_fill_u8(x, x_len, 0, 255);
                 size_t oh = 0, ow = 0;
-                CHECK(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK, "%s", onnxq_last_error());
+                ONNXQ_EXPECT(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK, "%s",
+                             onnxq_last_error());
                 const size_t y_len = 2 * oh * ow * p.channels;
                 compare_isas("maxpool", onnxq_maxpool, &p, x, x_len, y_len);
                 compare_isas("avgpool", onnxq_avgpool, &p, x, x_len, y_len);
@@ -85,25 +69,27 @@ static void test_isas_agree(void) {
 static void test_values(void) {
     /* 1x2x2x1 image {1, 2, 3, 10}: max 10, average (scales 1) 16 / 4 = 4, half to even */
     const uint8_t x[4] = {1, 2, 3, 10};
-    uint8_t y[4];
+    uint8_t y[4] = {0};
     onnxq_pool_params p;
     memset(&p, 0, sizeof p);
     p.batch = 1, p.in_h = 2, p.in_w = 2, p.channels = 1, p.kernel_h = 2, p.kernel_w = 2;
     p.stride_h = p.stride_w = p.dilation_h = p.dilation_w = 1;
     p.qtype = ONNXQ_U8, p.x_scale = 1.0f, p.y_scale = 1.0f;
-    CHECK(onnxq_maxpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 10, "max got %d", y[0]);
-    CHECK(onnxq_avgpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 4, "avg got %d", y[0]);
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 10, "max got %d", y[0]);
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 4, "avg got %d", y[0]);
     p.y_scale = 8.0f; /* 4 / 8 = 0.5 -> 0 (even) */
-    CHECK(onnxq_global_avgpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 0, "gavg got %d", y[0]);
+    ONNXQ_EXPECT(onnxq_global_avgpool(&p, x, 4, y, 1) == ONNXQ_OK && y[0] == 0, "gavg got %d",
+                 y[0]);
     p.y_scale = 1.0f;
     p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1; /* 3x3 outputs */
-    CHECK(onnxq_avgpool(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "y_len checked");
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "y_len checked");
     uint8_t y9[9];
-    CHECK(onnxq_avgpool(&p, x, 4, y9, 9) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y9[0] == 1 && y9[4] == 4 && y9[8] == 10, "corners %d %d %d", y9[0], y9[4], y9[8]);
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 4, y9, 9) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y9[0] == 1 && y9[4] == 4 && y9[8] == 10, "corners %d %d %d", y9[0], y9[4], y9[8]);
     p.count_include_pad = 1; /* corner: 1 / 4 = 0.25 -> 0; centre 16 / 4 = 4; 10 / 4 = 2.5 -> 2 */
-    CHECK(onnxq_avgpool(&p, x, 4, y9, 9) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y9[0] == 0 && y9[4] == 4 && y9[8] == 2, "include pad %d %d %d", y9[0], y9[4], y9[8]);
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 4, y9, 9) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y9[0] == 0 && y9[4] == 4 && y9[8] == 2, "include pad %d %d %d", y9[0], y9[4],
+                 y9[8]);
 }
 
 static void test_ceil_mode(void) {
@@ -116,15 +102,16 @@ static void test_ceil_mode(void) {
     p.stride_h = 1, p.stride_w = 2, p.dilation_h = p.dilation_w = 1;
     p.qtype = ONNXQ_U8, p.x_scale = 1.0f, p.y_scale = 1.0f, p.ceil_mode = 1;
     size_t oh = 0, ow = 0;
-    CHECK(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && oh == 1 && ow == 3, "ow %zu", ow);
-    CHECK(onnxq_maxpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 9 && y[1] == 4 && y[2] == 7, "max %d %d %d", y[0], y[1], y[2]);
+    ONNXQ_EXPECT(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && oh == 1 && ow == 3, "ow %zu",
+                 ow);
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 9 && y[1] == 4 && y[2] == 7, "max %d %d %d", y[0], y[1], y[2]);
     p.count_include_pad = 1; /* the kernel size divides: 7 / 2 = 3.5 -> 4 */
-    CHECK(onnxq_avgpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(y[0] == 5 && y[1] == 4 && y[2] == 4, "avg %d %d %d", y[0], y[1], y[2]);
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 5, y, 3) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(y[0] == 5 && y[1] == 4 && y[2] == 4, "avg %d %d %d", y[0], y[1], y[2]);
     p.in_w = 4; /* a window starting past the image is dropped: 2 windows, not 3 */
     p.pad_right = 1;
-    CHECK(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && ow == 2, "ow %zu", ow);
+    ONNXQ_EXPECT(onnxq_pool_output_size(&p, &oh, &ow) == ONNXQ_OK && ow == 2, "ow %zu", ow);
 }
 
 static void test_bad_arguments(void) {
@@ -135,34 +122,32 @@ static void test_bad_arguments(void) {
     p.batch = 1, p.in_h = 3, p.in_w = 3, p.channels = 2, p.kernel_h = 4, p.kernel_w = 1;
     p.stride_h = p.stride_w = p.dilation_h = p.dilation_w = 1;
     p.qtype = ONNXQ_U8, p.x_scale = 1.0f, p.y_scale = 1.0f;
-    CHECK(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE, "kernel larger than input");
-    CHECK(strstr(onnxq_last_error(), "larger than the padded input") != NULL, "msg %s",
-          onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE, "kernel larger than input");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "larger than the padded input") != NULL, "msg %s",
+                 onnxq_last_error());
     p.kernel_h = 2, p.dilation_h = 3;
-    CHECK(onnxq_avgpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE, "dilated kernel larger than input");
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE,
+                 "dilated kernel larger than input");
     p.dilation_h = 1, p.pad_top = (size_t)-1;
-    CHECK(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE, "pad overflow");
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_SHAPE, "pad overflow");
     p.pad_top = 0, p.stride_w = 0;
-    CHECK(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_ARG, "zero stride");
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 18, y, 18) == ONNXQ_E_ARG, "zero stride");
     p.stride_w = 1, p.channels = 0;
-    CHECK(onnxq_maxpool(&p, x, 0, y, 0) == ONNXQ_E_SHAPE, "zero channels");
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 0, y, 0) == ONNXQ_E_SHAPE, "zero channels");
     p.channels = 2;
-    CHECK(onnxq_maxpool(&p, x, 17, y, 12) == ONNXQ_E_SHAPE, "x_len");
-    CHECK(onnxq_global_avgpool(&p, x, 18, y, 3) == ONNXQ_E_SHAPE, "y_len");
+    ONNXQ_EXPECT(onnxq_maxpool(&p, x, 17, y, 12) == ONNXQ_E_SHAPE, "x_len");
+    ONNXQ_EXPECT(onnxq_global_avgpool(&p, x, 18, y, 3) == ONNXQ_E_SHAPE, "y_len");
     p.x_zp = -1;
-    CHECK(onnxq_avgpool(&p, x, 18, y, 12) == ONNXQ_E_ARG, "zp out of range");
+    ONNXQ_EXPECT(onnxq_avgpool(&p, x, 18, y, 12) == ONNXQ_E_ARG, "zp out of range");
     p.x_zp = 0, p.y_scale = -1.0f;
-    CHECK(onnxq_global_avgpool(&p, x, 18, y, 2) == ONNXQ_E_ARG, "negative scale");
-    CHECK(onnxq_maxpool(&p, NULL, 18, y, 12) == ONNXQ_E_ARG, "NULL x");
-    for (int i = 0; i < 18; ++i) CHECK(y[i] == 7, "output touched on error");
+    ONNXQ_EXPECT(onnxq_global_avgpool(&p, x, 18, y, 2) == ONNXQ_E_ARG, "negative scale");
+    ONNXQ_EXPECT(onnxq_maxpool(&p, NULL, 18, y, 12) == ONNXQ_E_ARG, "NULL x");
+    for (int i = 0; i < 18; ++i) ONNXQ_EXPECT(y[i] == 7, "output touched on error");
 }
 
-int main(void) {
+void onnxq_test_pool(void) {
     test_isas_agree();
     test_values();
     test_ceil_mode();
     test_bad_arguments();
-    if (failures) fprintf(stderr, "test_pool: %d failure(s)\n", failures);
-    else printf("test_pool: ok\n");
-    return failures != 0;
 }

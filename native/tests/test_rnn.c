@@ -1,32 +1,16 @@
 /* C tests of the LSTM / GRU drivers: ISAs agree bit for bit, a zero-weight cell gives the closed
  * form, the activations are accurate, bad arguments fail cleanly. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/dynamic.h"
-#include "onnxq/onnxq.h"
 #include "onnxq/rnn.h"
 #include "rnn/act.h"
+#include "test_util.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            ++failures;                                                       \
-        }                                                                     \
-    } while (0)
-
-static uint32_t rng_state = 3u;
-static uint32_t rnd(void) {
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-static float rndf(void) { return (float)(rnd() % 2001) / 1000.0f - 1.0f; }
+/* a multiple of 0.001 in [-1, 1] */
+static float rndf(void) { return (float)onnxq_test_rand_int(-1000, 1000) / 1000.0f; }
 
 typedef struct packed_buf {
     void* data;
@@ -38,8 +22,8 @@ static packed_buf pack(const int8_t* w, size_t rows, size_t cols) {
     packed_buf b;
     b.size = onnxq_gemm_u8s8_packed_size(cols, rows);
     b.data = aligned_alloc(64, (b.size + 63) / 64 * 64);
-    CHECK(onnxq_gemm_u8s8_pack(w, cols, rows, 1, (ptrdiff_t)cols, 0, b.data, b.size) == ONNXQ_OK,
-          "%s", onnxq_last_error());
+    const int st = onnxq_gemm_u8s8_pack(w, cols, rows, 1, (ptrdiff_t)cols, 0, b.data, b.size);
+    ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
     return b;
 }
 
@@ -48,22 +32,23 @@ static void test_activations(void) {
     for (float x = -20.0f; x <= 20.0f; x += 0.01f) {
         const double e = fabs((double)onnxq_exp_f32(x) - exp((double)x)) / exp((double)x);
         worst = e > worst ? e : worst;
-        CHECK(fabs((double)onnxq_tanh_f32(x) - tanh((double)x)) < 2e-7, "tanh(%g)", (double)x);
-        CHECK(fabs((double)onnxq_sigmoid_f32(x) - 1.0 / (1.0 + exp(-(double)x))) < 2e-7,
-              "sigmoid(%g)", (double)x);
+        ONNXQ_EXPECT(fabs((double)onnxq_tanh_f32(x) - tanh((double)x)) < 2e-7, "tanh(%g)",
+                     (double)x);
+        ONNXQ_EXPECT(fabs((double)onnxq_sigmoid_f32(x) - 1.0 / (1.0 + exp(-(double)x))) < 2e-7,
+                     "sigmoid(%g)", (double)x);
     }
-    CHECK(worst < 3e-7, "exp relative error %g", worst);
-    CHECK(onnxq_exp_f32(-1000.0f) > 0.0f && isfinite(onnxq_exp_f32(1000.0f)), "exp clamps");
+    ONNXQ_EXPECT(worst < 3e-7, "exp relative error %g", worst);
+    ONNXQ_EXPECT(onnxq_exp_f32(-1000.0f) > 0.0f && isfinite(onnxq_exp_f32(1000.0f)), "exp clamps");
 }
 
 static void test_isas_agree(void) {
     const size_t B = 3, I = 10, H = 17, T = 4;
     int8_t w[4 * 17 * 10], r[4 * 17 * 17];
     float ws[4 * 17], rs[4 * 17], wb[4 * 17], rb[4 * 17], x[4 * 3 * 10], h0[3 * 17], c0[3 * 17];
-    for (size_t i = 0; i < sizeof w; ++i) w[i] = (int8_t)(rnd() & 0xff);
-    for (size_t i = 0; i < sizeof r; ++i) r[i] = (int8_t)(rnd() & 0xff);
-    for (size_t i = 0; i < 4 * H; ++i) ws[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
-    for (size_t i = 0; i < 4 * H; ++i) rs[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+    onnxq_test_fill_s8(w, sizeof w, -128, 127);
+    onnxq_test_fill_s8(r, sizeof r, -128, 127);
+    for (size_t i = 0; i < 4 * H; ++i) ws[i] = 0.002f + (float)onnxq_test_rand_int(0, 99) * 1e-4f;
+    for (size_t i = 0; i < 4 * H; ++i) rs[i] = 0.002f + (float)onnxq_test_rand_int(0, 99) * 1e-4f;
     for (size_t i = 0; i < 4 * H; ++i) wb[i] = rndf(), rb[i] = rndf();
     for (size_t i = 0; i < T * B * I; ++i) x[i] = rndf();
     for (size_t i = 0; i < B * H; ++i) h0[i] = rndf(), c0[i] = rndf();
@@ -78,16 +63,14 @@ static void test_isas_agree(void) {
             onnxq_isa_set("scalar");
             int st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, want, NULL, cw)
                                : onnxq_gru(&gp, T, x, h0, want, NULL);
-            CHECK(st == ONNXQ_OK, "%s", onnxq_last_error());
-            for (int isa = 1; isa < ONNXQ_ISA_COUNT; ++isa) {
-                if (!onnxq_isa_available(1u << isa)) continue;
-                onnxq_isa_set(onnxq_isa_name(isa));
+            ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
+            ONNXQ_TEST_FOREACH_ISA(isa) {
                 st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, got, NULL, cg)
                                : onnxq_gru(&gp, T, x, h0, got, NULL);
-                CHECK(st == ONNXQ_OK, "%s", onnxq_last_error());
-                CHECK(memcmp(got, want, sizeof got) == 0, "cell %d mode %d: isa %s differs", cell,
-                      mode, onnxq_isa_name(isa));
-                if (cell == 0) CHECK(memcmp(cg, cw, sizeof cg) == 0, "lstm c differs");
+                ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
+                ONNXQ_EXPECT(memcmp(got, want, sizeof got) == 0, "cell %d mode %d: isa %s differs",
+                             cell, mode, onnxq_isa_name(isa));
+                if (cell == 0) ONNXQ_EXPECT(memcmp(cg, cw, sizeof cg) == 0, "lstm c differs");
             }
         }
     onnxq_isa_set(NULL);
@@ -101,9 +84,9 @@ static void test_zero_weights_closed_form(void) {
     for (int i = 0; i < 8; ++i) ws[i] = 0.01f;
     packed_buf pw = pack(w, 8, 3), pr = pack(r, 8, 2);
     onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
-    CHECK(onnxq_lstm(&lp, 1, x, h0, c0, y, NULL, c) == ONNXQ_OK, "%s", onnxq_last_error());
-    CHECK(c[0] == 0.4f && c[1] == -0.3f, "c %g %g", (double)c[0], (double)c[1]);
-    CHECK(fabsf(y[0] - 0.5f * tanhf(0.4f)) < 1e-7f, "h %g", (double)y[0]);
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, h0, c0, y, NULL, c) == ONNXQ_OK, "%s", onnxq_last_error());
+    ONNXQ_EXPECT(c[0] == 0.4f && c[1] == -0.3f, "c %g %g", (double)c[0], (double)c[1]);
+    ONNXQ_EXPECT(fabsf(y[0] - 0.5f * tanhf(0.4f)) < 1e-7f, "h %g", (double)y[0]);
     free(pw.data), free(pr.data);
 }
 
@@ -113,34 +96,31 @@ static void test_bad_arguments(void) {
     packed_buf pw = pack(w, 8, 3), pr = pack(w, 8, 2);
     onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
     lp.input_size = 4;
-    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "input size");
-    CHECK(strstr(onnxq_last_error(), "w_packed is packed as K=3") != NULL, "msg %s",
-          onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "input size");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "w_packed is packed as K=3") != NULL, "msg %s",
+                 onnxq_last_error());
     lp.input_size = 3;
-    CHECK(onnxq_lstm(&lp, 0, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "seq_len 0");
-    CHECK(onnxq_lstm(&lp, 1, NULL, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL x");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 0, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "seq_len 0");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, NULL, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL x");
     lp.mode = 3;
-    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "mode");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "mode");
     lp.mode = 0;
     lp.r_packed = NULL;
-    CHECK(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL r_packed");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL r_packed");
     onnxq_gru_params gp = {1, 3, 2, 0, 0, pw.data, pw.size, ws, pr.data, pr.size, pr.data, pr.size,
                            ws, NULL, NULL};
-    CHECK(onnxq_gru(&gp, 1, x, NULL, y, NULL) == ONNXQ_E_SHAPE, "gru w rows (8 != 6)");
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, NULL, y, NULL) == ONNXQ_E_SHAPE, "gru w rows (8 != 6)");
     lp.r_packed = pr.data;
     x[4] = NAN;
-    CHECK(onnxq_lstm(&lp, 2, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NaN in x");
-    CHECK(strstr(onnxq_last_error(), "x[4] = nan") != NULL, "msg %s", onnxq_last_error());
-    for (int i = 0; i < 4; ++i) CHECK(y[i] == 7.0f, "output touched on error");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 2, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NaN in x");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "x[4] = nan") != NULL, "msg %s", onnxq_last_error());
+    for (int i = 0; i < 4; ++i) ONNXQ_EXPECT(y[i] == 7.0f, "output touched on error");
     free(pw.data), free(pr.data);
 }
 
-int main(void) {
+void onnxq_test_rnn(void) {
     test_activations();
     test_isas_agree();
     test_zero_weights_closed_form();
     test_bad_arguments();
-    if (failures) fprintf(stderr, "test_rnn: %d failure(s)\n", failures);
-    else printf("test_rnn: ok\n");
-    return failures != 0;
 }

@@ -15,7 +15,13 @@ extern long onnxq_test_failed;
 void onnxq_test_record(int ok, const char* file, int line, const char* fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define ONNXQ_EXPECT(cond, ...) onnxq_test_record((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
+/* The condition is evaluated first, so the message arguments see its effects (outputs written,
+ * onnxq_last_error() set by the call under test). */
+#define ONNXQ_EXPECT(cond, ...)                                              \
+    do {                                                                     \
+        const int onnxq_expect_ok_ = (cond) ? 1 : 0;                         \
+        onnxq_test_record(onnxq_expect_ok_, __FILE__, __LINE__, __VA_ARGS__); \
+    } while (0)
 
 /* Runs the following statement once per available ISA, with that ISA active. */
 #define ONNXQ_TEST_FOREACH_ISA(isa)                                         \

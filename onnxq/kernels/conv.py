@@ -188,7 +188,8 @@ class PreparedConv:
 
     @property
     def algorithm(self) -> str:
-        """How the native conv computes this layer: "depthwise", "direct_1x1" or "im2col"."""
+        """How the native conv computes this layer under the active ISA: "depthwise",
+        "depthwise_rows", "direct_1x1" or "im2col" (see docs/kernels.md)."""
         return str(ffi.string(lib.onnxq_conv_algorithm(self._params)).decode())
 
     @property

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnx
@@ -23,7 +24,8 @@ except ImportError:  # the torch / dev extras are not installed: nothing here ca
     collect_ignore_glob = ["test_*.py"]
 
 
-def _load_models_module():  # by path: the tests tree has no packages and "models" is a common name
+def _load_models_module() -> ModuleType:
+    """models.py, loaded by path: the tests tree has no packages and "models" is a common name."""
     name = "onnxq_e2e_digits_models"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("models.py"))

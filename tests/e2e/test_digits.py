@@ -53,6 +53,18 @@ ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu")
 
 
+# "minmax": the settings of onnxruntime.quantization.quantize_static with MinMax calibration,
+# per-tensor symmetric int8 weights and uint8 activations, for a like-for-like comparison.
+QCONFIGS: dict[str, Any] = {
+    "x86": "x86",
+    "qnnpack": "qnnpack",
+    "minmax": onnxq.QConfig(
+        activation=onnxq.QSpec("uint8", observer="minmax"),
+        weight=onnxq.QSpec("int8", symmetric=True, observer="minmax"),
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Quantized:
     export: Any  # conftest.Export
@@ -75,7 +87,7 @@ def quantized(
         key = (model_name, dynamo, opset, keep_batchnorm, qconfig)
         if key not in cache:
             fp32 = exported(model_name, dynamo, opset, keep_batchnorm)
-            prepared = onnxq.prepare(fp32.path, qconfig)
+            prepared = onnxq.prepare(fp32.path, QCONFIGS[qconfig])
             prepared.calibrate(digits.calibration_batches(), progress=False)
             proto = prepared.convert()
             path = onnxq.save_model(proto, root / f"{fp32.label}.{qconfig}.int8.onnx")
@@ -85,7 +97,9 @@ def quantized(
     return get
 
 
-def ort_logits(model: Path | onnx.ModelProto, x: np.ndarray, level: str, optimized_path: Path | None = None):
+def ort_logits(
+    model: Path | onnx.ModelProto, x: np.ndarray, level: str, optimized_path: Path | None = None
+) -> np.ndarray:
     options = ort.SessionOptions()
     options.graph_optimization_level = ORT_LEVELS[level]
     options.log_severity_level = 3
@@ -112,7 +126,7 @@ def constant_tensors(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 
 
 def anchor_activation_pairs(model: onnx.ModelProto) -> set[tuple[str, str]]:
-    """(anchor op, activation op) for each activation fed directly (or through a BN) by an anchor."""
+    """(anchor output, activation op) for each activation fed by an anchor, directly or through a BN."""
     producers = {out: node for node in model.graph.node for out in node.output}
     pairs: set[tuple[str, str]] = set()
     for node in model.graph.node:
@@ -325,3 +339,51 @@ def test_training_mode_export_is_quantized_with_running_statistics(trained, digi
             f"{level}: {eval_top1:.3f} vs {int8_top1:.3f}"
         )
         assert float((eval_pred == int8_pred).mean()) >= MIN_AGREEMENT
+
+
+def ort_quantize_static(fp32_path: Path, out_path: Path, batches: list[dict[str, np.ndarray]]) -> Path:
+    """onnxruntime's own quantizer at the "minmax" settings: the baseline."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    quantize_static(
+        str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=False,
+        calibrate_method=CalibrationMethod.MinMax,
+    )  # fmt: skip
+    return out_path
+
+
+@pytest.mark.parametrize(
+    ("model_name", "dynamo", "opset"), [c for c in CASES if c.values[1:] in ((True, 18), (False, 13))]
+)
+def test_int8_error_not_worse_than_onnxruntime_quantizer_at_equal_settings(
+    model_name, dynamo, opset, quantized, digits, tmp_path
+):
+    q = quantized(model_name, dynamo, opset, qconfig="minmax")
+    theirs = ort_quantize_static(q.export.path, tmp_path / "ort.int8.onnx", digits.calibration_batches())
+    fp32 = ort_logits(q.export.path, digits.x_test, "optimized")
+    ours_logits = ort_logits(q.path, digits.x_test, "optimized")
+    theirs_logits = ort_logits(theirs, digits.x_test, "optimized")
+    ours_err = float(np.sqrt(np.mean((ours_logits - fp32) ** 2)))
+    theirs_err = float(np.sqrt(np.mean((theirs_logits - fp32) ** 2)))
+    assert 0.0 < ours_err <= 1.05 * theirs_err, (
+        f"{q.export.label}: RMS logit error ours {ours_err:.4f}, theirs {theirs_err:.4f}"
+    )
+    ours_agree = float((ours_logits.argmax(1) == fp32.argmax(1)).mean())
+    theirs_agree = float((theirs_logits.argmax(1) == fp32.argmax(1)).mean())
+    assert ours_agree >= theirs_agree - 0.002, (
+        f"{q.export.label}: agreement ours {ours_agree}, theirs {theirs_agree}"
+    )

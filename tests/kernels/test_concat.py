@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _helpers import DTYPES, F32, ZERO_POINTS, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, use_isa
 from onnxq.kernels.concat import qconcat
 from onnxq.kernels.reference.concat import qconcat as reference_qconcat
 from onnxq.kernels.reference.concat import requant_table
-
-PRESENT = available_isas()
-ISA_PARAMS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
-    for name in ISAS
-]
-DTYPES = [np.uint8, np.int8]
-ZERO_POINTS = {np.uint8: (0, 128, 255), np.int8: (-128, 0, 127)}
-F32 = np.float32
-
-
-@pytest.fixture(params=ISA_PARAMS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    with use_isa(request.param) as active:
-        yield active
-
-
-def _rand(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -47,7 +25,7 @@ def test_qconcat_matches_reference_bitexact(isa, dtype, axis) -> None:
     for i, (extent, zp) in enumerate(zip((1, 5, 31), ZERO_POINTS[dtype], strict=True)):
         shape = list(base)
         shape[axis] = extent
-        inputs.append(_rand(rng, dtype, tuple(shape)))
+        inputs.append(random_q(rng, dtype, tuple(shape)))
         scales.append(F32(0.01 * (i + 1)))
         zps.append(zp)
     y_zp = ZERO_POINTS[dtype][1]
@@ -69,10 +47,10 @@ def test_qconcat_matches_reference_on_random_shapes(isa, outer, inner, extents, 
                                                     seed) -> None:
     dtype = np.int8 if signed else np.uint8
     rng = np.random.default_rng(seed)
-    inputs = [_rand(rng, dtype, (outer, e, inner)) for e in extents]
+    inputs = [random_q(rng, dtype, (outer, e, inner)) for e in extents]
     scales = [F32(v) for v in np.exp(rng.uniform(-5, 1, len(extents)))]
-    zps = [int(v) for v in _rand(rng, dtype, (len(extents),))]
-    y_scale, y_zp = F32(np.exp(rng.uniform(-5, 1))), int(_rand(rng, dtype, ()))
+    zps = [int(v) for v in random_q(rng, dtype, (len(extents),))]
+    y_scale, y_zp = F32(np.exp(rng.uniform(-5, 1))), int(random_q(rng, dtype, ()))
     np.testing.assert_array_equal(qconcat(inputs, scales, zps, y_scale, y_zp, axis=1),
                                   reference_qconcat(inputs, scales, zps, y_scale, y_zp, axis=1))
 
@@ -115,10 +93,10 @@ def test_qconcat_bytes_match_onnxruntime_qlinearconcat(dtype) -> None:
     rng = np.random.default_rng(2)
     mismatches = total = 0
     for trial in range(20):
-        inputs = [_rand(rng, dtype, (2, int(rng.integers(1, 6)), 4, 9)) for _ in range(3)]
+        inputs = [random_q(rng, dtype, (2, int(rng.integers(1, 6)), 4, 9)) for _ in range(3)]
         scales = [F32(v) for v in np.exp(rng.uniform(-5, 0, 3))]
-        zps = [int(v) for v in _rand(rng, dtype, (3,))]
-        y_scale, y_zp = F32(np.exp(rng.uniform(-5, 0))), int(_rand(rng, dtype, ()))
+        zps = [int(v) for v in random_q(rng, dtype, (3,))]
+        y_scale, y_zp = F32(np.exp(rng.uniform(-5, 0))), int(random_q(rng, dtype, ()))
         if trial % 3 == 0:
             scales[0], zps[0] = y_scale, y_zp
         want = _ort_concat(dtype, inputs, scales, zps, y_scale, y_zp, axis=1)

@@ -50,12 +50,18 @@ class Case:
     y_scale: float = 0.05
     seed: int = 0
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    def raw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """(x NHWC u8, w OIHW s8, bias int32 or None, w_scale fp32); x_scale is 0.02."""
         rng = np.random.default_rng(self.seed)
         x = rng.integers(0, 256, (self.n, self.h, self.w, self.c), dtype=np.uint8)
         wt = rng.integers(-128, 128, (self.o, self.c // self.groups, *self.kernel), dtype=np.int8)
         b = rng.integers(-30000, 30000, self.o).astype(np.int32) if self.bias else None
         w_scale = rng.uniform(0.001, 0.01, self.o) if self.per_channel else 0.004
+        return x, wt, b, np.asarray(w_scale, dtype=np.float32)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """(x, w, bias, requantisation multipliers)."""
+        x, wt, b, w_scale = self.raw()
         return x, wt, b, requant_scales(0.02, w_scale, self.y_scale)
 
     def geometry(self) -> dict[str, tuple[int, ...]]:
@@ -386,12 +392,7 @@ def test_conv_leaves_output_untouched_on_error() -> None:
 
 def _ort_qlinearconv(case: Case) -> np.ndarray:
     """onnxruntime's QLinearConv (one node, NCHW) on the case's data, returned as NHWC."""
-    rng = np.random.default_rng(case.seed)
-    x = rng.integers(0, 256, (case.n, case.h, case.w, case.c), dtype=np.uint8)
-    wt = rng.integers(-128, 128, (case.o, case.c // case.groups, *case.kernel), dtype=np.int8)
-    b = rng.integers(-30000, 30000, case.o).astype(np.int32) if case.bias else None
-    w_scale = rng.uniform(0.001, 0.01, case.o) if case.per_channel else 0.004
-    ws = np.asarray(w_scale, dtype=np.float32)
+    x, wt, b, ws = case.raw()
     init = [
         numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
         numpy_helper.from_array(np.array(case.x_zp, np.uint8), "xzp"),

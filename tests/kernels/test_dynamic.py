@@ -3,37 +3,18 @@ onnxruntime's DynamicQuantizeLinear / DynamicQuantizeMatMul."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _helpers import F32, assert_same_bits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, use_isa
+from onnxq.kernels import available_isas, use_isa
 from onnxq.kernels.dynamic import dynamic_matmul, dynamic_quantize, pack_dynamic_weights
 from onnxq.kernels.reference import dynamic as ref
-
-PRESENT = available_isas()
-ISA_PARAMS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
-    for name in ISAS
-]
-F32 = np.float32
-
-
-@pytest.fixture(params=ISA_PARAMS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    with use_isa(request.param) as active:
-        yield active
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
-    assert a.shape == b.shape and a.dtype == b.dtype == F32
-    np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
 
 
 def _problem(seed: int, m: int, k: int, n: int, kind: str = "normal"):
@@ -61,11 +42,11 @@ def test_dynamic_matmul_matches_reference_bitexact(isa, per_row, kind, m, k, n) 
     packed = pack_dynamic_weights(w, ws)
     for b in (None, bias):
         got = dynamic_matmul(a, packed, bias=b, per_row=per_row)
-        _same_bits(got, ref.dynamic_matmul(a, w, ws, b, per_row=per_row))
+        assert_same_bits(got, ref.dynamic_matmul(a, w, ws, b, per_row=per_row))
     q, scale, zp = dynamic_quantize(a, per_row=per_row)
     rq, rscale, rzp = ref.dynamic_quantize(a, per_row=per_row)
     np.testing.assert_array_equal(q, rq)
-    _same_bits(scale, rscale)
+    assert_same_bits(scale, rscale)
     np.testing.assert_array_equal(zp, rzp)
     expected_zp = {"positive": 0, "negative": 255, "zeros": 0}.get(kind)
     if expected_zp is not None:
@@ -78,7 +59,7 @@ def test_dynamic_matmul_matches_reference_bitexact(isa, per_row, kind, m, k, n) 
 def test_dynamic_matmul_matches_reference_on_random_shapes(isa, m, k, n, per_row, seed) -> None:
     a, w, ws, bias = _problem(seed, m, k, n)
     got = dynamic_matmul(a, pack_dynamic_weights(w, ws), bias=bias, per_row=per_row)
-    _same_bits(got, ref.dynamic_matmul(a, w, ws, bias, per_row=per_row))
+    assert_same_bits(got, ref.dynamic_matmul(a, w, ws, bias, per_row=per_row))
 
 
 def test_dynamic_quantize_saturates_and_rounds_half_to_even() -> None:
@@ -151,14 +132,14 @@ def test_dynamic_matmul_skips_nan_in_range_and_agrees_across_isas() -> None:
     a[1, 3] = np.nan
     packed = pack_dynamic_weights(w, ws)
     outs = []
-    for name in PRESENT:
+    for name in available_isas():
         with use_isa(name):
             outs.append(dynamic_matmul(a, packed))
     clean = a.copy()
     clean[1, 3] = 0.0  # NaN quantizes to the type minimum, i.e. value -a_zp, not 0
     assert np.all(np.isfinite(outs[0]))
     for out in outs[1:]:
-        _same_bits(out, outs[0])
+        assert_same_bits(out, outs[0])
     q, _, _ = dynamic_quantize(a)
     assert q[1, 3] == 0
     np.testing.assert_array_equal(np.delete(q.ravel(), 37 + 3),

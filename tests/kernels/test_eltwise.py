@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _helpers import DTYPES, ZERO_POINTS, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
+from onnxq.kernels import kernel_table
 from onnxq.kernels._ffi import ffi, lib
 from onnxq.kernels.eltwise import qadd
 from onnxq.kernels.reference.eltwise import AddLayout, Bcast, add_layout, fma_f32
 from onnxq.kernels.reference.eltwise import qadd as reference_qadd
-
-PRESENT = available_isas()
-ISA_PARAMS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
-    for name in ISAS
-]
-DTYPES = [np.uint8, np.int8]
-ZERO_POINTS = {np.uint8: (0, 128, 255), np.int8: (-128, 0, 127)}
-
-
-@pytest.fixture(params=ISA_PARAMS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    with use_isa(request.param) as active:
-        yield active
-
-
-def _rand(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
 
 
 def _expected(a, sa, za, b, sb, zb, sy, zy, relu=False):
@@ -72,8 +52,8 @@ def test_kernel_table_lists_qadd_for_every_isa_family() -> None:
 def test_qadd_matches_reference_bitexact_on_broadcast_forms(isa, dtype, a_shape, b_shape) -> None:
     rng = np.random.default_rng(len(a_shape) * 7 + len(b_shape))
     for za in ZERO_POINTS[dtype]:
-        a, b = _rand(rng, dtype, a_shape), _rand(rng, dtype, b_shape)
-        zb, zy = int(_rand(rng, dtype, ())), int(_rand(rng, dtype, ()))
+        a, b = random_q(rng, dtype, a_shape), random_q(rng, dtype, b_shape)
+        zb, zy = int(random_q(rng, dtype, ())), int(random_q(rng, dtype, ()))
         args = (np.float32(0.031), za, b, np.float32(0.017), zb, np.float32(0.045), zy)
         got = qadd(a, *args)
         want = _expected(a, *args)
@@ -103,8 +83,8 @@ def test_qadd_matches_reference_on_random_shapes(isa, n, rows, form, signed, sca
         "scalar_a": ((1,), (rows, n)),
         "scalar_b": ((rows, n), (1,)),
     }[form]
-    a, b = _rand(rng, dtype, a_shape), _rand(rng, dtype, b_shape)
-    za, zb, zy = (int(v) for v in _rand(rng, dtype, (3,)))
+    a, b = random_q(rng, dtype, a_shape), random_q(rng, dtype, b_shape)
+    za, zb, zy = (int(v) for v in random_q(rng, dtype, (3,)))
     args = (scales[0], za, b, scales[1], zb, scales[2], zy)
     np.testing.assert_array_equal(qadd(a, *args, relu=relu), _expected(a, *args, relu=relu))
 
@@ -123,7 +103,7 @@ def test_qadd_saturates_at_both_ends(isa, dtype) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_qadd_relu_clamps_at_output_zero_point(isa, dtype) -> None:
     rng = np.random.default_rng(3)
-    a, b = _rand(rng, dtype, (5, 33)), _rand(rng, dtype, (5, 33))
+    a, b = random_q(rng, dtype, (5, 33)), random_q(rng, dtype, (5, 33))
     zx = 128 if dtype == np.uint8 else 0
     zy = int(np.iinfo(dtype).min) + 100
     got = qadd(a, 0.1, zx, b, 0.1, zx, 0.1, zy, relu=True)
@@ -176,9 +156,9 @@ def test_qadd_bytes_match_onnxruntime_qlinearadd(dtype, a_shape, b_shape) -> Non
     rng = np.random.default_rng(11)
     mismatches = total = 0
     for _ in range(40):
-        a, b = _rand(rng, dtype, a_shape), _rand(rng, dtype, b_shape)
+        a, b = random_q(rng, dtype, a_shape), random_q(rng, dtype, b_shape)
         scales = np.exp(rng.uniform(-6, 0, 3)).astype(np.float32)
-        za, zb, zy = (int(v) for v in _rand(rng, dtype, (3,)))
+        za, zb, zy = (int(v) for v in random_q(rng, dtype, (3,)))
         params = (scales[0], za, scales[1], zb, scales[2], zy)
         want = _ort_qlinear_add(dtype, a, b, params)
         got = qadd(a, params[0], za, b, params[2], zb, params[4], zy)

@@ -4,40 +4,19 @@ both vs onnxruntime (MaxPool, com.microsoft QLinearAveragePool / QLinearGlobalAv
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _helpers import DTYPES, F32, ZERO_POINTS, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
+from onnxq.kernels import kernel_table
 from onnxq.kernels.pool import avgpool, global_avgpool, maxpool
 from onnxq.kernels.reference import pool as ref
-
-PRESENT = available_isas()
-ISA_PARAMS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
-    for name in ISAS
-]
-DTYPES = [np.uint8, np.int8]
-ZERO_POINTS = {np.uint8: (0, 128, 255), np.int8: (-128, 0, 127)}
-F32 = np.float32
-
-
-@pytest.fixture(params=ISA_PARAMS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    with use_isa(request.param) as active:
-        yield active
-
-
-def _rand(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
-
 
 GEOMETRIES = [
     # kernel, strides, pads (t, l, b, r), dilations
@@ -61,7 +40,7 @@ def test_kernel_table_lists_pool_kernels() -> None:
 @pytest.mark.parametrize(("kernel", "strides", "pads", "dilations"), GEOMETRIES)
 def test_pools_match_reference_bitexact(isa, dtype, kernel, strides, pads, dilations) -> None:
     rng = np.random.default_rng(sum(kernel) + sum(pads))
-    x = _rand(rng, dtype, (2, 9, 11, 67))
+    x = random_q(rng, dtype, (2, 9, 11, 67))
     got = maxpool(x, kernel, strides=strides, pads=pads, dilations=dilations)
     want = ref.maxpool_nhwc(x, kernel, strides, pads, dilations)
     assert got.shape == want.shape
@@ -92,11 +71,11 @@ def test_pools_match_reference_on_random_shapes(isa, n, h, w, c, kh, kw, sh, sw,
                     dilations=(dh, dw))
         return
     rng = np.random.default_rng(seed)
-    x = _rand(rng, dtype, (n, h, w, c))
+    x = random_q(rng, dtype, (n, h, w, c))
     geo = {"strides": (sh, sw), "pads": pads, "dilations": (dh, dw), "ceil_mode": ceil}
     np.testing.assert_array_equal(maxpool(x, (kh, kw), **geo),
                                   ref.maxpool_nhwc(x, (kh, kw), (sh, sw), pads, (dh, dw), ceil))
-    x_zp, y_zp = (int(v) for v in _rand(rng, dtype, (2,)))
+    x_zp, y_zp = (int(v) for v in random_q(rng, dtype, (2,)))
     scales = np.exp(rng.uniform(-5, 0, 2)).astype(F32)
     got = avgpool(x, scales[0], x_zp, scales[1], y_zp, (kh, kw), count_include_pad=cip, **geo)
     want = ref.avgpool_nhwc(x, scales[0], x_zp, scales[1], y_zp, (kh, kw), (sh, sw), pads,
@@ -111,7 +90,7 @@ def test_pools_match_reference_on_random_shapes(isa, n, h, w, c, kh, kw, sh, sw,
 def test_global_avgpool_matches_reference_and_saturates(isa, dtype, channels) -> None:
     info = np.iinfo(dtype)
     rng = np.random.default_rng(channels)
-    x = _rand(rng, dtype, (3, 5, 7, channels))
+    x = random_q(rng, dtype, (3, 5, 7, channels))
     x[0] = info.max
     x[1] = info.min
     for zp in ZERO_POINTS[dtype]:
@@ -164,9 +143,9 @@ def test_avgpool_bytes_match_onnxruntime_qlinear_pools(dtype) -> None:
         strides = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
         cip = trial % 2
         ceil = int(trial % 3 == 1)
-        x = _rand(rng, dtype, (n, h, w, c))
+        x = random_q(rng, dtype, (n, h, w, c))
         xs, ys = np.exp(rng.uniform(-4, 0, 2)).astype(F32)
-        xz, yz = (int(v) for v in _rand(rng, dtype, (2,)))
+        xz, yz = (int(v) for v in random_q(rng, dtype, (2,)))
         feeds = {"x": x, "xs": np.array(xs, F32), "xz": np.array(xz, dtype),
                  "ys": np.array(ys, F32), "yz": np.array(yz, dtype)}
         node = helper.make_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
@@ -191,7 +170,7 @@ def test_avgpool_bytes_match_onnxruntime_qlinear_pools(dtype) -> None:
 def test_maxpool_matches_onnxruntime_maxpool(dtype) -> None:
     t = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
     rng = np.random.default_rng(8)
-    x = _rand(rng, dtype, (2, 9, 10, 5))
+    x = random_q(rng, dtype, (2, 9, 10, 5))
     for (kernel, strides, pads, dilations), ceil in itertools.product(GEOMETRIES[:5], (0, 1)):
         node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(kernel),
                                 strides=list(strides), pads=list(pads), dilations=list(dilations),

@@ -3,37 +3,18 @@ and vs onnxruntime's float LSTM / GRU on the dequantized weights (close, not exa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _helpers import F32, assert_same_bits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
+from onnxq.kernels import kernel_table
 from onnxq.kernels.reference import rnn as ref
 from onnxq.kernels.rnn import gru, lstm, pack_gru_weights, pack_lstm_weights
-
-PRESENT = available_isas()
-ISA_PARAMS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in PRESENT, reason=f"CPU lacks {name}"))
-    for name in ISAS
-]
-F32 = np.float32
-
-
-@pytest.fixture(params=ISA_PARAMS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    with use_isa(request.param) as active:
-        yield active
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
-    assert a.shape == b.shape
-    np.testing.assert_array_equal(np.asarray(a, F32).view(np.int32), np.asarray(b, F32).view(np.int32))
 
 
 def _weights(seed: int, gates: int, inp: int, hidden: int, bias: bool = True):
@@ -75,10 +56,10 @@ def test_lstm_matches_reference_bitexact(isa, per_row, bias) -> None:
     c0 = rng.standard_normal((batch, hidden)).astype(F32) * F32(0.5)
     y, h, c = lstm(xs, pack_lstm_weights(w, ws, r, rs, wb, rb), h0, c0, per_row=per_row)
     ry, rh, rc = ref.lstm_sequence(xs, h0, c0, w, ws, r, rs, wb, rb, per_row=per_row)
-    _same_bits(y, ry)
-    _same_bits(h, rh)
-    _same_bits(c, rc)
-    _same_bits(h, y[-1])
+    assert_same_bits(y, ry)
+    assert_same_bits(h, rh)
+    assert_same_bits(c, rc)
+    assert_same_bits(h, y[-1])
 
 
 @pytest.mark.parametrize("per_row", [False, True])
@@ -92,8 +73,8 @@ def test_gru_matches_reference_bitexact(isa, per_row, linear_before_reset) -> No
     packed = pack_gru_weights(w, ws, r, rs, wb, rb, linear_before_reset=linear_before_reset)
     y, h = gru(xs, packed, h0, per_row=per_row)
     ry, rh = ref.gru_sequence(xs, h0, w, ws, r, rs, wb, rb, linear_before_reset, per_row=per_row)
-    _same_bits(y, ry)
-    _same_bits(h, rh)
+    assert_same_bits(y, ry)
+    assert_same_bits(h, rh)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -112,7 +93,7 @@ def test_rnn_matches_reference_on_random_shapes(isa, hidden, inp, batch, seq, ce
         lbr = cell == "gru1"
         y, _ = gru(xs, pack_gru_weights(w, ws, r, rs, wb, rb, linear_before_reset=lbr))
         ry = ref.gru_sequence(xs, np.zeros((batch, hidden), F32), w, ws, r, rs, wb, rb, lbr)[0]
-    _same_bits(y, ry)
+    assert_same_bits(y, ry)
 
 
 def test_reverse_direction_runs_the_flipped_sequence() -> None:
@@ -123,15 +104,15 @@ def test_reverse_direction_runs_the_flipped_sequence() -> None:
     assert c.shape == (batch, hidden)
     zeros = np.zeros((batch, hidden), F32)
     ry, rh, rc = ref.lstm_sequence(xs[::-1], zeros, zeros, w, ws, r, rs, wb, rb)
-    _same_bits(c, rc)
-    _same_bits(y, ry[::-1])
-    _same_bits(h, rh)
-    _same_bits(h, y[0])
+    assert_same_bits(c, rc)
+    assert_same_bits(y, ry[::-1])
+    assert_same_bits(h, rh)
+    assert_same_bits(h, y[0])
     w, ws, r, rs, wb, rb = _weights(13, 3, inp, hidden)
     y, h = gru(xs, pack_gru_weights(w, ws, r, rs, wb, rb), reverse=True)
     ry, rh = ref.gru_sequence(xs[::-1], zeros, w, ws, r, rs, wb, rb)
-    _same_bits(y, ry[::-1])
-    _same_bits(h, y[0])
+    assert_same_bits(y, ry[::-1])
+    assert_same_bits(h, y[0])
 
 
 def _ort_rnn(op: str, xs, w, r, b, h0, c0=None, **attrs) -> np.ndarray:

@@ -46,7 +46,8 @@ typedef struct onnxq_conv_params {
     uint8_t y_zp;
     uint8_t qmin;      /* fused clamp in the quantized domain; 0..255 when nothing is fused */
     uint8_t qmax;
-    size_t threads;    /* 0 or 1: the calling thread only; n > 1: split rows over n threads */
+    size_t threads;    /* 0 or 1: the calling thread only; n > 1: up to n threads (persistent;
+                          fewer for small layers) */
 } onnxq_conv_params;
 
 /* Output spatial size of params (ONNXQ_E_SHAPE when the kernel is larger than the padded input). */
@@ -61,8 +62,9 @@ int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, 
                     const int32_t* bias, const float* scale, size_t scale_len, void* packed,
                     size_t packed_size);
 
-/* How onnxq_conv_run computes params: "depthwise", "direct_1x1" (GEMM on the input rows) or
- * "im2col" (GEMM on im2col row blocks). */
+/* How onnxq_conv_run computes params under the active ISA: "depthwise" (per-pixel kernels),
+ * "depthwise_rows" (quad-row kernels), "direct_1x1" (GEMM on the input rows) or "im2col" (GEMM
+ * on im2col row blocks). */
 const char* onnxq_conv_algorithm(const onnxq_conv_params* p);
 
 /* Name of the micro-kernel onnxq_conv_run would use now (the depthwise kernel or the GEMM's), or

@@ -6,18 +6,12 @@ void onnxq_gemm_u8s8_store_scalar(const onnxq_gemm_u8s8_ctx* ctx, size_t row, si
                                   size_t cnt, const int32_t* acc) {
     const size_t base = row * ctx->ldc + col;
     switch (ctx->out_type) {
-        case ONNXQ_U8: {
+        case ONNXQ_U8:
+        case ONNXQ_S8: { /* the value is within the type's range: its low byte is the int8/uint8 */
             uint8_t* c = (uint8_t*)ctx->c + base;
             for (size_t j = 0; j < cnt; ++j)
                 c[j] = (uint8_t)onnxq_requant_one(acc[j], ctx->scale[col + j], ctx->lo, ctx->hi,
                                                   ctx->out_zp);
-            break;
-        }
-        case ONNXQ_S8: {
-            int8_t* c = (int8_t*)ctx->c + base;
-            for (size_t j = 0; j < cnt; ++j)
-                c[j] = (int8_t)onnxq_requant_one(acc[j], ctx->scale[col + j], ctx->lo, ctx->hi,
-                                                 ctx->out_zp);
             break;
         }
         case ONNXQ_F32: {

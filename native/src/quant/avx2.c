@@ -18,9 +18,10 @@ static inline __m256i pack_order(__m256i v) {
     return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-void onnxq_quantize_f32_u8_ukernel_32__avx2(size_t n, const float* x, float scale, int32_t zp,
-                                            uint8_t* y) {
-    const float lo = (float)(0 - zp), hi = (float)(255 - zp);
+/* n floats -> n bytes, 32 per step: int8 (is_signed, saturated by packs) or uint8 (packus);
+ * lo/hi are qmin - zp, qmax - zp. The scalar steps for the tail, stored as the same bytes. */
+static inline void quantize_bytes(size_t n, const float* x, float scale, int32_t zp, float lo,
+                                  float hi, int is_signed, uint8_t* y) {
     const __m256 vs = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     const __m256i vzp = _mm256_set1_epi32(zp);
     size_t i = 0;
@@ -29,54 +30,51 @@ void onnxq_quantize_f32_u8_ukernel_32__avx2(size_t n, const float* x, float scal
         __m256i c = quantize8(x + i + 16, vs, vlo, vhi, vzp);
         __m256i d = quantize8(x + i + 24, vs, vlo, vhi, vzp);
         __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        _mm256_storeu_si256((__m256i*)(y + i), pack_order(_mm256_packus_epi16(ab, cd)));
+        __m256i q = is_signed ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
+        _mm256_storeu_si256((__m256i*)(y + i), pack_order(q));
     }
     for (; i < n; ++i) y[i] = (uint8_t)onnxq_quantize_one(x[i], scale, lo, hi, zp);
 }
 
+void onnxq_quantize_f32_u8_ukernel_32__avx2(size_t n, const float* x, float scale, int32_t zp,
+                                            uint8_t* y) {
+    quantize_bytes(n, x, scale, zp, (float)(0 - zp), (float)(255 - zp), 0, y);
+}
+
 void onnxq_quantize_f32_s8_ukernel_32__avx2(size_t n, const float* x, float scale, int32_t zp,
                                             int8_t* y) {
-    const float lo = (float)(-128 - zp), hi = (float)(127 - zp);
-    const __m256 vs = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    const __m256i vzp = _mm256_set1_epi32(zp);
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i a = quantize8(x + i, vs, vlo, vhi, vzp), b = quantize8(x + i + 8, vs, vlo, vhi, vzp);
-        __m256i c = quantize8(x + i + 16, vs, vlo, vhi, vzp);
-        __m256i d = quantize8(x + i + 24, vs, vlo, vhi, vzp);
-        __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        _mm256_storeu_si256((__m256i*)(y + i), pack_order(_mm256_packs_epi16(ab, cd)));
-    }
-    for (; i < n; ++i) y[i] = (int8_t)onnxq_quantize_one(x[i], scale, lo, hi, zp);
+    quantize_bytes(n, x, scale, zp, (float)(-128 - zp), (float)(127 - zp), 1, (uint8_t*)y);
 }
 
 static inline void dequantize8(__m256i q, __m256i zp, __m256 scale, float* y) {
     _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zp)), scale));
 }
 
-void onnxq_dequantize_u8_f32_ukernel_32__avx2(size_t n, const uint8_t* x, float scale,
-                                              int32_t zp, float* y) {
+/* n bytes (int8 when is_signed, else uint8) -> n floats, 32 per step, scalar tail. */
+static inline void dequantize_bytes(size_t n, const uint8_t* x, float scale, int32_t zp,
+                                    int is_signed, float* y) {
     const __m256 vs = _mm256_set1_ps(scale);
     const __m256i vzp = _mm256_set1_epi32(zp);
     size_t i = 0;
     for (; i + 32 <= n; i += 32)
         for (size_t j = 0; j < 32; j += 8) {
             __m128i q = _mm_loadl_epi64((const __m128i*)(x + i + j));
-            dequantize8(_mm256_cvtepu8_epi32(q), vzp, vs, y + i + j);
+            dequantize8(is_signed ? _mm256_cvtepi8_epi32(q) : _mm256_cvtepu8_epi32(q), vzp, vs,
+                        y + i + j);
         }
-    for (; i < n; ++i) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    for (; i < n; ++i) {
+        const int32_t q = is_signed ? (int32_t)(int8_t)x[i] : (int32_t)x[i];
+        y[i] = (float)(q - zp) * scale;
+    }
+}
+
+void onnxq_dequantize_u8_f32_ukernel_32__avx2(size_t n, const uint8_t* x, float scale,
+                                              int32_t zp, float* y) {
+    dequantize_bytes(n, x, scale, zp, 0, y);
 }
 
 void onnxq_dequantize_s8_f32_ukernel_32__avx2(size_t n, const int8_t* x, float scale,
                                               int32_t zp, float* y) {
-    const __m256 vs = _mm256_set1_ps(scale);
-    const __m256i vzp = _mm256_set1_epi32(zp);
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (size_t j = 0; j < 32; j += 8) {
-            __m128i q = _mm_loadl_epi64((const __m128i*)(x + i + j));
-            dequantize8(_mm256_cvtepi8_epi32(q), vzp, vs, y + i + j);
-        }
-    for (; i < n; ++i) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    dequantize_bytes(n, (const uint8_t*)x, scale, zp, 1, y);
 }
 #endif /* __x86_64__ */
