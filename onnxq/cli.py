@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=30, help="timed runs per model (median reported; default 30)")
     d.add_argument("-o", "--output", type=Path, help="also save the int8 demo model here")
     d.add_argument(
-        "--qconfig", default="x86", choices=_PRESETS, help="preset to quantize with (default: x86)"
+        "--qconfig", default="qnnpack", choices=_PRESETS, help="preset to quantize with (default: qnnpack)"
     )
     return parser
 

@@ -4,8 +4,9 @@
 The model is a ResNet-18 (built here in torch, random weights with BatchNorm statistics calibrated
 on a few random batches) at 224x224, exported once. Each run quantizes it end to end - load,
 calibrate on 32 samples, convert, save - in a fresh subprocess, so the peak resident memory of
-that run alone is measured (``os.wait4`` returns the child's own ``ru_maxrss``). Runs are
-interleaved (ours / theirs, the order alternating per repeat) and medians are printed with ratios.
+that run alone is measured (``os.wait4`` returns the child's own ``ru_maxrss``; the export runs in
+a subprocess too, because Linux carries the parent's high-water mark at fork into the child). Runs
+are interleaved (ours / theirs, the order alternating per repeat); medians are printed with ratios.
 
 Two comparisons:
 
@@ -194,12 +195,32 @@ def child_main(tool: str, config: str, model_path: Path, data_path: Path, out_pa
 # ----------------------------------------------------------------------------- driver (parent)
 
 
-def run_child(tool: str, config: str, model_path: Path, data_path: Path, out_path: Path) -> dict[str, float]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, config]
-    cmd += [str(model_path), str(data_path), str(out_path)]
+def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def prepare_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
+    """Export the model and write the data in a subprocess.
+
+    The driver must stay small: a child's peak RSS counts the parent's memory at fork time (Linux
+    keeps the high-water mark across exec), so torch must never be loaded in this process.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--prepare", str(workdir), exporter]
+    proc = subprocess.run(cmd, capture_output=True, env=_child_env(), check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        raise SystemExit(f"export failed with status {proc.returncode}:\n" + "\n".join(tail))
+    paths = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return Path(paths["model"]), Path(paths["data"])
+
+
+def run_child(tool: str, config: str, model_path: Path, data_path: Path, out_path: Path) -> dict[str, float]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, config]
+    cmd += [str(model_path), str(data_path), str(out_path)]
+    env = _child_env()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (not all children's maximum)
@@ -240,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     parser.add_argument("--keep-dir", type=Path, help="work in this directory and keep the files")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prepare:
+        model_path, data_path = make_inputs(Path(args.prepare[0]), args.prepare[1])
+        print(json.dumps({"model": str(model_path), "data": str(data_path)}))
+        return 0
     if args.child:
         tool, config, *paths = args.child
         child_main(tool, config, *(Path(p) for p in paths))
@@ -259,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(workdir: Path, repeats: int, exporter: str) -> int:
     start = time.perf_counter()
-    model_path, data_path = make_inputs(workdir, exporter)
+    model_path, data_path = prepare_inputs(workdir, exporter)
     fp32_mb = model_path.stat().st_size / 2**20
     print(
         f"ResNet-18 {IMAGE_SIZE}x{IMAGE_SIZE}, {exporter} export: {fp32_mb:.1f} MB "
