@@ -3,12 +3,16 @@
 The ``isa`` and ``rng`` fixtures live in ``conftest.py``; this module holds the plain values and
 functions the tests use in ``parametrize`` lists and bodies::
 
-    from _helpers import DTYPES, ZERO_POINTS, assert_same_bits, random_q
+    from _helpers import DTYPES, ZERO_POINTS, assert_same_bits, ort_session, random_q
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import onnxruntime as ort
+from onnx import NodeProto, TensorProto, ValueInfoProto, helper
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
@@ -26,3 +30,16 @@ def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:
     """Both float32 of one shape, equal bit for bit (NaN payloads and the sign of zero count)."""
     assert a.shape == b.shape and a.dtype == b.dtype == F32, (a.shape, a.dtype, b.shape, b.dtype)
     np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def ort_session(nodes: Sequence[NodeProto], inputs: Sequence[ValueInfoProto],
+                outputs: Sequence[ValueInfoProto], *, opset: int = 17,
+                initializers: Sequence[TensorProto] = ()) -> ort.InferenceSession:
+    """A one-graph model (default domain at ``opset``, ``com.microsoft`` 1) on the CPU provider with
+    graph optimisations off, so onnxruntime runs the nodes as written (no fusion)."""
+    graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])

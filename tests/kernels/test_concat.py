@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from _helpers import DTYPES, F32, ZERO_POINTS, random_q
+from _helpers import DTYPES, F32, ZERO_POINTS, ort_session, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -79,12 +78,7 @@ def _ort_concat(dtype, inputs, scales, zps, y_scale, y_zp, axis) -> np.ndarray:
                         helper.make_tensor_value_info(f"z{i}", t, [])]
         feeds |= {f"x{i}": x, f"s{i}": np.array(s, F32), f"z{i}": np.array(z, dtype)}
     node = helper.make_node("QLinearConcat", names, ["y"], domain="com.microsoft", axis=axis)
-    graph = helper.make_graph([node], "g", value_infos, [helper.make_tensor_value_info("y", t, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session([node], value_infos, [helper.make_tensor_value_info("y", t, None)])
     return sess.run(None, feeds)[0]
 
 

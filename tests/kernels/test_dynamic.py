@@ -4,9 +4,8 @@ onnxruntime's DynamicQuantizeLinear / DynamicQuantizeMatMul."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from _helpers import F32, assert_same_bits
+from _helpers import F32, assert_same_bits, ort_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -70,15 +69,6 @@ def test_dynamic_quantize_saturates_and_rounds_half_to_even() -> None:
     np.testing.assert_array_equal(q, [[0, 255, 3, 5, 1]])
 
 
-def _session(nodes, inputs, outputs) -> ort.InferenceSession:
-    graph = helper.make_graph(nodes, "g", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 def test_dynamic_matmul_bits_match_onnxruntime_dynamicquantizematmul() -> None:
     vi = helper.make_tensor_value_info
     mismatches = total = 0
@@ -88,17 +78,18 @@ def test_dynamic_matmul_bits_match_onnxruntime_dynamicquantizematmul() -> None:
         a, w, ws, bias = _problem(seed, m, k, n, ["normal", "positive", "negative"][seed % 3])
         node = helper.make_node("DynamicQuantizeMatMul", ["a", "b", "bs", "", "bias"], ["y"],
                                 domain="com.microsoft")
-        sess = _session([node], [vi("a", TensorProto.FLOAT, [m, k]), vi("b", TensorProto.INT8, [k, n]),
-                                 vi("bs", TensorProto.FLOAT, [n]), vi("bias", TensorProto.FLOAT, [n])],
-                        [vi("y", TensorProto.FLOAT, None)])
+        sess = ort_session([node], [vi("a", TensorProto.FLOAT, [m, k]), vi("b", TensorProto.INT8, [k, n]),
+                                    vi("bs", TensorProto.FLOAT, [n]),
+                                    vi("bias", TensorProto.FLOAT, [n])],
+                           [vi("y", TensorProto.FLOAT, None)])
         want = sess.run(None, {"a": a, "b": np.ascontiguousarray(w.T), "bs": ws, "bias": bias})[0]
         got = dynamic_matmul(a, pack_dynamic_weights(w, ws), bias=bias)
         mismatches += int((got.view(np.int32) != want.view(np.int32)).sum())
         total += want.size
         node = helper.make_node("DynamicQuantizeLinear", ["a"], ["q", "s", "z"])
-        sess = _session([node], [vi("a", TensorProto.FLOAT, [m, k])],
-                        [vi("q", TensorProto.UINT8, None), vi("s", TensorProto.FLOAT, None),
-                         vi("z", TensorProto.UINT8, None)])
+        sess = ort_session([node], [vi("a", TensorProto.FLOAT, [m, k])],
+                           [vi("q", TensorProto.UINT8, None), vi("s", TensorProto.FLOAT, None),
+                            vi("z", TensorProto.UINT8, None)])
         q_ort, s_ort, z_ort = sess.run(None, {"a": a})
         q, s, z = dynamic_quantize(a)
         np.testing.assert_array_equal(q, q_ort)

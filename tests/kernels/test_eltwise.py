@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from _helpers import DTYPES, ZERO_POINTS, random_q
+from _helpers import DTYPES, ZERO_POINTS, ort_session, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -136,12 +135,7 @@ def _ort_qlinear_add(dtype, a, b, params) -> np.ndarray:
         helper.make_tensor_value_info("b", t, list(b.shape)),
     ] + [helper.make_tensor_value_info(n, TensorProto.FLOAT if n.endswith("s") else t, [])
          for n in names if n not in ("a", "b")]
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", t, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session([node], inputs, [helper.make_tensor_value_info("y", t, None)])
     sa, za, sb, zb, sy, zy = params
     feeds = {"a": a, "b": b, "as": np.array(sa, np.float32), "az": np.array(za, dtype),
              "bs": np.array(sb, np.float32), "bz": np.array(zb, dtype),

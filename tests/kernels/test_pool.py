@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _helpers import DTYPES, F32, ZERO_POINTS, random_q
+from _helpers import DTYPES, F32, ZERO_POINTS, ort_session, random_q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -113,12 +113,7 @@ def test_maxpool_window_in_padding_only_gives_type_minimum(isa) -> None:
 
 
 def _session(node: helper.NodeProto, inputs: list, t: int) -> ort.InferenceSession:
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", t, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session([node], inputs, [helper.make_tensor_value_info("y", t, None)], opset=19)
 
 
 def _qinputs(t: int, shape: tuple[int, ...]) -> list:

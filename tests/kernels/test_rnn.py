@@ -4,9 +4,8 @@ and vs onnxruntime's float LSTM / GRU on the dequantized weights (close, not exa
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from _helpers import F32, assert_same_bits
+from _helpers import F32, assert_same_bits, ort_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -125,11 +124,9 @@ def _ort_rnn(op: str, xs, w, r, b, h0, c0=None, **attrs) -> np.ndarray:
         inits.append(numpy_helper.from_array(c0[None], "c0"))
         names.append("c0")
     node = helper.make_node(op, names, ["y"], hidden_size=hidden, **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                          [seq, batch, inp])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort_session([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inp])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], opset=14,
+                       initializers=inits)
     return sess.run(None, {"x": xs})[0][:, 0]
 
 
