@@ -27,6 +27,10 @@ class CalibrationDataError(OnnxqError):
     """Calibration data does not match the model (names, ranks, shapes, dtypes) or is empty."""
 
 
+class ExportError(OnnxqError):
+    """A torch module could not be exported to ONNX (bad arguments or an exporter failure)."""
+
+
 class KernelError(OnnxqError):
     """A native kernel refused its arguments (returned a non-zero status)."""
 
@@ -34,6 +38,7 @@ class KernelError(OnnxqError):
 __all__ = [
     "CalibrationDataError",
     "ConfigError",
+    "ExportError",
     "KernelError",
     "ModelLoadError",
     "OnnxqError",

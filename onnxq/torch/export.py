@@ -23,7 +23,7 @@ from typing import Any
 
 import onnx
 
-from onnxq.errors import OnnxqError
+from onnxq.errors import ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ DYNAMO_MIN_OPSET = 18
 DYNAMO_MAX_OPSET = 23
 TORCHSCRIPT_MIN_OPSET = 7
 TORCHSCRIPT_MAX_OPSET = 20
-
-
-class ExportError(OnnxqError):
-    """A torch module could not be exported to ONNX (bad arguments or an exporter failure)."""
 
 
 def export(
@@ -72,7 +68,7 @@ def export(
     args = _as_tuple(example_inputs, name, torch)
     _check_opset(opset, dynamo, name)
     in_names = _names(input_names, len(args), "input", name)
-    out_names = list(output_names) if output_names is not None else None
+    out_names = None if output_names is None else _names(output_names, len(output_names), "output", name)
 
     was_training = module.training
     module.eval()

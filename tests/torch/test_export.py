@@ -184,3 +184,15 @@ def test_export_without_torch_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes "import torch" raise ImportError
     with pytest.raises(ExportError, match=r"needs PyTorch: pip install 'onnxq\[torch\]'"):
         export(object(), (), None, dynamo=False, opset=17)
+
+
+def test_export_rejects_duplicate_output_names():
+    with pytest.raises(ExportError, match=r"expected 2 distinct non-empty output names, got \['y', 'y'\]"):
+        export(
+            TwoInputs(),
+            (torch.ones(2, 2), torch.ones(2, 2)),
+            None,
+            dynamo=False,
+            opset=17,
+            output_names=["y", "y"],
+        )
