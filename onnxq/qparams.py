@@ -75,13 +75,6 @@ class QParams:
         """"uint8" or "int8"."""
         return str(self.zero_point.dtype)
 
-    def _bcast(self, arr: np.ndarray, ndim: int) -> np.ndarray:
-        if self.axis is None:
-            return arr
-        shape = [1] * ndim
-        shape[self.axis] = arr.shape[0]
-        return arr.reshape(shape)
-
 
 def choose_qparams(
     lo: np.ndarray | float,
@@ -111,22 +104,64 @@ def choose_qparams(
     return QParams(scale, zp.astype(_NP_DTYPES[dtype]), axis)
 
 
-def quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
-    """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zp)`` computed in float32."""
+def clamp_round(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """fp32 ``v`` clamped to integral ``[lo, hi]`` (NaN -> lo), rounded half to even, as int32.
+
+    Clamping before rounding in fp32 is what onnxruntime (MLAS) and onnxq's kernels do; for finite
+    values it equals rounding then saturating, and it sends NaN to ``lo`` and +-inf to the bounds.
+    """
+    v = np.asarray(v, dtype=np.float32)
+    v = np.where(v >= np.float32(lo), v, np.float32(lo))  # maxps semantics: NaN selects lo
+    v = np.where(v <= np.float32(hi), v, np.float32(hi))
+    return np.rint(v).astype(np.int32)
+
+
+def _per_axis(values: np.ndarray | float, ndim: int, axis: int | None, dtype: type) -> np.ndarray:
+    arr: np.ndarray = np.asarray(values, dtype=dtype)
+    if axis is None:
+        return arr.reshape(())
+    shape = [1] * ndim
+    shape[axis] = -1
+    return arr.reshape(shape)
+
+
+def quantize_array(
+    x: np.ndarray,
+    scale: np.ndarray | float,
+    zero_point: np.ndarray | int,
+    axis: int | None = None,
+    dtype: np.dtype | type = np.uint8,
+) -> np.ndarray:
+    """ONNX QuantizeLinear on raw arrays: ``clamp_round(float32(x) / scale) + zp`` as ``dtype``.
+
+    ``scale`` / ``zero_point`` are scalars, or 1-d along ``axis`` (per channel).
+    """
     x32 = np.asarray(x, dtype=np.float32)
-    scale = qp._bcast(qp.scale, x32.ndim)
-    zp = qp._bcast(qp.zero_point.astype(np.float32), x32.ndim)
-    qmin, qmax = qrange(qp.dtype)
-    q = np.rint(x32 / scale) + zp
-    return np.clip(q, qmin, qmax).astype(qp.zero_point.dtype)
+    qmin, qmax = qrange(str(np.dtype(dtype)))
+    s = _per_axis(scale, x32.ndim, axis, np.float32)
+    zp = _per_axis(zero_point, x32.ndim, axis, np.int32)
+    q = clamp_round(x32 / s, qmin - zp, qmax - zp) + zp
+    return q.astype(dtype)
+
+
+def dequantize_array(
+    q: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int, axis: int | None = None
+) -> np.ndarray:
+    """ONNX DequantizeLinear on raw arrays: ``float32(q - zp) * scale``."""
+    qi = np.asarray(q).astype(np.int32)
+    s = _per_axis(scale, qi.ndim, axis, np.float32)
+    zp = _per_axis(zero_point, qi.ndim, axis, np.int32)
+    return ((qi - zp).astype(np.float32) * s).astype(np.float32)
+
+
+def quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
+    """ONNX QuantizeLinear with ``qp``: ``saturate(round_half_even(x / scale) + zp)`` in float32."""
+    return quantize_array(x, qp.scale, qp.zero_point, qp.axis, qp.zero_point.dtype)
 
 
 def dequantize(q: np.ndarray, qp: QParams) -> np.ndarray:
-    """ONNX DequantizeLinear: ``(q - zp) * scale`` in float32."""
-    qi = np.asarray(q).astype(np.int32)
-    scale = qp._bcast(qp.scale, qi.ndim)
-    zp = qp._bcast(qp.zero_point.astype(np.int32), qi.ndim)
-    return ((qi - zp).astype(np.float32) * scale).astype(np.float32)
+    """ONNX DequantizeLinear with ``qp``: ``(q - zp) * scale`` in float32."""
+    return dequantize_array(q, qp.scale, qp.zero_point, qp.axis)
 
 
 def fake_quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
@@ -153,9 +188,12 @@ def quantize_bias(
 __all__ = [
     "QParams",
     "choose_qparams",
+    "clamp_round",
     "dequantize",
+    "dequantize_array",
     "fake_quantize",
     "qrange",
     "quantize",
+    "quantize_array",
     "quantize_bias",
 ]

@@ -11,9 +11,11 @@ from onnxq.qparams import (
     QParams,
     choose_qparams,
     dequantize,
+    dequantize_array,
     fake_quantize,
     qrange,
     quantize,
+    quantize_array,
     quantize_bias,
 )
 
@@ -149,3 +151,18 @@ def test_quantize_bias_uses_product_scale_and_saturates():
     np.testing.assert_allclose(s, np.array([0.05, 0.1, 0.05], np.float32))
     assert q.dtype == np.int32
     assert q[0] == 20 and q[1] == -20 and q[2] == np.iinfo(np.int32).max
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_quantize_nonfinite_values_match_onnxruntime(dtype):
+    qp = choose_qparams(-1.0, 1.0, dtype, symmetric=dtype == "int8")
+    x = np.array([np.inf, -np.inf, np.nan, 0.25], np.float32)
+    got = quantize(x, qp)
+    np.testing.assert_array_equal(got, _run_onnx_quantize(x, qp))
+    assert got[2] == qrange(dtype)[0]  # NaN -> the dtype's minimum, as onnxruntime and onnxq's kernels
+
+
+def test_kernel_reference_quantize_is_the_same_function():
+    from onnxq.kernels.reference import quant
+
+    assert quant.quantize is quantize_array and quant.dequantize is dequantize_array

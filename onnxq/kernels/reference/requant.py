@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxq.qparams import clamp_round
+
 __all__ = ["DTYPE_RANGE", "clamp_round", "requantize", "wrap_int32"]
 
 _F32 = np.float32
@@ -23,14 +25,6 @@ DTYPE_RANGE: dict[np.dtype, tuple[int, int]] = {
     np.dtype(np.uint8): (0, 255),
     np.dtype(np.int8): (-128, 127),
 }
-
-
-def clamp_round(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """fp32 ``v`` clamped to integral ``[lo, hi]`` (NaN -> lo), rounded half to even, as int32."""
-    v = np.asarray(v, dtype=_F32)
-    v = np.where(v >= _F32(lo), v, _F32(lo))  # maxps semantics: NaN selects lo
-    v = np.where(v <= _F32(hi), v, _F32(hi))
-    return np.rint(v).astype(np.int32)
 
 
 def requantize(
