@@ -22,7 +22,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxq.errors import CalibrationDataError, OnnxqError
-from onnxq.graph import NameAuthority
+from onnxq.graph import NameAuthority, iter_graphs
 from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.passes import find_fusion_groups, run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ
@@ -154,13 +154,14 @@ def _without_initializer_value_info(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _name_nodes(graph: ir.Graph) -> None:
-    """Give every node a unique name (qconfigs and reports refer to nodes by name)."""
+    """Give every node a unique name, subgraphs included (qconfigs and reports refer to nodes by name)."""
     names = NameAuthority(graph)
     seen: set[str] = set()
-    for node in graph:
-        if not node.name or node.name in seen:
-            node.name = names.node(node.op_type)
-        seen.add(node.name)
+    for g in iter_graphs(graph):
+        for node in g:
+            if not node.name or node.name in seen:
+                node.name = names.node(node.op_type)
+            seen.add(node.name)
 
 
 __all__ = ["PreparedModel", "prepare", "quantize_static"]

@@ -102,14 +102,19 @@ def iter_graphs(graph: ir.Graph) -> Iterator[ir.Graph]:
     """``graph`` and every subgraph under it (If/Loop/Scan bodies), outermost first."""
     yield graph
     for node in graph:
-        for attr in node.attributes.values():
-            if attr.is_ref():
-                continue
-            if attr.type == ir.AttributeType.GRAPH:
-                yield from iter_graphs(attr.value)
-            elif attr.type == ir.AttributeType.GRAPHS:
-                for sub in attr.value:
-                    yield from iter_graphs(sub)
+        for sub in node_subgraphs(node):
+            yield from iter_graphs(sub)
+
+
+def node_subgraphs(node: ir.Node) -> Iterator[ir.Graph]:
+    """The graphs held directly by ``node``'s attributes (an If's branches, a Loop's body)."""
+    for attr in node.attributes.values():
+        if attr.is_ref():
+            continue
+        if attr.type == ir.AttributeType.GRAPH:
+            yield attr.value
+        elif attr.type == ir.AttributeType.GRAPHS:
+            yield from attr.value
 
 
 class NameAuthority:
@@ -245,6 +250,7 @@ __all__ = [
     "is_constant",
     "iter_graphs",
     "new_initializer",
+    "node_subgraphs",
     "opset_version",
     "producer",
     "remove_node",

@@ -2,8 +2,11 @@
 
 :func:`build_plan` walks the prepared fp32 graph once and decides, for every node, whether it is
 quantized (its op is in :mod:`onnxq.ops`, its QConfigMapping entry is not None, its inputs are
-float) or stays float and why. A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one
-unit: the anchor decides, the absorbed nodes follow, and only the group's output is quantized.
+float) or stays float and why. A pass-through op (Transpose, Reshape, MaxPool, ...) with no
+quantized compute node around it stays float (:mod:`onnxq.pass_through`), and nodes inside If/Loop/
+Scan bodies are listed as float, "inside a subgraph" (Q/DQ is inserted in the main graph only).
+A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one unit: the anchor decides,
+the absorbed nodes follow, and only the group's output is quantized.
 
 Tensors that must share one scale/zero point form a :class:`~onnxq.tensor_groups.TensorGroup`:
 a pass-through op's outputs join its input's group, a Concat's inputs and output form one group.
@@ -24,13 +27,17 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxq.element_types import ElementTypes
-from onnxq.graph import constant_array, sole_consumer
+from onnxq.graph import constant_array, iter_graphs, node_subgraphs, sole_consumer
 from onnxq.ops import OpRule, QuantKind, get_rule
+from onnxq.pass_through import ISOLATED_REASON, isolated_pass_through
 from onnxq.passes.fuse_activations import ACTIVATION_OPS, FusionGroup
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec
 from onnxq.tensor_groups import GroupBuilder, TensorGroup
 
 logger = logging.getLogger(__name__)
+
+#: Why a node inside an If/Loop/Scan body stays float.
+SUBGRAPH_REASON = "inside a subgraph"
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,17 @@ def build_plan(
     weights: dict[str, WeightPlan] = {}
     tensors = GroupBuilder()
     dtypes = ElementTypes(model)
+
+    def qconfig_of(node: ir.Node) -> QConfig | None:
+        op_type = (source_op_types or {}).get(node.name or "", node.op_type)
+        known = get_rule(node.op_type, node.domain) is not None
+        return mapping.qconfig_for(node.name or "", op_type) if known else None
+
+    def quantizable(node: ir.Node) -> bool:
+        node = absorbed[node.name].anchor if node.name in absorbed else node
+        return _refusal(node, get_rule(node.op_type, node.domain), qconfig_of(node), dtypes) is None
+
+    isolated = isolated_pass_through(graph, quantizable)
     for node in graph:
         name = node.name or ""
         if name in absorbed:
@@ -167,9 +185,8 @@ def build_plan(
             decisions[name] = NodeDecision(name, node.op_type, None, reason, anchor)
             continue
         rule = get_rule(node.op_type, node.domain)
-        op_type = (source_op_types or {}).get(name, node.op_type)
-        qconfig = mapping.qconfig_for(name, op_type) if rule is not None else None
-        reason = _refusal(node, rule, qconfig, dtypes)
+        qconfig = qconfig_of(node)
+        reason = ISOLATED_REASON if name in isolated else _refusal(node, rule, qconfig, dtypes)
         if reason is not None or rule is None or qconfig is None:
             decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)
             continue
@@ -186,7 +203,24 @@ def build_plan(
         decisions[name] = NodeDecision(name, node.op_type, rule.kind, None)
         _relate(tensors, rule, qconfig.activation, [v for _, v in ins], outputs[name])
     groups, group_of = tensors.build(graph)
-    return QuantPlan(tuple(decisions.values()), inputs, outputs, weights, groups, group_of)
+    ordered = tuple(d for node in graph for d in (decisions[node.name or ""], *_subgraph_decisions(node)))
+    return QuantPlan(ordered, inputs, outputs, weights, groups, group_of)
+
+
+def _subgraph_decisions(node: ir.Node) -> list[NodeDecision]:
+    """Float decisions for every node inside ``node``'s subgraphs (If/Loop/Scan bodies), nested too.
+
+    Q/DQ is inserted in the main graph only, so these nodes always stay float. An unnamed one is
+    reported as ``<owner>/<op type>_<index>``.
+    """
+    owner = node.name or node.op_type
+    found: list[NodeDecision] = []
+    for sub in (g for top in node_subgraphs(node) for g in iter_graphs(top)):
+        for inner in sub:
+            name = inner.name or f"{owner}/{inner.op_type}_{len(found)}"
+            rule = get_rule(inner.op_type, inner.domain)
+            found.append(NodeDecision(name, inner.op_type, rule and rule.kind, SUBGRAPH_REASON))
+    return found
 
 
 def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], outs: tuple[str, ...]) -> None:
@@ -285,6 +319,7 @@ def _output_channels(node: ir.Node, w: np.ndarray) -> int:
 
 
 __all__ = [
+    "SUBGRAPH_REASON",
     "NodeDecision",
     "QuantPlan",
     "WeightPlan",

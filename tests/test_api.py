@@ -286,3 +286,32 @@ g (float[2, 3] x) => (float[2, 2] y) <float[3, 2] w = {{1, 2, 3, 4, 5, 6}}, floa
     mapping = QConfigMapping(global_qconfig=MINMAX).set_op_type("MatMul", None)
     decision = prepare(proto, mapping).plan.decisions[0]
     assert decision.op_type == "Gemm" and "qconfig is None" in (decision.reason or "")
+
+
+def test_prepare_reports_if_branch_nodes_float_and_convert_keeps_branches_working(model_from_text) -> None:
+    weights = ", ".join(str(0.05 * (i - 8)) for i in range(16))
+    proto = model_from_text(f"""{HEADER}
+g (float[2, 4] x, bool c) => (float[2, 4] y)
+<float[4, 4] w = {{{weights}}}>
+{{
+    [mm] h = MatMul(x, w)
+    [branch] y = If(c) <
+        then_branch = t () => (float[2, 4] a) {{ a = Relu(h) }},
+        else_branch = e () => (float[2, 4] b) {{ b = MatMul(h, w) }}
+    >
+}}""")
+    prepared = prepare(proto, MINMAX)
+    rng = np.random.default_rng(0)
+    prepared.calibrate([{"x": rng.standard_normal((1, 2, 4)).astype(np.float32), "c": np.array([True])}
+                        for _ in range(8)], progress=False)
+    qdq = prepared.convert()
+    inner = [n for n in prepared.report.float_nodes if n.reason == "inside a subgraph"]
+    assert sorted(n.op_type for n in inner) == ["MatMul", "Relu"]
+    assert len({n.name for n in inner}) == 2 and all(n.name for n in inner)
+    assert "inside a subgraph" in prepared.report.format()
+    assert prepared.report.op_counts() == {"If": (0, 1), "MatMul": (1, 1), "Relu": (0, 1)}
+    for cond in (True, False):
+        feeds = {"x": rng.standard_normal((2, 4)).astype(np.float32), "c": np.array(cond)}
+        expected = ort.InferenceSession(proto.SerializeToString()).run(None, feeds)[0]
+        got = ort.InferenceSession(qdq.SerializeToString()).run(None, feeds)[0]
+        assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))

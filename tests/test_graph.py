@@ -14,6 +14,7 @@ from onnxq.graph import (
     is_constant,
     iter_graphs,
     new_initializer,
+    node_subgraphs,
     opset_version,
     producer,
     remove_node,
@@ -192,3 +193,25 @@ def test_remove_unused_initializers_drops_only_dead_ones(model):
 
 def test_count_ops_counts_main_graph(model):
     assert count_ops(model.graph) == {"Constant": 3, "Add": 2, "Mul": 1, "Relu": 1}
+
+
+def test_node_subgraphs_yields_only_the_direct_branches(model_from_text):
+    m = load_model(
+        model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (bool cond, float[2] x) => (float[2] y) {
+            n = Neg(x)
+            y = If (cond) <
+                then_branch = t () => (float[2] inner) { inner = If (cond) <
+                    then_branch = t2 () => (float[2] deep) { deep = Relu(x) },
+                    else_branch = e2 () => (float[2] deep2) { deep2 = Abs(x) }
+                > },
+                else_branch = e () => (float[2] other) { other = Neg(n) }
+            >
+        }
+        """)
+    )
+    neg, branch = list(m.graph)
+    assert list(node_subgraphs(neg)) == []
+    assert [g.name for g in node_subgraphs(branch)] == ["t", "e"]
+    assert len(list(iter_graphs(m.graph))) == 5

@@ -217,3 +217,38 @@ def test_plan_add_relu_unit_observed_after_relu(model_from_text) -> None:
     assert plan.outputs["add2"] == ("t",)
     assert "Relu is not quantized" in (_decision(plan, "relu2").reason or "")
     assert set(plan.observed_values()) == {"x", "r", "y", "t"}
+
+
+IF_MODEL = f"""
+g (float[2, 4] x, bool c) => (float[2, 4] y)
+<float[4, 4] w = {{{", ".join(str(0.01 * (i - 8)) for i in range(16))}}}>
+{{
+    [mm] h = MatMul(x, w)
+    [branch] y = If(c) <
+        then_branch = t () => (float[2, 4] a) {{ [inner_relu] a = Relu(h) }},
+        else_branch = e () => (float[2, 4] b) {{
+            [inner_mm] m = MatMul(h, w)
+            b = If(c) <
+                then_branch = t2 () => (float[2, 4] d) {{ [deep_add] d = Add(m, m) }},
+                else_branch = e2 () => (float[2, 4] f) {{ [deep_neg] f = Neg(m) }}
+            >
+        }}
+    >
+}}
+"""
+
+
+def test_plan_lists_subgraph_nodes_as_float_after_their_owner(plan_of) -> None:
+    _, plan = plan_of(IF_MODEL)
+    assert [(d.name, d.op_type, d.reason) for d in plan.decisions[2:]] == [
+        ("inner_relu", "Relu", "inside a subgraph"),
+        ("inner_mm", "MatMul", "inside a subgraph"),
+        ("branch/If_2", "If", "inside a subgraph"),  # unnamed: named after its owner
+        ("deep_add", "Add", "inside a subgraph"),
+        ("deep_neg", "Neg", "inside a subgraph"),
+    ]
+    assert [d.name for d in plan.decisions[:2]] == ["mm", "branch"]
+    assert plan.decisions[1].reason == "op type If is not quantized by onnxq"
+    assert _decision(plan, "inner_mm").kind is QuantKind.WEIGHTED  # the op is supported, the place is not
+    assert plan.quantized_nodes() == ("mm",)
+    assert set(plan.observed_values()) == {"x", "h"}

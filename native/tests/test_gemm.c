@@ -150,7 +150,30 @@ static void check_no_read_past_a(size_t m, size_t k, size_t n) {
     munmap(region, span + page);
 }
 
+/* Under amx, K <= 32 runs the avx512vnni kernel (AMX pads K to 64); elsewhere the ISA's best. */
+static void check_kernel_choice(void) {
+    ONNXQ_TEST_FOREACH_ISA(isa) {
+        const char* small = onnxq_gemm_u8s8_kernel_name(32);
+        const char* big = onnxq_gemm_u8s8_kernel_name(33);
+        const char* want_small = isa == ONNXQ_ISA_AMX ? "__avx512vnni" : NULL;
+        ONNXQ_EXPECT(small != NULL && big != NULL, "%s: no gemm kernel name", onnxq_isa_name(isa));
+        if (small == NULL || big == NULL) continue;
+        const char* best = onnxq_kernel_selected("gemm_u8s8");
+        ONNXQ_EXPECT(best != NULL && strcmp(big, best) == 0, "%s: k=33 runs %s, best is %s",
+                     onnxq_isa_name(isa), big, best ? best : "(null)");
+        if (want_small != NULL) {
+            const size_t n = strlen(small), w = strlen(want_small);
+            ONNXQ_EXPECT(n > w && strcmp(small + n - w, want_small) == 0, "amx: k=32 runs %s", small);
+        } else {
+            ONNXQ_EXPECT(strcmp(small, big) == 0, "%s: k=32 runs %s, k=33 %s", onnxq_isa_name(isa),
+                         small, big);
+        }
+    }
+    onnxq_isa_set(NULL);
+}
+
 void onnxq_test_gemm(void) {
+    check_kernel_choice();
     check_no_read_past_a(1, 1, 5);
     check_no_read_past_a(3, 7, 17);
     check_no_read_past_a(33, 100, 20);
@@ -160,6 +183,7 @@ void onnxq_test_gemm(void) {
         {1, 1, 1, 0},     {1, 3, 17, 255},  {2, 4, 16, 128},  {5, 63, 31, 7},   {7, 64, 32, 0},
         {8, 65, 33, 255}, {9, 127, 48, 1},  {31, 128, 15, 2}, {32, 129, 64, 3}, {33, 255, 65, 128},
         {47, 27, 64, 5},  {64, 576, 64, 9}, {3, 1000, 7, 4},  {49, 300, 100, 77},
+        {17, 16, 96, 3},  {9, 24, 144, 250}, {25, 32, 49, 0}, {11, 8, 33, 128},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; ++i) check_case(edges[i]);
     for (int r = 0; r < 25; ++r) {

@@ -9,7 +9,7 @@ import numpy as np
 from onnxq.errors import KernelError
 from onnxq.kernels._ffi import check, ffi, in_ptr, lib, require_array
 
-__all__ = ["PackedGemmWeights", "gemm_u8s8", "pack_gemm_weights"]
+__all__ = ["PackedGemmWeights", "gemm_kernel_name", "gemm_u8s8", "pack_gemm_weights"]
 
 _OUT_TYPES = {
     np.dtype(np.uint8): ("ONNXQ_U8", 0, 255),
@@ -67,6 +67,18 @@ def pack_gemm_weights(b: np.ndarray, *, transposed: bool = False) -> PackedGemmW
         )
     )
     return PackedGemmWeights(k=k, n=n, buffer=buf)
+
+
+def gemm_kernel_name(k: int) -> str:
+    """Name of the micro-kernel :func:`gemm_u8s8` runs under the active ISA for weights with ``k``
+    rows: the ISA's best, except that under amx a ``k <= 32`` runs the avx512vnni kernel (AMX
+    tiles pad K to 64)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise KernelError(f"k: expected a positive integer, got {k!r}")
+    name = lib.onnxq_gemm_u8s8_kernel_name(int(k))
+    if name == ffi.NULL:
+        raise KernelError("gemm: no kernel is usable under the active ISA (see ONNXQ_ISA)")
+    return str(ffi.string(name).decode())
 
 
 def gemm_u8s8(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.errors import KernelError
-from onnxq.kernels import ISAS, kernel_table
+from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
 from onnxq.kernels.conv import (
     PackedConvWeights,
     PreparedConv,
@@ -240,6 +240,24 @@ def test_conv_kernel_name_is_best_depthwise_kernel_of_active_isa(isa: str) -> No
     expected = next(r.name for r in rows if r.isa == "scalar" or ISAS.index(r.isa) <= rank)
     conv = PreparedConv(packed, (case.n, case.h, case.w, case.c), 0, 0, **case.geometry())
     assert conv.kernel_name == expected
+
+
+@pytest.mark.parametrize(("c", "kernel_isa"), [(16, "avx512vnni"), (24, "avx512vnni"), (64, "amx")])
+def test_conv_kernel_name_small_k_1x1_runs_avx512vnni_under_amx(c: int, kernel_isa: str) -> None:
+    if "amx" not in available_isas():
+        pytest.skip("this CPU lacks amx")
+    case = Case(h=9, w=7, c=c, o=50, kernel=(1, 1))
+    with use_isa("amx"):
+        got, want, packed = case.run()
+        np.testing.assert_array_equal(got, want)
+        conv = PreparedConv(packed, (case.n, case.h, case.w, case.c), 0, 0, **case.geometry())
+        tile = _tile("gemm_u8s8", kernel_isa)
+        assert conv.algorithm == "direct_1x1"
+        assert conv.kernel_name == f"onnxq_gemm_u8s8_ukernel_{tile}__{kernel_isa}"
+
+
+def _tile(op: str, isa: str) -> str:
+    return next(r.tile for r in kernel_table() if r.op == op and r.isa == isa)
 
 
 def test_conv_kernel_table_lists_depthwise_for_every_isa_family() -> None:

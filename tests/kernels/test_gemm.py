@@ -8,8 +8,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onnxq.errors import KernelError
-from onnxq.kernels import gemm_u8s8, pack_gemm_weights
+from onnxq.kernels import (
+    ISAS,
+    available_isas,
+    gemm_u8s8,
+    kernel_table,
+    pack_gemm_weights,
+    use_isa,
+)
 from onnxq.kernels import reference as ref
+from onnxq.kernels.gemm import gemm_kernel_name
 
 OUT_TYPES = [np.uint8, np.int8, np.float32, np.int32]
 SETTINGS = settings(
@@ -53,6 +61,40 @@ def test_gemm_matches_reference_edge_shapes(
     isa: str, rng: np.random.Generator, m: int, k: int, n: int
 ) -> None:
     _check_all_outputs(_case(rng, m, k, n), a_zp=7, out_zp={np.uint8: 100, np.int8: -3})
+
+
+# Small K (1x1 convs with few input channels) against the column steps of the AVX-512 kernel
+# (48 = three 16-column blocks, tails of one or two) and its 8-row steps.
+SMALL_K_SHAPES = [
+    (9, 16, 96), (17, 24, 144), (8, 16, 49), (15, 32, 33), (3, 3, 47), (25, 8, 100), (1, 24, 17),
+]
+
+
+@pytest.mark.parametrize(("m", "k", "n"), SMALL_K_SHAPES)
+def test_gemm_matches_reference_small_k(
+    isa: str, rng: np.random.Generator, m: int, k: int, n: int
+) -> None:
+    _check_all_outputs(_case(rng, m, k, n), a_zp=3, out_zp={np.uint8: 5, np.int8: -7})
+
+
+@pytest.mark.parametrize(
+    ("k", "kernel_isa"), [(1, "avx512vnni"), (16, "avx512vnni"), (32, "avx512vnni"), (33, "amx")]
+)
+def test_gemm_kernel_name_uses_avx512vnni_for_small_k_under_amx(k: int, kernel_isa: str) -> None:
+    if "amx" not in available_isas():
+        pytest.skip("this CPU lacks amx")
+    with use_isa("amx"):
+        assert gemm_kernel_name(k).endswith(f"__{kernel_isa}")
+        assert gemm_kernel_name(k).startswith("onnxq_gemm_u8s8_ukernel_")
+
+
+def test_gemm_kernel_name_is_best_kernel_of_active_isa_for_large_k(isa: str) -> None:
+    rank = ISAS.index(isa)
+    rows = [r for r in kernel_table() if r.op == "gemm_u8s8" and r.available]
+    expected = next(r.name for r in rows if r.isa == "scalar" or ISAS.index(r.isa) <= rank)
+    assert gemm_kernel_name(64) == expected
+    with pytest.raises(KernelError, match="k: expected a positive integer, got 0"):
+        gemm_kernel_name(0)
 
 
 @pytest.mark.parametrize(("a_zp", "u8_zp", "s8_zp"), [(0, 0, -128), (128, 128, 0), (255, 255, 127)])

@@ -20,8 +20,10 @@
  * the NHWC input itself for 1x1 convolutions): A rows are K contiguous bytes, lda bytes apart.
  * It is thread-safe (no shared mutable state; scratch is allocated per call), so callers may
  * split M over threads and call it once per slice. Kernels: scalar 1x16, avx2 4x8 (exact
- * int16 widening + vpmaddwd), avxvnni 6x16, avx512vnni 8x32 (vpdpbusd), amx 32x32 (tdpbusd),
+ * int16 widening + vpmaddwd), avxvnni 6x16, avx512vnni 8x48 (vpdpbusd), amx 32x32 (tdpbusd),
  * neon 1x16 (widening smlal), neondot 4x16 (sdot on a ^ 0x80, corrected with 128 * colsum).
+ * The kernel is the best one of the active ISA, chosen per call by K: under amx a K <= 32 runs
+ * the avx512vnni kernel (AMX pads K to 64); onnxq_gemm_u8s8_kernel_name tells which.
  * Signed activations (s8 x s8) are not provided: onnxq emits u8 activations.
  */
 #ifndef ONNXQ_GEMM_H
@@ -68,5 +70,9 @@ typedef struct onnxq_gemm_u8s8_params {
 /* C = gemm(A, packed B) as described above, with the best kernel for the active ISA.
  * packed_size is checked against the shape stored in the buffer. */
 int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p);
+
+/* Name of the micro-kernel onnxq_gemm_u8s8_run uses now for weights with k rows (e.g.
+ * "onnxq_gemm_u8s8_ukernel_8x48c4__avx512vnni"), or NULL when the active ISA is unusable. */
+const char* onnxq_gemm_u8s8_kernel_name(size_t k);
 
 #endif /* ONNXQ_GEMM_H */

@@ -7,6 +7,7 @@
 #include "conv/conv_internal.h"
 #include "onnxq_kernels.h"
 #include "onnxq/conv.h"
+#include "onnxq/gemm.h"
 
 int onnxq_conv_is_depthwise(const onnxq_conv_weights_params* wp) {
     return wp->groups == wp->in_c && wp->out_c == wp->groups;
@@ -106,7 +107,7 @@ const char* onnxq_conv_kernel_name(const onnxq_conv_params* p) {
         const onnxq_dwconv_u8s8_rq_entry* e = onnxq_dwconv_u8s8_rq_select();
         return e != NULL ? e->name : NULL;
     }
-    return onnxq_kernel_selected("gemm_u8s8");
+    return onnxq_gemm_u8s8_kernel_name(p->w.kernel_h * p->w.kernel_w * (p->w.in_c / p->w.groups));
 }
 
 static int check_packed(const onnxq_conv_params* p, const void* packed, size_t packed_size) {

@@ -5,9 +5,10 @@
  * is padded to 64). Rows go in blocks of about 512 KiB of A; for each block, every pair of B
  * blocks is loaded once and reused over the block's 32-row steps. 32-row tiles of A are
  * tile-loaded in place when that cannot read past A (see rows_in_place: K a multiple of 64, or
- * lda >= K padded to 64 and not the last tile); the other rows are first copied into a
+ * K padded to 64 at most lda + K and not the last tile); the other rows are first copied into a
  * zero-padded panel.
- * The int32 tiles go through a 4 KiB buffer to the AVX-512 output stage. The tile state is
+ * The int32 tiles go through a 4 KiB buffer to the AVX-512 output stage (one narrowing store
+ * per row and pair of blocks, see store_avx512.h). The tile state is
  * configured at entry and released at exit; permission to use it was obtained at detection.
  */
 #if defined(__x86_64__)
@@ -58,19 +59,18 @@ static void copy_panel(uint8_t* panel, const uint8_t* a, size_t lda, size_t i, s
     }
 }
 
-static void store_block(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* buf, size_t i, size_t mr,
-                        size_t j, int two) {
-    const size_t col0 = j * 16;
-    const size_t cnt0 = ctx->n - col0 < 16 ? ctx->n - col0 : 16;
+static void store_block(const onnxq_gemm_u8s8_ctx* ctx, const onnxq_gemm_out_avx512* oc,
+                        const int32_t* buf, size_t i, size_t mr, size_t j, int two) {
+    const size_t col0 = j * 16, cnt = ctx->n - col0;
     const __m512i c0 = _mm512_loadu_si512(ctx->corr + col0);
     const __m512i c1 = two ? _mm512_loadu_si512(ctx->corr + col0 + 16) : c0;
     for (size_t r = 0; r < mr; ++r) {
-        const __m512i acc0 = _mm512_add_epi32(_mm512_load_si512(buf + r * 32), c0);
-        onnxq_gemm_store16_avx512(ctx, acc0, i + r, col0, cnt0);
-        if (two) {
-            const __m512i acc1 = _mm512_add_epi32(_mm512_load_si512(buf + r * 32 + 16), c1);
-            onnxq_gemm_store16_avx512(ctx, acc1, i + r, col0 + 16, ctx->n - col0 - 16);
-        }
+        const __m512i acc[2] = {_mm512_add_epi32(_mm512_load_si512(buf + r * 32), c0),
+                                _mm512_add_epi32(_mm512_load_si512(buf + r * 32 + 16), c1)};
+        if (two)
+            onnxq_gemm_store_row_avx512(ctx, oc, acc, i + r, col0, cnt, 2);
+        else
+            onnxq_gemm_store_row_avx512(ctx, oc, acc, i + r, col0, cnt, 1);
     }
 }
 
@@ -98,12 +98,13 @@ static inline void tile_32x32(const int8_t* b0, const int8_t* b1, const uint8_t*
 }
 
 /* Rows at the start of block [ib, ib + mb) whose 32-row tiles can be tile-loaded from A itself.
- * A tile reads kp bytes per row. That stays inside A when K == kp, or when lda >= kp and another
- * row follows the tile (bytes past K then belong to the next row; they meet B's zero padding). */
+ * A tile reads kp bytes per row. That stays inside A when K == kp, or when another row follows
+ * the tile and kp <= lda + k (a row's bytes past K then belong to the gap or to the next row, e.g.
+ * a 1x1 conv's next pixel; they meet B's zero padding, so they add exactly 0). */
 static size_t rows_in_place(size_t ib, size_t mb, size_t m, size_t k, size_t kp, size_t lda) {
     const size_t whole = mb / MR * MR;
     if (k == kp) return whole;
-    if (lda < kp || m - ib <= MR) return 0;
+    if (kp > lda + k || m - ib <= MR) return 0;
     const size_t safe = (m - 1 - ib) / MR * MR; /* tiles ending before the last row of A */
     return safe < whole ? safe : whole;
 }
@@ -111,7 +112,7 @@ static size_t rows_in_place(size_t ib, size_t mb, size_t m, size_t k, size_t kp,
 int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                           size_t lda, size_t m) {
     /* A 32-row tile is mostly padding for a few rows: AMX implies AVX-512 VNNI, use it. */
-    if (m < SMALL_M) return onnxq_gemm_u8s8_ukernel_8x32c4__avx512vnni(ctx, a, lda, m);
+    if (m < SMALL_M) return onnxq_gemm_u8s8_ukernel_8x48c4__avx512vnni(ctx, a, lda, m);
     const size_t k = ctx->k, kp = ctx->kq * 4, chunks = kp / 64, stride = ctx->kq * 64;
     /* Row blocks of about 512 KiB of A: one pair of B panels is reused across a whole block. */
     size_t mc = ((size_t)512 * 1024 / kp) / MR * MR;
@@ -124,6 +125,8 @@ int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const 
             return onnxq_error(ONNXQ_E_NOMEM, "gemm (amx): cannot allocate %zu bytes", mc * kp);
     }
     int32_t buf[MR * 32] __attribute__((aligned(64)));
+    onnxq_gemm_out_avx512 oc;
+    onnxq_gemm_out_init_avx512(ctx, &oc);
     configure_tiles();
     for (size_t ib = 0; ib < m; ib += mc) {
         const size_t mb = m - ib < mc ? m - ib : mc;
@@ -138,7 +141,7 @@ int onnxq_gemm_u8s8_ukernel_32x32c64__amx(const onnxq_gemm_u8s8_ctx* ctx, const 
                     tile_32x32(b0, b1, a + (ib + i) * lda, lda, chunks, buf);
                 else
                     tile_32x32(b0, b1, panel + (i - direct) * kp, kp, chunks, buf);
-                store_block(ctx, buf, ib + i, mb - i < MR ? mb - i : MR, j, two);
+                store_block(ctx, &oc, buf, ib + i, mb - i < MR ? mb - i : MR, j, two);
             }
         }
     }
