@@ -95,11 +95,12 @@ def test_plan_integer_shape_arithmetic_stays_float(plan_of) -> None:
 g (float[2, 6] x) => (float[3, 4] y) <int64[2] two = {1, 1}> {
     [shape] s = Shape(x)
     [mul] t = Mul(s, two)
-    [reshape] y = Reshape(x, t)
+    [reshape] r = Reshape(x, t)
+    [sig] y = Sigmoid(r)
 }
 """)
     assert "int64" in (_decision(plan, "mul").reason or "")
-    assert plan.quantized_nodes() == ("reshape",)
+    assert plan.quantized_nodes() == ("reshape", "sig")
 
 
 def test_plan_concat_shares_one_group_and_output_is_not_observed(plan_of) -> None:
@@ -116,12 +117,13 @@ g (float[1, 2] a, float[1, 3] b) => (float[1, 5] y) {
 
 def test_plan_pass_through_output_keeps_input_group(plan_of) -> None:
     _, plan = plan_of("""
-g (float[1, 2, 4, 4] x) => (float[1, 32] y) {
-    [pool] p = MaxPool <kernel_shape = [2, 2]> (x)
-    [flat] y = Flatten(p)
+g (float[1, 2, 4, 4] x) => (float[1, 8] y) {
+    [pool] p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (x)
+    [flat] f = Flatten(p)
+    [sig] y = Sigmoid(f)
 }
 """)
-    assert plan.group_of["x"] == plan.group_of["p"] == plan.group_of["y"]
+    assert plan.group_of["x"] == plan.group_of["p"] == plan.group_of["f"] != plan.group_of["y"]
     assert set(plan.observed_values()) == {"x"}
 
 

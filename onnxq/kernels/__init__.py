@@ -28,7 +28,7 @@ from onnxq.kernels.dynamic import (
     pack_dynamic_weights,
 )
 from onnxq.kernels.eltwise import qadd
-from onnxq.kernels.gemm import PackedGemmWeights, gemm_u8s8, pack_gemm_weights
+from onnxq.kernels.gemm import PackedGemmWeights, gemm_kernel_name, gemm_u8s8, pack_gemm_weights
 from onnxq.kernels.isa import (
     ISAS,
     KernelInfo,
@@ -59,6 +59,7 @@ __all__ = [
     "dequantize",
     "dynamic_matmul",
     "dynamic_quantize",
+    "gemm_kernel_name",
     "gemm_u8s8",
     "global_avgpool",
     "gru",
