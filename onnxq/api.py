@@ -7,7 +7,7 @@ decisions :mod:`onnxq.plan`, statistics :mod:`onnxq.calibrate`, the rewrite
     prepared = onnxq.prepare("model.onnx", "x86")
     prepared.calibrate(batches)          # may be called again to stream more data
     qmodel = prepared.convert()          # onnx.ModelProto in QDQ format
-    print(prepared.report)
+    report = prepared.report    # what was quantized, what stayed float and why
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ def _register_defaults() -> None:
     for op in ("AveragePool", "GlobalAveragePool"):
         register_op(OpRule(op, QuantKind.ELEMENTWISE))
     register_op(OpRule("Concat", QuantKind.SHARED_SCALE, activation_inputs=None))
-    for op in ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Resize"):
+    for op in ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Resize",
+               "DepthToSpace", "SpaceToDepth"):
         register_op(OpRule(op, QuantKind.PASS_THROUGH))
     register_op(OpRule("Split", QuantKind.PASS_THROUGH, activation_outputs=None))
     register_op(OpRule("Pad", QuantKind.PASS_THROUGH, check=_pad_check))

@@ -315,3 +315,42 @@ g (float[2, 4] x, bool c) => (float[2, 4] y)
         expected = ort.InferenceSession(proto.SerializeToString()).run(None, feeds)[0]
         got = ort.InferenceSession(qdq.SerializeToString()).run(None, feeds)[0]
         assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
+
+
+def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, run_ort) -> None:
+    op = "DepthToSpace"  # torch's pixel_shuffle; pixel_unshuffle exports as Reshape/Transpose
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.b = torch.nn.Conv2d(2, 4, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x))
+            return self.b(torch.nn.functional.pixel_shuffle(y, 2))
+
+    torch.manual_seed(0)
+    proto = export_torch(Net(), (torch.randn(8, 3, 8, 8),), "torchscript", 17)
+    assert _ops(proto)[op] == 1
+    qmodel = quantize_static(proto, _batches(proto.graph.input[0].name), MINMAX, progress=False)
+    (node,) = [n for n in qmodel.graph.node if n.op_type == op]
+    producers = {o: n for n in qmodel.graph.node for o in n.output}
+    assert producers[node.input[0]].op_type == "DequantizeLinear"
+    (consumer,) = [n for n in qmodel.graph.node if node.output[0] in n.input]
+    assert consumer.op_type == "QuantizeLinear"
+    dq_in = producers[producers[node.input[0]].input[0]]  # the Q feeding our input's DQ
+    assert consumer.input[1:] == dq_in.input[1:]  # same scale and zero point initializers
+    # The rearranged values are already on the input's grid, so its Q/DQ pair adds no error: the
+    # result equals the model where the op is left in float.
+    as_float = QConfigMapping(global_qconfig=MINMAX).set_op_type(op, None)
+    reference = quantize_static(proto, _batches(proto.graph.input[0].name), as_float, progress=False)
+    ref_producers = {o: n for n in reference.graph.node for o in n.output}
+    (ref_node,) = [n for n in reference.graph.node if n.op_type == op]
+    (ref_q,) = [n for n in reference.graph.node if ref_node.output[0] in n.input]
+    assert ref_q.input[1] != ref_producers[ref_node.input[0]].input[1]  # float: its own observed scale
+    feeds = _batches(proto.graph.input[0].name, n=1, seed=1)[0]
+    for optimize in (False, True):
+        np.testing.assert_allclose(
+            run_ort(qmodel, feeds, optimize)[0], run_ort(reference, feeds, optimize)[0], rtol=0, atol=1e-5
+        )
+        assert _relative_error(proto, qmodel, feeds, run_ort, optimize) < 0.2

@@ -29,6 +29,8 @@ EXPECTED_KINDS = {
     "Slice": QuantKind.PASS_THROUGH,
     "Split": QuantKind.PASS_THROUGH,
     "Resize": QuantKind.PASS_THROUGH,
+    "DepthToSpace": QuantKind.PASS_THROUGH,
+    "SpaceToDepth": QuantKind.PASS_THROUGH,
     "Pad": QuantKind.PASS_THROUGH,
     "Sigmoid": QuantKind.FIXED_RANGE,
     "Softmax": QuantKind.FIXED_RANGE,

@@ -1,10 +1,10 @@
 /* Requantisation for concat, AVX2: the table's fp32 arithmetic on 8 lanes (multiply, divide,
- * clamp, round half to even), 32 values per step, tail through a stack buffer. */
+ * clamp, round half to even), 32 values per step, the table lookup for the tail. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
-#include <string.h>
 
+#include "concat/concat_tail.h"
 #include "concat/ukernel.h"
 
 static void requant_avx2(size_t n, const uint8_t* x, uint8_t* y,
@@ -13,17 +13,10 @@ static void requant_avx2(size_t n, const uint8_t* x, uint8_t* y,
     const __m256 lo = _mm256_set1_ps(p->lo), hi = _mm256_set1_ps(p->hi);
     const __m256i xzp = _mm256_set1_epi32(p->x_zp), yzp = _mm256_set1_epi32(p->y_zp);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    uint8_t tx[32], ty[32];
-    while (n > 0) {
-        const size_t len = n < 32 ? n : 32;
-        const uint8_t* src = x;
-        uint8_t* dst = y;
-        if (len < 32) {
-            memset(tx, 0, sizeof tx);
-            memcpy(tx, x, len);
-            src = tx;
-            dst = ty;
-        }
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const uint8_t* src = x + i;
+        uint8_t* dst = y + i;
         __m256i r[4];
         for (int j = 0; j < 4; ++j) {
             __m128i b = _mm_loadl_epi64((const __m128i*)(src + 8 * j));
@@ -35,11 +28,8 @@ static void requant_avx2(size_t n, const uint8_t* x, uint8_t* y,
         __m256i w01 = _mm256_packs_epi32(r[0], r[1]), w23 = _mm256_packs_epi32(r[2], r[3]);
         __m256i q = is_signed ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
         _mm256_storeu_si256((__m256i*)dst, _mm256_permutevar8x32_epi32(q, perm));
-        if (len < 32) memcpy(y, ty, len);
-        x += len;
-        y += len;
-        n -= len;
     }
+    onnxq_requant_tail(i, n, x, y, p);
 }
 
 void onnxq_requant_u8_ukernel_32__avx2(size_t n, const uint8_t* x, uint8_t* y,

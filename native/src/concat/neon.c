@@ -1,9 +1,9 @@
 /* Requantisation for concat, NEON (aarch64): the table's fp32 arithmetic (multiply, divide, clamp,
- * round half to even) on 4-lane groups, 16 values per step, tail through a stack buffer. */
+ * round half to even) on 4-lane groups, 16 values per step, the table lookup for the tail. */
 #if defined(__aarch64__)
 #include <arm_neon.h>
-#include <string.h>
 
+#include "concat/concat_tail.h"
 #include "concat/ukernel.h"
 
 static inline int32x4_t requant4(int32x4_t v, int32x4_t xzp, float32x4_t xs, float32x4_t ys,
@@ -18,16 +18,10 @@ static void requant_neon(size_t n, const uint8_t* x, uint8_t* y,
     const float32x4_t xs = vdupq_n_f32(p->x_scale), ys = vdupq_n_f32(p->y_scale);
     const float32x4_t lo = vdupq_n_f32(p->lo), hi = vdupq_n_f32(p->hi);
     const int32x4_t xzp = vdupq_n_s32(p->x_zp), yzp = vdupq_n_s32(p->y_zp);
-    uint8_t tx[16], ty[16];
-    while (n > 0) {
-        const size_t len = n < 16 ? n : 16;
-        const uint8_t* src = x;
-        uint8_t* dst = len < 16 ? ty : y;
-        if (len < 16) {
-            memset(tx, 0, sizeof tx);
-            memcpy(tx, x, len);
-            src = tx;
-        }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint8_t* src = x + i;
+        uint8_t* dst = y + i;
         int32x4_t v[4];
         if (is_signed) {
             int8x16_t b = vld1q_s8((const int8_t*)src);
@@ -49,11 +43,8 @@ static void requant_neon(size_t n, const uint8_t* x, uint8_t* y,
             vst1q_s8((int8_t*)dst, vcombine_s8(vqmovn_s16(w0), vqmovn_s16(w1)));
         else
             vst1q_u8(dst, vcombine_u8(vqmovun_s16(w0), vqmovun_s16(w1)));
-        if (len < 16) memcpy(y, ty, len);
-        x += len;
-        y += len;
-        n -= len;
     }
+    onnxq_requant_tail(i, n, x, y, p);
 }
 
 void onnxq_requant_u8_ukernel_16__neon(size_t n, const uint8_t* x, uint8_t* y,

@@ -3,6 +3,7 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
+#include "dynamic/dynamic_tail.h"
 #include "dynamic/ukernel.h"
 
 static inline float hmin(__m256 v) {
@@ -30,13 +31,8 @@ void onnxq_minmax_f32_ukernel_32__avx2(size_t n, const float* x, float* lo, floa
         mx0 = _mm256_max_ps(a, mx0);
         mx1 = _mm256_max_ps(b, mx1);
     }
-    float mn = hmin(_mm256_min_ps(mn0, mn1)), mx = hmax(_mm256_max_ps(mx0, mx1));
-    for (; i < n; ++i) {
-        const float v = x[i];
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-    }
-    *lo = mn;
-    *hi = mx;
+    *lo = hmin(_mm256_min_ps(mn0, mn1));
+    *hi = hmax(_mm256_max_ps(mx0, mx1));
+    onnxq_minmax_f32_tail(n - i, x + i, lo, hi);
 }
 #endif

@@ -2,6 +2,7 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+#include "dynamic/dynamic_tail.h"
 #include "dynamic/ukernel.h"
 
 void onnxq_minmax_f32_ukernel_8__neon(size_t n, const float* x, float* lo, float* hi) {
@@ -15,13 +16,8 @@ void onnxq_minmax_f32_ukernel_8__neon(size_t n, const float* x, float* lo, float
         mx0 = vmaxnmq_f32(mx0, a);
         mx1 = vmaxnmq_f32(mx1, b);
     }
-    float mn = vminnmvq_f32(vminnmq_f32(mn0, mn1)), mx = vmaxnmvq_f32(vmaxnmq_f32(mx0, mx1));
-    for (; i < n; ++i) {
-        const float v = x[i];
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-    }
-    *lo = mn;
-    *hi = mx;
+    *lo = vminnmvq_f32(vminnmq_f32(mn0, mn1));
+    *hi = vmaxnmvq_f32(vmaxnmq_f32(mx0, mx1));
+    onnxq_minmax_f32_tail(n - i, x + i, lo, hi);
 }
 #endif

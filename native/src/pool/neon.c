@@ -5,6 +5,7 @@
 #include <arm_neon.h>
 #include <string.h>
 
+#include "pool/pool_tail.h"
 #include "pool/ukernel.h"
 
 static void max_neon(size_t channels, size_t ntaps, const uint8_t* const* taps, uint8_t* y,
@@ -21,17 +22,7 @@ static void max_neon(size_t channels, size_t ntaps, const uint8_t* const* taps, 
             vst1q_u8(y + c, m);
         }
     }
-    for (; c < channels; ++c) {
-        if (is_signed) {
-            int8_t m = (int8_t)taps[0][c];
-            for (size_t k = 1; k < ntaps; ++k) m = (int8_t)taps[k][c] > m ? (int8_t)taps[k][c] : m;
-            y[c] = (uint8_t)m;
-        } else {
-            uint8_t m = taps[0][c];
-            for (size_t k = 1; k < ntaps; ++k) m = taps[k][c] > m ? taps[k][c] : m;
-            y[c] = m;
-        }
-    }
+    onnxq_maxpool_tail(c, channels, ntaps, taps, y, is_signed);
 }
 
 void onnxq_maxpool_u8_ukernel_16__neon(size_t channels, size_t ntaps, const uint8_t* const* taps,

@@ -1,20 +1,18 @@
 /* Pooling micro-kernels, portable C (the twins of onnxq/kernels/reference/pool.py). */
 #include <math.h>
 
+#include "pool/pool_tail.h"
 #include "pool/ukernel.h"
 
-#define DEFINE_MAX(T, SUFFIX)                                                                     \
-    void onnxq_maxpool_##SUFFIX##_ukernel_1__scalar(size_t channels, size_t ntaps,                \
-                                                    const T* const* taps, T* y) {                 \
-        for (size_t c = 0; c < channels; ++c) {                                                   \
-            T m = taps[0][c];                                                                     \
-            for (size_t k = 1; k < ntaps; ++k) m = taps[k][c] > m ? taps[k][c] : m;               \
-            y[c] = m;                                                                             \
-        }                                                                                         \
-    }
+void onnxq_maxpool_u8_ukernel_1__scalar(size_t channels, size_t ntaps, const uint8_t* const* taps,
+                                       uint8_t* y) {
+    onnxq_maxpool_tail(0, channels, ntaps, taps, y, 0);
+}
 
-DEFINE_MAX(uint8_t, u8)
-DEFINE_MAX(int8_t, s8)
+void onnxq_maxpool_s8_ukernel_1__scalar(size_t channels, size_t ntaps, const int8_t* const* taps,
+                                       int8_t* y) {
+    onnxq_maxpool_tail(0, channels, ntaps, (const uint8_t* const*)taps, (uint8_t*)y, 1);
+}
 
 #define DEFINE_AVG(T, SUFFIX)                                                                     \
     void onnxq_avgpool_##SUFFIX##_ukernel_1__scalar(size_t channels, size_t ntaps,                \

@@ -3,8 +3,8 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
-#include "common/quantize_scalar.h"
 #include "common/requant_avx2.h"
+#include "quant/quant_tail.h"
 #include "quant/ukernel.h"
 
 /* 8 floats -> 8 int32: x / scale, clamp (NaN -> lo), round half to even, + zp. */
@@ -33,7 +33,7 @@ static inline void quantize_bytes(size_t n, const float* x, float scale, int32_t
         __m256i q = is_signed ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
         _mm256_storeu_si256((__m256i*)(y + i), pack_order(q));
     }
-    for (; i < n; ++i) y[i] = (uint8_t)onnxq_quantize_one(x[i], scale, lo, hi, zp);
+    onnxq_quantize_tail(i, n, x, scale, zp, lo, hi, y);
 }
 
 void onnxq_quantize_f32_u8_ukernel_32__avx2(size_t n, const float* x, float scale, int32_t zp,
@@ -62,10 +62,7 @@ static inline void dequantize_bytes(size_t n, const uint8_t* x, float scale, int
             dequantize8(is_signed ? _mm256_cvtepi8_epi32(q) : _mm256_cvtepu8_epi32(q), vzp, vs,
                         y + i + j);
         }
-    for (; i < n; ++i) {
-        const int32_t q = is_signed ? (int32_t)(int8_t)x[i] : (int32_t)x[i];
-        y[i] = (float)(q - zp) * scale;
-    }
+    onnxq_dequantize_tail(i, n, x, scale, zp, is_signed, y);
 }
 
 void onnxq_dequantize_u8_f32_ukernel_32__avx2(size_t n, const uint8_t* x, float scale,

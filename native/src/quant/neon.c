@@ -3,8 +3,8 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-#include "common/quantize_scalar.h"
 #include "common/requant_neon.h"
+#include "quant/quant_tail.h"
 #include "quant/ukernel.h"
 
 static inline int32x4_t quantize4(const float* x, float32x4_t scale, float32x4_t lo,
@@ -32,7 +32,7 @@ static inline void quantize_bytes(size_t n, const float* x, float scale, int32_t
                                          vqmovn_s32(quantize4(p + 12, vs, vlo, vhi, vzp)));
         vst1q_u8(y + i, vcombine_u8(narrow8(a, is_signed), narrow8(b, is_signed)));
     }
-    for (; i < n; ++i) y[i] = (uint8_t)onnxq_quantize_one(x[i], scale, lo, hi, zp);
+    onnxq_quantize_tail(i, n, x, scale, zp, lo, hi, y);
 }
 
 void onnxq_quantize_f32_u8_ukernel_16__neon(size_t n, const float* x, float scale, int32_t zp,
@@ -68,10 +68,7 @@ static inline void dequantize_bytes(size_t n, const uint8_t* x, float scale, int
         dequantize8(widen8(vget_low_u8(q), is_signed), vzp, vs, y + i);
         dequantize8(widen8(vget_high_u8(q), is_signed), vzp, vs, y + i + 8);
     }
-    for (; i < n; ++i) {
-        const int32_t q = is_signed ? (int32_t)(int8_t)x[i] : (int32_t)x[i];
-        y[i] = (float)(q - zp) * scale;
-    }
+    onnxq_dequantize_tail(i, n, x, scale, zp, is_signed, y);
 }
 
 void onnxq_dequantize_u8_f32_ukernel_16__neon(size_t n, const uint8_t* x, float scale,
