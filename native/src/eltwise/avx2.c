@@ -1,10 +1,10 @@
 /* Quantized add, AVX2 + FMA: 32 values per step (vfmadd, like onnxruntime's AVX2 kernel), the
- * tail through a zero-padded stack buffer. */
+ * scalar step (fmaf) for the tail. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
-#include <string.h>
 
+#include "eltwise/eltwise_tail.h"
 #include "eltwise/ukernel.h"
 
 /* 8 values (as int32) -> requantised int32. */
@@ -37,21 +37,11 @@ static void qadd_avx2(size_t n, const void* a, const void* b, void* y,
     const uint8_t* pa = (const uint8_t*)a;
     const uint8_t* pb = (const uint8_t*)b;
     uint8_t* py = (uint8_t*)y;
-    uint8_t ta[32], tb[32], ty[32];
-    while (n > 0) {
-        const size_t len = n < 32 ? n : 32;
-        const uint8_t* xa = pa;
-        const uint8_t* xb = pb;
-        uint8_t* out = py;
-        if (len < 32) {
-            memset(ta, 0, sizeof ta);
-            memset(tb, 0, sizeof tb);
-            memcpy(ta, pa, len);
-            if (pb != NULL) memcpy(tb, pb, len);
-            xa = ta;
-            xb = pb != NULL ? tb : NULL;
-            out = ty;
-        }
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const uint8_t* xa = pa + i;
+        const uint8_t* xb = pb != NULL ? pb + i : NULL;
+        uint8_t* out = py + i;
         __m256i r[4];
         for (int j = 0; j < 4; ++j) {
             __m256i va = widen8(xa + 8 * j, is_signed);
@@ -63,12 +53,8 @@ static void qadd_avx2(size_t n, const void* a, const void* b, void* y,
             }
         }
         _mm256_storeu_si256((__m256i*)out, pack32(r[0], r[1], r[2], r[3], is_signed));
-        if (len < 32) memcpy(py, ty, len);
-        pa += len;
-        if (pb != NULL) pb += len;
-        py += len;
-        n -= len;
     }
+    onnxq_qadd_tail(i, n, pa, pb, py, p, is_signed);
 }
 
 void onnxq_qadd_u8_ukernel_32__avx2(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,

@@ -1,9 +1,9 @@
 /* Quantized add, NEON (aarch64): 16 values per step with vfmaq_f32 (fused, like the other ISAs)
- * and vcvtnq_s32_f32 (round half to even); the tail through a zero-padded stack buffer. */
+ * and vcvtnq_s32_f32 (round half to even); the scalar step (fmaf) for the tail. */
 #if defined(__aarch64__)
 #include <arm_neon.h>
-#include <string.h>
 
+#include "eltwise/eltwise_tail.h"
 #include "eltwise/ukernel.h"
 
 static inline int32x4_t step4(int32x4_t a, const int32x4_t* b, float32x4_t ra, float32x4_t rb,
@@ -37,21 +37,11 @@ static void qadd_neon(size_t n, const uint8_t* pa, const uint8_t* pb, uint8_t* p
     const float32x4_t ra = vdupq_n_f32(p->ra), rb = vdupq_n_f32(p->rb);
     const float32x4_t fixed = vdupq_n_f32(p->fixed), lo = vdupq_n_f32(p->lo);
     const float32x4_t hi = vdupq_n_f32(p->hi);
-    uint8_t ta[16], tb[16], ty[16];
-    while (n > 0) {
-        const size_t len = n < 16 ? n : 16;
-        const uint8_t* xa = pa;
-        const uint8_t* xb = pb;
-        uint8_t* out = py;
-        if (len < 16) {
-            memset(ta, 0, sizeof ta);
-            memset(tb, 0, sizeof tb);
-            memcpy(ta, pa, len);
-            if (pb != NULL) memcpy(tb, pb, len);
-            xa = ta;
-            xb = pb != NULL ? tb : NULL;
-            out = ty;
-        }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint8_t* xa = pa + i;
+        const uint8_t* xb = pb != NULL ? pb + i : NULL;
+        uint8_t* out = py + i;
         int32x4_t va[4], vb[4], r[4];
         widen16(xa, is_signed, va);
         if (xb != NULL) widen16(xb, is_signed, vb);
@@ -62,12 +52,8 @@ static void qadd_neon(size_t n, const uint8_t* pa, const uint8_t* pb, uint8_t* p
             vst1q_s8((int8_t*)out, vcombine_s8(vqmovn_s16(w0), vqmovn_s16(w1)));
         else
             vst1q_u8(out, vcombine_u8(vqmovun_s16(w0), vqmovun_s16(w1)));
-        if (len < 16) memcpy(py, ty, len);
-        pa += len;
-        if (pb != NULL) pb += len;
-        py += len;
-        n -= len;
     }
+    onnxq_qadd_tail(i, n, pa, pb, py, p, is_signed);
 }
 
 void onnxq_qadd_u8_ukernel_16__neon(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
