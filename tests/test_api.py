@@ -55,12 +55,6 @@ def _export(export_torch, exporter: str = "torchscript", opset: int = 17) -> onn
     return export_torch(SmallNet(), (torch.randn(8, 3, 8, 8),), exporter, opset)
 
 
-def _ops(proto: onnx.ModelProto) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for n in proto.graph.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    return counts
-
 
 def _relative_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, feeds, run_ort, optimize: bool) -> float:
     worst = 0.0
@@ -70,11 +64,13 @@ def _relative_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, feeds, run_ort,
     return worst
 
 
-def test_quantize_static_torch_model_is_qdq_and_close_to_fp32(export_torch, torch_exporter, run_ort) -> None:
+def test_quantize_static_torch_model_is_qdq_and_close_to_fp32(
+    export_torch, torch_exporter, run_ort, op_counts
+) -> None:
     fp32 = _export(export_torch, *torch_exporter)
     name = fp32.graph.input[0].name
     qdq = quantize_static(fp32, _batches(name), "x86", progress=False)
-    ops = _ops(qdq)
+    ops = op_counts(qdq)
     assert "BatchNormalization" not in ops
     assert ops["Conv"] == 2 and ops["QuantizeLinear"] >= 6
     inits = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
@@ -92,13 +88,13 @@ def test_quantize_static_torch_model_is_qdq_and_close_to_fp32(export_torch, torc
         assert _relative_error(fp32, qdq, feeds, run_ort, optimize) < 0.06
 
 
-def test_converted_model_is_fused_by_onnxruntime(export_torch, tmp_path: Path) -> None:
+def test_converted_model_is_fused_by_onnxruntime(export_torch, tmp_path: Path, op_counts) -> None:
     fp32 = _export(export_torch)
     qdq = quantize_static(fp32, _batches(fp32.graph.input[0].name), MINMAX, progress=False)
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(qdq.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    fused = _ops(onnx.load(str(tmp_path / "optimized.onnx")))
+    fused = op_counts(onnx.load(str(tmp_path / "optimized.onnx")))
     assert fused.get("QLinearConv", 0) == 2 and "Conv" not in fused
     assert fused.get("QGemm", 0) + fused.get("QLinearMatMul", 0) == 1
 
@@ -115,7 +111,7 @@ def test_prepare_accepts_path_proto_and_ir_model_without_changing_it(model_from_
     assert onnx.printer.to_text(ir.to_proto(ir_model)) == before
 
 
-def test_quantize_static_accepts_every_qconfig_form(model_from_text, tmp_path: Path) -> None:
+def test_quantize_static_accepts_every_qconfig_form(model_from_text, tmp_path: Path, op_counts) -> None:
     proto = model_from_text(f"{HEADER}\ng (float[2, 4] x) => (float[2, 4] y) {{ [add] y = Add(x, x) }}")
     mapping = QConfigMapping(global_qconfig=get_default_qconfig("arm"))
     json_path = tmp_path / "qconfig.json"
@@ -123,7 +119,7 @@ def test_quantize_static_accepts_every_qconfig_form(model_from_text, tmp_path: P
     batches = [{"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}]
     for qconfig in ("x86", "qnnpack", MINMAX, mapping, json_path, str(json_path)):
         qdq = quantize_static(proto, batches, qconfig, progress=False)
-        assert _ops(qdq) == {"QuantizeLinear": 2, "DequantizeLinear": 2, "Add": 1}
+        assert op_counts(qdq) == {"QuantizeLinear": 2, "DequantizeLinear": 2, "Add": 1}
     with pytest.raises(ConfigError, match="unknown qconfig backend"):
         quantize_static(proto, batches, "avx9000", progress=False)
 
@@ -163,7 +159,7 @@ def test_convert_keeps_prepared_model_float_and_is_repeatable(model_from_text) -
     assert [n.op_type for n in prepared.model.graph] == ["Add"]
 
 
-def test_unreached_tensor_leaves_consumer_float_and_is_reported(model_from_text, caplog) -> None:
+def test_unreached_tensor_leaves_consumer_float_and_is_reported(model_from_text, caplog, op_counts) -> None:
     proto = model_from_text(f"""{HEADER}
 g (float[1, 4] x) => (float[1, 4] y, float[1, 4] z) {{
     [log] l = Log(x)
@@ -180,7 +176,7 @@ g (float[1, 4] x) => (float[1, 4] y, float[1, 4] z) {{
     assert not add.quantized and "'l' was not reached" in (add.reason or "")
     assert next(n for n in report.nodes if n.name == "mul").quantized
     assert report.nonfinite == {"l": 12, "y": 12}
-    assert _ops(qdq)["QuantizeLinear"] == 2  # x and z only
+    assert op_counts(qdq)["QuantizeLinear"] == 2  # x and z only
     assert any("no calibration sample" in r.getMessage() for r in caplog.records)
 
 
@@ -233,14 +229,16 @@ class TinyAttention(torch.nn.Module):
         return self.out(attention @ v)
 
 
-def test_quantize_static_attention_block_is_close_to_fp32(export_torch, torch_exporter, run_ort) -> None:
+def test_quantize_static_attention_block_is_close_to_fp32(
+    export_torch, torch_exporter, run_ort, op_counts
+) -> None:
     torch.manual_seed(0)
     fp32 = export_torch(TinyAttention(), (torch.randn(2, 5, 16),), *torch_exporter)
     name = fp32.graph.input[0].name
     prepared = prepare(fp32, "x86")
     prepared.calibrate(_batches(name, shape=(2, 5, 16)), progress=False)
     qdq = prepared.convert()
-    ops = _ops(qdq)
+    ops = op_counts(qdq)
     assert ops["MatMul"] == 4 and ops["Softmax"] == 1
     quantized = {n.op_type for n in prepared.report.quantized}
     assert {"MatMul", "Softmax"} <= quantized
@@ -317,7 +315,7 @@ g (float[2, 4] x, bool c) => (float[2, 4] y)
         assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
 
 
-def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, run_ort) -> None:
+def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, run_ort, op_counts) -> None:
     op = "DepthToSpace"  # torch's pixel_shuffle; pixel_unshuffle exports as Reshape/Transpose
     class Net(torch.nn.Module):
         def __init__(self) -> None:
@@ -331,7 +329,7 @@ def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, 
 
     torch.manual_seed(0)
     proto = export_torch(Net(), (torch.randn(8, 3, 8, 8),), "torchscript", 17)
-    assert _ops(proto)[op] == 1
+    assert op_counts(proto)[op] == 1
     qmodel = quantize_static(proto, _batches(proto.graph.input[0].name), MINMAX, progress=False)
     (node,) = [n for n in qmodel.graph.node if n.op_type == op]
     producers = {o: n for n in qmodel.graph.node for o in n.output}

@@ -80,12 +80,6 @@ def _consumers(proto: onnx.ModelProto, value: str) -> list[onnx.NodeProto]:
     return [n for n in proto.graph.node if value in n.input]
 
 
-def _ops(proto: onnx.ModelProto) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for n in proto.graph.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    return counts
-
 
 CONV_RELU = f"""
 g (float[1, 2, 6, 6] x) => (float[1, 4, 6, 6] y)
@@ -97,9 +91,9 @@ g (float[1, 2, 6, 6] x) => (float[1, 4, 6, 6] y)
 """
 
 
-def test_insert_conv_relu_gives_standard_qdq_structure(model_from_text) -> None:
+def test_insert_conv_relu_gives_standard_qdq_structure(model_from_text, op_counts) -> None:
     _, qdq, count = quantize_text(model_from_text, CONV_RELU, MINMAX_PER_CHANNEL)
-    ops = _ops(qdq)
+    ops = op_counts(qdq)
     assert (ops["QuantizeLinear"], ops["DequantizeLinear"], ops["Conv"], ops["Relu"]) == (2, 4, 1, 1)
     assert count == 6
     conv = next(n for n in qdq.graph.node if n.op_type == "Conv")
@@ -292,7 +286,9 @@ def test_insert_reduce_range_uses_127_activation_levels(model_from_text) -> None
 
 
 @pytest.mark.parametrize("optimize", [True, False], ids=["ort-opt", "ort-noopt"])
-def test_insert_qdq_model_close_to_fp32_on_random_data(model_from_text, run_ort, optimize: bool) -> None:
+def test_insert_qdq_model_close_to_fp32_on_random_data(
+    model_from_text, run_ort, optimize: bool, op_counts
+) -> None:
     fp32, qdq, _ = quantize_text(
         model_from_text,
         f"""
@@ -317,7 +313,7 @@ g (float[1, 3, 8, 8] x, float[1, 2, 4, 4] s) => (float[1, 10] y, float[1, 10] p)
     got = run_ort(qdq, feeds, optimize)
     for e, g in zip(expected, got, strict=True):
         assert np.max(np.abs(g - e)) <= 0.05 * np.max(np.abs(e))
-    assert _ops(qdq)["QuantizeLinear"] == 9  # x r m s k a f y p
+    assert op_counts(qdq)["QuantizeLinear"] == 9  # x r m s k a f y p
 
 
 def test_insert_refuses_model_below_opset_13() -> None:
