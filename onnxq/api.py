@@ -97,7 +97,7 @@ class PreparedModel:
                            len(unreached), ", ".join(sorted(unreached)[:5]), dropped)
         model = self._model.clone()
         InsertQDQ(plan, qparams)(model)
-        proto = _without_initializer_value_info(to_proto(model))
+        proto = to_proto(model)
         if tensor_bytes(model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
             try:
                 onnx.checker.check_model(proto)
@@ -141,16 +141,6 @@ def quantize_static(
     prepared = prepare(model, qconfig)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert()
-
-
-def _without_initializer_value_info(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Drop ``value_info`` entries that repeat an initializer's own type (bytes only, no information)."""
-    initializers = {t.name for t in proto.graph.initializer}
-    keep = [vi for vi in proto.graph.value_info if vi.name not in initializers]
-    if len(keep) != len(proto.graph.value_info):
-        del proto.graph.value_info[:]
-        proto.graph.value_info.extend(keep)
-    return proto
 
 
 def _name_nodes(graph: ir.Graph) -> None:

@@ -148,10 +148,20 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
                 if isinstance(tensor, ir.ExternalTensor):
                     swapped.append((value, tensor))
                     value.const_value = ir.Tensor(tensor.numpy(), name=tensor.name)
-        return ir.serde.serialize_model(model)
+        return _without_initializer_value_info(ir.serde.serialize_model(model))
     finally:
         for value, tensor in swapped:
             value.const_value = tensor
+
+
+def _without_initializer_value_info(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop ``value_info`` entries that repeat an initializer's own type (bytes only, no information)."""
+    initializers = {t.name for t in proto.graph.initializer}
+    keep = [vi for vi in proto.graph.value_info if vi.name not in initializers]
+    if len(keep) != len(proto.graph.value_info):
+        del proto.graph.value_info[:]
+        proto.graph.value_info.extend(keep)
+    return proto
 
 
 def tensor_bytes(model: ir.Model) -> int:
