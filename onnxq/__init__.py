@@ -17,7 +17,7 @@ Everything public is listed in ``__all__``; anything else is internal.
 
 from onnxq import errors
 from onnxq.api import PreparedModel, prepare, quantize_static
-from onnxq.data import load_calibration_data
+from onnxq.calibration.data import load_calibration_data
 from onnxq.errors import (
     CalibrationDataError,
     ConfigError,

@@ -1,7 +1,7 @@
 """The Python API: ``prepare`` / ``calibrate`` / ``convert`` on ONNX, and ``quantize_static``.
 
 Orchestration only: loading is :mod:`onnxq.io`, the structural rewrites :mod:`onnxq.passes`, the
-decisions :mod:`onnxq.plan`, statistics :mod:`onnxq.calibrate`, the rewrite
+decisions :mod:`onnxq.planning.plan`, statistics :mod:`onnxq.calibration.engine`, the rewrite
 :mod:`onnxq.passes.insert_qdq`, the summary :mod:`onnxq.report`. Nothing here writes files::
 
     prepared = onnxq.prepare("model.onnx", "x86")
@@ -21,18 +21,18 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxq.calibration.resolve import drop_unreached, make_observers, resolve_qparams
 from onnxq.errors import CalibrationDataError, OnnxqError
-from onnxq.graph import NameAuthority, iter_graphs
 from onnxq.io import load_model, tensor_bytes, to_proto
-from onnxq.passes import find_fusion_groups, run_passes, structural_passes
+from onnxq.passes import run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ
-from onnxq.plan import QuantPlan, build_plan, elementwise_fusion_groups
-from onnxq.plan_qparams import drop_unreached, make_observers, resolve_qparams
+from onnxq.planning.fusion import fusion_groups
+from onnxq.planning.plan import QuantPlan, build_plan
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
 
 if TYPE_CHECKING:
-    from onnxq.calibrate import CalibrationResult
+    from onnxq.calibration.engine import CalibrationResult
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ class PreparedModel:
 
     def calibrate(self, batches: Batches, *, progress: bool = True) -> CalibrationResult:
         """Run the fp32 model over ``batches`` ({input name: array}) and feed the observers."""
-        from onnxq.calibrate import calibrate  # lazy: the calibration stack loads onnxruntime sessions
+        from onnxq.calibration.engine import (
+            calibrate,  # lazy: the calibration stack loads onnxruntime sessions
+        )
 
         result = calibrate(self._model, self._observers, batches, progress=progress)
         self._num_samples += result.num_samples
@@ -123,10 +125,7 @@ def prepare(model: ModelSource, qconfig_mapping: QConfigLike = "x86") -> Prepare
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
     source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
     ir_model, results = run_passes(ir_model, structural_passes())
-    _name_nodes(ir_model.graph)
-    groups = find_fusion_groups(ir_model.graph)
-    groups += elementwise_fusion_groups(ir_model.graph, groups)
-    plan = build_plan(ir_model, mapping, groups, source_op_types)
+    plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
     notes = tuple(note for r in results for note in r.notes)
     prepared = PreparedModel(ir_model, plan, notes)
     logger.info("prepared: %d nodes to quantize, %d tensors to observe",
@@ -141,17 +140,6 @@ def quantize_static(
     prepared = prepare(model, qconfig)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert()
-
-
-def _name_nodes(graph: ir.Graph) -> None:
-    """Give every node a unique name, subgraphs included (qconfigs and reports refer to nodes by name)."""
-    names = NameAuthority(graph)
-    seen: set[str] = set()
-    for g in iter_graphs(graph):
-        for node in g:
-            if not node.name or node.name in seen:
-                node.name = names.node(node.op_type)
-            seen.add(node.name)
 
 
 __all__ = ["PreparedModel", "prepare", "quantize_static"]

@@ -20,19 +20,18 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from onnxq import __version__
 from onnxq.errors import OnnxqError
+from onnxq.qconfig import PRESETS
 
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _PROG = "onnxq"
-_PRESETS = ("x86", "fbgemm", "qnnpack", "arm")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--qconfig",
         default="x86",
-        help=f"preset ({', '.join(_PRESETS)}) or a JSON qconfig file (default: x86)",
+        help=f"preset ({', '.join(PRESETS)}) or a JSON qconfig file (default: x86)",
     )
     q.add_argument(
         "--activation-dtype",
@@ -99,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=30, help="timed runs per model (median reported; default 30)")
     d.add_argument("-o", "--output", type=Path, help="also save the int8 demo model here")
     d.add_argument(
-        "--qconfig", default="qnnpack", choices=_PRESETS, help="preset to quantize with (default: qnnpack)"
+        "--qconfig", default="qnnpack", choices=PRESETS, help="preset to quantize with (default: qnnpack)"
     )
     return parser
 
@@ -138,8 +137,8 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace) -> None:
     from onnxq.api import prepare
-    from onnxq.data import load_calibration_data
-    from onnxq.io import save_model
+    from onnxq.calibration.data import load_calibration_data
+    from onnxq.io import atomic_files, save_model
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
 
     for path, what in ((args.output, "output"), (args.report, "report")):
@@ -161,15 +160,11 @@ def _quantize(args: argparse.Namespace) -> None:
     prepared.calibrate(calib, progress=not args.no_progress)
     qmodel = prepared.convert()
     report = prepared.report
-    pending = _stage_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n") if args.report else None
-    try:
+    # the report is written first and moved into place only once the model is saved
+    with atomic_files(*([args.report] if args.report else [])) as staged:
+        for tmp in staged:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         save_model(qmodel, args.output, external_data=True if args.external_data else None)
-    except BaseException:
-        if pending is not None:
-            pending.unlink(missing_ok=True)
-        raise
-    if pending is not None:
-        os.replace(pending, args.report)
     in_bytes, out_bytes = _model_bytes(args.model), _model_bytes(args.output)
     print(f"wrote {args.output} ({_kib(out_bytes)}, {out_bytes / max(in_bytes, 1):.2f}x of {_kib(in_bytes)})")
     print(report.format(max_float=20))
@@ -225,18 +220,6 @@ def _cli_logging(verbose: bool) -> Iterator[None]:
         logger.handlers[:] = saved[0]
         logger.setLevel(saved[1])  # setLevel, not assignment: it clears the loggers' level cache
         logger.propagate = saved[2]
-
-
-def _stage_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``; the caller moves it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
 
 def _parent(path: Path) -> Path:

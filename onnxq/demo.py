@@ -23,10 +23,11 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxq.api import prepare
-from onnxq.data import load_calibration_data
+from onnxq.calibration.data import load_calibration_data
 from onnxq.errors import OnnxqError
 from onnxq.io import save_model
 from onnxq.report import QuantizationReport
+from onnxq.runtime import make_session
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "qnnp
     if output is not None:
         save_model(qmodel, output)
 
-    fp32 = _session(model_path.read_bytes())
-    int8 = _session(int8_bytes)
+    fp32 = make_session(model_path, what="demo model", threads=1)
+    int8 = make_session(int8_bytes, what="quantized demo model", threads=1)
     fp32_pred = _predict(fp32, images)
     int8_pred = _predict(int8, images)
     fp32_ms, int8_ms = _median_ms([fp32, int8], images, runs)
@@ -125,15 +126,6 @@ def format_demo(r: DemoResult) -> str:
     ]
     lines += [f"{a:<16}{b:>11}{c:>11}   {d}".rstrip() for a, b, c, d in rows]
     return "\n".join(lines)
-
-
-def _session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _predict(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:

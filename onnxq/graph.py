@@ -17,6 +17,19 @@ from onnxq.errors import UnsupportedModelError
 
 logger = logging.getLogger(__name__)
 
+#: The names of the default ONNX operator domain.
+ONNX_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+def is_onnx_domain(domain: str) -> bool:
+    """True for the default ONNX domain, however a model spells it ("" or "ai.onnx")."""
+    return domain in ONNX_DOMAINS
+
+
+def is_op(node: ir.Node | None, *op_types: str) -> bool:
+    """True when ``node`` is a default-domain node of one of ``op_types`` (none given: never)."""
+    return node is not None and node.op_type in op_types and node.domain in ONNX_DOMAINS
+
 
 def producer(value: ir.Value) -> ir.Node | None:
     """The node that computes ``value`` (None for graph inputs and initializers)."""
@@ -61,7 +74,7 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
     tensor = value.const_value
     if tensor is None:
         node = value.producer()
-        if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        if not is_op(node, "Constant"):
             return None
         tensor = _constant_node_tensor(node)
         if tensor is None:
@@ -91,7 +104,7 @@ def _constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
 def opset_version(model: ir.Model, domain: str = "") -> int:
     """The opset the model imports for ``domain`` ("" and "ai.onnx" are the same domain)."""
     imports = model.opset_imports
-    default = domain in ("", "ai.onnx")
+    default = is_onnx_domain(domain)
     version = imports.get("", imports.get("ai.onnx")) if default else imports.get(domain)
     if version is None:
         raise UnsupportedModelError(f"model imports no opset for domain {domain or 'ai.onnx'!r}")
@@ -115,6 +128,21 @@ def node_subgraphs(node: ir.Node) -> Iterator[ir.Graph]:
             yield attr.value
         elif attr.type == ir.AttributeType.GRAPHS:
             yield from attr.value
+
+
+def name_nodes(graph: ir.Graph, names: NameAuthority | None = None) -> int:
+    """Give every unnamed or duplicate-named node of ``graph`` and its subgraphs a fresh name
+    (``Relu``, ``Relu_1``...): qconfigs and reports refer to nodes by name. Returns how many changed."""
+    names = names or NameAuthority(graph)
+    seen: set[str] = set()
+    renamed = 0
+    for g in iter_graphs(graph):
+        for node in g:
+            if not node.name or node.name in seen:
+                node.name = names.node(node.op_type)
+                renamed += 1
+            seen.add(node.name)
+    return renamed
 
 
 class NameAuthority:
@@ -243,12 +271,16 @@ def count_ops(graph: ir.Graph) -> dict[str, int]:
 
 
 __all__ = [
+    "ONNX_DOMAINS",
     "NameAuthority",
     "constant_array",
     "consumers",
     "count_ops",
     "is_constant",
+    "is_onnx_domain",
+    "is_op",
     "iter_graphs",
+    "name_nodes",
     "new_initializer",
     "node_subgraphs",
     "opset_version",

@@ -25,12 +25,12 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxq.graph import constant_array, iter_graphs
+from onnxq.graph import constant_array, is_onnx_domain, is_op, iter_graphs
 from onnxq.io import load_model
+from onnxq.planning.ops import fusable_activation_ops
 
 _Q = "QuantizeLinear"
 _DQ = "DequantizeLinear"
-_FUSABLE = frozenset({"Relu", "Clip", "LeakyRelu"})
 _INTEGER_OPS = frozenset(
     {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul"}
 )
@@ -155,7 +155,7 @@ def _is_quantized(node: ir.Node, quantized_ids: set[int]) -> bool:
         if from_dq:
             return True
     # an activation fused after a quantized node: reads only it, feeds only Q
-    if node.op_type in _FUSABLE and node.inputs and node.inputs[0] is not None:
+    if is_op(node, *fusable_activation_ops()) and node.inputs and node.inputs[0] is not None:
         source = node.inputs[0].producer()
         users = [use.node for out in node.outputs for use in out.uses()]
         return (
@@ -179,7 +179,7 @@ def _is_float(value: ir.Value) -> bool:
 
 def _is_from(value: ir.Value | None, op_type: str) -> bool:
     node = None if value is None else value.producer()
-    return node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx")
+    return is_op(node, op_type)
 
 
 def _qparams_of(node: ir.Node) -> TensorQParams | None:
@@ -242,7 +242,7 @@ def _dtype_name(dtype: ir.DataType | None) -> str:
 
 
 def _qualified(node: ir.Node) -> str:
-    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+    return node.op_type if is_onnx_domain(node.domain) else f"{node.domain}.{node.op_type}"
 
 
 def _label(node: ir.Node) -> NodeRef:

@@ -8,11 +8,14 @@
   and moved into place with ``os.replace`` (the data file first, then the model), so a failure
   never leaves a partial file behind. Models whose tensors exceed the 2 GB protobuf limit are saved
   with external data automatically, in ``<model file name>.data`` next to the model.
+* :func:`atomic_files` is that mechanism for any files (reports, calibration results), and
+  :func:`write_text_atomic` its one-file form.
 * :func:`to_proto` gives the ``onnx.ModelProto`` of a model with every tensor inline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -113,25 +116,53 @@ def save_model(
         )
     data_name = f"{target.name}.data"
     try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
-    except OSError as exc:
-        raise OnnxqError(f"cannot save model to '{target}': {exc}") from exc
-    try:
-        tmp_model = tmp_dir / target.name
-        if use_external:
-            ir.save(model, tmp_model, external_data=data_name, size_threshold_bytes=_EXTERNAL_THRESHOLD_BYTES)
-        else:
-            onnx.save_model(to_proto(model), str(tmp_model))
-        tmp_data = tmp_dir / data_name
-        if tmp_data.exists():
-            os.replace(tmp_data, directory / data_name)
-        os.replace(tmp_model, target)
+        # the data file is moved first, so the model never points at a missing one
+        with atomic_files(directory / data_name, target) as (_, tmp_model):
+            if use_external:
+                ir.save(model, tmp_model, external_data=data_name,
+                        size_threshold_bytes=_EXTERNAL_THRESHOLD_BYTES)
+            else:
+                onnx.save_model(to_proto(model), str(tmp_model))
     except (OSError, ValueError) as exc:  # disk full, permissions, protobuf size limit
         raise OnnxqError(f"cannot save model to '{target}': {_first_line(exc)}") from exc
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     logger.info("saved model to %s%s", target, f" (+ external data {data_name})" if use_external else "")
     return target
+
+
+@contextlib.contextmanager
+def atomic_files(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
+    """Write files that appear complete or not at all.
+
+    Yields one temporary path per target, ``<hidden temporary directory beside the target>/<its
+    name>`` (targets in one directory share one temporary directory, so files that refer to each
+    other by name, a model and its external data, can be written there as they will be). When the
+    block ends without an exception the files that were written are moved into place in the order
+    of ``targets`` (``os.replace``, atomic within a file system); after an exception nothing is
+    moved. The temporary directories are removed either way.
+    """
+    paths = [Path(t) for t in targets]
+    temp_dirs: dict[Path, Path] = {}
+    try:
+        staged = []
+        for path in paths:
+            parent = path.parent if str(path.parent) else Path(".")
+            if parent not in temp_dirs:
+                temp_dirs[parent] = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+            staged.append(temp_dirs[parent] / path.name)
+        yield tuple(staged)
+        for tmp, path in zip(staged, paths, strict=True):
+            if tmp.exists():
+                os.replace(tmp, path)
+    finally:
+        for tmp_dir in temp_dirs.values():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` so that it appears complete or not at all."""
+    with atomic_files(path) as (tmp,):
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
@@ -248,4 +279,12 @@ def _check_external_data(model: ir.Model, label: str) -> None:
             )
 
 
-__all__ = ["AUTO_EXTERNAL_BYTES", "load_model", "save_model", "tensor_bytes", "to_proto"]
+__all__ = [
+    "AUTO_EXTERNAL_BYTES",
+    "atomic_files",
+    "load_model",
+    "save_model",
+    "tensor_bytes",
+    "to_proto",
+    "write_text_atomic",
+]

@@ -26,7 +26,7 @@ PRESETS = ("x86", "fbgemm", "qnnpack", "arm")
 
 
 def _registered_observers() -> frozenset[str]:
-    from onnxq.observers import observer_names  # lazy: observers import this module
+    from onnxq.calibration.observers import observer_names  # lazy: observers import this module
 
     return frozenset(observer_names())
 

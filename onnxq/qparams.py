@@ -104,6 +104,20 @@ def choose_qparams(
     return QParams(scale, zp.astype(_NP_DTYPES[dtype]), axis)
 
 
+def fixed_qparams(fixed_range: tuple[float, float], dtype: str) -> QParams:
+    """The parameters of a known output range ``[lo, hi]`` over all ``2**bits`` levels of ``dtype``.
+
+    ``scale = (hi - lo) / 2**bits`` and ``zero_point = qmin - lo / scale``: Sigmoid/Softmax
+    ``[0, 1]`` get scale 1/256 and zero point 0 (uint8) or -128 (int8); Tanh ``[-1, 1]`` scale 1/128
+    and zero point 128 (uint8) or 0 (int8).
+    """
+    lo, hi = fixed_range
+    qmin, qmax = qrange(dtype)
+    scale = np.float32((hi - lo) / float(qmax - qmin + 1))
+    zero_point = np.array(qmin - round(lo / float(scale)), dtype=np.int64)
+    return QParams(np.asarray(scale), zero_point.astype(_NP_DTYPES[dtype]))
+
+
 def clamp_round(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """fp32 ``v`` clamped to integral ``[lo, hi]`` (NaN -> lo), rounded half to even, as int32.
 
@@ -192,6 +206,7 @@ __all__ = [
     "dequantize",
     "dequantize_array",
     "fake_quantize",
+    "fixed_qparams",
     "qrange",
     "quantize",
     "quantize_array",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from onnxq.plan import QuantPlan
+from onnxq.planning.plan import QuantPlan
 
 
 @dataclass(frozen=True)

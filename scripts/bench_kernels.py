@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.kernels import available_isas, gemm_u8s8, pack_gemm_weights, set_isa
 from onnxq.kernels.conv import PreparedConv, nhwc_to_nchw, pack_conv_weights
 from onnxq.kernels.reference.conv import requant_scales
+from onnxq.runtime import make_session
 
 X_SCALE, Y_SCALE, X_ZP, Y_ZP = 0.02, 0.05, 128, 128
 BLOCK = 6  # consecutive runs of one variant per round (the first DROP are dropped)
@@ -117,11 +119,8 @@ def measure_peaks(rounds: int = 5) -> dict[str, float]:
     return peaks
 
 
-def _ort_session(model: object, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+def _ort_session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
+    return make_session(model, threads=threads)
 
 
 def _initializers(w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> list:

@@ -182,7 +182,7 @@ def child_main(tool: str, config: str, model_path: Path, data_path: Path, out_pa
     logging.disable(logging.WARNING)  # onnxruntime's quantizer logs advice on the root logger
     if tool == "onnxq":
         import onnxq
-        import onnxq.calibrate  # noqa: F401
+        import onnxq.calibration.engine  # noqa: F401
     else:
         import onnxruntime.quantization  # noqa: F401
     runner = run_onnxq if tool == "onnxq" else run_onnxruntime
@@ -239,12 +239,13 @@ def run_child(tool: str, config: str, model_path: Path, data_path: Path, out_pat
 def sqnr_db(model_path: Path, quantized: dict[str, Path], data_path: Path) -> dict[str, float]:
     """Signal-to-quantization-noise ratio (dB) of each quantized model's logits against fp32's."""
     import numpy as np
-    import onnxruntime as ort
+
+    from onnxq.runtime import make_session
 
     x = np.concatenate([b[INPUT_NAME] for b in load_batches(data_path)])
 
     def logits(path: Path) -> np.ndarray:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = make_session(path)
         return session.run(None, {INPUT_NAME: x})[0].astype(np.float64)
 
     ref = logits(model_path)

@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
 import onnxq
+from onnxq.runtime import make_session
 from onnxq.torch import export
 
 CALIB_SAMPLES = 256
@@ -73,7 +73,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 8) -> nn
 
 
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = make_session(path)
     return session.run(None, {session.get_inputs()[0].name: x})[0].argmax(1)
 
 

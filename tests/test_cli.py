@@ -595,5 +595,5 @@ def test_cli_restores_logging_so_later_warnings_still_propagate(
     assert _run(["-v", "inspect", work / "model.onnx"], capsys)[0] == 0
     assert (logger.handlers, logger.level, logger.propagate) == before
     with caplog.at_level(logging.WARNING, logger="onnxq"):
-        logging.getLogger("onnxq.calibrate").warning("after the CLI")
+        logging.getLogger("onnxq.calibration.engine").warning("after the CLI")
     assert [r.getMessage() for r in caplog.records] == ["after the CLI"]

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onnxq.calibration.observers import observer_names
 from onnxq.errors import ConfigError
-from onnxq.observers import observer_names
 from onnxq.qconfig import (
     PRESETS,
     QConfig,

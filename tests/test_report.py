@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from onnxq.ops import QuantKind
-from onnxq.plan import NodeDecision, QuantPlan
+from onnxq.planning.ops import QuantKind
+from onnxq.planning.plan import NodeDecision, QuantPlan
 from onnxq.report import NodeEntry, QuantizationReport, build_report
 
 NONE_REASON = "its qconfig is None (left in float by the QConfigMapping)"

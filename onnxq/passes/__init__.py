@@ -2,13 +2,18 @@
 
 The structural pipeline prepares a float model for quantization without changing what it computes:
 
-1. :class:`~onnxq.passes.normalize.Normalize` - opset >= 13, constants as initializers, ``Sum`` -> ``Add``;
+1. :class:`~onnxq.passes.normalize.Normalize` - opset >= 13 (or 21), constants as initializers,
+   ``Sum`` -> ``Add``, every node named;
 2. :class:`~onnxq.passes.global_pool.ReduceMeanToGlobalPool` - spatial ``ReduceMean`` -> global pool;
 3. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
-4. :class:`~onnxq.passes.fuse_activations.FuseActivations` - ``MatMul + Add`` -> ``Gemm`` where legal
-   (the fusion groups themselves come from :func:`find_fusion_groups`).
+4. :class:`~onnxq.passes.matmul_add_to_gemm.MatMulAddToGemm` - ``MatMul + Add`` -> ``Gemm`` where legal.
 
-Q/DQ insertion (``insert_qdq``) needs calibration results and runs afterwards, on its own.
+Every pass is an ``onnx_ir`` in-place pass (:mod:`onnxq.passes.base`). :func:`run_passes` runs a
+sequence of them and keeps each one's result (its notes go into the report); it does not wrap
+errors, so a pass's :class:`~onnxq.errors.OnnxqError` reaches the user as its own one line.
+
+Q/DQ insertion (:class:`~onnxq.passes.insert_qdq.InsertQDQ`) needs calibration results and the
+quantized weights, and runs afterwards, on its own.
 """
 
 from __future__ import annotations
@@ -18,18 +23,19 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
+from onnxq.opsets import MIN_OPSET
 from onnxq.passes.base import GraphPass, PassResult
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
-from onnxq.passes.fuse_activations import FuseActivations, FusionGroup, find_fusion_groups
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
+from onnxq.passes.matmul_add_to_gemm import MatMulAddToGemm
 from onnxq.passes.normalize import Normalize
 
 logger = logging.getLogger(__name__)
 
 
-def structural_passes() -> tuple[GraphPass, ...]:
-    """The structural pipeline, in the order it must run."""
-    return (Normalize(), ReduceMeanToGlobalPool(), FoldBatchNorm(), FuseActivations())
+def structural_passes(min_opset: int = MIN_OPSET) -> tuple[GraphPass, ...]:
+    """The structural pipeline, in the order it must run; models older than ``min_opset`` are upgraded."""
+    return (Normalize(min_opset=min_opset), ReduceMeanToGlobalPool(), FoldBatchNorm(), MatMulAddToGemm())
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:
@@ -45,13 +51,11 @@ def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, 
 
 __all__ = [
     "FoldBatchNorm",
-    "FuseActivations",
-    "FusionGroup",
     "GraphPass",
+    "MatMulAddToGemm",
     "Normalize",
     "PassResult",
     "ReduceMeanToGlobalPool",
-    "find_fusion_groups",
     "fold_bn_params",
     "run_passes",
     "structural_passes",

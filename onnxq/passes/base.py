@@ -1,41 +1,37 @@
-"""What every rewrite pass returns, and the protocol a pass follows.
+"""What every rewrite pass returns, and the base class a pass derives from.
 
-A pass is an object built with everything it needs (config, calibration result, options) and
-called on an :class:`onnx_ir.Model`. It rewrites the model in place and returns a
-:class:`PassResult`: the model, how many rewrites it made, and one-line notes for the report
-(why a match was refused, what was left alone), each naming the node or tensor concerned.
+A pass is an ``onnx_ir`` in-place pass (:class:`onnx_ir.passes.InPlacePass`) built with everything
+it needs (config, calibration result, options): called on an :class:`onnx_ir.Model`, it rewrites
+the model in place and returns a :class:`PassResult` — the model, how many rewrites it made, and
+one-line notes for the report (why a match was refused, what was left alone), each naming the
+node or tensor concerned. Being onnx-ir passes, ours compose with the library's own
+(``onnx_ir.passes.Sequential``, ``onnx_ir.passes.common``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
 import onnx_ir as ir
 
 
-@dataclass(frozen=True)
-class PassResult:
-    """The outcome of one pass.
+class PassResult(ir.passes.PassResult):
+    """The outcome of one pass: ``onnx_ir``'s result (``model``, ``modified``) with our counts.
 
     Attributes:
-        model: The rewritten model: usually the object the pass was given (rewritten in place), a new
-            one when the pass had to rebuild it (opset upgrade). Always continue with this one.
+        model: The rewritten model (the object the pass was given).
         count: Number of rewrites made (0 means the model is unchanged).
         notes: One-line messages for the report, e.g. a match the pass refused and why.
     """
 
-    model: ir.Model
-    count: int
-    notes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, ir.Model):
-            raise TypeError(f"PassResult.model must be an onnx_ir.Model, got {type(self.model).__name__}")
-        if self.count < 0:
-            raise ValueError(f"PassResult.count must be >= 0, got {self.count}")
-        if not isinstance(self.notes, tuple):
-            raise TypeError(f"PassResult.notes must be a tuple of str, got {type(self.notes).__name__}")
+    def __init__(self, model: ir.Model, count: int = 0, notes: tuple[str, ...] = ()) -> None:
+        if not isinstance(model, ir.Model):
+            raise TypeError(f"PassResult.model must be an onnx_ir.Model, got {type(model).__name__}")
+        if count < 0:
+            raise ValueError(f"PassResult.count must be >= 0, got {count}")
+        if not isinstance(notes, tuple):
+            raise TypeError(f"PassResult.notes must be a tuple of str, got {type(notes).__name__}")
+        super().__init__(model, count > 0)
+        self.count = count
+        self.notes = notes
 
     @property
     def changed(self) -> bool:
@@ -43,13 +39,15 @@ class PassResult:
         return self.count > 0
 
 
-@runtime_checkable
-class GraphPass(Protocol):
-    """A rewrite of a model. ``name`` is a short identifier used in logs and reports."""
+class GraphPass(ir.passes.InPlacePass):
+    """A rewrite of a model in place. ``name`` is a short identifier used in logs and reports."""
 
-    name: str
+    name: str = "pass"
 
-    def __call__(self, model: ir.Model) -> PassResult: ...
+    def __call__(self, model_or_result: ir.Model | ir.passes.PassResult, /) -> PassResult:
+        result = super().__call__(model_or_result)
+        assert isinstance(result, PassResult)
+        return result
 
 
 __all__ = ["GraphPass", "PassResult"]

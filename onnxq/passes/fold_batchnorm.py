@@ -6,7 +6,8 @@ channel ``c``. With ``s[c] = gamma[c] / sqrt(var[c] + eps)`` and ``y = W * x + b
     W'[c] = W[c] * s[c]                      (every weight of output channel c)
     b'[c] = (b[c] - mean[c]) * s[c] + beta[c]
 
-so ``BN(W * x + b) = W' * x + b'``. The output-channel axis of the weight depends on the op:
+so ``BN(W * x + b) = W' * x + b'``. The ops that absorb a BN, and the output-channel axis of their
+weight, are their op rules' (:mod:`onnxq.planning.ops`):
 
 * Conv: ``W`` is ``[Cout, Cin/g, k...]`` -> axis 0.
 * ConvTranspose: ``W`` is ``[Cin, Cout/g, k...]``; output channel ``c = j * (Cout/g) + o`` for group
@@ -31,17 +32,17 @@ import onnx_ir as ir
 from onnxq.graph import (
     NameAuthority,
     constant_array,
+    is_op,
     new_initializer,
     remove_node,
     remove_unused_initializers,
     replace_all_uses,
     sole_consumer,
 )
-from onnxq.passes.base import PassResult
+from onnxq.passes.base import GraphPass, PassResult
+from onnxq.planning.ops import get_rule, rule_of, supported_ops
 
 logger = logging.getLogger(__name__)
-
-FOLDABLE_PRODUCERS = frozenset({"Conv", "ConvTranspose", "Gemm"})
 
 
 def fold_bn_params(
@@ -105,17 +106,17 @@ def _gemm_bias(node: ir.Node, channels: int) -> np.ndarray | str | None:
     return np.broadcast_to(c.reshape(-1), (channels,)) * beta_g
 
 
-class FoldBatchNorm:
+class FoldBatchNorm(GraphPass):
     """Fold every foldable BatchNormalization into its producer; report the others."""
 
     name = "fold_batchnorm"
 
-    def __call__(self, model: ir.Model) -> PassResult:
+    def call(self, model: ir.Model) -> PassResult:
         graph = model.graph
         names = NameAuthority(graph)
         notes: list[str] = []
         count = 0
-        for bn in [n for n in graph if n.op_type == "BatchNormalization" and n.domain in ("", "ai.onnx")]:
+        for bn in [n for n in graph if is_op(n, "BatchNormalization")]:
             reason = self._fold(graph, bn, names)
             if reason is None:
                 count += 1
@@ -139,9 +140,10 @@ class FoldBatchNorm:
     def _fold(self, graph: ir.Graph, bn: ir.Node, names: NameAuthority) -> str | None:
         x = bn.inputs[0]
         node = x.producer() if x is not None else None
-        if node is None or node.op_type not in FOLDABLE_PRODUCERS or node.domain not in ("", "ai.onnx"):
+        rule = None if node is None else rule_of(node)
+        if node is None or rule is None or not rule.absorbs_batchnorm or rule.weight_axis is None:
             what = "a graph input" if node is None else f"{node.op_type} '{node.name}'"
-            return f"its input comes from {what}, not Conv/ConvTranspose/Gemm"
+            return f"its input comes from {what}, not {'/'.join(_absorbing_ops())}"
         if sole_consumer(x) is not bn:
             return f"the output of {node.op_type} '{node.name}' has other readers"
         params = self._bn_params(bn)
@@ -154,15 +156,15 @@ class FoldBatchNorm:
         if w is None or not np.issubdtype(w.dtype, np.floating):
             return f"weight of {node.op_type} '{node.name}' is not a constant float tensor"
         channels = gamma.shape[0]
-        axis, groups = 0, 1
+        axis = rule.weight_axis(node, w.ndim)
+        assert rule.output_channels is not None
+        # the channel axis may hold one group's output channels only (ConvTranspose with groups)
+        groups = max(1, rule.output_channels(node, w) // max(1, int(w.shape[axis])))
         if node.op_type == "Gemm":
-            axis = 0 if node.attributes.get_int("transB", 0) else 1
             bias = _gemm_bias(node, channels)
             if isinstance(bias, str):
                 return f"Gemm '{node.name}': {bias}"
         else:
-            if node.op_type == "ConvTranspose":
-                axis, groups = 1, node.attributes.get_int("group", 1)
             bias = None
             if len(node.inputs) > 2 and node.inputs[2] is not None:
                 bias = constant_array(node.inputs[2])
@@ -187,4 +189,8 @@ class FoldBatchNorm:
         return None
 
 
-__all__ = ["FOLDABLE_PRODUCERS", "FoldBatchNorm", "fold_bn_params"]
+def _absorbing_ops() -> list[str]:
+    return [op for op in supported_ops() if (r := get_rule(op)) is not None and r.absorbs_batchnorm]
+
+
+__all__ = ["FoldBatchNorm", "fold_bn_params"]

@@ -21,8 +21,8 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from onnxq.graph import NameAuthority, constant_array, new_initializer, remove_node, replace_all_uses
-from onnxq.passes.base import PassResult
+from onnxq.graph import NameAuthority, constant_array, is_op, new_initializer, remove_node, replace_all_uses
+from onnxq.passes.base import GraphPass, PassResult
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,16 @@ def _reduce_axes(node: ir.Node) -> list[int] | None:
     return None if attr is None else [int(a) for a in attr.as_ints()]
 
 
-class ReduceMeanToGlobalPool:
+class ReduceMeanToGlobalPool(GraphPass):
     """Rewrite every spatial ReduceMean of the main graph into GlobalAveragePool."""
 
     name = "reduce_mean_to_global_pool"
 
-    def __call__(self, model: ir.Model) -> PassResult:
+    def call(self, model: ir.Model) -> PassResult:
         graph = model.graph
         names = NameAuthority(graph)
         count = 0
-        for node in [n for n in graph if n.op_type == "ReduceMean" and n.domain in ("", "ai.onnx")]:
+        for node in [n for n in graph if is_op(n, "ReduceMean")]:
             x = node.inputs[0]
             rank = None if x is None or x.shape is None else len(x.shape)
             axes = _reduce_axes(node)

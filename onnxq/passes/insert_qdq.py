@@ -1,4 +1,4 @@
-"""Insert QuantizeLinear/DequantizeLinear pairs as a :class:`~onnxq.plan.QuantPlan` says.
+"""Insert QuantizeLinear/DequantizeLinear pairs as a :class:`~onnxq.planning.plan.QuantPlan` says.
 
 The result is the QDQ format onnxruntime fuses into integer kernels::
 
@@ -12,10 +12,10 @@ The result is the QDQ format onnxruntime fuses into integer kernels::
 * Each tensor group shares one pair of scale / zero-point initializers.
 * A weight read by several nodes is quantized once. Zero points that are 0 are left out where
   onnxruntime fuses without them (int32 biases; Conv/ConvTranspose weights), since DequantizeLinear
-  defaults to 0; Gemm/MatMul weights keep theirs (:data:`KEEP_WEIGHT_ZERO_POINT`).
+  defaults to 0; Gemm/MatMul weights keep theirs (their op rules' ``keep_weight_zero_point``).
 
 ``Q(x) = saturate(round_half_even(x / s) + z)``, ``DQ(q) = (q - z) * s``; weights and biases are
-quantized by :mod:`onnxq.passes.quantize_weights`.
+quantized by :mod:`onnxq.weights.rtn`.
 """
 
 from __future__ import annotations
@@ -34,22 +34,19 @@ from onnxq.graph import (
     opset_version,
     remove_unused_initializers,
 )
-from onnxq.ops import get_rule
-from onnxq.passes.base import PassResult
-from onnxq.passes.quantize_weights import bias_qparams, quantize_weight
-from onnxq.plan import QuantPlan, WeightPlan
+from onnxq.opsets import MIN_OPSET
+from onnxq.passes.base import GraphPass, PassResult
+from onnxq.planning.ops import rule_of
+from onnxq.planning.plan import QuantPlan, WeightPlan
+from onnxq.planning.tensor_groups import values_by_name
 from onnxq.qparams import QParams, quantize
-from onnxq.tensor_groups import values_by_name
+from onnxq.weights.rtn import bias_qparams, quantize_weight
 
 logger = logging.getLogger(__name__)
 
-MIN_OPSET = 13  # per-channel DequantizeLinear (axis) needs opset 13
-#: Ops whose int8 weight keeps an explicit (all-zero) zero-point input: onnxruntime's QDQ Gemm and
-#: MatMul fusions require it; Conv fuses without, and omitting it saves a byte per channel.
-KEEP_WEIGHT_ZERO_POINT = frozenset({"Gemm", "MatMul"})
 
 
-class InsertQDQ:
+class InsertQDQ(GraphPass):
     """Rewrite the fp32 model into QDQ form from a plan and each tensor group's parameters."""
 
     name = "insert_qdq"
@@ -58,7 +55,7 @@ class InsertQDQ:
         self.plan = plan
         self.qparams = qparams
 
-    def __call__(self, model: ir.Model) -> PassResult:
+    def call(self, model: ir.Model) -> PassResult:
         opset = opset_version(model)
         if opset < MIN_OPSET:
             raise UnsupportedModelError(
@@ -165,9 +162,9 @@ class _Rewriter:
     # -- weights and biases ---------------------------------------------------------------------
     def _quantize_weight(self, wp: WeightPlan) -> None:
         node = self.nodes[wp.node]
-        rule = get_rule(node.op_type, node.domain)
+        rule = rule_of(node)
         assert rule is not None and rule.weight_input is not None
-        keep_zp = node.op_type in KEEP_WEIGHT_ZERO_POINT
+        keep_zp = rule.keep_weight_zero_point
         key = (wp.weight, wp.axis, wp.spec.observer, wp.spec.reduce_range, keep_zp)  # shared: one DQ
         if key not in self.weight_dq:
             w = constant_array(self.values[wp.weight])
@@ -203,4 +200,4 @@ class _Rewriter:
         node.replace_input_with(rule.bias_input, dq_b)
 
 
-__all__ = ["KEEP_WEIGHT_ZERO_POINT", "MIN_OPSET", "InsertQDQ"]
+__all__ = ["InsertQDQ"]

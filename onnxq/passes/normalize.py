@@ -1,36 +1,39 @@
 """Normalise a model into the form the other passes expect. Each step is an identity of the maths:
 
-1. Opset: a model importing ai.onnx opset < 13 is upgraded to 13 with ``onnx.version_converter``
-   (per-channel QuantizeLinear/DequantizeLinear need 13) or refused; an opset newer than the
-   installed onnxruntime runs is refused.
+1. Opset: a model importing an ai.onnx opset older than ``min_opset`` (13, or 21 when the
+   configuration asks for 4-bit/16-bit types or per-block scales; :mod:`onnxq.opsets`) is
+   upgraded with ``onnx.version_converter`` or refused; an opset newer than the installed
+   onnxruntime runs is refused.
 2. Initializers that are also graph inputs (IR < 4 exports) are dropped from the inputs, so they
-   are constants: onnxruntime can fold them and its QDQ fusion sees constant weights.
-3. Constants become initializers: ``Constant`` nodes; ``ConstantOfShape(s)`` with a constant
-   shape ``s`` -> ``full(s, value)``; ``Identity(c)`` of a constant ``c`` -> ``c``; ``Shape(x)`` of a
-   statically shaped ``x``; and the cheap deterministic ops of :data:`FOLDABLE_OPS` on constant
-   inputs (exporters build weights and zero biases that way: ``Expand(CastLike(0, x), Shape(W)[:1])``).
+   are constants: onnxruntime can fold them and its QDQ fusion sees constant weights
+   (``onnx_ir``'s ``RemoveInitializersFromInputsPass``).
+3. Constants become initializers: ``Constant`` nodes, in subgraphs too (``onnx_ir``'s
+   ``LiftConstantsToInitializersPass``); ``ConstantOfShape(s)`` with a constant shape ``s`` ->
+   ``full(s, value)``; ``Identity(c)`` of a constant ``c`` -> ``c``; ``Shape(x)`` of a statically
+   shaped ``x``; and the cheap deterministic ops of :data:`FOLDABLE_OPS` on constant inputs
+   (exporters build weights and zero biases that way: ``Expand(CastLike(0, x), Shape(W)[:1])``).
    A result bigger than both :data:`MAX_FOLD_ELEMENTS` elements and its inputs is not folded.
 4. ``Identity(x) = x`` and ``Dropout(x) = x`` (its inference semantics; training-mode exports keep
    Dropout nodes, and their mask output must be unused) are bypassed unless they produce a graph
    output, so they do not split a fusion group.
 5. ``Sum(a, b) = Add(a, b)`` (same multidirectional broadcasting); ``Sum(a) = a``; ``Sum`` of three or
    more inputs is left alone and reported.
-6. Every node of the main graph gets a unique name (unnamed or duplicate ones get fresh names such
-   as ``Relu_1``), since qconfigs and reports refer to nodes by name.
+6. Every node gets a unique name (unnamed or duplicate ones get fresh names such as ``Relu_1``;
+   :func:`onnxq.graph.name_nodes`), since qconfigs and reports refer to nodes by name.
 7. Shapes are inferred where onnx can (best effort: a model without shape information still works).
 8. Exporter debug information on nodes (``doc_string``, ``metadata_props``: stack traces, FX node
-   text) is dropped (``strip_node_metadata=True``, the default): it can be 10% of an int8 file.
+   text) is dropped (``strip_node_metadata=True``, the default; ``onnx_ir``'s
+   ``ClearMetadataAndDocStringPass``): it can be 10% of an int8 file.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import numpy as np
 import onnx
 import onnx_ir as ir
-import onnx_ir.passes.common
+import onnx_ir.passes.common as common_passes
 import onnxruntime as ort
 from onnx import version_converter
 from onnx.reference import ReferenceEvaluator
@@ -39,18 +42,21 @@ from onnxq.errors import UnsupportedModelError
 from onnxq.graph import (
     NameAuthority,
     constant_array,
+    is_onnx_domain,
+    is_op,
     iter_graphs,
+    name_nodes,
     opset_version,
     remove_node,
     remove_unused_initializers,
     replace_all_uses,
 )
 from onnxq.io import to_proto
-from onnxq.passes.base import PassResult
+from onnxq.opsets import MIN_OPSET
+from onnxq.passes.base import GraphPass, PassResult
+from onnxq.runtime import max_opset
 
 logger = logging.getLogger(__name__)
-
-MIN_OPSET = 13
 MAX_FOLD_ELEMENTS = 1 << 22
 
 #: Deterministic ops folded when every input is constant (CastLike: when the target dtype is known).
@@ -62,24 +68,8 @@ FOLDABLE_OPS = frozenset({
 # fmt: on
 
 
-@functools.cache
-def onnxruntime_max_opset() -> int:
-    """The newest ai.onnx opset the installed onnxruntime accepts (probed once with a tiny model)."""
-    h = onnx.helper
-    for version in range(onnx.defs.onnx_opset_version() + 2, MIN_OPSET - 1, -1):
-        graph = h.make_graph(
-            [h.make_node("Relu", ["x"], ["y"])],
-            "probe",
-            [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-            [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
-        )
-        probe = h.make_model(graph, opset_imports=[h.make_opsetid("", version)], ir_version=8)
-        try:
-            ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-        except Exception:  # onnxruntime raises its own Fail/InvalidGraph types
-            continue
-        return version
-    return MIN_OPSET
+def _count_constants(graph: ir.Graph) -> int:
+    return sum(1 for g in iter_graphs(graph) for n in g if is_op(n, "Constant"))
 
 
 def _static_shape(node: ir.Node) -> np.ndarray | None:
@@ -118,11 +108,13 @@ def _evaluate(node: ir.Node) -> np.ndarray | None:
     return result if result.size <= limit else None
 
 
-class Normalize:
+class Normalize(GraphPass):
     """Upgrade the opset and canonicalise constants, graph inputs and ``Sum`` (see module docstring).
 
     Args:
-        target_opset: Opset that models older than ``MIN_OPSET`` are upgraded to.
+        target_opset: Opset that models older than ``min_opset`` are upgraded to (at least it).
+        min_opset: The oldest opset left as it is (13; 21 when the configuration needs 4-bit or
+            16-bit types or per-block scales, see :mod:`onnxq.opsets`).
         infer_shapes: Run onnx shape inference (best effort).
         strip_node_metadata: Drop the doc strings and metadata_props of nodes (exporter debug info).
     """
@@ -130,32 +122,42 @@ class Normalize:
     name = "normalize"
 
     def __init__(
-        self, target_opset: int = MIN_OPSET, *, infer_shapes: bool = True, strip_node_metadata: bool = True
+        self,
+        target_opset: int = MIN_OPSET,
+        *,
+        min_opset: int = MIN_OPSET,
+        infer_shapes: bool = True,
+        strip_node_metadata: bool = True,
     ) -> None:
         if target_opset < MIN_OPSET:
             raise ValueError(f"target_opset must be >= {MIN_OPSET}, got {target_opset}")
-        self.target_opset = target_opset
+        if min_opset < MIN_OPSET:
+            raise ValueError(f"min_opset must be >= {MIN_OPSET}, got {min_opset}")
+        self.min_opset = min_opset
+        self.target_opset = max(target_opset, min_opset)
         self.infer_shapes = infer_shapes
         self.strip_node_metadata = strip_node_metadata
 
-    def __call__(self, model: ir.Model) -> PassResult:
+    def call(self, model: ir.Model) -> PassResult:
         notes: list[str] = []
-        model, count = self._upgrade_opset(model, notes)
+        count = self._upgrade_opset(model, notes)
         graph = model.graph
         names = NameAuthority(graph)
-        self._name_nodes(graph, names)
+        name_nodes(graph, names)
+        library: list[ir.passes.PassBase] = [common_passes.RemoveInitializersFromInputsPass()]
         if self.strip_node_metadata:
-            for sub in iter_graphs(graph):
-                for node in sub:
-                    node.doc_string = None
-                    node.metadata_props.clear()
-        dropped = self._drop_initializer_inputs(graph, notes)
-        if dropped:
+            library.append(common_passes.ClearMetadataAndDocStringPass())
+        initializer_inputs = sum(v.is_initializer() for g in iter_graphs(graph) for v in g.inputs)
+        constants = _count_constants(graph)
+        ir.passes.Sequential(*library, common_passes.LiftConstantsToInitializersPass(True, 0))(model)
+        if initializer_inputs:
             # IR < 4 requires every initializer to be a graph input; opset 13 goes with IR 7.
             model.ir_version = max(model.ir_version, 7)
-        count += dropped
+            notes.append(f"{initializer_inputs} initializer(s) removed from the graph inputs (old IR style)")
+        count += initializer_inputs
+        rewrites = constants - _count_constants(graph)
         self._infer_shapes(model)  # static shapes let Shape(x) fold
-        rewrites = self._fold_constants(graph, names)
+        rewrites += self._fold_constants(graph, names)
         rewrites += self._bypass_identities(graph, names, notes)
         rewrites += self._rewrite_sums(graph, names, notes)
         remove_unused_initializers(graph)
@@ -167,20 +169,26 @@ class Normalize:
         if not self.infer_shapes:
             return
         try:
-            onnx_ir.passes.common.ShapeInferencePass(strict_mode=False)(model)
+            common_passes.ShapeInferencePass(strict_mode=False)(model)
         except Exception as exc:  # shape inference is an optional improvement
             logger.warning("normalize: shape inference failed, continuing without: %s", exc)
 
-    def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> tuple[ir.Model, int]:
+    def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> int:
+        """Upgrade ``model`` in place (its graph is replaced) when its opset is below ``min_opset``."""
         version = opset_version(model)
-        newest = onnxruntime_max_opset()
+        newest = max_opset()
         if version > newest:
             raise UnsupportedModelError(
                 f"model uses ai.onnx opset {version}, newer than onnxruntime {ort.__version__} supports "
                 f"(max {newest}); export it with opset {newest} or lower"
             )
-        if version >= MIN_OPSET:
-            return model, 0
+        if version >= self.min_opset:
+            return 0
+        if self.target_opset > newest:
+            raise UnsupportedModelError(
+                f"model must be upgraded to ai.onnx opset {self.target_opset}, newer than onnxruntime "
+                f"{ort.__version__} supports (max {newest})"
+            )
         try:
             proto = version_converter.convert_version(to_proto(model), self.target_opset)
             onnx.checker.check_model(proto)
@@ -188,30 +196,14 @@ class Normalize:
         except Exception as exc:  # the converter raises RuntimeError/ValidationError/...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedModelError(
-                f"model uses ai.onnx opset {version} (< {MIN_OPSET}) and cannot be upgraded to opset "
+                f"model uses ai.onnx opset {version} (< {self.min_opset}) and cannot be upgraded to opset "
                 f"{self.target_opset}: {first}"
             ) from exc
+        model.graph = upgraded.graph
+        model.ir_version = upgraded.ir_version
         notes.append(f"opset upgraded from {version} to {self.target_opset}")
         logger.info("normalize: opset upgraded from %d to %d", version, self.target_opset)
-        return upgraded, 1
-
-    @staticmethod
-    def _name_nodes(graph: ir.Graph, names: NameAuthority) -> None:
-        """Give unnamed and duplicate-named nodes fresh names: configs and reports refer to nodes by name."""
-        seen: set[str] = set()
-        for node in graph:
-            if not node.name or node.name in seen:
-                node.name = names.node(node.op_type)
-            seen.add(node.name)
-
-    @staticmethod
-    def _drop_initializer_inputs(graph: ir.Graph, notes: list[str]) -> int:
-        dropped = [v for v in graph.inputs if v.is_initializer()]
-        for value in dropped:
-            graph.inputs.remove(value)
-        if dropped:
-            notes.append(f"{len(dropped)} initializer(s) removed from the graph inputs (old IR style)")
-        return len(dropped)
+        return 1
 
     def _fold_constants(self, graph: ir.Graph, names: NameAuthority) -> int:
         count = 0
@@ -219,7 +211,7 @@ class Normalize:
         while changed:
             changed = False
             for node in list(graph):
-                if node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+                if not is_onnx_domain(node.domain) or len(node.outputs) != 1:
                     continue
                 out = node.outputs[0]
                 if out.is_graph_output():
@@ -250,7 +242,7 @@ class Normalize:
         """Bypass ``Identity`` and ``Dropout`` (mask unused) unless they produce a graph output."""
         count = dropouts = 0
         for node in list(graph):
-            if node.domain not in ("", "ai.onnx") or node.op_type not in ("Identity", "Dropout"):
+            if not is_op(node, "Identity", "Dropout"):
                 continue
             out, extra = node.outputs[0], node.outputs[1:]
             if out.is_graph_output() or any(v.uses() or v.is_graph_output() for v in extra):
@@ -290,7 +282,7 @@ class Normalize:
     def _rewrite_sums(graph: ir.Graph, names: NameAuthority, notes: list[str]) -> int:
         count = 0
         for node in list(graph):
-            if node.op_type != "Sum" or node.domain not in ("", "ai.onnx"):
+            if not is_op(node, "Sum"):
                 continue
             if len(node.inputs) == 2:
                 node.op_type = "Add"
@@ -306,4 +298,4 @@ class Normalize:
         return count
 
 
-__all__ = ["FOLDABLE_OPS", "MAX_FOLD_ELEMENTS", "MIN_OPSET", "Normalize", "onnxruntime_max_opset"]
+__all__ = ["FOLDABLE_OPS", "MAX_FOLD_ELEMENTS", "Normalize"]

@@ -24,6 +24,7 @@ from typing import Any
 import onnx
 
 from onnxq.errors import ExportError
+from onnxq.graph import is_onnx_domain
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def _export_torchscript(
 
 def _default_opset(proto: onnx.ModelProto) -> int | None:
     for entry in proto.opset_import:
-        if entry.domain in ("", "ai.onnx"):
+        if is_onnx_domain(entry.domain):
             return int(entry.version)
     return None
 

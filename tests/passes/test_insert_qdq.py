@@ -10,13 +10,13 @@ import onnx_ir as ir
 import pytest
 from onnx import numpy_helper
 
-from onnxq.calibrate import calibrate
+from onnxq.calibration.engine import calibrate
+from onnxq.calibration.resolve import drop_unreached, make_observers, resolve_qparams
 from onnxq.errors import UnsupportedModelError
 from onnxq.io import load_model, to_proto
-from onnxq.passes import find_fusion_groups
 from onnxq.passes.insert_qdq import InsertQDQ
-from onnxq.plan import build_plan, elementwise_fusion_groups
-from onnxq.plan_qparams import drop_unreached, make_observers, resolve_qparams
+from onnxq.planning.fusion import elementwise_fusion_groups, find_fusion_groups
+from onnxq.planning.plan import build_plan
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
 
 X86 = QConfigMapping(global_qconfig=get_default_qconfig("x86"))
@@ -319,7 +319,7 @@ g (float[1, 3, 8, 8] x, float[1, 2, 4, 4] s) => (float[1, 10] y, float[1, 10] p)
 def test_insert_refuses_model_below_opset_13() -> None:
     graph = ir.Graph([], [], nodes=[], opset_imports={"": 11})
     model = ir.Model(graph, ir_version=7)
-    from onnxq.plan import QuantPlan
+    from onnxq.planning.plan import QuantPlan
 
     with pytest.raises(UnsupportedModelError, match="opset 11"):
         InsertQDQ(QuantPlan((), {}, {}, {}, ()), {})(model)

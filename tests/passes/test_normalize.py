@@ -9,8 +9,10 @@ import pytest
 from onnxq.errors import UnsupportedModelError
 from onnxq.graph import opset_version
 from onnxq.io import load_model, to_proto
+from onnxq.opsets import MIN_OPSET
 from onnxq.passes import normalize as normalize_module
-from onnxq.passes.normalize import MIN_OPSET, Normalize, onnxruntime_max_opset
+from onnxq.passes.normalize import Normalize
+from onnxq.runtime import max_opset
 
 
 def _normalize(model: onnx.ModelProto, **kwargs):
@@ -56,7 +58,7 @@ def test_normalize_refuses_opset_it_cannot_upgrade(model_from_text):
 
 
 def test_normalize_refuses_opset_newer_than_onnxruntime():
-    newest = onnxruntime_max_opset()
+    newest = max_opset()
     assert newest >= 21
     graph = oh.make_graph(
         [oh.make_node("Relu", ["x"], ["y"])],

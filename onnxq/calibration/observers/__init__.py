@@ -1,0 +1,32 @@
+"""Observers: streaming statistics of calibration tensors, registered by name.
+
+Each observer module is imported here explicitly so that its ``@register_observer`` runs:
+``minmax``, ``per_channel_minmax``, ``moving_average_minmax`` (:mod:`.minmax`) and
+``histogram`` (:mod:`.histogram`).
+"""
+
+from onnxq.calibration.observers.base import (
+    Observer,
+    make_observer,
+    observer_from_state,
+    observer_names,
+    register_observer,
+)
+from onnxq.calibration.observers.histogram import HistogramObserver
+from onnxq.calibration.observers.minmax import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+
+__all__ = [
+    "HistogramObserver",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "Observer",
+    "PerChannelMinMaxObserver",
+    "make_observer",
+    "observer_from_state",
+    "observer_names",
+    "register_observer",
+]

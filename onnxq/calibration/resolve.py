@@ -1,0 +1,77 @@
+"""From calibration statistics to quantization parameters, for a :class:`~onnxq.planning.plan.QuantPlan`.
+
+* :func:`make_observers`: one observer per observed value, as its activation QSpec says;
+* :func:`resolve_qparams`: each tensor group's scale/zero point from the merge of its members'
+  observers (``merge`` is exact for min/max and histograms: the union of what each saw), plus
+  its constant members' values; fixed-range groups get their fixed parameters;
+* :func:`drop_unreached`: nodes touching a group that no calibration sample reached stay float.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from functools import reduce
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxq.calibration.observers import Observer, make_observer
+from onnxq.graph import constant_array
+from onnxq.planning.plan import QuantPlan
+from onnxq.planning.tensor_groups import values_by_name
+from onnxq.qparams import QParams, fixed_qparams
+
+
+def make_observers(plan: QuantPlan) -> dict[str, Observer]:
+    """A fresh observer for every observed value, as its activation spec asks."""
+    return {
+        name: make_observer(spec.observer, None, **spec.observer_args)
+        for name, spec in plan.observed_values().items()
+    }
+
+
+def resolve_qparams(
+    plan: QuantPlan, model: ir.Model, observers: Mapping[str, Observer]
+) -> tuple[dict[int, QParams], frozenset[str]]:
+    """Each group's parameters from its members' observers; and the observed values never reached.
+
+    A group whose members were all unreached gets no entry. The observers are not modified.
+    """
+    values = values_by_name(model.graph)
+    result: dict[int, QParams] = {}
+    unreached = {v for g in plan.groups for v in g.observed if not observers[v].reached}
+    for index, group in enumerate(plan.groups):
+        spec = group.spec
+        if group.fixed_range is not None:
+            result[index] = fixed_qparams(group.fixed_range, spec.dtype)
+            continue
+        parts = [copy.deepcopy(observers[v]) for v in group.observed if v not in unreached]
+        if group.constants:
+            name = spec.observer if group.observed else "minmax"
+            const_obs = make_observer(name, None, **(spec.observer_args if group.observed else {}))
+            for v in group.constants:
+                const_obs.update(np.asarray(constant_array(values[v]), dtype=np.float32))
+            parts.append(const_obs)
+        if not parts:
+            continue
+        merged = reduce(lambda a, b: a.merge(b), parts)
+        result[index] = merged.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
+    return result, frozenset(unreached)
+
+
+def drop_unreached(plan: QuantPlan, qparams: Mapping[int, QParams]) -> QuantPlan:
+    """Leave in float every quantized node that touches a group without parameters."""
+    reasons: dict[str, str] = {}
+    for node in plan.quantized_nodes():
+        missing = sorted(
+            v
+            for _, v in (*plan.inputs.get(node, ()), *((0, o) for o in plan.outputs.get(node, ())))
+            if plan.group_of[v] not in qparams
+        )
+        if missing:
+            reasons[node] = f"tensor '{missing[0]}' was not reached by any calibration sample"
+    return plan.leave_float(reasons) if reasons else plan
+
+
+__all__ = ["drop_unreached", "make_observers", "resolve_qparams"]

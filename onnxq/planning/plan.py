@@ -1,0 +1,294 @@
+"""The quantization plan: which nodes are quantized, which tensors get observers, what shares qparams.
+
+:func:`build_plan` walks the prepared fp32 graph once and decides, for every node, whether it is
+quantized (its op is in :mod:`onnxq.planning.ops`, its QConfigMapping entry is not None, its inputs are
+float) or stays float and why. A pass-through op (Transpose, Reshape, MaxPool, ...) with no
+quantized compute node around it stays float (:mod:`onnxq.planning.pass_through`), and nodes inside If/Loop/
+Scan bodies are listed as float, "inside a subgraph" (Q/DQ is inserted in the main graph only).
+A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one unit: the anchor decides,
+the absorbed nodes follow, and only the group's output is quantized.
+
+Tensors that must share one scale/zero point form a :class:`~onnxq.planning.tensor_groups.TensorGroup`:
+a pass-through op's outputs join its input's group, a Concat's inputs and output form one group.
+Which members are observed during calibration is decided there; the parameters of a group come
+from merging its members' observers (:mod:`onnxq.calibration.resolve`).
+
+Values and nodes are referred to by name: ONNX names are unique in a graph, and the plan is made on
+the prepared model but applied to a copy of it at each ``convert``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxq.graph import constant_array, is_onnx_domain, iter_graphs, node_subgraphs
+from onnxq.planning.element_types import ElementTypes
+from onnxq.planning.fusion import FusionGroup
+from onnxq.planning.ops import OpRule, QuantKind, rule_of
+from onnxq.planning.pass_through import ISOLATED_REASON, isolated_pass_through
+from onnxq.planning.tensor_groups import GroupBuilder, TensorGroup
+from onnxq.qconfig import QConfig, QConfigMapping, QSpec
+
+logger = logging.getLogger(__name__)
+
+#: Why a node inside an If/Loop/Scan body stays float.
+SUBGRAPH_REASON = "inside a subgraph"
+
+
+@dataclass(frozen=True)
+class NodeDecision:
+    """What happens to one node: ``reason`` is None when it is quantized, else why it stays float.
+
+    ``anchor`` names the fusion-group anchor an absorbed node (bias Add, activation) belongs to.
+    """
+
+    name: str
+    op_type: str
+    kind: QuantKind | None
+    reason: str | None
+    anchor: str | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """The constant weight (int8) and bias (int32) of one weighted node.
+
+    ``axis`` is the per-channel axis of the weight (None: per-tensor); ``activation`` the input
+    whose scale times the weight scale is the bias scale; ``bias_repeats`` how often the weight
+    scales repeat along the bias (ConvTranspose with ``group`` > 1 is per-channel on axis 1, which
+    holds ``C_out / group`` channels).
+    """
+
+    node: str
+    weight: str
+    axis: int | None
+    spec: QSpec
+    activation: str
+    bias: str | None = None
+    bias_repeats: int = 1
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """Every decision :mod:`onnxq.passes.insert_qdq` needs, keyed by node and value names.
+
+    Attributes:
+        decisions: One entry per node of the graph, in graph order.
+        inputs: For each quantized node, ``(input slot, value name)`` of its quantized activations.
+        outputs: For each quantized node (group anchor), the values it produces quantized.
+        weights: For each weighted node with a constant weight, its weight plan.
+        groups: The tensor groups; ``group_of`` maps each planned value to its group index.
+    """
+
+    decisions: tuple[NodeDecision, ...]
+    inputs: Mapping[str, tuple[tuple[int, str], ...]]
+    outputs: Mapping[str, tuple[str, ...]]
+    weights: Mapping[str, WeightPlan]
+    groups: tuple[TensorGroup, ...]
+    group_of: Mapping[str, int] = field(default_factory=dict)
+
+    def quantized_nodes(self) -> tuple[str, ...]:
+        """Names of the quantized nodes (anchors and standalone nodes, not absorbed ones)."""
+        return tuple(d.name for d in self.decisions if d.quantized and d.anchor is None)
+
+    def observed_values(self) -> dict[str, QSpec]:
+        """The values that need a calibration observer, with the activation spec to use."""
+        return {v: g.spec for g in self.groups for v in g.observed}
+
+    def leave_float(self, reasons: Mapping[str, str]) -> QuantPlan:
+        """The same plan with the nodes in ``reasons`` (and their absorbed nodes) left in float."""
+        decisions = tuple(
+            replace(d, reason=reasons[d.anchor or d.name]) if d.quantized and (d.anchor or d.name) in reasons
+            else d
+            for d in self.decisions
+        )
+        return replace(
+            self,
+            decisions=decisions,
+            inputs={k: v for k, v in self.inputs.items() if k not in reasons},
+            outputs={k: v for k, v in self.outputs.items() if k not in reasons},
+            weights={k: v for k, v in self.weights.items() if k not in reasons},
+        )
+
+
+def build_plan(
+    model: ir.Model,
+    mapping: QConfigMapping,
+    fusion_groups: Sequence[FusionGroup] = (),
+    source_op_types: Mapping[str, str] | None = None,
+) -> QuantPlan:
+    """Decide what is quantized in ``model`` (see the module docstring). Nodes must be named.
+
+    ``source_op_types`` gives the op type a node had in the user's model when a structural pass
+    changed it (MatMul + Add rewritten to a Gemm keeps the MatMul's name): the QConfigMapping is
+    looked up with the type the user knows.
+    """
+    graph = model.graph
+    absorbed = {n.name: g for g in fusion_groups for n in g.absorbed}
+    by_anchor = {g.anchor.name: g for g in fusion_groups}
+    decisions: dict[str, NodeDecision] = {}
+    inputs: dict[str, tuple[tuple[int, str], ...]] = {}
+    outputs: dict[str, tuple[str, ...]] = {}
+    weights: dict[str, WeightPlan] = {}
+    tensors = GroupBuilder()
+    dtypes = ElementTypes(model)
+
+    def qconfig_of(node: ir.Node) -> QConfig | None:
+        op_type = (source_op_types or {}).get(node.name or "", node.op_type)
+        known = rule_of(node) is not None
+        return mapping.qconfig_for(node.name or "", op_type) if known else None
+
+    def quantizable(node: ir.Node) -> bool:
+        node = absorbed[node.name].anchor if node.name in absorbed else node
+        return _refusal(node, rule_of(node), qconfig_of(node), dtypes) is None
+
+    isolated = isolated_pass_through(graph, quantizable)
+    for node in graph:
+        name = node.name or ""
+        if name in absorbed:
+            anchor = absorbed[name].anchor.name or ""
+            why = decisions[anchor].reason if anchor in decisions else "it was not planned"
+            reason = None if why is None else f"fused with '{anchor}', which stays float: {why}"
+            decisions[name] = NodeDecision(name, node.op_type, None, reason, anchor)
+            continue
+        rule = rule_of(node)
+        qconfig = qconfig_of(node)
+        reason = ISOLATED_REASON if name in isolated else _refusal(node, rule, qconfig, dtypes)
+        if reason is not None or rule is None or qconfig is None:
+            decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)
+            continue
+        slots = list(rule.activation_indices(node))
+        weight = _weight_plan(node, rule, qconfig)
+        if weight is not None:
+            weights[name] = weight
+        elif rule.weight_input is not None and rule.weight_input < len(node.inputs):
+            slots.append(rule.weight_input)
+        group = by_anchor.get(name)
+        outs = [group.output] if group is not None else [node.outputs[i] for i in rule.output_indices(node)]
+        ins = tuple((i, node.inputs[i].name or "") for i in slots)  # type: ignore[union-attr]
+        inputs[name], outputs[name] = ins, tuple(v.name or "" for v in outs)
+        decisions[name] = NodeDecision(name, node.op_type, rule.kind, None)
+        _relate(tensors, rule, qconfig.activation, [v for _, v in ins], outputs[name])
+    groups, group_of = tensors.build(graph)
+    ordered = tuple(d for node in graph for d in (decisions[node.name or ""], *_subgraph_decisions(node)))
+    return QuantPlan(ordered, inputs, outputs, weights, groups, group_of)
+
+
+def _subgraph_decisions(node: ir.Node) -> list[NodeDecision]:
+    """Float decisions for every node inside ``node``'s subgraphs (If/Loop/Scan bodies), nested too.
+
+    Q/DQ is inserted in the main graph only, so these nodes always stay float. An unnamed one is
+    reported as ``<owner>/<op type>_<index>``.
+    """
+    owner = node.name or node.op_type
+    found: list[NodeDecision] = []
+    for sub in (g for top in node_subgraphs(node) for g in iter_graphs(top)):
+        for inner in sub:
+            name = inner.name or f"{owner}/{inner.op_type}_{len(found)}"
+            rule = rule_of(inner)
+            found.append(NodeDecision(name, inner.op_type, rule and rule.kind, SUBGRAPH_REASON))
+    return found
+
+
+def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], outs: tuple[str, ...]) -> None:
+    """Record a quantized node's tensors and what its kind says about their parameters."""
+    for v in (*ins, *outs):
+        tensors.add(v, spec)
+    if rule.kind is QuantKind.PASS_THROUGH:  # outputs keep the (first) input's parameters
+        for o in outs:
+            tensors.derive(o, ins[:1])
+    elif rule.kind is QuantKind.SHARED_SCALE:  # inputs and output share one set
+        tensors.derive(outs[0], ins)
+    elif rule.kind is QuantKind.FIXED_RANGE and rule.fixed_range is not None:
+        for o in outs:
+            tensors.fix(o, rule.fixed_range)
+
+
+def _refusal(
+    node: ir.Node, rule: OpRule | None, qconfig: QConfig | None, dtypes: ElementTypes
+) -> str | None:
+    """Why ``node`` stays float, or None when it can be quantized."""
+    if not is_onnx_domain(node.domain):
+        return f"op domain {node.domain!r} is passed through untouched"
+    if rule is None:
+        return f"op type {node.op_type} is not quantized by onnxq"
+    if qconfig is None:
+        return "its qconfig is None (left in float by the QConfigMapping)"
+    if rule.check is not None and (why := rule.check(node)) is not None:
+        return why
+    slots = list(rule.activation_indices(node))
+    if rule.weight_input is not None:
+        w = node.inputs[rule.weight_input] if rule.weight_input < len(node.inputs) else None
+        if w is None:
+            return f"{node.op_type} has no weight input"
+        w_array = constant_array(w)
+        if w_array is None and rule.constant_weight_required:
+            return f"weight '{w.name}' is not a constant"
+        if w_array is None:
+            slots.append(rule.weight_input)
+        elif w_array.dtype != np.float32:
+            return f"weight '{w.name}' is {w_array.dtype}, only float32 is quantized"
+    for i in slots:
+        why = _not_float(node.inputs[i], "input", dtypes)  # type: ignore[arg-type]
+        if why is not None:
+            return why
+    for i in rule.output_indices(node):
+        why = _not_float(node.outputs[i], "output", dtypes)
+        if why is not None:
+            return why
+    return None
+
+
+def _not_float(value: ir.Value, role: str, dtypes: ElementTypes) -> str | None:
+    array = constant_array(value)
+    if array is not None:
+        return None if array.dtype == np.float32 else f"{role} '{value.name}' is {array.dtype}, not float32"
+    dtype = dtypes(value)
+    if dtype is None:
+        return f"{role} '{value.name}' has an unknown element type"
+    if dtype != ir.DataType.FLOAT:
+        return f"{role} '{value.name}' is {dtype.name.lower()}, not float32"
+    return None
+
+
+def _weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | None:
+    if rule.weight_input is None or rule.weight_axis is None:
+        return None
+    w_value = node.inputs[rule.weight_input]
+    w = constant_array(w_value)
+    if w is None or w_value is None:
+        return None
+    axis = rule.weight_axis(node, w.ndim) if qconfig.weight.per_channel and w.ndim >= 2 else None
+    act = node.inputs[0]
+    bias_name, repeats = None, 1
+    if rule.bias_input is not None and rule.bias_input < len(node.inputs):
+        b = node.inputs[rule.bias_input]
+        b_array = constant_array(b)
+        assert rule.output_channels is not None
+        n_out = rule.output_channels(node, w)
+        if b is not None and b_array is not None and b_array.dtype == np.float32 and (
+            b_array.shape in ((n_out,), (1, n_out))
+        ):
+            bias_name = b.name
+            if axis is not None:
+                repeats = n_out // w.shape[axis]
+    return WeightPlan(node.name or "", w_value.name or "", axis, qconfig.weight,
+                      act.name or "", bias_name, repeats)  # type: ignore[union-attr]
+
+
+__all__ = [
+    "SUBGRAPH_REASON",
+    "NodeDecision",
+    "QuantPlan",
+    "WeightPlan",
+    "build_plan",
+]

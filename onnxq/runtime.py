@@ -1,0 +1,138 @@
+"""The one place that makes onnxruntime sessions.
+
+Calibration, the demo, the opset probe of the normalize pass and the benchmark scripts all get
+their sessions here, so options mean the same everywhere:
+
+* ``threads``: intra-op threads (None: onnxruntime's default, one per core); inter-op is 1;
+* ``optimize``: all graph optimisations (the default: what deployment runs) or none;
+* ``spinning``: idle intra-op threads spin (onnxruntime's default) or sleep — calibration turns it
+  off, since the observer thread works on the same cores;
+* ``memory_arena``: keep onnxruntime's CPU arena (its default) or free memory after each run —
+  calibration turns it off, since the arena would hold the peak of the largest run for good.
+
+:func:`session_with_outputs` runs a model with some of its intermediate tensors as extra outputs
+(calibration): the model goes to onnxruntime as a file in a temporary directory with its weights
+as external data, which onnxruntime maps rather than copies (models over 2 GB take the same path).
+Every failure to build a session is an :class:`~onnxq.errors.UnsupportedModelError` of one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from onnxq.errors import UnsupportedModelError
+from onnxq.io import to_proto
+from onnxq.opsets import MIN_OPSET
+
+ModelInput = bytes | str | os.PathLike[str] | onnx.ModelProto | ir.Model
+_PROVIDERS = ["CPUExecutionProvider"]
+
+
+def session_options(
+    *,
+    threads: int | None = None,
+    optimize: bool = True,
+    spinning: bool = True,
+    memory_arena: bool = True,
+) -> ort.SessionOptions:
+    """onnxruntime session options (see the module docstring for what each argument means)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = memory_arena
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+def make_session(
+    model: ModelInput,
+    *,
+    what: str = "model",
+    threads: int | None = None,
+    optimize: bool = True,
+    spinning: bool = True,
+    memory_arena: bool = True,
+) -> ort.InferenceSession:
+    """A CPU session for ``model`` (bytes, a path, an ``onnx.ModelProto`` or an ``onnx_ir.Model``).
+
+    ``what`` names the model in the error raised when onnxruntime refuses it.
+    """
+    opts = session_options(threads=threads, optimize=optimize, spinning=spinning, memory_arena=memory_arena)
+    source: bytes | str
+    if isinstance(model, ir.Model):
+        source = to_proto(model).SerializeToString()
+    elif isinstance(model, onnx.ModelProto):
+        source = model.SerializeToString()
+    elif isinstance(model, (str, os.PathLike)):
+        source = os.fspath(model)
+    else:
+        source = model
+    try:
+        return ort.InferenceSession(source, opts, providers=_PROVIDERS)
+    except Exception as e:  # onnxruntime raises its own exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedModelError(f"onnxruntime cannot run the {what}: {first}") from None
+
+
+@contextlib.contextmanager
+def session_with_outputs(
+    model: ir.Model, outputs: Sequence[str], *, what: str = "model", **options: object
+) -> Iterator[ort.InferenceSession]:
+    """A session computing the node outputs named ``outputs`` besides the model's own outputs.
+
+    The model is written to a temporary directory with its weights as external data, and its own
+    outputs are restored before the session is handed out; ``options`` are :func:`make_session`'s.
+    """
+    graph = model.graph
+    by_name = {str(o.name): o for n in graph for o in n.outputs}
+    orig_outputs = list(graph.outputs)
+    extra = [by_name[n] for n in outputs if all(by_name[n] is not o for o in orig_outputs)]
+    with tempfile.TemporaryDirectory(prefix="onnxq-session-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        graph.outputs.extend(extra)
+        try:
+            ir.save(model, path, external_data="model.onnx.data")
+        finally:
+            graph.outputs.clear()
+            graph.outputs.extend(orig_outputs)
+        yield make_session(path, what=what, **options)  # type: ignore[arg-type]
+
+
+@functools.cache
+def max_opset() -> int:
+    """The newest ai.onnx opset the installed onnxruntime accepts (probed once with a tiny model)."""
+    h = onnx.helper
+    for version in range(onnx.defs.onnx_opset_version() + 2, MIN_OPSET - 1, -1):
+        graph = h.make_graph(
+            [h.make_node("Relu", ["x"], ["y"])],
+            "probe",
+            [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+        probe = h.make_model(graph, opset_imports=[h.make_opsetid("", version)], ir_version=8)
+        try:
+            make_session(probe, what="opset probe")
+        except UnsupportedModelError:
+            continue
+        return version
+    return MIN_OPSET
+
+
+__all__ = ["make_session", "max_opset", "session_options", "session_with_outputs"]

@@ -1,0 +1,1 @@
+"""Weights: how constant weights and biases are turned into integers (pure numpy)."""
