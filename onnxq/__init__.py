@@ -16,8 +16,9 @@ Everything public is listed in ``__all__``; anything else is internal.
 """
 
 from onnxq import errors
-from onnxq.api import PreparedModel, prepare, quantize_static
+from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
 from onnxq.calibration.data import load_calibration_data
+from onnxq.calibration.result import CalibrationResult
 from onnxq.errors import (
     CalibrationDataError,
     ConfigError,
@@ -29,6 +30,8 @@ from onnxq.inspect import ModelSummary, format_summary, inspect_model
 from onnxq.io import load_model, save_model
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
 from onnxq.report import QuantizationReport
+from onnxq.scheme import PerBlock, PerChannel, PerTensor
+from onnxq.weights import QuantizedTensor, WeightRequest, register_weight_method
 
 
 def _version() -> str:
@@ -44,17 +47,25 @@ __version__ = _version()
 
 __all__ = [
     "CalibrationDataError",
+    "CalibrationResult",
     "ConfigError",
+    "Conversion",
     "ModelLoadError",
     "ModelSummary",
     "OnnxqError",
+    "PerBlock",
+    "PerChannel",
+    "PerTensor",
     "PreparedModel",
     "QConfig",
     "QConfigMapping",
     "QSpec",
     "QuantizationReport",
+    "QuantizedTensor",
     "UnsupportedModelError",
+    "WeightRequest",
     "__version__",
+    "convert",
     "errors",
     "format_summary",
     "get_default_qconfig",
@@ -63,5 +74,6 @@ __all__ = [
     "load_model",
     "prepare",
     "quantize_static",
+    "register_weight_method",
     "save_model",
 ]

@@ -1,13 +1,20 @@
 """The Python API: ``prepare`` / ``calibrate`` / ``convert`` on ONNX, and ``quantize_static``.
 
-Orchestration only: loading is :mod:`onnxq.io`, the structural rewrites :mod:`onnxq.passes`, the
-decisions :mod:`onnxq.planning.plan`, statistics :mod:`onnxq.calibration.engine`, the rewrite
-:mod:`onnxq.passes.insert_qdq`, the summary :mod:`onnxq.report`. Nothing here writes files::
+Orchestration only. Each stage is a value that can be saved, inspected or replaced::
 
-    prepared = onnxq.prepare("model.onnx", "x86")
-    prepared.calibrate(batches)          # may be called again to stream more data
-    qmodel = prepared.convert()          # onnx.ModelProto in QDQ format
-    report = prepared.report    # what was quantized, what stayed float and why
+    prepared = onnxq.prepare("model.onnx", "x86")      # structural passes + QuantPlan
+    calibration = prepared.calibrate(batches)          # CalibrationResult (save/load/merge)
+    qmodel = prepared.convert()                        # onnx.ModelProto in QDQ format
+    qmodel = prepared.convert(CalibrationResult.load("calib.json"), plan=edited_plan)
+
+``convert`` runs the conversion stages on a copy of the prepared model:
+``resolve_qparams(plan, model, calibration)`` (activation parameters by tensor group) ->
+``quantize_weights(plan, model, act_qparams, method)`` (weights from the weight-method registry)
+-> ``InsertQDQ(plan, act_qparams, weights)`` (the model, and the map from each quantized float
+tensor to its Q/DQ pair) -> ``onnx.checker`` -> the report. :func:`convert` returns all of them
+as one :class:`Conversion`. Loading is :mod:`onnxq.io`, the structural rewrites :mod:`onnxq.passes`,
+the decisions :mod:`onnxq.planning`, statistics :mod:`onnxq.calibration`, the weights
+:mod:`onnxq.weights`, the summary :mod:`onnxq.report`. Nothing here writes files.
 """
 
 from __future__ import annotations
@@ -15,24 +22,26 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Union
+from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxq.calibration.resolve import drop_unreached, make_observers, resolve_qparams
+from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
+from onnxq.calibration.result import CalibrationResult
 from onnxq.errors import CalibrationDataError, OnnxqError
 from onnxq.io import load_model, tensor_bytes, to_proto
+from onnxq.opsets import MIN_OPSET, qdq_opset
 from onnxq.passes import run_passes, structural_passes
-from onnxq.passes.insert_qdq import InsertQDQ
+from onnxq.passes.insert_qdq import InsertQDQ, QDQEntry
 from onnxq.planning.fusion import fusion_groups
 from onnxq.planning.plan import QuantPlan, build_plan
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
-
-if TYPE_CHECKING:
-    from onnxq.calibration.engine import CalibrationResult
+from onnxq.scheme import PerBlock
+from onnxq.weights import QuantizedWeights, quantize_weights
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +51,74 @@ Batches = Iterable[Mapping[str, np.ndarray]]
 CHECKER_MAX_BYTES = 1_800_000_000
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """Every stage of one conversion.
+
+    Attributes:
+        model: The QDQ model (checked with ``onnx.checker``).
+        plan: The plan applied (the given one, with nodes no calibration sample reached dropped).
+        qparams: The activation parameters, by tensor group of ``plan``.
+        weights: The quantized weights and biases.
+        qdq_map: For each quantized float tensor (by its name in the prepared model), its Q/DQ pair.
+        report: What was quantized, what stayed float and why.
+    """
+
+    model: onnx.ModelProto
+    plan: QuantPlan
+    qparams: ActivationQParams
+    weights: QuantizedWeights
+    qdq_map: Mapping[str, QDQEntry]
+    report: QuantizationReport
+
+
+def convert(
+    model: ir.Model,
+    plan: QuantPlan,
+    calibration: CalibrationResult | None,
+    *,
+    weight_method: str = "rtn",
+    pass_notes: tuple[str, ...] = (),
+) -> Conversion:
+    """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
+    statistics (None only when the plan observes nothing: fixed ranges, weight-only)."""
+    if calibration is None:
+        if plan.observed_values():
+            raise CalibrationDataError("no calibration data: call calibrate(batches) before convert()")
+        calibration = CalibrationResult()
+    elif plan.observed_values() and calibration.num_samples == 0:
+        raise CalibrationDataError("the calibration result holds no samples")
+    qparams = resolve_qparams(plan, model, calibration)
+    applied = drop_unreached(plan, qparams.groups)
+    if qparams.unreached:
+        dropped = len(plan.quantized_nodes()) - len(applied.quantized_nodes())
+        logger.warning(
+            "%d tensor(s) reached by no calibration sample (%s); %d node(s) left in float",
+            len(qparams.unreached),
+            ", ".join(sorted(qparams.unreached)[:5]),
+            dropped,
+        )
+    weights = quantize_weights(applied, model, qparams.groups, weight_method)
+    result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
+    proto = to_proto(result.model)
+    if tensor_bytes(result.model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
+            raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    report = build_report(
+        applied,
+        unreached=qparams.unreached,
+        nonfinite=calibration.nonfinite,
+        num_samples=calibration.num_samples,
+        pass_notes=pass_notes,
+    )
+    logger.info("converted: %d of %d nodes quantized", len(report.quantized), len(report.nodes))
+    return Conversion(proto, applied, qparams, weights, result.qdq_map, report)
+
+
 class PreparedModel:
-    """A float model ready for calibration: structural passes applied, observers planned.
+    """A float model ready for calibration: structural passes applied, quantization planned.
 
     Use :meth:`calibrate` (one or more times), then :meth:`convert`. The prepared fp32 model itself
     is never modified by ``convert``, so more data can be calibrated and converted again.
@@ -53,9 +128,8 @@ class PreparedModel:
         self._model = model
         self._plan = plan
         self._pass_notes = pass_notes
-        self._observers = make_observers(plan)
-        self._num_samples = 0
-        self._report = build_report(plan, pass_notes=pass_notes)
+        self._calibration: CalibrationResult | None = None
+        self._conversion: Conversion | None = None
 
     @property
     def model(self) -> ir.Model:
@@ -67,49 +141,61 @@ class PreparedModel:
         return self._plan
 
     @property
+    def calibration(self) -> CalibrationResult | None:
+        """The statistics of every :meth:`calibrate` call so far (None before the first)."""
+        return self._calibration
+
+    @property
     def num_samples(self) -> int:
         """Calibration samples seen so far, over every :meth:`calibrate` call."""
-        return self._num_samples
+        return 0 if self._calibration is None else self._calibration.num_samples
 
     @property
     def report(self) -> QuantizationReport:
         """The plan before calibration; after :meth:`convert`, what was actually quantized."""
-        return self._report
+        if self._conversion is not None:
+            return self._conversion.report
+        return build_report(self._plan, pass_notes=self._pass_notes)
+
+    @property
+    def conversion(self) -> Conversion | None:
+        """Every stage of the last :meth:`convert` (the Q/DQ map among them), or None."""
+        return self._conversion
 
     def calibrate(self, batches: Batches, *, progress: bool = True) -> CalibrationResult:
-        """Run the fp32 model over ``batches`` ({input name: array}) and feed the observers."""
-        from onnxq.calibration.engine import (
-            calibrate,  # lazy: the calibration stack loads onnxruntime sessions
+        """Run the fp32 model over ``batches`` ({input name: array}); statistics accumulate over
+        calls. Returns the accumulated result (a copy: later calls do not change it)."""
+        from onnxq.calibration.engine import calibrate  # lazy: the engine loads onnxruntime
+
+        start = self._calibration.copy() if self._calibration is not None else None
+        observers = start.observers if start is not None else make_observers(self._plan)
+        run = calibrate(self._model, observers, batches, progress=progress)
+        self._calibration = CalibrationResult(run.observers, run.num_samples + self.num_samples)
+        return self._calibration.copy()
+
+    def convert(
+        self,
+        calibration: CalibrationResult | None = None,
+        plan: QuantPlan | None = None,
+        *,
+        weight_method: str = "rtn",
+    ) -> onnx.ModelProto:
+        """The QDQ model (checked with ``onnx.checker``) from ``calibration`` (default: what
+        :meth:`calibrate` gathered) and ``plan`` (default: the prepared one)."""
+        self._conversion = convert(
+            self._model,
+            self._plan if plan is None else plan,
+            self._calibration if calibration is None else calibration,
+            weight_method=weight_method,
+            pass_notes=self._pass_notes,
         )
+        return self._conversion.model
 
-        result = calibrate(self._model, self._observers, batches, progress=progress)
-        self._num_samples += result.num_samples
-        return result
 
-    def convert(self) -> onnx.ModelProto:
-        """The QDQ model from the statistics gathered so far (checked with ``onnx.checker``)."""
-        if self._observers and self._num_samples == 0:
-            raise CalibrationDataError("no calibration data: call calibrate(batches) before convert()")
-        qparams, unreached = resolve_qparams(self._plan, self._model, self._observers)
-        plan = drop_unreached(self._plan, qparams)
-        nonfinite = {k: o.nonfinite_count for k, o in self._observers.items() if o.nonfinite_count}
-        if unreached:
-            dropped = len(self._plan.quantized_nodes()) - len(plan.quantized_nodes())
-            logger.warning("%d tensor(s) reached by no calibration sample (%s); %d node(s) left in float",
-                           len(unreached), ", ".join(sorted(unreached)[:5]), dropped)
-        model = self._model.clone()
-        InsertQDQ(plan, qparams)(model)
-        proto = to_proto(model)
-        if tensor_bytes(model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
-            try:
-                onnx.checker.check_model(proto)
-            except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
-                raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
-        self._report = build_report(plan, unreached=unreached, nonfinite=nonfinite,
-                                    num_samples=self._num_samples, pass_notes=self._pass_notes)
-        logger.info("converted: %d of %d nodes quantized",
-                    len(self._report.quantized), len(self._report.nodes))
-        return proto
+def required_opset(mapping: QConfigMapping) -> int:
+    """The opset the Q/DQ of ``mapping``'s specs need (21 for 4/16-bit types and per-block scales)."""
+    specs = [s for qc in mapping.qconfigs() for s in (qc.activation, qc.weight) if s is not None]
+    return max([qdq_opset(s.dtype, isinstance(s.granularity, PerBlock)) for s in specs], default=MIN_OPSET)
 
 
 def prepare(model: ModelSource, qconfig_mapping: QConfigLike = "x86") -> PreparedModel:
@@ -120,26 +206,34 @@ def prepare(model: ModelSource, qconfig_mapping: QConfigLike = "x86") -> Prepare
         qconfig_mapping: A preset name ("x86", "fbgemm", "qnnpack", "arm"), a path to a JSON
             qconfig file, a :class:`QConfig` (applied globally) or a :class:`QConfigMapping`.
     """
-    mapping = resolve_qconfig(os.fspath(qconfig_mapping) if isinstance(qconfig_mapping, os.PathLike)
-                              else qconfig_mapping)
+    mapping = resolve_qconfig(
+        os.fspath(qconfig_mapping) if isinstance(qconfig_mapping, os.PathLike) else qconfig_mapping
+    )
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
     source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
-    ir_model, results = run_passes(ir_model, structural_passes())
+    ir_model, results = run_passes(ir_model, structural_passes(required_opset(mapping)))
     plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
     notes = tuple(note for r in results for note in r.notes)
-    prepared = PreparedModel(ir_model, plan, notes)
-    logger.info("prepared: %d nodes to quantize, %d tensors to observe",
-                len(plan.quantized_nodes()), len(plan.observed_values()))
-    return prepared
+    logger.info(
+        "prepared: %d nodes to quantize, %d tensors to observe",
+        len(plan.quantized_nodes()),
+        len(plan.observed_values()),
+    )
+    return PreparedModel(ir_model, plan, notes)
 
 
 def quantize_static(
-    model: ModelSource, batches: Batches, qconfig: QConfigLike = "x86", *, progress: bool = True
+    model: ModelSource,
+    batches: Batches,
+    qconfig: QConfigLike = "x86",
+    *,
+    progress: bool = True,
+    weight_method: str = "rtn",
 ) -> onnx.ModelProto:
     """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``."""
     prepared = prepare(model, qconfig)
     prepared.calibrate(batches, progress=progress)
-    return prepared.convert()
+    return prepared.convert(weight_method=weight_method)
 
 
-__all__ = ["PreparedModel", "prepare", "quantize_static"]
+__all__ = ["Conversion", "PreparedModel", "convert", "prepare", "quantize_static", "required_opset"]

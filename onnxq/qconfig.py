@@ -2,8 +2,15 @@
 
 The ONNX counterpart of PyTorch's ``QConfig`` / ``QConfigMapping``. All classes are frozen and
 validated on construction; ``to_dict`` / ``from_dict`` round-trip through the JSON format described
-by ``schemas/qconfig.schema.json``. ``from_dict`` rejects unknown keys and wrong types with a
+by ``schemas/qconfig.schema.json`` (version 2; version-1 files, whose specs say ``per_channel`` and
+whose weights are int8, are read too). ``from_dict`` rejects unknown keys and wrong types with a
 :class:`~onnxq.errors.ConfigError` naming the JSON path (``$.op_types.Conv.weight.dtype``).
+
+A spec that no runtime can execute is refused here, with the reason: per-channel or per-block
+activations, dynamic weights, dynamic activations other than uint8 asymmetric on the full range
+(``DynamicQuantizeLinear``), dynamic activations with weights that ``MatMulInteger`` cannot take
+(8-bit, per tensor or per channel), a per-channel or per-block spec whose observer keeps one
+range per tensor.
 
 Precedence when looking up a node (as in PyTorch): exact node name, then the first matching node
 name regex, then op type, then the global qconfig. ``None`` at any level means "leave in float".
@@ -13,76 +20,125 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from onnxq.errors import ConfigError
+from onnxq.scheme import (
+    DTYPE_NAMES,
+    PER_TENSOR,
+    Granularity,
+    PerBlock,
+    PerChannel,
+    PerTensor,
+    granularity_from_dict,
+)
 
-CONFIG_VERSION = 1
-DTYPES = ("uint8", "int8")
-PRESETS = ("x86", "fbgemm", "qnnpack", "arm")
+CONFIG_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Largest qconfig file read (a mapping of a few thousand nodes is well under this).
+MAX_FILE_BYTES = 16 << 20
 
 
-def _registered_observers() -> frozenset[str]:
-    from onnxq.calibration.observers import observer_names  # lazy: observers import this module
+def _observer_registry() -> tuple[frozenset[str], Callable[[str], bool]]:
+    from onnxq.calibration.observers import observer_names, observer_supports_axis  # lazy: they import us
 
-    return frozenset(observer_names())
+    return frozenset(observer_names()), observer_supports_axis
 
 
 @dataclass(frozen=True)
 class QSpec:
     """How one tensor is quantized.
 
-    ``per_channel`` uses the axis natural to the consuming op (Conv weight axis 0, ConvTranspose 1,
-    Gemm by transB, MatMul the last); ``observer`` names a registered observer and
-    ``observer_args`` its keyword arguments (e.g. ``{"bins": 2048}``).
+    Attributes:
+        dtype: One of int4, uint4, int8, uint8, int16, uint16.
+        symmetric: Zero point in the middle of the range (0 for signed types, narrow range).
+        granularity: :class:`PerTensor`, :class:`PerChannel` or :class:`PerBlock`; an axis of
+            ``None`` is the consuming op's natural one (Conv weight axis 0, ConvTranspose 1, Gemm
+            by transB, MatMul the last; blocks along the axis the op sums over).
+        reduce_range: Drop one bit of range (PyTorch's x86/fbgemm activations).
+        dynamic: Parameters computed at run time from each input (activations only).
+        observer: A registered observer name; ``observer_args`` its keyword arguments.
     """
 
     dtype: str = "uint8"
     symmetric: bool = False
-    per_channel: bool = False
+    granularity: Granularity = PER_TENSOR
     reduce_range: bool = False
+    dynamic: bool = False
     observer: str = "minmax"
     observer_args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"QSpec.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        for name in ("symmetric", "per_channel", "reduce_range"):
+        if self.dtype not in DTYPE_NAMES:
+            raise ConfigError(f"QSpec.dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
+        for name in ("symmetric", "reduce_range", "dynamic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"QSpec.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.observer not in _registered_observers():
-            known = ", ".join(sorted(_registered_observers()))
+        if not isinstance(self.granularity, (PerTensor, PerChannel, PerBlock)):
+            raise ConfigError(
+                f"QSpec.granularity must be PerTensor, PerChannel or PerBlock, got {self.granularity!r}"
+            )
+        observers, supports_axis = _observer_registry()
+        if self.observer not in observers:
+            known = ", ".join(sorted(observers))
             raise ConfigError(f"QSpec.observer {self.observer!r} is not registered (known: {known})")
         if not isinstance(self.observer_args, Mapping):
             raise ConfigError("QSpec.observer_args must be a mapping")
+        if not isinstance(self.granularity, PerTensor) and not supports_axis(self.observer):
+            raise ConfigError(
+                f"QSpec.observer {self.observer!r} keeps one range per tensor; it cannot observe "
+                f"{_granularity_name(self.granularity)} parameters"
+            )
+        if self.dynamic and (self.dtype != "uint8" or self.symmetric or self.reduce_range):
+            raise ConfigError(
+                "QSpec.dynamic needs dtype uint8, asymmetric, without reduce_range "
+                "(DynamicQuantizeLinear computes full-range uint8 parameters)"
+            )
+        if self.dynamic and not isinstance(self.granularity, PerTensor):
+            raise ConfigError("QSpec.dynamic parameters are per tensor (DynamicQuantizeLinear)")
         object.__setattr__(self, "observer_args", dict(self.observer_args))
+
+    @property
+    def per_channel(self) -> bool:
+        """True for :class:`PerChannel` granularity."""
+        return isinstance(self.granularity, PerChannel)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dtype": self.dtype,
             "symmetric": self.symmetric,
-            "per_channel": self.per_channel,
+            "granularity": self.granularity.to_dict(),
             "reduce_range": self.reduce_range,
+            "dynamic": self.dynamic,
             "observer": self.observer,
             "observer_args": dict(self.observer_args),
         }
 
     @classmethod
-    def from_dict(cls, d: Any, path: str = "$") -> QSpec:
-        _expect_object(d, path, set(_QSPEC_TYPES))
-        for key, typ in _QSPEC_TYPES.items():
+    def from_dict(cls, d: Any, path: str = "$", version: int = CONFIG_VERSION) -> QSpec:
+        types = _QSPEC_TYPES[version]
+        _expect_object(d, path, set(types))
+        for key, typ in types.items():
             if key in d and not isinstance(d[key], typ):
-                raise ConfigError(f"{path}.{key}: expected {typ.__name__}, got {_jtype(d[key])}")
+                raise ConfigError(f"{path}.{key}: expected {_type_name(typ)}, got {_jtype(d[key])}")
+        args = dict(d)
         try:
-            return cls(**d)
+            if "per_channel" in args:  # version 1
+                args["granularity"] = PerChannel() if args.pop("per_channel") else PER_TENSOR
+            elif "granularity" in args:
+                args["granularity"] = granularity_from_dict(args["granularity"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}.granularity: {e}") from None
+        try:
+            return cls(**args)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
 
-_QSPEC_TYPES: dict[str, type] = {
+_V1_TYPES: dict[str, type | tuple[type, ...]] = {
     "dtype": str,
     "symmetric": bool,
     "per_channel": bool,
@@ -90,28 +146,54 @@ _QSPEC_TYPES: dict[str, type] = {
     "observer": str,
     "observer_args": dict,
 }
+_V2_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dtype": str,
+    "symmetric": bool,
+    "granularity": (dict, str),
+    "reduce_range": bool,
+    "dynamic": bool,
+    "observer": str,
+    "observer_args": dict,
+}
+_QSPEC_TYPES = {1: _V1_TYPES, 2: _V2_TYPES}
 
 
 @dataclass(frozen=True)
 class QConfig:
-    """Activation and weight specs for one node. Weights are always int8 symmetric."""
+    """Activation and weight specs for one node; ``activation=None`` quantizes weights only."""
 
-    activation: QSpec
+    activation: QSpec | None
     weight: QSpec
 
     def __post_init__(self) -> None:
-        if not isinstance(self.activation, QSpec) or not isinstance(self.weight, QSpec):
-            raise ConfigError("QConfig.activation and QConfig.weight must be QSpec")
-        if self.weight.dtype != "int8" or not self.weight.symmetric:
-            raise ConfigError("QConfig.weight must be int8 symmetric (weights are stored as int8)")
-        if self.activation.per_channel:
-            raise ConfigError("QConfig.activation cannot be per_channel (activations are per-tensor)")
+        if not (self.activation is None or isinstance(self.activation, QSpec)) or not isinstance(
+            self.weight, QSpec
+        ):
+            raise ConfigError("QConfig.activation and QConfig.weight must be QSpec (activation may be None)")
+        act, weight = self.activation, self.weight
+        if act is not None and not isinstance(act.granularity, PerTensor):
+            kind = _granularity_name(act.granularity)
+            raise ConfigError(f"QConfig.activation cannot be {kind} (activations are per-tensor)")
+        if weight.dynamic:
+            raise ConfigError(
+                "QConfig.weight cannot be dynamic (weights are constants, quantized ahead of time)"
+            )
+        if (
+            act is not None
+            and act.dynamic
+            and (weight.dtype not in ("int8", "uint8") or isinstance(weight.granularity, PerBlock))
+        ):
+            raise ConfigError(
+                "QConfig with dynamic activations needs 8-bit weights per tensor or per channel "
+                f"(MatMulInteger), got {weight.dtype} {_granularity_name(weight.granularity)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"activation": self.activation.to_dict(), "weight": self.weight.to_dict()}
+        act = None if self.activation is None else self.activation.to_dict()
+        return {"activation": act, "weight": self.weight.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: Any, path: str = "$") -> QConfig | None:
+    def from_dict(cls, d: Any, path: str = "$", version: int = CONFIG_VERSION) -> QConfig | None:
         """A QConfig object, a preset name, or ``null`` (leave in float)."""
         if d is None:
             return None
@@ -121,13 +203,40 @@ class QConfig:
             return get_default_qconfig(d)
         _expect_object(d, path, {"activation", "weight"}, required={"activation", "weight"})
         try:
-            return cls(
-                QSpec.from_dict(d["activation"], f"{path}.activation"),
-                QSpec.from_dict(d["weight"], f"{path}.weight"),
-            )
+            if version == 1:  # weights were always int8 symmetric, and written out as such
+                weight = d["weight"]
+                if isinstance(weight, dict) and (
+                    weight.get("dtype") != "int8" or weight.get("symmetric") is not True
+                ):
+                    raise ConfigError("QConfig.weight must be int8 symmetric (version-1 files)")
+            act_doc = d["activation"]
+            weight_only = act_doc is None and version >= 2  # version 1 had no weight-only configs
+            activation = None if weight_only else QSpec.from_dict(act_doc, f"{path}.activation", version)
+            return cls(activation, QSpec.from_dict(d["weight"], f"{path}.weight", version))
         except ConfigError as e:
             msg = str(e)
             raise ConfigError(msg if msg.startswith("$") else f"{path}: {msg}") from None
+
+
+def _x86() -> QConfig:
+    return QConfig(
+        QSpec("uint8", reduce_range=True, observer="histogram"),
+        QSpec("int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax"),
+    )
+
+
+def _qnnpack() -> QConfig:
+    return QConfig(QSpec("uint8", observer="histogram"), QSpec("int8", symmetric=True, observer="minmax"))
+
+
+#: PyTorch's default post-training qconfig per backend (x86 = fbgemm, arm = qnnpack).
+_PRESET_FACTORIES: dict[str, Callable[[], QConfig]] = {
+    "x86": _x86,
+    "fbgemm": _x86,
+    "qnnpack": _qnnpack,
+    "arm": _qnnpack,
+}
+PRESETS = tuple(_PRESET_FACTORIES)
 
 
 def get_default_qconfig(backend: str = "x86") -> QConfig:
@@ -137,17 +246,10 @@ def get_default_qconfig(backend: str = "x86") -> QConfig:
     symmetric int8 weights. qnnpack / arm: histogram on uint8 activations without
     ``reduce_range``, per-tensor symmetric int8 weights.
     """
-    if backend in ("x86", "fbgemm"):
-        return QConfig(
-            QSpec("uint8", reduce_range=True, observer="histogram"),
-            QSpec("int8", symmetric=True, per_channel=True, observer="per_channel_minmax"),
-        )
-    if backend in ("qnnpack", "arm"):
-        return QConfig(
-            QSpec("uint8", observer="histogram"),
-            QSpec("int8", symmetric=True, observer="minmax"),
-        )
-    raise ConfigError(f"unknown qconfig backend {backend!r} (expected one of {PRESETS})")
+    factory = _PRESET_FACTORIES.get(backend)
+    if factory is None:
+        raise ConfigError(f"unknown qconfig backend {backend!r} (expected one of {PRESETS})")
+    return factory()
 
 
 @dataclass(frozen=True)
@@ -158,11 +260,8 @@ class QConfigMapping:
     op_types: Mapping[str, QConfig | None] = field(default_factory=dict)
     node_names: Mapping[str, QConfig | None] = field(default_factory=dict)
     node_name_regexes: tuple[tuple[str, QConfig | None], ...] = ()
-    version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        if self.version != CONFIG_VERSION:
-            raise ConfigError(f"QConfigMapping.version must be {CONFIG_VERSION}, got {self.version}")
         for pattern, _ in self.node_name_regexes:
             try:
                 re.compile(pattern)
@@ -183,41 +282,49 @@ class QConfigMapping:
             return self.op_types[op_type]
         return self.global_qconfig
 
+    def qconfigs(self) -> tuple[QConfig, ...]:
+        """Every QConfig the mapping can give (``None`` entries left out)."""
+        entries = [self.global_qconfig, *self.op_types.values(), *self.node_names.values()]
+        entries += [qc for _, qc in self.node_name_regexes]
+        return tuple(qc for qc in entries if qc is not None)
+
     # builder-style helpers mirroring torch.ao.quantization.QConfigMapping
     def set_global(self, qc: QConfig | None) -> QConfigMapping:
-        return _replace(self, global_qconfig=qc)
+        return replace(self, global_qconfig=qc)
 
     def set_op_type(self, op_type: str, qc: QConfig | None) -> QConfigMapping:
-        return _replace(self, op_types={**self.op_types, op_type: qc})
+        return replace(self, op_types={**self.op_types, op_type: qc})
 
     def set_node_name(self, name: str, qc: QConfig | None) -> QConfigMapping:
-        return _replace(self, node_names={**self.node_names, name: qc})
+        return replace(self, node_names={**self.node_names, name: qc})
 
     def set_node_name_regex(self, pattern: str, qc: QConfig | None) -> QConfigMapping:
-        return _replace(self, node_name_regexes=(*self.node_name_regexes, (pattern, qc)))
+        return replace(self, node_name_regexes=(*self.node_name_regexes, (pattern, qc)))
 
     def with_overrides(
         self, *, activation_dtype: str | None = None, per_channel: bool | None = None
     ) -> QConfigMapping:
         """The mapping with every QConfig in it changed (the CLI's ``--activation-dtype`` and
-        ``--per-tensor``); ``None`` entries (float) stay ``None``.
+        ``--per-tensor``); ``None`` entries (float) stay ``None``, and so do weight-only configs'
+        missing activations.
 
-        ``activation_dtype``: "uint8" (asymmetric) or "int8" (symmetric); ``per_channel``: weights
-        per channel (``per_channel_minmax`` observer) or per tensor (``minmax``).
+        ``activation_dtype``: unsigned types asymmetric, signed types symmetric; ``per_channel``:
+        weights per channel (``per_channel_minmax`` observer) or per tensor (``minmax``).
         """
-        if activation_dtype is not None and activation_dtype not in DTYPES:
-            raise ConfigError(f"activation dtype must be one of {DTYPES}, got {activation_dtype!r}")
+        if activation_dtype is not None and activation_dtype not in DTYPE_NAMES:
+            raise ConfigError(f"activation dtype must be one of {DTYPE_NAMES}, got {activation_dtype!r}")
 
         def change(qc: QConfig | None) -> QConfig | None:
             if qc is None:
                 return None
             act, weight = qc.activation, qc.weight
-            if activation_dtype is not None:
-                act = _replace_spec(act, dtype=activation_dtype, symmetric=activation_dtype == "int8")
+            if activation_dtype is not None and act is not None:
+                act = replace(act, dtype=activation_dtype, symmetric=not activation_dtype.startswith("u"))
             if per_channel is not None and weight.per_channel != per_channel:
                 swap = {"minmax": "per_channel_minmax", "per_channel_minmax": "minmax"}
                 observer = swap.get(weight.observer, weight.observer)
-                weight = _replace_spec(weight, per_channel=per_channel, observer=observer)
+                granularity = PerChannel() if per_channel else PER_TENSOR
+                weight = replace(weight, granularity=granularity, observer=observer)
             return QConfig(act, weight)
 
         return QConfigMapping(
@@ -225,7 +332,6 @@ class QConfigMapping:
             {k: change(v) for k, v in self.op_types.items()},
             {k: change(v) for k, v in self.node_names.items()},
             tuple((p, change(v)) for p, v in self.node_name_regexes),
-            self.version,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,7 +339,7 @@ class QConfigMapping:
             return None if qc is None else qc.to_dict()
 
         return {
-            "version": self.version,
+            "version": CONFIG_VERSION,
             "global": enc(self.global_qconfig),
             "op_types": {k: enc(v) for k, v in self.op_types.items()},
             "node_names": {k: enc(v) for k, v in self.node_names.items()},
@@ -244,13 +350,18 @@ class QConfigMapping:
     def from_dict(cls, d: Any, path: str = "$") -> QConfigMapping:
         keys = {"version", "global", "op_types", "node_names", "node_name_regex"}
         _expect_object(d, path, keys, required={"version"})
-        if not isinstance(d["version"], int) or isinstance(d["version"], bool):
-            raise ConfigError(f"{path}.version: expected integer, got {_jtype(d['version'])}")
+        version = d["version"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"{path}.version: expected integer, got {_jtype(version)}")
+        if version not in READABLE_VERSIONS:
+            raise ConfigError(
+                f"{path}: QConfigMapping.version must be one of {READABLE_VERSIONS}, got {version}"
+            )
         maps: dict[str, dict[str, QConfig | None]] = {}
         for key in ("op_types", "node_names"):
             sub = d.get(key, {})
             _expect_object(sub, f"{path}.{key}", None)
-            maps[key] = {k: QConfig.from_dict(v, f"{path}.{key}.{k}") for k, v in sub.items()}
+            maps[key] = {k: QConfig.from_dict(v, f"{path}.{key}.{k}", version) for k, v in sub.items()}
         regexes = d.get("node_name_regex", [])
         if not isinstance(regexes, list):
             raise ConfigError(f"{path}.node_name_regex: expected array, got {_jtype(regexes)}")
@@ -260,14 +371,13 @@ class QConfigMapping:
             _expect_object(item, p, {"pattern", "qconfig"}, required={"pattern", "qconfig"})
             if not isinstance(item["pattern"], str):
                 raise ConfigError(f"{p}.pattern: expected string, got {_jtype(item['pattern'])}")
-            pairs.append((item["pattern"], QConfig.from_dict(item["qconfig"], f"{p}.qconfig")))
+            pairs.append((item["pattern"], QConfig.from_dict(item["qconfig"], f"{p}.qconfig", version)))
         try:
             return cls(
-                QConfig.from_dict(d.get("global"), f"{path}.global"),
+                QConfig.from_dict(d.get("global"), f"{path}.global", version),
                 maps["op_types"],
                 maps["node_names"],
                 tuple(pairs),
-                d["version"],
             )
         except ConfigError as e:
             msg = str(e)
@@ -276,18 +386,26 @@ class QConfigMapping:
     @classmethod
     def from_json_file(cls, path: str | Path) -> QConfigMapping:
         """Load a mapping from a JSON file; errors name the file and the JSON path."""
+        p = Path(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            if not p.is_file():
+                what = "does not exist" if not p.exists() else "is not a regular file"
+                raise ConfigError(f"{p}: cannot read qconfig file ({what})")
+            if p.stat().st_size > MAX_FILE_BYTES:
+                raise ConfigError(f"{p}: qconfig file is larger than {MAX_FILE_BYTES} bytes")
+            text = p.read_text(encoding="utf-8")
         except OSError as e:
-            raise ConfigError(f"{path}: cannot read qconfig file ({e.strerror})") from None
+            raise ConfigError(f"{p}: cannot read qconfig file ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not valid JSON (not UTF-8 text)") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise ConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
         try:
             return cls.from_dict(data)
         except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+            raise ConfigError(f"{p}: {e}") from None
 
 
 def resolve_qconfig(spec: str | QConfig | QConfigMapping | None) -> QConfigMapping:
@@ -305,16 +423,12 @@ def resolve_qconfig(spec: str | QConfig | QConfigMapping | None) -> QConfigMappi
     raise ConfigError(f"qconfig must be a preset name, QConfig or QConfigMapping, got {spec!r}")
 
 
-def _replace(m: QConfigMapping, **changes: Any) -> QConfigMapping:
-    from dataclasses import replace
-
-    return replace(m, **changes)
+def _granularity_name(g: Granularity) -> str:
+    return {PerTensor: "per-tensor", PerChannel: "per_channel", PerBlock: "per_block"}[type(g)]
 
 
-def _replace_spec(spec: QSpec, **changes: Any) -> QSpec:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
+def _type_name(t: type | tuple[type, ...]) -> str:
+    return " or ".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
 
 
 def _jtype(v: Any) -> str:
@@ -341,6 +455,9 @@ def _expect_object(
 __all__ = [
     "CONFIG_VERSION",
     "PRESETS",
+    "PerBlock",
+    "PerChannel",
+    "PerTensor",
     "QConfig",
     "QConfigMapping",
     "QSpec",

@@ -16,11 +16,13 @@ from onnx import numpy_helper
 from onnxq.api import PreparedModel, prepare, quantize_static
 from onnxq.errors import CalibrationDataError, ConfigError, ModelLoadError
 from onnxq.io import load_model
-from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
+from onnxq.qconfig import PerChannel, QConfig, QConfigMapping, QSpec, get_default_qconfig
 
 torch = pytest.importorskip("torch")
 
-MINMAX = QConfig(QSpec(observer="minmax"), QSpec("int8", symmetric=True, per_channel=True, observer="minmax"))
+MINMAX = QConfig(
+    QSpec(observer="minmax"), QSpec("int8", symmetric=True, granularity=PerChannel(), observer="minmax")
+)
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
 

@@ -21,6 +21,9 @@ from onnxq.calibration.observers import observer_names
 from onnxq.errors import ConfigError
 from onnxq.qconfig import (
     PRESETS,
+    PerBlock,
+    PerChannel,
+    PerTensor,
     QConfig,
     QConfigMapping,
     QSpec,
@@ -47,7 +50,7 @@ def _custom_qconfig() -> QConfig:
             observer="moving_average_minmax",
             observer_args={"averaging_constant": 0.1},
         ),
-        QSpec("int8", symmetric=True, per_channel=False, observer="minmax"),
+        QSpec("int8", symmetric=True, granularity=PerTensor(), observer="minmax"),
     )
 
 
@@ -57,11 +60,12 @@ def _custom_qconfig() -> QConfig:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dtype": "int4"}, "QSpec.dtype must be one of"),
+        ({"dtype": "int3"}, "QSpec.dtype must be one of"),
         ({"dtype": "float32"}, "QSpec.dtype must be one of"),
         ({"symmetric": 1}, "QSpec.symmetric must be a bool"),
-        ({"per_channel": "yes"}, "QSpec.per_channel must be a bool"),
+        ({"granularity": "per_channel"}, "QSpec.granularity must be PerTensor, PerChannel or PerBlock"),
         ({"reduce_range": None}, "QSpec.reduce_range must be a bool"),
+        ({"dynamic": 1}, "QSpec.dynamic must be a bool"),
         ({"observer": "kl_divergence"}, "QSpec.observer 'kl_divergence' is not registered"),
         ({"observer_args": [1, 2]}, "QSpec.observer_args must be a mapping"),
     ],
@@ -88,13 +92,41 @@ def test_qspec_is_frozen_and_copies_observer_args() -> None:
 
 
 @pytest.mark.parametrize(
-    "weight",
-    [QSpec("uint8", observer="minmax"), QSpec("int8", symmetric=False, observer="minmax")],
-    ids=["uint8", "asymmetric"],
+    ("make", "message"),
+    [
+        (lambda: QConfig(QSpec(), QSpec("int8", symmetric=True, dynamic=False, observer="minmax")), None),
+        (lambda: QConfig(QSpec(), QSpec("uint8", observer="minmax")), None),
+        (lambda: QConfig(None, QSpec("int4", symmetric=True, granularity=PerBlock(block_size=32))), None),
+        (lambda: QConfig(QSpec(dynamic=True), QSpec("uint8", dynamic=True)), "weight cannot be dynamic"),
+        (lambda: QSpec("int8", symmetric=True, dynamic=True), "QSpec.dynamic needs dtype uint8"),
+        (lambda: QSpec(dynamic=True, reduce_range=True), "without reduce_range"),
+        (
+            lambda: QConfig(QSpec(dynamic=True), QSpec("int4", symmetric=True, granularity=PerBlock())),
+            "dynamic activations needs 8-bit weights",
+        ),
+        (lambda: QSpec(granularity=PerChannel(), observer="histogram"), "keeps one range per tensor"),
+        (lambda: QConfig(QSpec(granularity=PerBlock()), QSpec()), "activation cannot be per_block"),
+        (lambda: PerBlock(block_size=1), "block_size must be an int >= 2"),
+    ],
+    ids=[
+        "int8",
+        "uint8-weight",
+        "weight-only-int4",
+        "dynamic-weight",
+        "dynamic-int8",
+        "dynamic-reduce",
+        "dynamic-int4-weight",
+        "histogram-per-channel",
+        "block-activation",
+        "block-of-one",
+    ],
 )
-def test_qconfig_rejects_weight_that_is_not_int8_symmetric(weight: QSpec) -> None:
-    with pytest.raises(ConfigError, match=re.escape("QConfig.weight must be int8 symmetric")):
-        QConfig(QSpec(), weight)
+def test_qconfig_refuses_what_no_runtime_executes(make, message: str | None) -> None:
+    if message is None:
+        assert make() is not None
+        return
+    with pytest.raises((ConfigError, ValueError), match=re.escape(message)):
+        make()
 
 
 def test_qconfig_rejects_non_qspec_members() -> None:
@@ -103,8 +135,8 @@ def test_qconfig_rejects_non_qspec_members() -> None:
 
 
 def test_mapping_rejects_wrong_version_and_bad_regex() -> None:
-    with pytest.raises(ConfigError, match="version must be 1, got 2"):
-        QConfigMapping(version=2)
+    with pytest.raises(ConfigError, match=re.escape("version must be one of (1, 2), got 3")):
+        QConfigMapping.from_dict({"version": 3})
     with pytest.raises(ConfigError, match=re.escape("invalid node name regex 'conv[0-")):
         QConfigMapping(node_name_regexes=(("conv[0-", None),))
 
@@ -142,7 +174,9 @@ def test_x86_and_fbgemm_presets_are_per_channel_with_reduce_range() -> None:
     for name in ("x86", "fbgemm"):
         qc = get_default_qconfig(name)
         assert qc.activation == QSpec("uint8", reduce_range=True, observer="histogram")
-        assert qc.weight == QSpec("int8", symmetric=True, per_channel=True, observer="per_channel_minmax")
+        assert qc.weight == QSpec(
+            "int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax"
+        )
 
 
 def test_qnnpack_and_arm_presets_are_per_tensor_without_reduce_range() -> None:
@@ -288,6 +322,51 @@ VALID: list[tuple[str, dict[str, Any]]] = [
         "int8-activations",
         {"version": 1, "global": {"activation": {"dtype": "int8", "symmetric": True}, "weight": _W}},
     ),
+    ("v2-minimal", {"version": 2, "global": "x86"}),
+    (
+        "v2-weight-only-int4-blocks",
+        {
+            "version": 2,
+            "global": {
+                "activation": None,
+                "weight": {
+                    "dtype": "int4",
+                    "symmetric": True,
+                    "granularity": {"type": "per_block", "axis": None, "block_size": 32},
+                },
+            },
+        },
+    ),
+    (
+        "v2-int16-activations-uint8-weights",
+        {
+            "version": 2,
+            "op_types": {
+                "Conv": {
+                    "activation": {"dtype": "int16", "symmetric": True},
+                    "weight": {
+                        "dtype": "uint8",
+                        "granularity": "per_channel",
+                        "observer": "per_channel_minmax",
+                    },
+                }
+            },
+        },
+    ),
+    (
+        "v2-dynamic",
+        {
+            "version": 2,
+            "global": {
+                "activation": {"dynamic": True},
+                "weight": {
+                    "dtype": "int8",
+                    "symmetric": True,
+                    "granularity": {"type": "per_channel", "axis": 1},
+                },
+            },
+        },
+    ),
 ]
 
 # (name, document, the JSON path the from_dict error must start with)
@@ -295,7 +374,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("not-object", [1], "$: expected object, got array"),
     ("no-version", {"global": "x86"}, "$: missing required key 'version'"),
     ("version-string", {"version": "1"}, "$.version: expected integer, got string"),
-    ("version-2", {"version": 2}, "$: QConfigMapping.version must be 1"),
+    ("version-3", {"version": 3}, "$: QConfigMapping.version must be one of"),
     ("unknown-top-key", {"version": 1, "globals": "x86"}, "$.globals: unknown key"),
     ("unknown-preset", {"version": 1, "global": "tpu"}, "$.global: unknown preset 'tpu'"),
     ("global-number", {"version": 1, "global": 3}, "$.global: expected object, got integer"),
@@ -313,7 +392,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ),
     (
         "qspec-wrong-dtype",
-        {"version": 1, "global": {"activation": {"dtype": "int4"}, "weight": _W}},
+        {"version": 1, "global": {"activation": {"dtype": "int3"}, "weight": _W}},
         "$.global.activation: QSpec.dtype must be one of",
     ),
     (
@@ -367,6 +446,47 @@ INVALID: list[tuple[str, Any, str]] = [
         "$: invalid node name regex 'conv['",
     ),
     (
+        "v2-per-channel-key",
+        {"version": 2, "global": {"activation": {"per_channel": False}, "weight": {}}},
+        "$.global.activation.per_channel: unknown key",
+    ),
+    (
+        "v2-granularity-type",
+        {"version": 2, "global": {"activation": {}, "weight": {"granularity": {"type": "per_row"}}}},
+        "$.global.weight.granularity: granularity type must be one of",
+    ),
+    (
+        "v2-granularity-key",
+        {
+            "version": 2,
+            "global": {"activation": {}, "weight": {"granularity": {"type": "per_tensor", "axis": 0}}},
+        },
+        "$.global.weight.granularity: granularity per_tensor: unknown key 'axis'",
+    ),
+    (
+        "v2-block-size",
+        {
+            "version": 2,
+            "global": {"activation": None, "weight": {"granularity": {"type": "per_block", "block_size": 1}}},
+        },
+        "$.global.weight.granularity: PerBlock.block_size must be an int >= 2",
+    ),
+    (
+        "v2-dynamic-int8",
+        {"version": 2, "global": {"activation": {"dtype": "int8", "dynamic": True}, "weight": {}}},
+        "$.global.activation: QSpec.dynamic needs dtype uint8",
+    ),
+    (
+        "v2-dynamic-weight",
+        {"version": 2, "global": {"activation": {}, "weight": {"dynamic": True}}},
+        "$.global: QConfig.weight cannot be dynamic",
+    ),
+    (
+        "v1-null-activation",
+        {"version": 1, "global": {"activation": None, "weight": _W}},
+        "$.global.activation: expected object, got null",
+    ),
+    (
         "regex-deep-error",
         {
             "version": 1,
@@ -418,19 +538,22 @@ _specs = st.builds(
     QSpec,
     dtype=st.sampled_from(["uint8", "int8"]),
     symmetric=st.booleans(),
-    per_channel=st.just(False),
+    granularity=st.just(PerTensor()),
     reduce_range=st.booleans(),
     observer=st.sampled_from(["minmax", "histogram", "moving_average_minmax", "per_channel_minmax"]),
 )
 _weights = st.builds(
     QSpec,
-    dtype=st.just("int8"),
-    symmetric=st.just(True),
-    per_channel=st.booleans(),
+    dtype=st.sampled_from(["int4", "uint4", "int8", "uint8", "int16"]),
+    symmetric=st.booleans(),
+    granularity=st.sampled_from([PerTensor(), PerChannel(), PerChannel(0), PerBlock(block_size=32)]),
     observer=st.sampled_from(["minmax", "per_channel_minmax"]),
 )
 _qconfigs = st.one_of(
-    st.none(), st.sampled_from(PRESETS).map(get_default_qconfig), st.builds(QConfig, _specs, _weights)
+    st.none(),
+    st.sampled_from(PRESETS).map(get_default_qconfig),
+    st.builds(QConfig, _specs, _weights),
+    st.builds(QConfig, st.none(), _weights),
 )
 _names = st.text(alphabet="abcXYZ/_.0123456789", min_size=1, max_size=12)
 
@@ -482,7 +605,7 @@ def test_with_overrides_to_per_channel_and_uint8() -> None:
         activation_dtype="uint8", per_channel=True
     )
     assert changed.global_qconfig.weight == QSpec(
-        "int8", symmetric=True, per_channel=True, observer="per_channel_minmax"
+        "int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax"
     )
     assert changed.global_qconfig.activation == get_default_qconfig("qnnpack").activation
 
@@ -491,7 +614,7 @@ def test_with_overrides_without_arguments_is_identity_and_bad_dtype_rejected() -
     mapping = _rich_mapping()
     assert mapping.with_overrides() == mapping
     with pytest.raises(ConfigError, match="activation dtype must be one of"):
-        mapping.with_overrides(activation_dtype="int16")
+        mapping.with_overrides(activation_dtype="int3")
 
 
 def test_readme_json_example_is_valid_and_matches_the_python_example(
@@ -513,6 +636,6 @@ def test_readme_json_example_is_valid_and_matches_the_python_example(
 def test_qconfig_rejects_per_channel_activations() -> None:
     with pytest.raises(ConfigError, match="activation cannot be per_channel"):
         QConfig(
-            QSpec("uint8", per_channel=True, observer="per_channel_minmax"),
+            QSpec("uint8", granularity=PerChannel(), observer="per_channel_minmax"),
             QSpec("int8", symmetric=True),
         )

@@ -12,15 +12,26 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from functools import reduce
+from typing import NamedTuple
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxq.calibration.observers import Observer, make_observer
+from onnxq.calibration.result import CalibrationResult
+from onnxq.errors import CalibrationDataError
 from onnxq.graph import constant_array
 from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
 from onnxq.qparams import QParams, fixed_qparams
+
+
+class ActivationQParams(NamedTuple):
+    """The activation stage's result: parameters by tensor-group index of the plan, and the
+    observed tensors no calibration sample reached (their groups have no entry)."""
+
+    groups: Mapping[int, QParams]
+    unreached: frozenset[str]
 
 
 def make_observers(plan: QuantPlan) -> dict[str, Observer]:
@@ -32,12 +43,20 @@ def make_observers(plan: QuantPlan) -> dict[str, Observer]:
 
 
 def resolve_qparams(
-    plan: QuantPlan, model: ir.Model, observers: Mapping[str, Observer]
-) -> tuple[dict[int, QParams], frozenset[str]]:
+    plan: QuantPlan, model: ir.Model, calibration: CalibrationResult | Mapping[str, Observer]
+) -> ActivationQParams:
     """Each group's parameters from its members' observers; and the observed values never reached.
 
-    A group whose members were all unreached gets no entry. The observers are not modified.
+    ``model`` is the prepared model the plan was made on (constant group members are read from
+    it). A group whose members were all unreached gets no entry. The observers are not modified.
     """
+    observers = calibration.observers if isinstance(calibration, CalibrationResult) else calibration
+    missing = sorted(v for g in plan.groups for v in g.observed if v not in observers)
+    if missing:
+        raise CalibrationDataError(
+            f"the calibration result has no observer for {len(missing)} planned tensor(s), e.g. "
+            f"{missing[0]!r}: it was made for another model or plan"
+        )
     values = values_by_name(model.graph)
     result: dict[int, QParams] = {}
     unreached = {v for g in plan.groups for v in g.observed if not observers[v].reached}
@@ -57,7 +76,7 @@ def resolve_qparams(
             continue
         merged = reduce(lambda a, b: a.merge(b), parts)
         result[index] = merged.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
-    return result, frozenset(unreached)
+    return ActivationQParams(result, frozenset(unreached))
 
 
 def drop_unreached(plan: QuantPlan, qparams: Mapping[int, QParams]) -> QuantPlan:
@@ -74,4 +93,4 @@ def drop_unreached(plan: QuantPlan, qparams: Mapping[int, QParams]) -> QuantPlan
     return plan.leave_float(reasons) if reasons else plan
 
 
-__all__ = ["drop_unreached", "make_observers", "resolve_qparams"]
+__all__ = ["ActivationQParams", "drop_unreached", "make_observers", "resolve_qparams"]

@@ -96,8 +96,12 @@ def _groups_of_kind(graph: ir.Graph, kind: QuantKind, taken: set[int]) -> list[F
         absorbed: list[ir.Node] = []
         out = node.outputs[0]
         nxt = sole_consumer(out)
-        if nxt is not None and rule.fuses_bias_add and is_op(nxt, "Add") and id(nxt) not in taken and (
-            bias_of(nxt, out) is not None
+        if (
+            nxt is not None
+            and rule.fuses_bias_add
+            and is_op(nxt, "Add")
+            and id(nxt) not in taken
+            and (bias_of(nxt, out) is not None)
         ):
             absorbed.append(nxt)
             out = nxt.outputs[0]

@@ -103,8 +103,10 @@ class OpRule:
 
     def __post_init__(self) -> None:
         weighted = self.kind is QuantKind.WEIGHTED
-        present = [p is not None for p in (self.weight_input, self.weight_axis, self.reduction_axis,
-                                           self.output_channels)]
+        present = [
+            p is not None
+            for p in (self.weight_input, self.weight_axis, self.reduction_axis, self.output_channels)
+        ]
         if (weighted and not all(present)) or (not weighted and any(present)):
             raise ValueError(
                 f"{self.op_type}: WEIGHTED rules need weight_input, weight_axis, reduction_axis and "
@@ -203,27 +205,78 @@ def _pad_check(node: ir.Node) -> str | None:
 def _register_defaults() -> None:
     weighted = QuantKind.WEIGHTED
     acts = FUSABLE_ACTIVATIONS
-    register_op(OpRule("Conv", weighted, weight_input=1, bias_input=2, weight_axis=lambda n, r: 0,
-                       reduction_axis=lambda n, r: 1, output_channels=lambda n, w: int(w.shape[0]),
-                       fusable_activations=acts, absorbs_batchnorm=True))
-    register_op(OpRule("ConvTranspose", weighted, weight_input=1, bias_input=2, weight_axis=lambda n, r: 1,
-                       reduction_axis=lambda n, r: 0, output_channels=_conv_transpose_channels,
-                       fusable_activations=acts, absorbs_batchnorm=True))
-    register_op(OpRule("Gemm", weighted, weight_input=1, bias_input=2, weight_axis=_gemm_out_axis,
-                       reduction_axis=_gemm_reduction_axis, output_channels=_gemm_channels,
-                       constant_weight_required=False, keep_weight_zero_point=True,
-                       fusable_activations=acts, absorbs_batchnorm=True))
-    register_op(OpRule("MatMul", weighted, weight_input=1, weight_axis=lambda n, r: r - 1,
-                       reduction_axis=lambda n, r: r - 2, output_channels=lambda n, w: int(w.shape[-1]),
-                       constant_weight_required=False, keep_weight_zero_point=True,
-                       fusable_activations=acts, fuses_bias_add=True))
+    register_op(
+        OpRule(
+            "Conv",
+            weighted,
+            weight_input=1,
+            bias_input=2,
+            weight_axis=lambda n, r: 0,
+            reduction_axis=lambda n, r: 1,
+            output_channels=lambda n, w: int(w.shape[0]),
+            fusable_activations=acts,
+            absorbs_batchnorm=True,
+        )
+    )
+    register_op(
+        OpRule(
+            "ConvTranspose",
+            weighted,
+            weight_input=1,
+            bias_input=2,
+            weight_axis=lambda n, r: 1,
+            reduction_axis=lambda n, r: 0,
+            output_channels=_conv_transpose_channels,
+            fusable_activations=acts,
+            absorbs_batchnorm=True,
+        )
+    )
+    register_op(
+        OpRule(
+            "Gemm",
+            weighted,
+            weight_input=1,
+            bias_input=2,
+            weight_axis=_gemm_out_axis,
+            reduction_axis=_gemm_reduction_axis,
+            output_channels=_gemm_channels,
+            constant_weight_required=False,
+            keep_weight_zero_point=True,
+            fusable_activations=acts,
+            absorbs_batchnorm=True,
+        )
+    )
+    register_op(
+        OpRule(
+            "MatMul",
+            weighted,
+            weight_input=1,
+            weight_axis=lambda n, r: r - 1,
+            reduction_axis=lambda n, r: r - 2,
+            output_channels=lambda n, w: int(w.shape[-1]),
+            constant_weight_required=False,
+            keep_weight_zero_point=True,
+            fusable_activations=acts,
+            fuses_bias_add=True,
+        )
+    )
     for op in ("Add", "Mul"):
         register_op(OpRule(op, QuantKind.ELEMENTWISE, activation_inputs=(0, 1), fusable_activations=acts))
     for op in ("AveragePool", "GlobalAveragePool"):
         register_op(OpRule(op, QuantKind.ELEMENTWISE))
     register_op(OpRule("Concat", QuantKind.SHARED_SCALE, activation_inputs=None))
-    for op in ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Resize",
-               "DepthToSpace", "SpaceToDepth"):
+    for op in (
+        "MaxPool",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Resize",
+        "DepthToSpace",
+        "SpaceToDepth",
+    ):
         register_op(OpRule(op, QuantKind.PASS_THROUGH))
     register_op(OpRule("Split", QuantKind.PASS_THROUGH, activation_outputs=None))
     register_op(OpRule("Pad", QuantKind.PASS_THROUGH, check=_pad_check))

@@ -1,17 +1,23 @@
 """The quantization plan: which nodes are quantized, which tensors get observers, what shares qparams.
 
 :func:`build_plan` walks the prepared fp32 graph once and decides, for every node, whether it is
-quantized (its op is in :mod:`onnxq.planning.ops`, its QConfigMapping entry is not None, its inputs are
-float) or stays float and why. A pass-through op (Transpose, Reshape, MaxPool, ...) with no
-quantized compute node around it stays float (:mod:`onnxq.planning.pass_through`), and nodes inside If/Loop/
-Scan bodies are listed as float, "inside a subgraph" (Q/DQ is inserted in the main graph only).
-A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one unit: the anchor decides,
-the absorbed nodes follow, and only the group's output is quantized.
+quantized (its op is in :mod:`onnxq.planning.ops`, its QConfigMapping entry is not None, its
+inputs are float) or stays float and why. A pass-through op (Transpose, Reshape, MaxPool, ...)
+with no quantized compute node around it stays float (:mod:`onnxq.planning.pass_through`), and
+nodes inside If/Loop/Scan bodies are listed as float, "inside a subgraph" (Q/DQ is inserted in the
+main graph only). A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one unit: the
+anchor decides, the absorbed nodes follow, and only the group's output is quantized.
 
-Tensors that must share one scale/zero point form a :class:`~onnxq.planning.tensor_groups.TensorGroup`:
-a pass-through op's outputs join its input's group, a Concat's inputs and output form one group.
-Which members are observed during calibration is decided there; the parameters of a group come
-from merging its members' observers (:mod:`onnxq.calibration.resolve`).
+A weighted node's :class:`WeightPlan` resolves the weight spec's granularity for the node: per
+channel on the op's output-channel axis, per block along its reduction axis (both from the op
+rule). A weight-only qconfig (``activation=None``) plans the weight and nothing else: the node's
+activations and bias stay float.
+
+Tensors that must share one scale/zero point form a
+:class:`~onnxq.planning.tensor_groups.TensorGroup`: a pass-through op's outputs join its input's
+group, a Concat's inputs and output form one group. Which members are observed during
+calibration is decided there; the parameters of a group come from merging its members'
+observers (:mod:`onnxq.calibration.resolve`).
 
 Values and nodes are referred to by name: ONNX names are unique in a graph, and the plan is made on
 the prepared model but applied to a copy of it at each ``convert``.
@@ -33,6 +39,7 @@ from onnxq.planning.ops import OpRule, QuantKind, rule_of
 from onnxq.planning.pass_through import ISOLATED_REASON, isolated_pass_through
 from onnxq.planning.tensor_groups import GroupBuilder, TensorGroup
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec
+from onnxq.scheme import PER_TENSOR, Granularity, PerBlock, PerChannel, PerTensor
 
 logger = logging.getLogger(__name__)
 
@@ -60,21 +67,29 @@ class NodeDecision:
 
 @dataclass(frozen=True)
 class WeightPlan:
-    """The constant weight (int8) and bias (int32) of one weighted node.
+    """The constant weight and (int32) bias of one weighted node.
 
-    ``axis`` is the per-channel axis of the weight (None: per-tensor); ``activation`` the input
-    whose scale times the weight scale is the bias scale; ``bias_repeats`` how often the weight
+    ``granularity`` is the weight's, with its axis resolved for this node (the op's output-channel
+    axis per channel, its reduction axis per block); ``activation`` the input whose scale times the
+    weight scale is the bias scale (None for a weight-only qconfig: activations stay float);
+    ``bias`` the bias to store as int32 (None when there is none, or when the weight is per block
+    or the activations float: then the bias stays float); ``bias_repeats`` how often the weight
     scales repeat along the bias (ConvTranspose with ``group`` > 1 is per-channel on axis 1, which
     holds ``C_out / group`` channels).
     """
 
     node: str
     weight: str
-    axis: int | None
+    granularity: Granularity
     spec: QSpec
-    activation: str
+    activation: str | None
     bias: str | None = None
     bias_repeats: int = 1
+
+    @property
+    def axis(self) -> int | None:
+        """The channel (or block) axis of the weight; None per tensor."""
+        return None if isinstance(self.granularity, PerTensor) else self.granularity.axis
 
 
 @dataclass(frozen=True)
@@ -107,7 +122,8 @@ class QuantPlan:
     def leave_float(self, reasons: Mapping[str, str]) -> QuantPlan:
         """The same plan with the nodes in ``reasons`` (and their absorbed nodes) left in float."""
         decisions = tuple(
-            replace(d, reason=reasons[d.anchor or d.name]) if d.quantized and (d.anchor or d.name) in reasons
+            replace(d, reason=reasons[d.anchor or d.name])
+            if d.quantized and (d.anchor or d.name) in reasons
             else d
             for d in self.decisions
         )
@@ -148,8 +164,12 @@ def build_plan(
         return mapping.qconfig_for(node.name or "", op_type) if known else None
 
     def quantizable(node: ir.Node) -> bool:
+        """Whether the node's activations would be quantized on its own merits."""
         node = absorbed[node.name].anchor if node.name in absorbed else node
-        return _refusal(node, rule_of(node), qconfig_of(node), dtypes) is None
+        qconfig = qconfig_of(node)
+        if qconfig is None or qconfig.activation is None:
+            return False
+        return _refusal(node, rule_of(node), qconfig, dtypes) is None
 
     isolated = isolated_pass_through(graph, quantizable)
     for node in graph:
@@ -158,6 +178,9 @@ def build_plan(
             anchor = absorbed[name].anchor.name or ""
             why = decisions[anchor].reason if anchor in decisions else "it was not planned"
             reason = None if why is None else f"fused with '{anchor}', which stays float: {why}"
+            anchor_qconfig = qconfig_of(absorbed[name].anchor)
+            if reason is None and anchor_qconfig is not None and anchor_qconfig.activation is None:
+                reason = f"fused with '{anchor}', whose qconfig is weight-only (activations stay float)"
             decisions[name] = NodeDecision(name, node.op_type, None, reason, anchor)
             continue
         rule = rule_of(node)
@@ -166,17 +189,22 @@ def build_plan(
         if reason is not None or rule is None or qconfig is None:
             decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)
             continue
-        slots = list(rule.activation_indices(node))
         weight = _weight_plan(node, rule, qconfig)
+        if isinstance(weight, str):
+            decisions[name] = NodeDecision(name, node.op_type, rule.kind, weight)
+            continue
+        decisions[name] = NodeDecision(name, node.op_type, rule.kind, None)
         if weight is not None:
             weights[name] = weight
-        elif rule.weight_input is not None and rule.weight_input < len(node.inputs):
+        if qconfig.activation is None:  # weight-only: the activations stay float
+            continue
+        slots = list(rule.activation_indices(node))
+        if weight is None and rule.weight_input is not None and rule.weight_input < len(node.inputs):
             slots.append(rule.weight_input)
         group = by_anchor.get(name)
         outs = [group.output] if group is not None else [node.outputs[i] for i in rule.output_indices(node)]
         ins = tuple((i, node.inputs[i].name or "") for i in slots)  # type: ignore[union-attr]
         inputs[name], outputs[name] = ins, tuple(v.name or "" for v in outs)
-        decisions[name] = NodeDecision(name, node.op_type, rule.kind, None)
         _relate(tensors, rule, qconfig.activation, [v for _, v in ins], outputs[name])
     groups, group_of = tensors.build(graph)
     ordered = tuple(d for node in graph for d in (decisions[node.name or ""], *_subgraph_decisions(node)))
@@ -213,9 +241,7 @@ def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], ou
             tensors.fix(o, rule.fixed_range)
 
 
-def _refusal(
-    node: ir.Node, rule: OpRule | None, qconfig: QConfig | None, dtypes: ElementTypes
-) -> str | None:
+def _refusal(node: ir.Node, rule: OpRule | None, qconfig: QConfig | None, dtypes: ElementTypes) -> str | None:
     """Why ``node`` stays float, or None when it can be quantized."""
     if not is_onnx_domain(node.domain):
         return f"op domain {node.domain!r} is passed through untouched"
@@ -223,6 +249,10 @@ def _refusal(
         return f"op type {node.op_type} is not quantized by onnxq"
     if qconfig is None:
         return "its qconfig is None (left in float by the QConfigMapping)"
+    if qconfig.activation is None and rule.kind is not QuantKind.WEIGHTED:
+        return f"its qconfig is weight-only and {node.op_type} has no weight"
+    if qconfig.activation is not None and qconfig.activation.dynamic:
+        return "its qconfig has dynamic activations, which static conversion does not insert"
     if rule.check is not None and (why := rule.check(node)) is not None:
         return why
     slots = list(rule.activation_indices(node))
@@ -231,7 +261,7 @@ def _refusal(
         if w is None:
             return f"{node.op_type} has no weight input"
         w_array = constant_array(w)
-        if w_array is None and rule.constant_weight_required:
+        if w_array is None and (rule.constant_weight_required or qconfig.activation is None):
             return f"weight '{w.name}' is not a constant"
         if w_array is None:
             slots.append(rule.weight_input)
@@ -260,29 +290,71 @@ def _not_float(value: ir.Value, role: str, dtypes: ElementTypes) -> str | None:
     return None
 
 
-def _weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | None:
-    if rule.weight_input is None or rule.weight_axis is None:
+def _weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | str | None:
+    """The node's weight plan; None without a constant weight; a reason when the weight's spec
+    cannot apply to this node."""
+    if rule.weight_input is None or rule.weight_axis is None or rule.reduction_axis is None:
         return None
     w_value = node.inputs[rule.weight_input]
     w = constant_array(w_value)
     if w is None or w_value is None:
         return None
-    axis = rule.weight_axis(node, w.ndim) if qconfig.weight.per_channel and w.ndim >= 2 else None
-    act = node.inputs[0]
+    spec = qconfig.weight
+    granularity = _resolve_granularity(node, rule, spec.granularity, w.ndim)
+    if isinstance(granularity, str):
+        return granularity
+    act = node.inputs[0] if qconfig.activation is not None else None
     bias_name, repeats = None, 1
-    if rule.bias_input is not None and rule.bias_input < len(node.inputs):
+    if (
+        rule.bias_input is not None
+        and rule.bias_input < len(node.inputs)
+        and act is not None
+        and not isinstance(granularity, PerBlock)
+    ):
         b = node.inputs[rule.bias_input]
         b_array = constant_array(b)
         assert rule.output_channels is not None
         n_out = rule.output_channels(node, w)
-        if b is not None and b_array is not None and b_array.dtype == np.float32 and (
-            b_array.shape in ((n_out,), (1, n_out))
+        if (
+            b is not None
+            and b_array is not None
+            and b_array.dtype == np.float32
+            and (b_array.shape in ((n_out,), (1, n_out)))
         ):
             bias_name = b.name
-            if axis is not None:
-                repeats = n_out // w.shape[axis]
-    return WeightPlan(node.name or "", w_value.name or "", axis, qconfig.weight,
-                      act.name or "", bias_name, repeats)  # type: ignore[union-attr]
+            if isinstance(granularity, PerChannel):
+                repeats = n_out // w.shape[granularity.axis]  # type: ignore[index]
+    return WeightPlan(
+        node.name or "",
+        w_value.name or "",
+        granularity,
+        spec,
+        None if act is None else act.name or "",
+        bias_name,
+        repeats,
+    )
+
+
+def _resolve_granularity(node: ir.Node, rule: OpRule, g: Granularity, rank: int) -> Granularity | str:
+    """``g`` with the axis this node needs (or the reason it cannot apply)."""
+    assert rule.weight_axis is not None and rule.reduction_axis is not None
+    if isinstance(g, PerTensor) or rank == 0:
+        return PER_TENSOR
+    if isinstance(g, PerChannel):
+        if rank < 2:  # a 1-D weight has one output channel per element: per tensor, as before
+            return PER_TENSOR
+        natural = rule.weight_axis(node, rank)
+        axis = natural if g.axis is None else g.axis
+        if not -rank <= axis < rank or axis % rank != natural:
+            return (
+                f"weight per-channel axis {axis} is not {node.op_type}'s output-channel axis "
+                f"{natural} (rank {rank})"
+            )
+        return PerChannel(natural)
+    axis = rule.reduction_axis(node, rank) if g.axis is None else g.axis
+    if not -rank <= axis < rank:
+        return f"weight block axis {axis} is out of range for a weight of rank {rank}"
+    return PerBlock(axis % rank, g.block_size)
 
 
 __all__ = [

@@ -1,53 +1,85 @@
-"""Weight and bias quantization (pure numpy; the graph part is in :mod:`onnxq.passes.insert_qdq`).
+"""Round to nearest (``rtn``): the data-free weight method, and the range statistics it uses.
 
-Weights are int8 symmetric, per-channel along the op's output-channel axis ``a`` or per-tensor::
+For each tensor, channel or block the observer the weight QSpec names gives the range
+(``minmax``: ``max |W|`` for symmetric specs), :func:`onnxq.qparams.choose_qparams` the scale and
+zero point, and each weight is rounded to the nearest level::
 
-    scale_c = max_i |W[c, i]| / 127        (narrow range [-127, 127], zero point 0)
+    scale_c = max_i |W[c, i]| / 127        (int8 symmetric: narrow range [-127, 127], zero point 0)
     Wq[c, i] = clip(round_half_even(W[c, i] / scale_c), -127, 127)
 
-with the statistic taken by the observer the weight QSpec names. A bias ``b`` of length ``C_out``
-becomes int32 with ``scale_b[o] = scale_x * scale_w[o mod C_w]`` (``C_w = C_out / repeats``, so
-that ConvTranspose with groups, whose weight axis 1 holds ``C_out / group`` channels, gets one
-scale per output channel) and zero point 0::
-
-    bq[o] = clip(round_half_even(b[o] / scale_b[o]), int32)
-
-which adds directly to the int32 accumulator ``sum_i (xq_i - zx) * Wq[o, i]``.
+Per block, the blocks of ``block_size`` consecutive elements along the block axis are the
+observer's channels: the weight is viewed as ``(blocks, block_size)`` rows (a last short block
+padded with NaN, which observers ignore) and the per-row parameters are laid out in
+DequantizeLinear's block shape. A weight with no finite value gets scale 1 and zero point 0.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import numpy as np
 
 from onnxq.calibration.observers import make_observer
 from onnxq.qconfig import QSpec
-from onnxq.qparams import QParams, quantize, quantize_bias
+from onnxq.qparams import QParams, quantize
+from onnxq.scheme import Granularity, PerBlock, PerChannel, qdtype
+from onnxq.weights.registry import QuantizedTensor, WeightRequest, register_weight_method
 
 
-def quantize_weight(w: np.ndarray, spec: QSpec, axis: int | None) -> tuple[np.ndarray, QParams]:
-    """``(int8 weight, its QParams)`` for the float weight ``w`` (per-channel when ``axis`` is set)."""
+def weight_qparams(w: np.ndarray, spec: QSpec, granularity: Granularity) -> QParams:
+    """The parameters of ``w`` for ``granularity`` (axis resolved) from the spec's observer."""
+    w = np.asarray(w, dtype=np.float32)
+    if isinstance(granularity, PerBlock):
+        assert granularity.axis is not None
+        rows, lay_out = _block_rows(w, granularity.axis, granularity.block_size)
+        per_row = _observed(rows, spec, 0)
+        return QParams(lay_out(per_row.scale), lay_out(per_row.zero_point), granularity)
+    axis = granularity.axis if isinstance(granularity, PerChannel) else None
+    return _observed(w, spec, axis)
+
+
+def _observed(w: np.ndarray, spec: QSpec, axis: int | None) -> QParams:
     observer = make_observer(spec.observer, axis, **spec.observer_args)
-    observer.update(np.asarray(w, dtype=np.float32))
-    if not observer.reached:  # every value NaN/Inf: nothing to scale by, all zeros
-        qp = QParams(np.float32(1.0), np.int8(0)) if axis is None else QParams(
-            np.ones(w.shape[axis], np.float32), np.zeros(w.shape[axis], np.int8), axis
-        )
-    else:
-        qp = observer.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
-    return quantize(w, qp), qp
+    observer.update(w)
+    if observer.reached:
+        return observer.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
+    zp_dtype = qdtype(spec.dtype).numpy  # every value NaN/Inf: nothing to scale by, all zeros
+    if axis is None:
+        return QParams(np.float32(1.0), np.zeros((), zp_dtype))
+    n = w.shape[axis]
+    return QParams(np.ones(n, np.float32), np.zeros(n, zp_dtype), PerChannel(axis))
 
 
-def bias_qparams(
-    bias: np.ndarray, input_scale: np.ndarray, weight_scale: np.ndarray, repeats: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(int32 bias, float32 bias scale)``; the scale has one entry per bias element when per-channel."""
-    b = np.asarray(bias, dtype=np.float32).reshape(-1)
-    w_scale = np.asarray(weight_scale, dtype=np.float32)
-    if w_scale.ndim == 1:
-        w_scale = np.tile(w_scale, repeats)
-        if w_scale.shape[0] != b.shape[0]:
-            raise ValueError(f"bias has {b.shape[0]} channels, weight scales give {w_scale.shape[0]}")
-    return quantize_bias(b, np.asarray(input_scale, dtype=np.float32), w_scale)
+def _block_rows(
+    w: np.ndarray, axis: int, block_size: int
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``w`` as ``(rows, block_size)`` blocks, and the function that lays one value per row out
+    in DequantizeLinear's block shape (``w``'s shape with ``ceil(n / block_size)`` at ``axis``)."""
+    moved = np.moveaxis(w, axis, -1)  # rows enumerate (the other axes..., block index)
+    n = moved.shape[-1]
+    blocks = math.ceil(n / block_size)
+    if blocks * block_size != n:
+        pad = np.full((*moved.shape[:-1], blocks * block_size - n), np.nan, np.float32)
+        moved = np.concatenate([moved, pad], axis=-1)
+
+    def lay_out(per_row: np.ndarray) -> np.ndarray:
+        return np.moveaxis(per_row.reshape(*moved.shape[:-1], blocks), -1, axis)
+
+    return moved.reshape(-1, block_size), lay_out
 
 
-__all__ = ["bias_qparams", "quantize_weight"]
+def quantize_weight(w: np.ndarray, spec: QSpec, granularity: Granularity) -> tuple[np.ndarray, QParams]:
+    """``(integer weight, its QParams)`` for the float weight ``w``, rounded to nearest."""
+    qp = weight_qparams(w, spec, granularity)
+    return quantize(np.asarray(w, dtype=np.float32), qp), qp
+
+
+@register_weight_method("rtn")
+def round_to_nearest(request: WeightRequest) -> QuantizedTensor:
+    """Round to nearest with the parameters of :func:`weight_qparams`."""
+    values, qp = quantize_weight(request.weight, request.spec, request.granularity)
+    return QuantizedTensor(values, qp)
+
+
+__all__ = ["quantize_weight", "round_to_nearest", "weight_qparams"]

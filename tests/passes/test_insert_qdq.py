@@ -17,7 +17,8 @@ from onnxq.io import load_model, to_proto
 from onnxq.passes.insert_qdq import InsertQDQ
 from onnxq.planning.fusion import elementwise_fusion_groups, find_fusion_groups
 from onnxq.planning.plan import build_plan
-from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
+from onnxq.qconfig import PerChannel, QConfig, QConfigMapping, QSpec, get_default_qconfig
+from onnxq.weights import quantize_weights
 
 X86 = QConfigMapping(global_qconfig=get_default_qconfig("x86"))
 MINMAX = QConfigMapping(
@@ -25,7 +26,7 @@ MINMAX = QConfigMapping(
 )
 MINMAX_PER_CHANNEL = QConfigMapping(
     global_qconfig=QConfig(
-        QSpec(observer="minmax"), QSpec("int8", symmetric=True, per_channel=True, observer="minmax")
+        QSpec(observer="minmax"), QSpec("int8", symmetric=True, granularity=PerChannel(), observer="minmax")
     )
 )
 INT8_SYMMETRIC = QConfigMapping(
@@ -62,7 +63,8 @@ def quantize_text(
     if observers:
         calibrate(model, observers, [_feeds(fp32)], progress=False)
     qparams, _ = resolve_qparams(plan, model, observers)
-    result = InsertQDQ(drop_unreached(plan, qparams), qparams)(model)
+    applied = drop_unreached(plan, qparams)
+    result = InsertQDQ(applied, qparams, quantize_weights(applied, model, qparams))(model)
     qdq = to_proto(result.model)
     onnx.checker.check_model(qdq)
     return fp32, qdq, result.count
@@ -320,9 +322,10 @@ def test_insert_refuses_model_below_opset_13() -> None:
     graph = ir.Graph([], [], nodes=[], opset_imports={"": 11})
     model = ir.Model(graph, ir_version=7)
     from onnxq.planning.plan import QuantPlan
+    from onnxq.weights import QuantizedWeights
 
     with pytest.raises(UnsupportedModelError, match="opset 11"):
-        InsertQDQ(QuantPlan((), {}, {}, {}, ()), {})(model)
+        InsertQDQ(QuantPlan((), {}, {}, {}, ()), {}, QuantizedWeights("rtn", {}))(model)
 
 
 def test_insert_conv_transpose_with_groups_repeats_weight_scales_in_bias(model_from_text, run_ort) -> None:

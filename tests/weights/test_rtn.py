@@ -10,16 +10,19 @@ from hypothesis.extra.numpy import arrays
 
 from onnxq.qconfig import QSpec
 from onnxq.qparams import dequantize
-from onnxq.weights.rtn import bias_qparams, quantize_weight
+from onnxq.scheme import PER_TENSOR as TENSOR
+from onnxq.scheme import PerChannel
+from onnxq.weights.bias import bias_qparams
+from onnxq.weights.rtn import quantize_weight
 
-PER_CHANNEL = QSpec("int8", symmetric=True, per_channel=True, observer="per_channel_minmax")
+PER_CHANNEL = QSpec("int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax")
 PER_TENSOR = QSpec("int8", symmetric=True, observer="minmax")
 
 
 @settings(max_examples=50, deadline=None)
 @given(arrays(np.float32, (4, 3, 2), elements=st.floats(-8, 8, width=32)), st.sampled_from([0, 1, 2]))
 def test_quantize_weight_per_channel_error_within_half_step(w: np.ndarray, axis: int) -> None:
-    wq, qp = quantize_weight(w, PER_CHANNEL, axis)
+    wq, qp = quantize_weight(w, PER_CHANNEL, PerChannel(axis))
     assert wq.dtype == np.int8 and wq.shape == w.shape and qp.axis == axis
     assert qp.scale.shape == (w.shape[axis],) and not qp.zero_point.any()
     assert wq.min() >= -127  # narrow symmetric range
@@ -31,10 +34,10 @@ def test_quantize_weight_per_channel_error_within_half_step(w: np.ndarray, axis:
 
 def test_quantize_weight_maps_channel_max_to_127_and_zero_channel_to_scale_one() -> None:
     w = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0]], np.float32)
-    wq, qp = quantize_weight(w, PER_CHANNEL, 0)
+    wq, qp = quantize_weight(w, PER_CHANNEL, PerChannel(0))
     np.testing.assert_array_equal(qp.scale, np.float32([1.0 / 127, 1.0]))
     np.testing.assert_array_equal(wq, [[64, -127, 32], [0, 0, 0]])
-    wq, qp = quantize_weight(w, PER_TENSOR, None)
+    wq, qp = quantize_weight(w, PER_TENSOR, TENSOR)
     assert qp.axis is None and float(qp.scale) == np.float32(1.0 / 127)
 
 

@@ -10,6 +10,7 @@ from onnxq.calibration.observers.base import (
     make_observer,
     observer_from_state,
     observer_names,
+    observer_supports_axis,
     register_observer,
 )
 from onnxq.calibration.observers.histogram import HistogramObserver
@@ -28,5 +29,6 @@ __all__ = [
     "make_observer",
     "observer_from_state",
     "observer_names",
+    "observer_supports_axis",
     "register_observer",
 ]

@@ -18,7 +18,8 @@ from onnxq.qparams import QParams
 
 @runtime_checkable
 class Observer(Protocol):
-    """Statistics of one tensor. ``axis`` is the channel axis of per-channel observers."""
+    """Statistics of one tensor. ``axis`` is the channel axis of per-channel observers; a class
+    that can keep ranges per channel says so with a ``supports_axis = True`` class attribute."""
 
     def update(self, x: np.ndarray) -> None: ...
 
@@ -58,6 +59,11 @@ def register_observer(name: str) -> Callable[[T], T]:
 
 def observer_names() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
+
+
+def observer_supports_axis(name: str) -> bool:
+    """Whether the observer registered as ``name`` keeps ranges per channel (its ``supports_axis``)."""
+    return bool(getattr(_REGISTRY[name], "supports_axis", False))
 
 
 def make_observer(name: str, axis: int | None = None, **kwargs: Any) -> Observer:

@@ -111,6 +111,7 @@ class HistogramObserver:
     """Running histogram of a tensor with PyTorch's L2 range search (per-tensor only)."""
 
     kind = "histogram"
+    supports_axis = False
 
     def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
         if axis is not None:

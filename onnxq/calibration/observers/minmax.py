@@ -29,12 +29,14 @@ from onnxq.calibration.observers._util import (
 )
 from onnxq.calibration.observers.base import register_observer
 from onnxq.qparams import QParams, choose_qparams
+from onnxq.scheme import PER_TENSOR, PerChannel
 
 
 class _RangeObserver:
     """Common state of the range observers: ``lo``/``hi`` (0-d, or ``(C,)`` per channel)."""
 
     kind: ClassVar[str]
+    supports_axis: ClassVar[bool] = True
 
     def __init__(self, axis: int | None = None) -> None:
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
@@ -98,7 +100,8 @@ class _RangeObserver:
         seen = self._lo <= self._hi
         lo = np.where(seen, self._lo, 0.0)
         hi = np.where(seen, self._hi, 0.0)
-        return choose_qparams(lo, hi, dtype, symmetric, reduce_range, self.axis)
+        granularity = PER_TENSOR if self.axis is None else PerChannel(self.axis)
+        return choose_qparams(lo, hi, dtype, symmetric, reduce_range, granularity)
 
     def _check_same(self, other: object) -> None:
         if type(other) is not type(self):

@@ -1,0 +1,114 @@
+"""The weight stage: every planned weight quantized by a weight method, every bias as int32.
+
+:func:`quantize_weights` turns a plan's :class:`~onnxq.planning.plan.WeightPlan` entries into a
+:class:`QuantizedWeights` value that :class:`~onnxq.passes.insert_qdq.InsertQDQ` stores in the
+model. A weight read by several nodes with the same spec and granularity is quantized once (one
+:class:`QuantizedTensor`, one DequantizeLinear). A bias needs its input's scale (``scale_x *
+scale_w``), so it comes from the activation parameters resolved from calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxq.errors import OnnxqError
+from onnxq.graph import constant_array
+from onnxq.planning.plan import QuantPlan, WeightPlan
+from onnxq.planning.tensor_groups import values_by_name
+from onnxq.qparams import QParams
+from onnxq.weights.bias import bias_qparams
+from onnxq.weights.registry import QuantizedTensor, WeightRequest, get_weight_method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedBias:
+    """An int32 bias, its float32 scale, and the axis of that scale (0 per channel, None per tensor)."""
+
+    values: np.ndarray
+    scale: np.ndarray
+    axis: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class NodeWeights:
+    """The quantized weight of one node and, when it is stored as int32, its bias."""
+
+    weight: QuantizedTensor
+    bias: QuantizedBias | None = None
+
+
+@dataclass(frozen=True)
+class QuantizedWeights:
+    """The weight stage's result: which method made it, and each weighted node's tensors."""
+
+    method: str
+    nodes: Mapping[str, NodeWeights]
+
+
+def quantize_weights(
+    plan: QuantPlan,
+    model: ir.Model,
+    act_qparams: Mapping[int, QParams],
+    method: str = "rtn",
+) -> QuantizedWeights:
+    """Quantize every weight of ``plan`` with the weight method registered as ``method``.
+
+    ``act_qparams`` are the activation parameters by tensor group (biases need their input's
+    scale). The model is not changed.
+    """
+    fn = get_weight_method(method)
+    values = values_by_name(model.graph)
+    nodes = {node.name: node for node in model.graph}
+    shared: dict[tuple[str, object, str], QuantizedTensor] = {}
+    out: dict[str, NodeWeights] = {}
+    for wp in plan.weights.values():
+        input_qp = None if wp.activation is None else act_qparams[plan.group_of[wp.activation]]
+        key = (wp.weight, wp.granularity, json.dumps(wp.spec.to_dict(), sort_keys=True))
+        if key not in shared:
+            w = constant_array(values[wp.weight])
+            assert w is not None
+            request = WeightRequest(
+                wp.node, nodes[wp.node].op_type, np.asarray(w, np.float32), wp.spec, wp.granularity, input_qp
+            )
+            shared[key] = _checked(fn(request), request, method)
+        weight = shared[key]
+        out[wp.node] = NodeWeights(weight, _bias(wp, values, input_qp, weight.qparams))
+    logger.info("weights: %d tensor(s) quantized with %r for %d node(s)", len(shared), method, len(out))
+    return QuantizedWeights(method, out)
+
+
+def _bias(
+    wp: WeightPlan, values: Mapping[str, ir.Value], input_qp: QParams | None, w_qp: QParams
+) -> QuantizedBias | None:
+    if wp.bias is None or input_qp is None:
+        return None
+    b = constant_array(values[wp.bias])
+    assert b is not None
+    q, scale = bias_qparams(b, input_qp.scale, w_qp.scale, wp.bias_repeats)
+    return QuantizedBias(q, scale, None if w_qp.axis is None else 0)
+
+
+def _checked(result: object, request: WeightRequest, method: str) -> QuantizedTensor:
+    """``result`` if it is what the request asked for, else an error naming the method and weight."""
+    where = f"weight method {method!r} on the weight of node '{request.node}'"
+    if not isinstance(result, QuantizedTensor):
+        raise OnnxqError(f"{where} returned {type(result).__name__}, expected QuantizedTensor")
+    if result.values.shape != request.weight.shape:
+        raise OnnxqError(f"{where} returned shape {result.values.shape}, expected {request.weight.shape}")
+    if result.qparams.dtype != request.spec.dtype or result.qparams.granularity != request.granularity:
+        raise OnnxqError(
+            f"{where} returned {result.qparams.dtype} {result.qparams.granularity}, expected "
+            f"{request.spec.dtype} {request.granularity}"
+        )
+    return result
+
+
+__all__ = ["NodeWeights", "QuantizedBias", "QuantizedWeights", "quantize_weights"]

@@ -1,0 +1,93 @@
+"""The weight-method registry: how a float weight becomes integers, by name.
+
+A weight method is a function ``(WeightRequest) -> QuantizedTensor`` registered with
+:func:`register_weight_method`; ``quantize_weights(..., method=name)`` calls it once per distinct
+weight. Round-to-nearest (``rtn``) is the built-in; methods that change how weights are rounded
+(bias correction, AdaRound, GPTQ) are registered the same way and may use what the request
+carries besides the weight: the node, its op, and the parameters of its quantized input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxq.errors import ConfigError
+from onnxq.qconfig import QSpec
+from onnxq.qparams import QParams
+from onnxq.scheme import Granularity
+
+
+@dataclass(frozen=True, eq=False)
+class WeightRequest:
+    """Everything a weight method may use for one weight.
+
+    Attributes:
+        node: The name of (the first) node reading the weight.
+        op_type: Its op type.
+        weight: The float32 weight.
+        spec: The weight's QSpec (dtype, symmetric, observer...).
+        granularity: The granularity with its axis resolved for this node.
+        input_qparams: The parameters of the node's quantized activation input (None when the
+            activations stay float).
+    """
+
+    node: str
+    op_type: str
+    weight: np.ndarray
+    spec: QSpec
+    granularity: Granularity
+    input_qparams: QParams | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """Integer values (in the spec's dtype; ``ml_dtypes`` for 4 bits) and their parameters."""
+
+    values: np.ndarray
+    qparams: QParams
+
+    def __post_init__(self) -> None:
+        if str(self.values.dtype) != self.qparams.dtype:
+            raise ValueError(f"values are {self.values.dtype}, qparams {self.qparams.dtype}")
+
+
+WeightMethod = Callable[[WeightRequest], QuantizedTensor]
+_REGISTRY: dict[str, WeightMethod] = {}
+
+
+def register_weight_method(name: str) -> Callable[[WeightMethod], WeightMethod]:
+    """Decorator: make a weight method available as ``method=name``; a name is registered once."""
+
+    def deco(fn: WeightMethod) -> WeightMethod:
+        if name in _REGISTRY:
+            raise ValueError(f"weight method {name!r} registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def weight_method_names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def get_weight_method(name: str) -> WeightMethod:
+    """The method registered as ``name``; a :class:`ConfigError` naming the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(weight_method_names())
+        raise ConfigError(f"unknown weight method {name!r} (known: {known})") from None
+
+
+__all__ = [
+    "QuantizedTensor",
+    "WeightMethod",
+    "WeightRequest",
+    "get_weight_method",
+    "register_weight_method",
+    "weight_method_names",
+]
