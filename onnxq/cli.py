@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--activation-dtype",
-        choices=("uint8", "int8"),
-        help="activations as uint8 asymmetric or int8 symmetric (default: as the qconfig says)",
+        choices=("uint8", "int8", "uint16", "int16"),
+        help="activations unsigned asymmetric or signed symmetric (default: as the qconfig says); "
+        "16-bit types upgrade the model to opset 21",
     )
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
     q.add_argument("--report", type=Path, help="write the quantization report as JSON here")

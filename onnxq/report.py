@@ -62,7 +62,7 @@ class QuantizationReport:
 
     @property
     def quantized(self) -> tuple[NodeEntry, ...]:
-        """Nodes computed in int8 (fusion anchors and absorbed nodes included)."""
+        """Nodes quantized (fusion anchors and absorbed nodes included)."""
         return tuple(n for n in self.nodes if n.quantized)
 
     @property
@@ -92,7 +92,7 @@ class QuantizationReport:
         q, f = len(self.quantized), len(self.float_nodes)
         lines = [f"quantized {q} of {q + f} nodes; calibrated on {self.num_samples} samples"]
         for op, (nq, nf) in self.op_counts().items():
-            lines.append(f"  {op:<24} {nq:>5} int8 {nf:>5} float")
+            lines.append(f"  {op:<24} {nq:>5} quantized {nf:>5} float")
         if self.float_nodes:
             lines.append("left in float:")
             lines += [f"  {n.name} ({n.op_type}): {n.reason}" for n in self.float_nodes[:max_float]]

@@ -10,7 +10,8 @@ zero point, and each weight is rounded to the nearest level::
 Per block, the blocks of ``block_size`` consecutive elements along the block axis are the
 observer's channels: the weight is viewed as ``(blocks, block_size)`` rows (a last short block
 padded with NaN, which observers ignore) and the per-row parameters are laid out in
-DequantizeLinear's block shape. A weight with no finite value gets scale 1 and zero point 0.
+DequantizeLinear's block shape. A weight with no finite value gets scale 1 and zero point 0, and
+non-finite weights are clamped into the spec's range (symmetric int8 stays within [-127, 127]).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from onnxq.calibration.observers import make_observer
 from onnxq.qconfig import QSpec
-from onnxq.qparams import QParams, quantize
+from onnxq.qparams import QParams, qrange, quantize
 from onnxq.scheme import Granularity, PerBlock, PerChannel, qdtype
 from onnxq.weights.registry import QuantizedTensor, WeightRequest, register_weight_method
 
@@ -72,7 +73,11 @@ def _block_rows(
 def quantize_weight(w: np.ndarray, spec: QSpec, granularity: Granularity) -> tuple[np.ndarray, QParams]:
     """``(integer weight, its QParams)`` for the float weight ``w``, rounded to nearest."""
     qp = weight_qparams(w, spec, granularity)
-    return quantize(np.asarray(w, dtype=np.float32), qp), qp
+    q = quantize(np.asarray(w, dtype=np.float32), qp)
+    qmin, qmax = qrange(spec.dtype, spec.symmetric, spec.reduce_range)
+    if not np.isfinite(w).all():  # NaN saturates to the dtype's minimum: keep the spec's range
+        q = np.clip(q.astype(np.int32), qmin, qmax).astype(q.dtype)
+    return q, qp
 
 
 @register_weight_method("rtn")
