@@ -37,6 +37,9 @@ Fixtures (request them by name in a test's arguments):
 
 ``op_counts(model) -> dict[str, int]``
     ``{op_type: count}`` over the main graph of a ``ModelProto`` or ``onnx_ir.Model``.
+
+``make_plan(text, mapping) -> (onnx_ir.Model, QuantPlan)``
+    The quantization plan of an ONNX-text model (fusion groups of its weighted ops included).
 """
 
 from __future__ import annotations
@@ -223,3 +226,16 @@ def assert_same_outputs() -> Callable[..., None]:
 @pytest.fixture
 def op_counts() -> Callable[[ModelLike], dict[str, int]]:
     return count_op_types
+
+
+@pytest.fixture
+def make_plan() -> Callable[..., tuple[ir.Model, Any]]:
+    from onnxq.io import load_model
+    from onnxq.planning.fusion import find_fusion_groups
+    from onnxq.planning.plan import build_plan
+
+    def make(text: str, mapping: Any) -> tuple[ir.Model, Any]:
+        model = load_model(build_model_from_text(text))
+        return model, build_plan(model, mapping, find_fusion_groups(model.graph))
+
+    return make

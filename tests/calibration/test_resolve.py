@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 import pytest
 
 from onnxq.calibration.observers import make_observer
 from onnxq.calibration.resolve import drop_unreached, make_observers, resolve_qparams
-from onnxq.io import load_model
-from onnxq.planning.fusion import find_fusion_groups
-from onnxq.planning.plan import QuantPlan, build_plan
+from onnxq.planning.plan import QuantPlan
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
 from onnxq.qparams import dequantize, quantize
 
@@ -30,13 +27,12 @@ g (float[1, 2, 5, 5] x) => (float[1, 3, 5, 5] y) <float[3, 2, 1, 1] w = {1, 2, 3
 """
 
 
-@pytest.fixture
-def plan_of(model_from_text: Callable[[str], onnx.ModelProto]) -> Callable[..., tuple[ir.Model, QuantPlan]]:
-    def make(body: str, mapping: QConfigMapping = X86) -> tuple[ir.Model, QuantPlan]:
-        model = load_model(model_from_text(f"{HEADER}\n{body}"))
-        return model, build_plan(model, mapping, find_fusion_groups(model.graph))
+PlanOf = tuple[ir.Model, QuantPlan]
 
-    return make
+
+@pytest.fixture
+def plan_of(make_plan: Callable[..., PlanOf]) -> Callable[..., PlanOf]:
+    return lambda body, mapping=X86: make_plan(f"{HEADER}\n{body}", mapping)
 
 
 def _decision(plan: QuantPlan, name: str):

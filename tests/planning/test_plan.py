@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import onnx
 import onnx_ir as ir
 import pytest
 
 from onnxq.io import load_model
-from onnxq.planning.fusion import elementwise_fusion_groups, find_fusion_groups
+from onnxq.planning.fusion import elementwise_fusion_groups
 from onnxq.planning.ops import QuantKind
 from onnxq.planning.plan import QuantPlan, build_plan
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec, get_default_qconfig
@@ -22,13 +21,12 @@ MINMAX = QConfigMapping(
 HEADER = '<ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>'
 
 
-@pytest.fixture
-def plan_of(model_from_text: Callable[[str], onnx.ModelProto]) -> Callable[..., tuple[ir.Model, QuantPlan]]:
-    def make(body: str, mapping: QConfigMapping = X86) -> tuple[ir.Model, QuantPlan]:
-        model = load_model(model_from_text(f"{HEADER}\n{body}"))
-        return model, build_plan(model, mapping, find_fusion_groups(model.graph))
+PlanOf = tuple[ir.Model, QuantPlan]
 
-    return make
+
+@pytest.fixture
+def plan_of(make_plan: Callable[..., PlanOf]) -> Callable[..., PlanOf]:
+    return lambda body, mapping=X86: make_plan(f"{HEADER}\n{body}", mapping)
 
 
 def _decision(plan: QuantPlan, name: str):
