@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--calib",
         type=Path,
-        required=True,
-        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files",
+        default=None,
+        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files; "
+        "needed unless the qconfig is weight-only",
     )
     q.add_argument(
         "--qconfig",
@@ -156,9 +157,14 @@ def _quantize(args: argparse.Namespace) -> None:
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
-    calib = load_calibration_data(args.calib)
+    calib = load_calibration_data(args.calib) if args.calib is not None else None
     prepared = prepare(args.model, mapping)
-    prepared.calibrate(calib, progress=not args.no_progress)
+    if prepared.plan.observed_values():
+        if calib is None:
+            raise OnnxqError(
+                "--calib is required: the qconfig quantizes activations, which need calibration data"
+            )
+        prepared.calibrate(calib, progress=not args.no_progress)
     qmodel = prepared.convert()
     report = prepared.report
     # the report is written first and moved into place only once the model is saved

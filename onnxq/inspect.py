@@ -10,7 +10,9 @@ A node counts as *quantized* in the QDQ format when every floating-point input i
 of a DequantizeLinear (integer inputs such as a Reshape's shape do not count), or when it is an
 activation (Relu, Clip, LeakyRelu) fused after a quantized node: it reads only that node and feeds
 only QuantizeLinear. Operator-format integer ops (QLinearConv, ConvInteger, ...) count as quantized.
-Everything else except Q/DQ and Constant is reported as float.
+A weighted op (Conv, Gemm, MatMul, ...) whose weight is a DequantizeLinear of a stored integer
+tensor while its activations stay float is *weight-only*. Everything else except Q/DQ and Constant
+is reported as float.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import onnx_ir as ir
 
 from onnxq.graph import constant_array, is_onnx_domain, is_op, iter_graphs
 from onnxq.io import load_model
-from onnxq.planning.ops import fusable_activation_ops
+from onnxq.planning.ops import fusable_activation_ops, rule_of
 
 _Q = "QuantizeLinear"
 _DQ = "DequantizeLinear"
@@ -54,7 +56,8 @@ class TensorQParams:
 
     ``kind`` is "activation" (a QuantizeLinear at run time) or "constant" (a DequantizeLinear of a
     stored integer tensor: weights, int32 bias). ``scale``/``zero_point`` hold one entry per
-    channel when ``axis`` is set, one otherwise; they are empty if not constant.
+    channel (or per block, flattened, with ``block_size``) when ``axis`` is set, one otherwise;
+    they are empty if not constant.
     """
 
     tensor: str
@@ -63,6 +66,7 @@ class TensorQParams:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     axis: int | None = None
+    block_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,11 @@ class ModelSummary:
     qdq_pairs: int
     file_bytes: int | None = None
     qparams: tuple[TensorQParams, ...] = field(default=())
+    weight_only_nodes: tuple[NodeRef, ...] = field(default=())
 
     @property
     def num_compute_nodes(self) -> int:
-        return len(self.quantized_nodes) + len(self.float_nodes)
+        return len(self.quantized_nodes) + len(self.weight_only_nodes) + len(self.float_nodes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (``onnxq inspect --json``): plain dicts, lists and numbers."""
@@ -99,6 +104,7 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
         file_bytes = _file_bytes(Path(src), model)
     ops: Counter[str] = Counter()
     quantized: list[NodeRef] = []
+    weight_only: list[NodeRef] = []
     floating: list[NodeRef] = []
     constant_bytes: Counter[str] = Counter()
     pairs = 0
@@ -124,6 +130,8 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
             if _is_quantized(node, quantized_ids):
                 quantized_ids.add(id(node))
                 quantized.append(_label(node))
+            elif _is_weight_only(node):
+                weight_only.append(_label(node))
             else:
                 floating.append(_label(node))
     return ModelSummary(
@@ -137,6 +145,7 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
         qdq_pairs=pairs,
         file_bytes=file_bytes,
         qparams=tuple(qparams),
+        weight_only_nodes=tuple(weight_only),
     )
 
 
@@ -166,6 +175,15 @@ def _is_quantized(node: ir.Node, quantized_ids: set[int]) -> bool:
             and not any(out.is_graph_output() for out in node.outputs)
         )
     return False
+
+
+def _is_weight_only(node: ir.Node) -> bool:
+    rule = rule_of(node)
+    if rule is None or rule.weight_input is None or rule.weight_input >= len(node.inputs):
+        return False
+    weight = node.inputs[rule.weight_input]
+    dq = None if weight is None else weight.producer()
+    return is_op(dq, _DQ) and constant_array(dq.inputs[0]) is not None  # type: ignore[union-attr]
 
 
 def _is_float(value: ir.Value) -> bool:
@@ -207,7 +225,9 @@ def _qparams_of(node: ir.Node) -> TensorQParams | None:
         if zp_value is None
         else (() if zp is None else tuple(int(z) for z in np.ravel(zp)))
     )
-    per_channel = scale is not None and np.ndim(scale) == 1 and scale.size > 1
+    block_attr = node.attributes.get("block_size")
+    block_size = block_attr.as_int() if block_attr is not None and block_attr.as_int() > 0 else None
+    per_channel = scale is not None and (block_size is not None or (np.ndim(scale) == 1 and scale.size > 1))
     axis = (axis_attr.as_int() if axis_attr is not None else 1) if per_channel else None
     return TensorQParams(
         tensor=x.name or "?",
@@ -216,6 +236,7 @@ def _qparams_of(node: ir.Node) -> TensorQParams | None:
         scale=scale_t,
         zero_point=zp_t,
         axis=axis,
+        block_size=block_size,
     )
 
 
@@ -258,9 +279,10 @@ def format_summary(summary: ModelSummary, *, scales: bool = False, nodes: bool =
     lines.append(
         f"opsets      {', '.join(f'{d} {v}' for d, v in summary.opsets.items())} (IR {summary.ir_version})"
     )
+    weight_only = f"{len(summary.weight_only_nodes)} weight-only, " if summary.weight_only_nodes else ""
     lines.append(
         f"nodes       {summary.num_compute_nodes} compute: {len(summary.quantized_nodes)} quantized, "
-        f"{len(summary.float_nodes)} float; {summary.qdq_pairs} Q/DQ pairs"
+        f"{weight_only}{len(summary.float_nodes)} float; {summary.qdq_pairs} Q/DQ pairs"
     )
     consts = ", ".join(f"{dtype} {_size(n)}" for dtype, n in summary.constant_bytes.items()) or "none"
     lines.append(f"constants   {consts}")
@@ -274,6 +296,8 @@ def format_summary(summary: ModelSummary, *, scales: bool = False, nodes: bool =
         lines += ["", "float nodes:", *(f"  {label}" for label in summary.float_nodes)]
     if nodes and summary.quantized_nodes:
         lines += ["", "quantized nodes:", *(f"  {label}" for label in summary.quantized_nodes)]
+    if nodes and summary.weight_only_nodes:
+        lines += ["", "weight-only nodes:", *(f"  {label}" for label in summary.weight_only_nodes)]
     if scales:
         lines += ["", f"{'tensor':<40} {'kind':<10} {'dtype':<6} {'scale':<38} zero point"]
         for qp in summary.qparams:
@@ -288,7 +312,8 @@ def _scale_text(qp: TensorQParams) -> str:
         return "(not constant)"
     if qp.axis is None:
         return f"{qp.scale[0]:.6g}"
-    return f"axis {qp.axis}: {len(qp.scale)} in [{min(qp.scale):.4g}, {max(qp.scale):.4g}]"
+    where = f"axis {qp.axis}" if qp.block_size is None else f"axis {qp.axis}, blocks of {qp.block_size}"
+    return f"{where}: {len(qp.scale)} in [{min(qp.scale):.4g}, {max(qp.scale):.4g}]"
 
 
 def _zp_text(qp: TensorQParams) -> str:

@@ -16,12 +16,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -119,8 +121,9 @@ def save_model(
         # the data file is moved first, so the model never points at a missing one
         with atomic_files(directory / data_name, target) as (_, tmp_model):
             if use_external:
-                ir.save(model, tmp_model, external_data=data_name,
-                        size_threshold_bytes=_EXTERNAL_THRESHOLD_BYTES)
+                ir.save(
+                    model, tmp_model, external_data=data_name, size_threshold_bytes=_EXTERNAL_THRESHOLD_BYTES
+                )
             else:
                 onnx.save_model(to_proto(model), str(tmp_model))
     except (OSError, ValueError) as exc:  # disk full, permissions, protobuf size limit
@@ -156,6 +159,26 @@ def atomic_files(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
     finally:
         for tmp_dir in temp_dirs.values():
             shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def read_json_file(path: str | os.PathLike[str], what: str, error: type[OnnxqError], max_bytes: int) -> Any:
+    """The JSON document in ``path`` (a ``what``: "qconfig file", ...), read only if it is a regular
+    file of at most ``max_bytes``; any failure is one line of ``error`` naming the file."""
+    p = Path(path)
+    try:
+        if not p.is_file():  # a FIFO or a device would block or never end
+            reason = "does not exist" if not p.exists() else "not a regular file"
+            raise error(f"{p}: cannot read {what} ({reason})")
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise error(f"{p}: cannot read {what} ({size} bytes, more than the {max_bytes} allowed)")
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"{p}: cannot read {what} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -283,6 +306,7 @@ __all__ = [
     "AUTO_EXTERNAL_BYTES",
     "atomic_files",
     "load_model",
+    "read_json_file",
     "save_model",
     "tensor_bytes",
     "to_proto",

@@ -18,7 +18,6 @@ name regex, then op type, then the global qconfig. ``None`` at any level means "
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -386,26 +385,13 @@ class QConfigMapping:
     @classmethod
     def from_json_file(cls, path: str | Path) -> QConfigMapping:
         """Load a mapping from a JSON file; errors name the file and the JSON path."""
-        p = Path(path)
-        try:
-            if not p.is_file():
-                what = "does not exist" if not p.exists() else "is not a regular file"
-                raise ConfigError(f"{p}: cannot read qconfig file ({what})")
-            if p.stat().st_size > MAX_FILE_BYTES:
-                raise ConfigError(f"{p}: qconfig file is larger than {MAX_FILE_BYTES} bytes")
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{p}: cannot read qconfig file ({e.strerror})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: not valid JSON (not UTF-8 text)") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        from onnxq.io import read_json_file  # lazy: io imports onnx, which plain configs do not need
+
+        data = read_json_file(path, "qconfig file", ConfigError, MAX_FILE_BYTES)
         try:
             return cls.from_dict(data)
         except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
+            raise ConfigError(f"{path}: {e}") from None
 
 
 def resolve_qconfig(spec: str | QConfig | QConfigMapping | None) -> QConfigMapping:

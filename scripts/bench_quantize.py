@@ -14,10 +14,16 @@ Two comparisons:
 - defaults: onnxq's ``x86`` preset (histogram activations with reduce_range, per-channel weights)
   next to ``onnxruntime.quantization.quantize_static`` with its default arguments.
 
+With ``--baseline DIR`` (another onnxq source tree, its kernels built in place, e.g. a
+``git worktree`` of an older commit after ``python setup.py build_ext --inplace``) that version
+runs too, as a third tool in the same interleaved loop, and the onnxq / baseline ratios are
+printed: the check that a change made nothing slower.
+
 Usage::
 
     python scripts/bench_quantize.py                 # 5 repeats, temporary work directory
     python scripts/bench_quantize.py --repeats 3 --exporter dynamo --keep-dir bench-out
+    python scripts/bench_quantize.py --baseline ../onnxq-main
 """
 
 from __future__ import annotations
@@ -180,12 +186,12 @@ def child_main(tool: str, config: str, model_path: Path, data_path: Path, out_pa
     import logging
 
     logging.disable(logging.WARNING)  # onnxruntime's quantizer logs advice on the root logger
-    if tool == "onnxq":
-        import onnxq
-        import onnxq.calibration.engine  # noqa: F401
-    else:
+    if tool == "onnxruntime":
         import onnxruntime.quantization  # noqa: F401
-    runner = run_onnxq if tool == "onnxq" else run_onnxruntime
+    else:  # onnxq, or the baseline tree's onnxq (its PYTHONPATH comes first)
+        import onnxq
+        import onnxq.api  # noqa: F401
+    runner = run_onnxruntime if tool == "onnxruntime" else run_onnxq
     start = time.perf_counter()
     runner(config, model_path, data_path, out_path)
     seconds = time.perf_counter() - start
@@ -195,9 +201,9 @@ def child_main(tool: str, config: str, model_path: Path, data_path: Path, out_pa
 # ----------------------------------------------------------------------------- driver (parent)
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(root: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(root or Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -217,10 +223,12 @@ def prepare_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
     return Path(paths["model"]), Path(paths["data"])
 
 
-def run_child(tool: str, config: str, model_path: Path, data_path: Path, out_path: Path) -> dict[str, float]:
+def run_child(
+    tool: str, config: str, model_path: Path, data_path: Path, out_path: Path, baseline: Path | None = None
+) -> dict[str, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, config]
     cmd += [str(model_path), str(data_path), str(out_path)]
-    env = _child_env()
+    env = _child_env(baseline if tool == "baseline" else None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (not all children's maximum)
@@ -261,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs per tool and setting (default 5)")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     parser.add_argument("--keep-dir", type=Path, help="work in this directory and keep the files")
+    parser.add_argument("--baseline", type=Path, help="another onnxq source tree to run beside this one")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -274,17 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.baseline is not None and not (args.baseline / "onnxq" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not an onnxq source tree")
 
     workdir = args.keep_dir or Path(tempfile.mkdtemp(prefix="onnxq-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        return bench(workdir, args.repeats, args.exporter)
+        return bench(workdir, args.repeats, args.exporter, args.baseline)
     finally:
         if args.keep_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench(workdir: Path, repeats: int, exporter: str) -> int:
+def bench(workdir: Path, repeats: int, exporter: str, baseline: Path | None = None) -> int:
     start = time.perf_counter()
     model_path, data_path = prepare_inputs(workdir, exporter)
     fp32_mb = model_path.stat().st_size / 2**20
@@ -294,13 +305,14 @@ def bench(workdir: Path, repeats: int, exporter: str) -> int:
     )
     print(f"{repeats} repeats per tool and setting, each run in a fresh process, interleaved\n")
 
-    results: dict[tuple[str, str], list[dict[str, float]]] = {(t, c): [] for t in TOOLS for c in CONFIGS}
-    outputs = {(t, c): workdir / f"{t}-{c}.int8.onnx" for t in TOOLS for c in CONFIGS}
+    tools = (*TOOLS, "baseline") if baseline is not None else TOOLS
+    results: dict[tuple[str, str], list[dict[str, float]]] = {(t, c): [] for t in tools for c in CONFIGS}
+    outputs = {(t, c): workdir / f"{t}-{c}.int8.onnx" for t in tools for c in CONFIGS}
     for r in range(repeats):
         for config in CONFIGS:
-            order = TOOLS if r % 2 == 0 else TOOLS[::-1]
+            order = tools if r % 2 == 0 else tools[::-1]
             for tool in order:
-                res = run_child(tool, config, model_path, data_path, outputs[tool, config])
+                res = run_child(tool, config, model_path, data_path, outputs[tool, config], baseline)
                 results[tool, config].append(res)
                 print(
                     f"  repeat {r + 1}/{repeats} {config:7s} {tool:11s} {res['seconds']:6.2f} s "
@@ -316,7 +328,7 @@ def bench(workdir: Path, repeats: int, exporter: str) -> int:
     slower = False
     for config in CONFIGS:
         med: dict[str, tuple[float, float]] = {}
-        for tool in TOOLS:
+        for tool in tools:
             runs = results[tool, config]
             seconds = statistics.median(r["seconds"] for r in runs)
             rss = statistics.median(r["peak_rss_mb"] for r in runs)
@@ -327,6 +339,9 @@ def bench(workdir: Path, repeats: int, exporter: str) -> int:
         t_ratio = med["onnxq"][0] / med["onnxruntime"][0]
         m_ratio = med["onnxq"][1] / med["onnxruntime"][1]
         print(f"{config:8s} {'ratio':12s} {t_ratio:8.2f} {m_ratio:8.2f}   (onnxq / onnxruntime, median)")
+        if baseline is not None:
+            b_time, b_rss = med["onnxq"][0] / med["baseline"][0], med["onnxq"][1] / med["baseline"][1]
+            print(f"{config:8s} {'vs baseline':12s} {b_time:8.2f} {b_rss:8.2f}   (onnxq / baseline, median)")
         slower |= t_ratio > 1.0
     print(
         "\nverdict:",

@@ -54,10 +54,10 @@ import numpy as np
 import onnx
 import onnx.parser
 import onnx_ir as ir
-import onnxruntime as ort
 import pytest
 
 from onnxq.io import to_proto
+from onnxq.runtime import make_session
 
 _NP_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -131,15 +131,7 @@ def export_torch_module(
 
 def run_model(model: ModelLike, feeds: Mapping[str, np.ndarray], optimize: bool = True) -> list[np.ndarray]:
     """Run ``model`` on the CPU provider and return all outputs."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        _as_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return session.run(None, dict(feeds))
+    return make_session(_as_proto(model), optimize=optimize).run(None, dict(feeds))
 
 
 def make_random_feeds(

@@ -207,3 +207,18 @@ def test_summary_to_dict_is_json_and_complete() -> None:
     assert data["quantized_nodes"][0] == {"name": "conv", "op_type": "Conv"}
     assert data["qdq_pairs"] == 2
     assert {q["tensor"] for q in data["qparams"]} == {"x", "w_q", "b_q", "r"}
+
+
+def test_weight_only_int4_model_is_summarised_as_weight_only() -> None:
+    import onnxq
+    from onnxq.qconfig import PerBlock, QConfig, QSpec
+
+    qconfig = QConfig(None, QSpec("int4", symmetric=True, granularity=PerBlock(block_size=16)))
+    qmodel = onnxq.prepare(asset_path("digits_cnn.onnx"), qconfig).convert()
+    s = inspect_model(qmodel)
+    assert {n.op_type for n in s.weight_only_nodes} == {"Conv", "Gemm"} and len(s.weight_only_nodes) == 5
+    assert s.quantized_nodes == () and s.qdq_pairs == 0 and "int4" in s.constant_bytes
+    weights = [q for q in s.qparams if q.kind == "constant"]
+    assert len(weights) == 5 and all(q.block_size == 16 and q.axis == 1 for q in weights)
+    text = format_summary(s, scales=True)
+    assert "5 weight-only" in text and "blocks of 16" in text

@@ -25,7 +25,7 @@ from typing import Any
 
 from onnxq.calibration.observers.base import Observer, observer_from_state
 from onnxq.errors import CalibrationDataError
-from onnxq.io import write_text_atomic
+from onnxq.io import read_json_file, write_text_atomic
 
 STATE_VERSION = 1
 #: Calibration files larger than this are refused before they are read.
@@ -118,24 +118,11 @@ class CalibrationResult:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationResult:
         """Read a result written by :meth:`save`; a bad file is a one-line CalibrationDataError."""
-        p = Path(path)
+        state = read_json_file(path, "calibration result file", CalibrationDataError, MAX_FILE_BYTES)
         try:
-            if not p.is_file():
-                what = "does not exist" if not p.exists() else "is not a regular file"
-                raise CalibrationDataError(f"{p}: calibration result file {what}")
-            size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise CalibrationDataError(
-                    f"{p}: calibration result file is {size} bytes, more than the {MAX_FILE_BYTES} allowed"
-                )
-            state = json.loads(p.read_text(encoding="utf-8"))
             return cls.from_state_dict(state)
-        except OSError as e:
-            raise CalibrationDataError(f"{p}: cannot read calibration result ({e.strerror})") from None
-        except json.JSONDecodeError as e:
-            raise CalibrationDataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        except (UnicodeDecodeError, ValueError) as e:
-            raise CalibrationDataError(f"{p}: not a calibration result: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise CalibrationDataError(f"{path}: not a calibration result: {e}") from None
 
 
 __all__ = ["CalibrationResult"]

@@ -12,7 +12,8 @@ Nothing here imports from :mod:`onnxq.passes` or :mod:`onnxq.calibration`.
 
 from onnxq.planning.fusion import FusionGroup, fusion_groups
 from onnxq.planning.ops import OpRule, QuantKind, get_rule, register_op
-from onnxq.planning.plan import NodeDecision, QuantPlan, WeightPlan, build_plan
+from onnxq.planning.plan import NodeDecision, QuantPlan, build_plan
+from onnxq.planning.weight_plan import WeightPlan
 
 __all__ = [
     "FusionGroup",

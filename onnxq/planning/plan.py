@@ -8,9 +8,8 @@ nodes inside If/Loop/Scan bodies are listed as float, "inside a subgraph" (Q/DQ 
 main graph only). A fusion group (Conv/Gemm/MatMul [+ bias Add] [+ activation]) is one unit: the
 anchor decides, the absorbed nodes follow, and only the group's output is quantized.
 
-A weighted node's :class:`WeightPlan` resolves the weight spec's granularity for the node: per
-channel on the op's output-channel axis, per block along its reduction axis (both from the op
-rule). A weight-only qconfig (``activation=None``) plans the weight and nothing else: the node's
+A weighted node's :class:`~onnxq.planning.weight_plan.WeightPlan` says what its weight and bias
+become. A weight-only qconfig (``activation=None``) plans the weight and nothing else: the node's
 activations and bias stay float.
 
 Tensors that must share one scale/zero point form a
@@ -38,8 +37,8 @@ from onnxq.planning.fusion import FusionGroup
 from onnxq.planning.ops import OpRule, QuantKind, rule_of
 from onnxq.planning.pass_through import ISOLATED_REASON, isolated_pass_through
 from onnxq.planning.tensor_groups import GroupBuilder, TensorGroup
+from onnxq.planning.weight_plan import WeightPlan, weight_plan
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec
-from onnxq.scheme import PER_TENSOR, Granularity, PerBlock, PerChannel, PerTensor
 
 logger = logging.getLogger(__name__)
 
@@ -63,33 +62,6 @@ class NodeDecision:
     @property
     def quantized(self) -> bool:
         return self.reason is None
-
-
-@dataclass(frozen=True)
-class WeightPlan:
-    """The constant weight and (int32) bias of one weighted node.
-
-    ``granularity`` is the weight's, with its axis resolved for this node (the op's output-channel
-    axis per channel, its reduction axis per block); ``activation`` the input whose scale times the
-    weight scale is the bias scale (None for a weight-only qconfig: activations stay float);
-    ``bias`` the bias to store as int32 (None when there is none, or when the weight is per block
-    or the activations float: then the bias stays float); ``bias_repeats`` how often the weight
-    scales repeat along the bias (ConvTranspose with ``group`` > 1 is per-channel on axis 1, which
-    holds ``C_out / group`` channels).
-    """
-
-    node: str
-    weight: str
-    granularity: Granularity
-    spec: QSpec
-    activation: str | None
-    bias: str | None = None
-    bias_repeats: int = 1
-
-    @property
-    def axis(self) -> int | None:
-        """The channel (or block) axis of the weight; None per tensor."""
-        return None if isinstance(self.granularity, PerTensor) else self.granularity.axis
 
 
 @dataclass(frozen=True)
@@ -189,7 +161,7 @@ def build_plan(
         if reason is not None or rule is None or qconfig is None:
             decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)
             continue
-        weight = _weight_plan(node, rule, qconfig)
+        weight = weight_plan(node, rule, qconfig)
         if isinstance(weight, str):
             decisions[name] = NodeDecision(name, node.op_type, rule.kind, weight)
             continue
@@ -288,73 +260,6 @@ def _not_float(value: ir.Value, role: str, dtypes: ElementTypes) -> str | None:
     if dtype != ir.DataType.FLOAT:
         return f"{role} '{value.name}' is {dtype.name.lower()}, not float32"
     return None
-
-
-def _weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | str | None:
-    """The node's weight plan; None without a constant weight; a reason when the weight's spec
-    cannot apply to this node."""
-    if rule.weight_input is None or rule.weight_axis is None or rule.reduction_axis is None:
-        return None
-    w_value = node.inputs[rule.weight_input]
-    w = constant_array(w_value)
-    if w is None or w_value is None:
-        return None
-    spec = qconfig.weight
-    granularity = _resolve_granularity(node, rule, spec.granularity, w.ndim)
-    if isinstance(granularity, str):
-        return granularity
-    act = node.inputs[0] if qconfig.activation is not None else None
-    bias_name, repeats = None, 1
-    if (
-        rule.bias_input is not None
-        and rule.bias_input < len(node.inputs)
-        and act is not None
-        and not isinstance(granularity, PerBlock)
-    ):
-        b = node.inputs[rule.bias_input]
-        b_array = constant_array(b)
-        assert rule.output_channels is not None
-        n_out = rule.output_channels(node, w)
-        if (
-            b is not None
-            and b_array is not None
-            and b_array.dtype == np.float32
-            and (b_array.shape in ((n_out,), (1, n_out)))
-        ):
-            bias_name = b.name
-            if isinstance(granularity, PerChannel):
-                repeats = n_out // w.shape[granularity.axis]  # type: ignore[index]
-    return WeightPlan(
-        node.name or "",
-        w_value.name or "",
-        granularity,
-        spec,
-        None if act is None else act.name or "",
-        bias_name,
-        repeats,
-    )
-
-
-def _resolve_granularity(node: ir.Node, rule: OpRule, g: Granularity, rank: int) -> Granularity | str:
-    """``g`` with the axis this node needs (or the reason it cannot apply)."""
-    assert rule.weight_axis is not None and rule.reduction_axis is not None
-    if isinstance(g, PerTensor) or rank == 0:
-        return PER_TENSOR
-    if isinstance(g, PerChannel):
-        if rank < 2:  # a 1-D weight has one output channel per element: per tensor, as before
-            return PER_TENSOR
-        natural = rule.weight_axis(node, rank)
-        axis = natural if g.axis is None else g.axis
-        if not -rank <= axis < rank or axis % rank != natural:
-            return (
-                f"weight per-channel axis {axis} is not {node.op_type}'s output-channel axis "
-                f"{natural} (rank {rank})"
-            )
-        return PerChannel(natural)
-    axis = rule.reduction_axis(node, rank) if g.axis is None else g.axis
-    if not -rank <= axis < rank:
-        return f"weight block axis {axis} is out of range for a weight of rank {rank}"
-    return PerBlock(axis % rank, g.block_size)
 
 
 __all__ = [

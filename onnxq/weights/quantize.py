@@ -19,8 +19,9 @@ import onnx_ir as ir
 
 from onnxq.errors import OnnxqError
 from onnxq.graph import constant_array
-from onnxq.planning.plan import QuantPlan, WeightPlan
+from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
+from onnxq.planning.weight_plan import WeightPlan
 from onnxq.qparams import QParams
 from onnxq.weights.bias import bias_qparams
 from onnxq.weights.registry import QuantizedTensor, WeightRequest, get_weight_method

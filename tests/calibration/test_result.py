@@ -74,7 +74,7 @@ def test_save_and_load_round_trip_and_the_file_is_plain_json(tmp_path: Path) -> 
             '{"version": 1, "num_samples": 1, "observers": {"x": {"observer": "minmax"}}}',
             "observer of tensor 'x'",
         ),
-        (b"\xff\xfe", "not a calibration result"),
+        (b"\xff\xfe", "not valid JSON (not UTF-8 text)"),
     ],
 )
 def test_bad_files_are_one_line_errors_naming_the_file(
