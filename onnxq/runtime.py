@@ -8,7 +8,8 @@ their sessions here, so options mean the same everywhere:
 * ``spinning``: idle intra-op threads spin (onnxruntime's default) or sleep — calibration turns it
   off, since the observer thread works on the same cores;
 * ``memory_arena``: keep onnxruntime's CPU arena (its default) or free memory after each run —
-  calibration turns it off, since the arena would hold the peak of the largest run for good.
+  calibration turns it off, since the arena would hold the peak of the largest run for good;
+* ``providers``: onnxruntime execution providers, the CPU one by default.
 
 :func:`session_with_outputs` runs a model with some of its intermediate tensors as extra outputs
 (calibration): the model goes to onnxruntime as a file in a temporary directory with its weights
@@ -34,7 +35,7 @@ from onnxq.io import to_proto
 from onnxq.opsets import MIN_OPSET
 
 ModelInput = bytes | str | os.PathLike[str] | onnx.ModelProto | ir.Model
-_PROVIDERS = ["CPUExecutionProvider"]
+_PROVIDERS = ("CPUExecutionProvider",)
 
 
 def session_options(
@@ -69,8 +70,9 @@ def make_session(
     optimize: bool = True,
     spinning: bool = True,
     memory_arena: bool = True,
+    providers: Sequence[str] = _PROVIDERS,
 ) -> ort.InferenceSession:
-    """A CPU session for ``model`` (bytes, a path, an ``onnx.ModelProto`` or an ``onnx_ir.Model``).
+    """A session for ``model`` (bytes, a path, an ``onnx.ModelProto`` or an ``onnx_ir.Model``).
 
     ``what`` names the model in the error raised when onnxruntime refuses it.
     """
@@ -85,7 +87,7 @@ def make_session(
     else:
         source = model
     try:
-        return ort.InferenceSession(source, opts, providers=_PROVIDERS)
+        return ort.InferenceSession(source, opts, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsupportedModelError(f"onnxruntime cannot run the {what}: {first}") from None

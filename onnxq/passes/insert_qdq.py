@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx_ir as ir
@@ -121,13 +121,8 @@ class _Rewriter:
     def __init__(
         self, model: ir.Model, plan: QuantPlan, qparams: Mapping[int, QParams], weights: QuantizedWeights
     ) -> None:
-        self.model, self.graph, self.plan, self.qparams, self.weights = (
-            model,
-            model.graph,
-            plan,
-            qparams,
-            weights,
-        )
+        self.model, self.graph, self.plan = model, model.graph, plan
+        self.qparams, self.weights = qparams, weights
         self.names = NameAuthority(self.graph)
         self.values = values_by_name(self.graph)
         self.nodes = {node.name or "": node for node in self.graph}
@@ -209,19 +204,7 @@ class _Rewriter:
             for i, out in enumerate(self.graph.outputs):
                 if out is value:
                     self.graph.outputs[i] = dq_out
-            entry = self.entries[name]
-            self.entries[name] = QDQEntry(
-                name,
-                entry.kind,
-                value.name,
-                entry.quantized,
-                name,
-                entry.quantize_node,
-                entry.dequantize_node,
-                entry.scale,
-                entry.zero_point,
-                entry.qparams,
-            )
+            self.entries[name] = replace(self.entries[name], source=value.name, dequantized=name)
         return dq_out
 
     def _qdq_for_consumers(self, value: ir.Value) -> ir.Value:
