@@ -17,8 +17,8 @@ Everything public is listed in ``__all__``; anything else is internal.
 
 from onnxq import errors
 from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
-from onnxq.calibration.data import load_calibration_data
 from onnxq.calibration.result import CalibrationResult
+from onnxq.calibration.sources import load_calibration_data
 from onnxq.errors import (
     CalibrationDataError,
     ConfigError,

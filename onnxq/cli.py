@@ -139,7 +139,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace) -> None:
     from onnxq.api import prepare
-    from onnxq.calibration.data import load_calibration_data
+    from onnxq.calibration.sources import load_calibration_data
     from onnxq.io import atomic_files, save_model
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
 

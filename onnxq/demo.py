@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxq.api import prepare
-from onnxq.calibration.data import load_calibration_data
+from onnxq.calibration.sources import load_calibration_data
 from onnxq.errors import OnnxqError
 from onnxq.io import save_model
 from onnxq.report import QuantizationReport

@@ -158,7 +158,7 @@ def test_inspect_agrees_with_onnxruntime_quantizer_output(tmp_path: Path) -> Non
 
 def test_inspect_agrees_with_onnxq_report(tmp_path: Path) -> None:
     from onnxq.api import prepare
-    from onnxq.calibration.data import load_calibration_data
+    from onnxq.calibration.sources import load_calibration_data
 
     prepared = prepare(asset_path("digits_cnn.onnx"), "x86")
     prepared.calibrate(load_calibration_data(asset_path("digits_calib.npz")), progress=False)

@@ -1,31 +1,40 @@
-"""Calibration data: sources (.npz files, directories of them, any iterable of dicts), validation
-against the model's inputs, and re-batching to what the model accepts.
+"""Calibration data: validation against the model's inputs, and runs of what the model accepts.
 
-A *batch* is a mapping ``{input_name: array}`` whose arrays share a first axis of samples. An
-array has either the input's rank (axis 0 is the model's batch axis) or one more (each item along
-axis 0 is one complete input, for models without a batch axis). Samples are fed to the model in
-runs of its static batch size, or in chunks of up to 16 when the batch dimension is dynamic;
-samples that cannot fill a last static-size run are dropped with a warning.
+A *batch* is a mapping ``{input_name: array}``. Two conventions say how it becomes runs:
+
+* **As given** (any Python iterable of dicts): a dict whose arrays have their inputs' ranks and
+  declared dims is one run of the model, fed as it is: a 0-d sample rate is a 0-d array, a
+  recurrent state ``[2, batch, 128]`` is passed whole. A dict that does not fit as given is read
+  as samples on axis 0, below.
+* **Samples on axis 0** (``.npz`` files, :mod:`onnxq.calibration.sources`): every array holds its
+  samples on axis 0, either as the input's own leading (batch) axis (the array has the input's
+  rank) or as one extra leading axis (rank + 1: each item is one complete input). The extra axis is
+  how a file says an input has no sample axis of its own: ``sr`` of shape ``(samples,)`` for a 0-d
+  input, ``state`` of shape ``(samples, 2, 1, 128)``. With such an input every run is one sample;
+  otherwise samples are regrouped into runs of the model's static batch size, or of up to 16 when
+  the batch dimension is dynamic; samples that cannot fill a last static-size run are dropped with
+  a warning.
+
+A dimension that is not a positive integer (symbolic, unknown, or ``-1`` as PaddlePaddle writes a
+dynamic batch) is dynamic. A run of no samples is an error, never a loop without progress.
 """
 
 from __future__ import annotations
 
 import logging
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxq.calibration.sources import Batch
 from onnxq.errors import CalibrationDataError
 
 logger = logging.getLogger(__name__)
 
 MAX_DYNAMIC_BATCH = 16
-Batch = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -35,10 +44,24 @@ class InputSpec:
     name: str
     dtype: np.dtype
     shape: tuple[int | None, ...] | None
+    #: The symbolic name of each dynamic dim (None where it has none): inputs sharing a name must
+    #: agree on its size.
+    symbols: tuple[str | None, ...] = field(default=(), compare=False)
 
     def describe(self) -> str:
         dims = "?" if self.shape is None else ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.dtype}[{dims}]"
+
+
+def _static_dim(d: object) -> int | None:
+    """A declared dimension, or None when it is dynamic: symbolic, unknown, or not a positive
+    integer (PaddlePaddle writes a dynamic batch as ``-1``)."""
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def _symbol(d: object) -> str | None:
+    value = getattr(d, "value", None)  # onnx_ir.SymbolicDim
+    return value if isinstance(value, str) and value else None
 
 
 def model_input_specs(model: onnx.ModelProto | ir.Model) -> tuple[InputSpec, ...]:
@@ -49,8 +72,9 @@ def model_input_specs(model: onnx.ModelProto | ir.Model) -> tuple[InputSpec, ...
             if v.const_value is not None or v.name in model.graph.initializers:
                 continue
             dtype = np.dtype(v.dtype.numpy()) if v.dtype is not None else np.dtype(np.float32)
-            shape = None if v.shape is None else tuple(d if isinstance(d, int) else None for d in v.shape)
-            out.append(InputSpec(str(v.name), dtype, shape))
+            shape = None if v.shape is None else tuple(_static_dim(d) for d in v.shape)
+            symbols = () if v.shape is None else tuple(_symbol(d) for d in v.shape)
+            out.append(InputSpec(str(v.name), dtype, shape, symbols))
         return tuple(out)
     inits = {t.name for t in model.graph.initializer}
     specs = []
@@ -63,88 +87,56 @@ def model_input_specs(model: onnx.ModelProto | ir.Model) -> tuple[InputSpec, ...
             if tt.elem_type
             else np.dtype(np.float32)
         )
-        shape = None
+        shape, symbols = None, ()
         if tt.HasField("shape"):
-            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-        specs.append(InputSpec(vi.name, dtype, shape))
+            symbols = tuple(d.dim_param or None for d in tt.shape.dim)
+            shape = tuple(_static_dim(d.dim_value) if d.HasField("dim_value") else None for d in tt.shape.dim)
+        specs.append(InputSpec(vi.name, dtype, shape, symbols))
     return tuple(specs)
 
 
-class NpzCalibrationData:
-    """Lazily read ``.npz`` files, one file in memory at a time; each file is one batch."""
-
-    def __init__(self, files: Sequence[Path]) -> None:
-        self.files = tuple(files)
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        for path in self.files:
-            try:
-                z = np.load(path, allow_pickle=False)
-                if not isinstance(z, np.lib.npyio.NpzFile):
-                    raise CalibrationDataError(f"{path}: expected an .npz archive, got a single array")
-                with z:
-                    batch = {k: z[k] for k in z.files}
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise CalibrationDataError(f"{path}: cannot read calibration data: {msg}") from None
-            yield batch
-
-    def batch_label(self, index: int) -> str:
-        """How errors name batch ``index``: its file."""
-        return str(self.files[index])
-
-    @property
-    def num_samples(self) -> int | None:
-        """Samples in all files (from the array headers; ``None`` if a header is unreadable)."""
-        total = 0
-        try:
-            for path in self.files:
-                with zipfile.ZipFile(path) as zf:
-                    name = next((n for n in zf.namelist() if n.endswith(".npy")), None)
-                    if name is None:
-                        continue
-                    with zf.open(name) as f:
-                        version = np.lib.format.read_magic(f)
-                        if version == (1, 0):
-                            shape = np.lib.format.read_array_header_1_0(f)[0]
-                        elif version == (2, 0):
-                            shape = np.lib.format.read_array_header_2_0(f)[0]
-                        else:
-                            return None
-                    total += int(shape[0]) if shape else 1
-        except (OSError, ValueError, zipfile.BadZipFile):
-            return None
-        return total
+def _matches_as_given(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> bool:
+    """Every array has its input's rank and static dims: the dict is one run of the model as it is."""
+    for spec in specs:
+        arr = np.asarray(batch[spec.name])
+        if spec.shape is None:
+            continue
+        if arr.ndim != len(spec.shape):
+            return False
+        if any(want is not None and want != got for want, got in zip(spec.shape, arr.shape, strict=True)):
+            return False
+    return True
 
 
-def load_calibration_data(path: str | Path) -> NpzCalibrationData:
-    """An ``.npz`` file (keys = input names, axis 0 = samples) or a directory of them (sorted)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix == ".npz" and f.is_file())
-        if not files:
-            raise CalibrationDataError(f"{p}: directory holds no .npz calibration files")
-        return NpzCalibrationData(files)
-    if not p.exists():
-        raise CalibrationDataError(f"{p}: calibration data not found")
-    if p.suffix != ".npz":
-        raise CalibrationDataError(f"{p}: expected an .npz file or a directory of .npz files")
-    return NpzCalibrationData([p])
-
-
-def count_samples(batches: Iterable[Batch]) -> int | None:
-    """Number of samples if knowable without reading data (npz headers, in-memory sequences)."""
-    if isinstance(batches, NpzCalibrationData):
-        return batches.num_samples
-    if isinstance(batches, Sequence):
-        try:
-            return sum(int(np.shape(next(iter(b.values())))[0]) for b in batches if len(b))
-        except (AttributeError, IndexError, TypeError, StopIteration):
-            return None
+def _symbol_conflict(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> str | None:
+    """Why inputs sharing a symbolic dim disagree on its size (None when they agree)."""
+    seen: dict[str, tuple[str, int, int]] = {}
+    for spec in specs:
+        for axis, (symbol, got) in enumerate(zip(spec.symbols, np.shape(batch[spec.name]), strict=False)):
+            if symbol is None:
+                continue
+            name, size, first_axis = seen.setdefault(symbol, (spec.name, got, axis))
+            if size != got:
+                what = "the number of samples" if axis == first_axis == 0 else f"dimension {symbol!r}"
+                return f"inputs disagree on {what} ({name!r}: {size}, {spec.name!r}: {got})"
     return None
 
 
-def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple[dict[str, np.ndarray], int]:
+def _run_samples(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> int:
+    """How many samples a run as given holds: the size of axis 0 when every input that has one
+    agrees on it (a batch), else 1 (a recurrent state's axis 0 is not a batch)."""
+    sizes = {int(np.shape(batch[s.name])[0]) for s in specs if np.ndim(batch[s.name]) > 0}
+    return sizes.pop() if len(sizes) == 1 else 1
+
+
+def _stacked(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> frozenset[str]:
+    """The inputs whose axis 0 is an extra samples axis (each item one complete input)."""
+    return frozenset(s.name for s in specs if s.shape is not None and batch[s.name].ndim == len(s.shape) + 1)
+
+
+def _check_batch(
+    specs: Sequence[InputSpec], batch: object, where: str, as_given: bool
+) -> tuple[dict[str, np.ndarray], int]:
     if not isinstance(batch, Mapping):
         raise CalibrationDataError(
             f"{where}: expected a mapping of input name to array, got {type(batch).__name__}"
@@ -159,13 +151,21 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple
         raise CalibrationDataError(
             f"{where}: unexpected input(s) {', '.join(map(repr, unexpected))} (model inputs: {known})"
         )
-    out: dict[str, np.ndarray] = {}
+    out = {spec.name: np.asarray(batch[spec.name]) for spec in specs}
+    for spec in specs:
+        if out[spec.name].dtype != spec.dtype:
+            raise CalibrationDataError(
+                f"{where}: input {spec.name!r}: expected dtype {spec.dtype}, got {out[spec.name].dtype}"
+            )
+    if as_given and _matches_as_given(specs, out):
+        conflict = _symbol_conflict(specs, out)
+        if conflict is not None:
+            raise CalibrationDataError(f"{where}: {conflict}")
+        return out, _run_samples(specs, out)
     counts: dict[str, int] = {}
     for spec in specs:
-        arr = np.asarray(batch[spec.name])
+        arr = out[spec.name]
         name = f"{where}: input {spec.name!r}"
-        if arr.dtype != spec.dtype:
-            raise CalibrationDataError(f"{name}: expected dtype {spec.dtype}, got {arr.dtype}")
         if spec.shape is not None:
             rank = len(spec.shape)
             if arr.ndim == rank + 1:
@@ -189,7 +189,6 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple
                     )
         elif arr.ndim == 0:
             raise CalibrationDataError(f"{name}: expected a leading samples axis, got a scalar")
-        out[spec.name] = arr
         counts[spec.name] = arr.shape[0]
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
@@ -197,29 +196,35 @@ def _check_batch(specs: Sequence[InputSpec], batch: object, where: str) -> tuple
     return out, next(iter(counts.values()), 0)
 
 
-def validate_batches(specs: Sequence[InputSpec], batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
+def runs_as_given(batches: Iterable[Batch]) -> bool:
+    """Whether ``batches``' dicts are runs of the model as given (any iterable) or hold samples on
+    axis 0 (sources that say ``samples_on_axis0 = True``: .npz files)."""
+    return not getattr(batches, "samples_on_axis0", False)
+
+
+def validate_batches(
+    specs: Sequence[InputSpec], batches: Iterable[Batch], as_given: bool | None = None
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield each batch after checking names, ranks, static dims and dtypes against ``specs``.
 
-    A single mapping is taken as one batch. Raises :class:`CalibrationDataError` naming the batch
-    (its file for .npz sources) and input on a mismatch, and at the end if no sample at all was
-    seen (an empty calibration set).
+    A single mapping is taken as one batch. ``as_given`` (default: :func:`runs_as_given` of the
+    source) accepts a dict whose arrays fit the inputs exactly as one run. Raises
+    :class:`CalibrationDataError` naming the batch (its file for .npz sources) and input on a
+    mismatch, and at the end if no sample at all was seen (an empty calibration set).
     """
     if isinstance(batches, Mapping):  # one batch given on its own
         batches = [batches]
+    as_given = runs_as_given(batches) if as_given is None else as_given
     total = 0
     label = getattr(batches, "batch_label", None)
     for index, batch in enumerate(batches):
         where = label(index) if label is not None else f"calibration batch {index}"
-        checked, n = _check_batch(specs, batch, where)
+        checked, n = _check_batch(specs, batch, where, as_given)
         total += n
         if n:
             yield checked
     if total == 0:
         raise CalibrationDataError("calibration data is empty: no samples to calibrate on")
-
-
-def _is_stacked(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> bool:
-    return any(s.shape is not None and batch[s.name].ndim == len(s.shape) + 1 for s in specs)
 
 
 def _static_batch(specs: Sequence[InputSpec]) -> int | None:
@@ -239,28 +244,41 @@ def rebatch(
     specs: Sequence[InputSpec],
     batches: Iterable[Mapping[str, np.ndarray]],
     max_batch: int | Callable[[], int] = MAX_DYNAMIC_BATCH,
+    *,
+    as_given: bool = False,
 ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """Yield ``(feed, num_samples)`` runs the model accepts from validated ``batches``.
 
-    Stacked inputs (one extra leading axis) are fed one item at a time. Otherwise samples are
-    regrouped into runs of the static batch size, or of up to ``max_batch`` when it is dynamic
-    (a callable is asked again before each run, so a caller can adapt the size to the memory the
-    first runs took); at most one run of samples is held back at any time.
+    With ``as_given``, a batch that fits the inputs exactly is one run as it is. Otherwise axis 0
+    holds samples: an input with one extra leading axis gives one complete input per item (an
+    input without a sample axis of its own: a scalar, a recurrent state), and then every run is one
+    sample; else samples are regrouped into runs of the static batch size, or of up to
+    ``max_batch`` when it is dynamic (a callable is asked again before each run, so a caller can
+    adapt the size to the memory the first runs took); at most one run of samples is held back.
     """
-    static = _static_batch(specs)
+    static: int | None = None
+    static_known = False
 
     def run_size() -> int:
-        if static is not None:
-            return static
-        return max(1, int(max_batch() if callable(max_batch) else max_batch))
+        nonlocal static, static_known
+        if not static_known:
+            static, static_known = _static_batch(specs), True
+        size = static if static is not None else int(max_batch() if callable(max_batch) else max_batch)
+        if size < 1:  # a run of no samples would never drain the pending ones
+            raise CalibrationDataError(f"cannot feed the model runs of {size} samples")
+        return size
 
     pending: list[Mapping[str, np.ndarray]] = []
     n_pending = 0
     for batch in batches:
-        if _is_stacked(specs, batch):
+        if as_given and _matches_as_given(specs, batch):
+            yield dict(batch), _run_samples(specs, batch)
+            continue
+        stacked = _stacked(specs, batch)
+        if stacked:
             n = next(iter(batch.values())).shape[0]
             for i in range(n):
-                yield {k: v[i, ...] for k, v in batch.items()}, 1
+                yield {k: v[i, ...] if k in stacked else v[i : i + 1] for k, v in batch.items()}, 1
             continue
         pending.append(batch)
         n_pending += next(iter(batch.values())).shape[0]
@@ -277,3 +295,13 @@ def rebatch(
         )
     else:
         yield dict(_merge(pending)), n_pending
+
+
+__all__ = [
+    "MAX_DYNAMIC_BATCH",
+    "InputSpec",
+    "model_input_specs",
+    "rebatch",
+    "runs_as_given",
+    "validate_batches",
+]

@@ -29,15 +29,15 @@ import onnx_ir as ir
 
 from onnxq.calibration.data import (
     MAX_DYNAMIC_BATCH,
-    Batch,
-    count_samples,
     model_input_specs,
     rebatch,
+    runs_as_given,
     validate_batches,
 )
 from onnxq.calibration.observers.base import Observer
 from onnxq.calibration.progress import Progress
 from onnxq.calibration.result import CalibrationResult
+from onnxq.calibration.sources import Batch, count_samples
 from onnxq.errors import CalibrationDataError
 from onnxq.runtime import session_with_outputs
 
@@ -111,7 +111,10 @@ def calibrate(
         batches = [batches]
     num_samples = 0
     run_size = [1]  # dynamic batch: one sample first, then as many as RUN_OUTPUT_BYTES allows
-    runs = rebatch(specs, validate_batches(specs, batches), max_batch=lambda: run_size[0])
+    as_given = runs_as_given(batches)
+    runs = rebatch(
+        specs, validate_batches(specs, batches, as_given), max_batch=lambda: run_size[0], as_given=as_given
+    )
     # Observers of run k are updated on a worker thread while onnxruntime computes run k + 1
     # (it releases the GIL); at most two runs' tensors are alive at any time.
     with (

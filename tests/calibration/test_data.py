@@ -9,14 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxq.calibration.data import (
-    InputSpec,
-    count_samples,
-    load_calibration_data,
-    model_input_specs,
-    rebatch,
-    validate_batches,
-)
+from onnxq.calibration.data import InputSpec, model_input_specs, rebatch, validate_batches
+from onnxq.calibration.sources import count_samples, load_calibration_data
 from onnxq.errors import CalibrationDataError
 
 TEXT = """
@@ -27,8 +21,8 @@ g (float[N, 3, 4] x, int64[N] ids, float[4] w) => (float[N, 3, 4] y) <float[4] w
 """
 
 SPECS = (
-    InputSpec("x", np.dtype(np.float32), (None, 3, 4)),
-    InputSpec("ids", np.dtype(np.int64), (None,)),
+    InputSpec("x", np.dtype(np.float32), (None, 3, 4), ("N", None, None)),
+    InputSpec("ids", np.dtype(np.int64), (None,), ("N",)),
 )
 
 
@@ -194,12 +188,12 @@ def test_npz_errors_name_the_file(tmp_path: Path) -> None:
         list(validate_batches(SPECS, load_calibration_data(tmp_path)))
 
 
-def test_scalar_input_needs_a_samples_axis() -> None:
+def test_scalar_input_in_a_file_needs_a_samples_axis() -> None:
     specs = (InputSpec("flag", np.dtype(np.bool_), ()),)
     with pytest.raises(
         CalibrationDataError, match=r"input 'flag': expected shape \(samples,\) .* got shape \(\)"
     ):
-        list(validate_batches(specs, [{"flag": np.array(True)}]))
+        list(validate_batches(specs, [{"flag": np.array(True)}], as_given=False))
     runs = list(rebatch(specs, validate_batches(specs, [{"flag": np.array([True, False])}])))
     assert [(feed["flag"].shape, bool(feed["flag"])) for feed, _ in runs] == [((), True), ((), False)]
 
@@ -207,3 +201,62 @@ def test_scalar_input_needs_a_samples_axis() -> None:
 def test_a_single_mapping_is_one_batch() -> None:
     out = list(validate_batches(SPECS, _batch(3)))
     assert len(out) == 1 and out[0]["ids"].tolist() == [0, 1, 2]
+
+
+def test_minus_one_dims_are_dynamic_and_runs_always_make_progress() -> None:
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 3] x) => (float[N, 3] y) { y = Neg(x) }
+    """)
+    model.graph.input[0].type.tensor_type.shape.dim[0].Clear()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1  # as PaddlePaddle writes it
+    (spec,) = model_input_specs(model)
+    assert spec.shape == (None, 3)
+    x = np.zeros((5, 3), np.float32)
+    assert [n for _, n in rebatch((spec,), [{"x": x}], max_batch=2)] == [2, 2, 1]
+    with pytest.raises(CalibrationDataError, match="runs of 0 samples"):
+        list(rebatch((spec,), [{"x": x}], max_batch=0))
+
+
+STREAMING = (  # a voice-activity model: audio chunk, 0-d sample rate, recurrent state with batch on axis 1
+    InputSpec("x", np.dtype(np.float32), (None, 512), ("batch", None)),
+    InputSpec("sr", np.dtype(np.int64), ()),
+    InputSpec("state", np.dtype(np.float32), (2, None, 128), (None, "batch", None)),
+)
+
+
+def _stream_run(batch: int = 1) -> dict[str, np.ndarray]:
+    return {
+        "x": np.ones((batch, 512), np.float32),
+        "sr": np.array(16000, np.int64),
+        "state": np.zeros((2, batch, 128), np.float32),
+    }
+
+
+def test_python_dicts_that_fit_the_inputs_are_runs_as_given() -> None:
+    runs = list(
+        rebatch(STREAMING, validate_batches(STREAMING, [_stream_run(), _stream_run()]), as_given=True)
+    )
+    assert [n for _, n in runs] == [1, 1]
+    feed = runs[0][0]
+    assert (feed["x"].shape, feed["sr"].shape, feed["state"].shape) == ((1, 512), (), (2, 1, 128))
+    bad = _stream_run()
+    bad["state"] = np.zeros((2, 3, 128), np.float32)  # batch 3 against the audio's 1, not a run as given
+    with pytest.raises(CalibrationDataError, match="disagree on dimension 'batch' \\('x': 1, 'state': 3\\)"):
+        list(validate_batches(STREAMING, [bad]))
+
+
+def test_files_say_an_input_has_no_sample_axis_with_an_extra_leading_axis(tmp_path: Path) -> None:
+    samples = 3
+    np.savez(
+        tmp_path / "stream.npz",
+        x=np.arange(samples * 512, dtype=np.float32).reshape(samples, 512),  # batch axis = samples
+        sr=np.full(samples, 16000, np.int64),  # 0-d input: one value per sample
+        state=np.zeros((samples, 2, 1, 128), np.float32),  # (samples, *state shape)
+    )
+    source = load_calibration_data(tmp_path / "stream.npz")
+    runs = list(rebatch(STREAMING, validate_batches(STREAMING, source), as_given=False))
+    assert [n for _, n in runs] == [1, 1, 1]
+    feed = runs[2][0]
+    assert (feed["x"].shape, feed["sr"].shape, feed["state"].shape) == ((1, 512), (), (2, 1, 128))
+    assert feed["x"][0, 0] == 2 * 512

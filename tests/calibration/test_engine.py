@@ -284,3 +284,54 @@ def test_model_over_2gb_is_calibrated_through_external_data() -> None:
     assert result.num_samples == 3
     assert (float(observers["head"].min_val), float(observers["head"].max_val)) == (-3.0, 7.5)
     assert (float(observers["y"].min_val), float(observers["y"].max_val)) == (-2.0, 8.5)
+
+
+def _minus_one_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its batch dims written as PaddlePaddle writes them: ``dim_value: -1``."""
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = -1
+    return model
+
+
+def test_minus_one_batch_dims_calibrate_from_files_and_python(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model, _ = _mlp()
+    model = _minus_one_batch(model)
+    data = _data(n_batches=3, n=5)
+    for i, batch in enumerate(data):
+        np.savez(tmp_path / f"{i}.npz", **batch)
+    from onnxq.calibration.sources import load_calibration_data
+
+    from_files = calibrate(model, {"h": MinMaxObserver()}, load_calibration_data(tmp_path), progress=False)
+    from_python = calibrate(model, {"h": MinMaxObserver()}, data, progress=False)
+    assert from_files.num_samples == from_python.num_samples == 15
+    assert float(from_files.observers["h"].max_val) == float(from_python.observers["h"].max_val)
+
+
+STREAMING = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[batch, 4] x, int64 sr, float[2, batch, 3] state) => (float[batch, 3] y, float[2, batch, 3] next)
+<int64[1] zero = {0}, int64[1] one = {1}, int64[1] three = {3}> {
+  srf = Cast <to = 1> (sr)
+  scale = Div(srf, srf)
+  h = Slice(state, zero, one, zero)
+  hs = Squeeze(h, zero)
+  xs = Slice(x, zero, three, one)
+  sum = Add(xs, hs)
+  y = Mul(sum, scale)
+  yy = Unsqueeze(y, zero)
+  next = Concat <axis = 0> (yy, yy)
+}
+"""
+
+
+def test_streaming_model_with_scalar_input_and_state_calibrates_from_python_dicts() -> None:
+    model = onnx.parser.parse_model(STREAMING)
+    state = np.zeros((2, 1, 3), np.float32)
+    runs = []
+    for step in range(4):
+        runs.append({"x": np.full((1, 4), step, np.float32), "sr": np.array(16000, np.int64), "state": state})
+    result = calibrate(model, {"y": MinMaxObserver(), "next": MinMaxObserver()}, runs, progress=False)
+    assert result.num_samples == 4
+    assert (float(result.observers["y"].min_val), float(result.observers["y"].max_val)) == (0.0, 3.0)
