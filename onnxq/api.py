@@ -31,13 +31,14 @@ import onnx_ir as ir
 
 from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
 from onnxq.calibration.result import CalibrationResult
-from onnxq.errors import CalibrationDataError, OnnxqError
+from onnxq.errors import CalibrationDataError, OnnxqError, UnsupportedModelError
 from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.opsets import MIN_OPSET, qdq_opset
 from onnxq.passes import run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ, QDQEntry
+from onnxq.planning import prequantized
 from onnxq.planning.fusion import fusion_groups
-from onnxq.planning.plan import QuantPlan, build_plan
+from onnxq.planning.plan import PREQUANTIZED_REASON, QuantPlan, build_plan
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
@@ -198,22 +199,35 @@ def required_opset(mapping: QConfigMapping) -> int:
     return max([qdq_opset(s.dtype, isinstance(s.granularity, PerBlock)) for s in specs], default=MIN_OPSET)
 
 
-def prepare(model: ModelSource, qconfig_mapping: QConfigLike = "x86") -> PreparedModel:
+def prepare(
+    model: ModelSource, qconfig_mapping: QConfigLike = "x86", *, requantize: bool = False
+) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
     Args:
         model: A path, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (which is copied, not changed).
         qconfig_mapping: A preset name ("x86", "fbgemm", "qnnpack", "arm"), a path to a JSON
             qconfig file, a :class:`QConfig` (applied globally) or a :class:`QConfigMapping`.
+        requantize: For a model quantized already: quantize only what is still float (its
+            quantized part is left as it is; the report says which nodes). Without it such a
+            model is refused.
     """
     mapping = resolve_qconfig(
         os.fspath(qconfig_mapping) if isinstance(qconfig_mapping, os.PathLike) else qconfig_mapping
     )
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
+    if not requantize and (found := prequantized.describe(ir_model.graph)):
+        raise UnsupportedModelError(
+            f"model is already quantized ({found}); give the float model, or ask to quantize only "
+            "what is still float (requantize=True, --requantize)"
+        )
     source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
     ir_model, results = run_passes(ir_model, structural_passes(required_opset(mapping)))
     plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
     notes = tuple(note for r in results for note in r.notes)
+    if requantize and (found := prequantized.describe(ir_model.graph)):
+        kept = sum(d.reason == PREQUANTIZED_REASON for d in plan.decisions)
+        notes += (f"requantize: the input model's quantization ({found}; {kept} node(s)) is kept as it is",)
     logger.info(
         "prepared: %d nodes to quantize, %d tensors to observe",
         len(plan.quantized_nodes()),

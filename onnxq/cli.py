@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="store tensors in <output>.data beside the model (automatic above 2 GB)",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
+    q.add_argument(
+        "--requantize",
+        action="store_true",
+        help="the model is quantized already: quantize only what is still float (the report says what)",
+    )
 
     i = sub.add_parser(
         "inspect", parents=[common], help="summarise a model: ops, quantized nodes, weight bytes, Q/DQ"
@@ -158,7 +163,7 @@ def _quantize(args: argparse.Namespace) -> None:
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
     calib = load_calibration_data(args.calib) if args.calib is not None else None
-    prepared = prepare(args.model, mapping)
+    prepared = prepare(args.model, mapping, requantize=args.requantize)
     if prepared.plan.observed_values():
         if calib is None:
             raise OnnxqError(

@@ -30,12 +30,10 @@ import onnx_ir as ir
 from onnxq.graph import constant_array, is_onnx_domain, is_op, iter_graphs
 from onnxq.io import load_model
 from onnxq.planning.ops import fusable_activation_ops, rule_of
+from onnxq.planning.prequantized import is_quantization_node
 
 _Q = "QuantizeLinear"
 _DQ = "DequantizeLinear"
-_INTEGER_OPS = frozenset(
-    {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul"}
-)
 _FLOAT_DTYPES = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE})
 
 
@@ -127,6 +125,8 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
                 if qp is not None:
                     qparams.append(qp)
                 continue
+            if is_op(node, "DynamicQuantizeLinear"):  # quantizes at run time, like Q; not a compute node
+                continue
             if _is_quantized(node, quantized_ids):
                 quantized_ids.add(id(node))
                 quantized.append(_label(node))
@@ -150,7 +150,7 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
 
 
 def _is_quantized(node: ir.Node, quantized_ids: set[int]) -> bool:
-    if node.op_type in _INTEGER_OPS:
+    if is_quantization_node(node):
         return True
     from_dq = 0
     for value in node.inputs:

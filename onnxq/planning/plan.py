@@ -36,6 +36,7 @@ from onnxq.planning.element_types import ElementTypes
 from onnxq.planning.fusion import FusionGroup
 from onnxq.planning.ops import OpRule, QuantKind, rule_of
 from onnxq.planning.pass_through import ISOLATED_REASON, isolated_pass_through
+from onnxq.planning.prequantized import quantized_nodes
 from onnxq.planning.tensor_groups import GroupBuilder, TensorGroup
 from onnxq.planning.weight_plan import WeightPlan, weight_plan
 from onnxq.qconfig import QConfig, QConfigMapping, QSpec
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Why a node inside an If/Loop/Scan body stays float.
 SUBGRAPH_REASON = "inside a subgraph"
+#: Why a node of a model quantized already is left as it is.
+PREQUANTIZED_REASON = "already quantized in the input model"
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def build_plan(
     weights: dict[str, WeightPlan] = {}
     tensors = GroupBuilder()
     dtypes = ElementTypes(model)
+    kept = quantized_nodes(graph)  # a model quantized already: its quantized part stays as it is
 
     def qconfig_of(node: ir.Node) -> QConfig | None:
         op_type = (source_op_types or {}).get(node.name or "", node.op_type)
@@ -139,7 +143,7 @@ def build_plan(
         """Whether the node's activations would be quantized on its own merits."""
         node = absorbed[node.name].anchor if node.name in absorbed else node
         qconfig = qconfig_of(node)
-        if qconfig is None or qconfig.activation is None:
+        if qconfig is None or qconfig.activation is None or id(node) in kept:
             return False
         return _refusal(node, rule_of(node), qconfig, dtypes) is None
 
@@ -158,6 +162,8 @@ def build_plan(
         rule = rule_of(node)
         qconfig = qconfig_of(node)
         reason = ISOLATED_REASON if name in isolated else _refusal(node, rule, qconfig, dtypes)
+        if id(node) in kept:
+            reason = PREQUANTIZED_REASON
         if reason is not None or rule is None or qconfig is None:
             decisions[name] = NodeDecision(name, node.op_type, rule and rule.kind, reason)
             continue
@@ -263,6 +269,7 @@ def _not_float(value: ir.Value, role: str, dtypes: ElementTypes) -> str | None:
 
 
 __all__ = [
+    "PREQUANTIZED_REASON",
     "SUBGRAPH_REASON",
     "NodeDecision",
     "QuantPlan",

@@ -335,3 +335,14 @@ def test_streaming_model_with_scalar_input_and_state_calibrates_from_python_dict
     result = calibrate(model, {"y": MinMaxObserver(), "next": MinMaxObserver()}, runs, progress=False)
     assert result.num_samples == 4
     assert (float(result.observers["y"].min_val), float(result.observers["y"].max_val)) == (0.0, 3.0)
+
+
+def test_declared_shapes_the_model_does_not_produce_do_not_break_calibration() -> None:
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 4] x) => (float[7] y) { h = Relu(x) y = Neg(h) }
+    """)
+    model.graph.value_info.append(onnx.helper.make_tensor_value_info("h", onnx.TensorProto.FLOAT, [1, 2, 3]))
+    observers = {"h": MinMaxObserver(), "y": MinMaxObserver()}
+    result = calibrate(model, observers, [{"x": np.ones((5, 4), np.float32)}], progress=False)
+    assert result.num_samples == 5 and float(result.observers["y"].min_val) == -1.0
