@@ -36,6 +36,7 @@ from onnxq.scheme import (
 )
 
 CONFIG_VERSION = 2
+FIXED_RANGE_POLICIES = ("always", "when_filled")
 READABLE_VERSIONS = (1, 2)
 #: Largest qconfig file read (a mapping of a few thousand nodes is well under this).
 MAX_FILE_BYTES = 16 << 20
@@ -159,12 +160,22 @@ _QSPEC_TYPES = {1: _V1_TYPES, 2: _V2_TYPES}
 
 @dataclass(frozen=True)
 class QConfig:
-    """Activation and weight specs for one node; ``activation=None`` quantizes weights only."""
+    """Activation and weight specs for one node; ``activation=None`` quantizes weights only.
+
+    ``fixed_ranges`` says what to do with ops whose output range is known (Sigmoid, Softmax, Tanh):
+    ``"always"`` uses it (PyTorch's fixed qparams: the presets), ``"when_filled"`` observes the
+    output and uses the known range only when the observed one fills at least half of it.
+    """
 
     activation: QSpec | None
     weight: QSpec
+    fixed_ranges: str = "always"
 
     def __post_init__(self) -> None:
+        if self.fixed_ranges not in FIXED_RANGE_POLICIES:
+            raise ConfigError(
+                f"QConfig.fixed_ranges must be one of {FIXED_RANGE_POLICIES}, got {self.fixed_ranges!r}"
+            )
         if not (self.activation is None or isinstance(self.activation, QSpec)) or not isinstance(
             self.weight, QSpec
         ):
@@ -189,7 +200,7 @@ class QConfig:
 
     def to_dict(self) -> dict[str, Any]:
         act = None if self.activation is None else self.activation.to_dict()
-        return {"activation": act, "weight": self.weight.to_dict()}
+        return {"activation": act, "weight": self.weight.to_dict(), "fixed_ranges": self.fixed_ranges}
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "$", version: int = CONFIG_VERSION) -> QConfig | None:
@@ -200,7 +211,10 @@ class QConfig:
             if d not in PRESETS:
                 raise ConfigError(f"{path}: unknown preset {d!r} (expected one of {PRESETS})")
             return get_default_qconfig(d)
-        _expect_object(d, path, {"activation", "weight"}, required={"activation", "weight"})
+        keys = {"activation", "weight"} if version == 1 else {"activation", "weight", "fixed_ranges"}
+        _expect_object(d, path, keys, required={"activation", "weight"})
+        if not isinstance(d.get("fixed_ranges", "always"), str):
+            raise ConfigError(f"{path}.fixed_ranges: expected str, got {_jtype(d['fixed_ranges'])}")
         try:
             if version == 1:  # weights were always int8 symmetric, and written out as such
                 weight = d["weight"]
@@ -211,7 +225,8 @@ class QConfig:
             act_doc = d["activation"]
             weight_only = act_doc is None and version >= 2  # version 1 had no weight-only configs
             activation = None if weight_only else QSpec.from_dict(act_doc, f"{path}.activation", version)
-            return cls(activation, QSpec.from_dict(d["weight"], f"{path}.weight", version))
+            weight = QSpec.from_dict(d["weight"], f"{path}.weight", version)
+            return cls(activation, weight, d.get("fixed_ranges", "always"))
         except ConfigError as e:
             msg = str(e)
             raise ConfigError(msg if msg.startswith("$") else f"{path}: {msg}") from None

@@ -3,7 +3,10 @@
 * :func:`make_observers`: one observer per observed value, as its activation QSpec says;
 * :func:`resolve_qparams`: each tensor group's scale/zero point from the merge of its members'
   observers (``merge`` is exact for min/max and histograms: the union of what each saw), plus
-  its constant members' values; fixed-range groups get their fixed parameters;
+  its constant members' values; fixed-range groups get their fixed parameters — a group fixed
+  "when filled" only when the range its observers chose spans at least :data:`FILL` of the known
+  range (or nothing reached it), else the observed parameters: a wake-word Sigmoid whose
+  probabilities stay below 0.02 keeps them instead of rounding them to 0;
 * :func:`drop_unreached`: nodes touching a group that no calibration sample reached stay float.
 """
 
@@ -23,7 +26,10 @@ from onnxq.errors import CalibrationDataError
 from onnxq.graph import constant_array
 from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
-from onnxq.qparams import QParams, fixed_qparams
+from onnxq.qparams import QParams, fixed_qparams, qrange
+
+#: The share of a known output range an observed range must span for the known one to be used.
+FILL = 0.5
 
 
 class ActivationQParams(NamedTuple):
@@ -62,7 +68,7 @@ def resolve_qparams(
     unreached = {v for g in plan.groups for v in g.observed if not observers[v].reached}
     for index, group in enumerate(plan.groups):
         spec = group.spec
-        if group.fixed_range is not None:
+        if group.fixed_range is not None and not group.fixed_when_filled:
             result[index] = fixed_qparams(group.fixed_range, spec.dtype)
             continue
         parts = [copy.deepcopy(observers[v]) for v in group.observed if v not in unreached]
@@ -73,10 +79,24 @@ def resolve_qparams(
                 const_obs.update(np.asarray(constant_array(values[v]), dtype=np.float32))
             parts.append(const_obs)
         if not parts:
+            if group.fixed_range is not None:  # fixed "when filled", and nothing reached it
+                result[index] = fixed_qparams(group.fixed_range, spec.dtype)
             continue
         merged = reduce(lambda a, b: a.merge(b), parts)
-        result[index] = merged.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
+        observed = merged.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
+        if group.fixed_range is not None and _fills(observed, group.fixed_range):
+            observed = fixed_qparams(group.fixed_range, spec.dtype)
+        result[index] = observed
+    unreached -= {v for g in plan.groups if g.fixed_range is not None for v in g.observed}
     return ActivationQParams(result, frozenset(unreached))
+
+
+def _fills(qp: QParams, fixed_range: tuple[float, float]) -> bool:
+    """Whether the range ``qp`` represents spans at least :data:`FILL` of ``fixed_range``."""
+    lo, hi = qrange(qp.dtype)
+    zp, scale = float(qp.zero_point.astype(np.int64)), float(qp.scale)
+    width = (hi - zp) * scale - (lo - zp) * scale
+    return width >= FILL * (fixed_range[1] - fixed_range[0])
 
 
 def drop_unreached(plan: QuantPlan, qparams: Mapping[int, QParams]) -> QuantPlan:

@@ -183,7 +183,7 @@ def build_plan(
         outs = [group.output] if group is not None else [node.outputs[i] for i in rule.output_indices(node)]
         ins = tuple((i, node.inputs[i].name or "") for i in slots)  # type: ignore[union-attr]
         inputs[name], outputs[name] = ins, tuple(v.name or "" for v in outs)
-        _relate(tensors, rule, qconfig.activation, [v for _, v in ins], outputs[name])
+        _relate(tensors, rule, qconfig, [v for _, v in ins], outputs[name])
     groups, group_of = tensors.build(graph)
     ordered = tuple(d for node in graph for d in (decisions[node.name or ""], *_subgraph_decisions(node)))
     return QuantPlan(ordered, inputs, outputs, weights, groups, group_of)
@@ -205,10 +205,13 @@ def _subgraph_decisions(node: ir.Node) -> list[NodeDecision]:
     return found
 
 
-def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], outs: tuple[str, ...]) -> None:
+def _relate(
+    tensors: GroupBuilder, rule: OpRule, qconfig: QConfig, ins: list[str], outs: tuple[str, ...]
+) -> None:
     """Record a quantized node's tensors and what its kind says about their parameters."""
+    assert qconfig.activation is not None
     for v in (*ins, *outs):
-        tensors.add(v, spec)
+        tensors.add(v, qconfig.activation)
     if rule.kind is QuantKind.PASS_THROUGH:  # outputs keep the (first) input's parameters
         for o in outs:
             tensors.derive(o, ins[:1])
@@ -216,7 +219,7 @@ def _relate(tensors: GroupBuilder, rule: OpRule, spec: QSpec, ins: list[str], ou
         tensors.derive(outs[0], ins)
     elif rule.kind is QuantKind.FIXED_RANGE and rule.fixed_range is not None:
         for o in outs:
-            tensors.fix(o, rule.fixed_range)
+            tensors.fix(o, rule.fixed_range, when_filled=qconfig.fixed_ranges == "when_filled")
 
 
 def _refusal(node: ir.Node, rule: OpRule | None, qconfig: QConfig | None, dtypes: ElementTypes) -> str | None:

@@ -11,7 +11,9 @@ Each member has a role that says where the group's range comes from:
 * *derived* (outputs of pass-through ops and Concat): covered by the other members, no observer;
 * *constant* (initializers read as activations): observed once, from their value;
 * *fixed* (Sigmoid/Softmax/Tanh outputs): when every non-derived member is fixed, the group gets
-  the hull of their fixed ranges; otherwise they are observed like the rest;
+  the hull of their fixed ranges; otherwise they are observed like the rest. A member fixed only
+  "when filled" is observed all the same, and the group's known range is used only if the
+  observed one fills it (:mod:`onnxq.calibration.resolve`);
 * *observed*: everything else (graph inputs, outputs of weighted/elementwise ops or float nodes).
 """
 
@@ -35,6 +37,8 @@ class TensorGroup:
     constants: tuple[str, ...]
     spec: QSpec
     fixed_range: tuple[float, float] | None = None
+    #: The fixed range applies only when the observed members' range fills it.
+    fixed_when_filled: bool = False
 
 
 class GroupBuilder:
@@ -45,6 +49,7 @@ class GroupBuilder:
         self._specs: dict[str, QSpec] = {}
         self._derived: set[str] = set()
         self._fixed: dict[str, tuple[float, float]] = {}
+        self._when_filled: set[str] = set()
 
     def add(self, value: str, spec: QSpec) -> None:
         """Plan ``value``; the first spec given for a value is kept."""
@@ -57,9 +62,12 @@ class GroupBuilder:
             self._union(source, value)
         self._derived.add(value)
 
-    def fix(self, value: str, fixed_range: tuple[float, float]) -> None:
-        """``value`` has a known range (its producer's output range)."""
+    def fix(self, value: str, fixed_range: tuple[float, float], *, when_filled: bool = False) -> None:
+        """``value`` has a known range (its producer's output range); ``when_filled``: use it only
+        if the observed range fills it, so observe the value anyway."""
         self._fixed[value] = fixed_range
+        if when_filled:
+            self._when_filled.add(value)
 
     def build(self, graph: ir.Graph) -> tuple[tuple[TensorGroup, ...], dict[str, int]]:
         """The groups, and the index of each value's group."""
@@ -69,14 +77,15 @@ class GroupBuilder:
         for members in self._classes():
             consts = tuple(m for m in members if constant_array(values[m]) is not None)
             own = [m for m in members if m not in self._derived and m not in consts]
-            fixed_range = None
+            fixed_range, when_filled = None, False
             if own and not consts and all(m in self._fixed for m in own):
                 fixed_range = (min(self._fixed[m][0] for m in own), max(self._fixed[m][1] for m in own))
-                own = []
+                when_filled = any(m in self._when_filled for m in own)
+                own = own if when_filled else []
             for m in members:
                 group_of[m] = len(groups)
             spec = self._specs[members[0]]
-            groups.append(TensorGroup(tuple(members), tuple(own), consts, spec, fixed_range))
+            groups.append(TensorGroup(tuple(members), tuple(own), consts, spec, fixed_range, when_filled))
         return tuple(groups), group_of
 
     def _find(self, x: str) -> str:
