@@ -39,9 +39,11 @@ from onnxq.passes.insert_qdq import InsertQDQ, QDQEntry
 from onnxq.planning import prequantized
 from onnxq.planning.fusion import fusion_groups
 from onnxq.planning.plan import PREQUANTIZED_REASON, QuantPlan, build_plan
+from onnxq.planning.transformer import attention_softmaxes
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
+from onnxq.targets import DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
 
 logger = logging.getLogger(__name__)
@@ -200,21 +202,30 @@ def required_opset(mapping: QConfigMapping) -> int:
 
 
 def prepare(
-    model: ModelSource, qconfig_mapping: QConfigLike = "x86", *, requantize: bool = False
+    model: ModelSource,
+    qconfig_mapping: QConfigLike = None,
+    *,
+    target: str = DEFAULT_TARGET,
+    requantize: bool = False,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
     Args:
         model: A path, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (which is copied, not changed).
         qconfig_mapping: A preset name ("x86", "fbgemm", "qnnpack", "arm"), a path to a JSON
-            qconfig file, a :class:`QConfig` (applied globally) or a :class:`QConfigMapping`.
+            qconfig file, a :class:`QConfig` (applied globally) or a :class:`QConfigMapping`;
+            None (the default) quantizes for ``target``.
+        target: Where the model will run, when no qconfig is given (:mod:`onnxq.targets`). A
+            transformer (attention found in the graph) then keeps its activations in float and
+            its weights int8: static int8 activations lose most of its signal.
         requantize: For a model quantized already: quantize only what is still float (its
             quantized part is left as it is; the report says which nodes). Without it such a
             model is refused.
     """
-    mapping = resolve_qconfig(
-        os.fspath(qconfig_mapping) if isinstance(qconfig_mapping, os.PathLike) else qconfig_mapping
-    )
+    chosen = qconfig_mapping is not None
+    if isinstance(qconfig_mapping, os.PathLike):
+        qconfig_mapping = os.fspath(qconfig_mapping)
+    mapping = resolve_qconfig(qconfig_mapping) if chosen else target_mapping(target)
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
     if not requantize and (found := prequantized.describe(ir_model.graph)):
         raise UnsupportedModelError(
@@ -223,8 +234,19 @@ def prepare(
         )
     source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
     ir_model, results = run_passes(ir_model, structural_passes(required_opset(mapping)))
-    plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
     notes = tuple(note for r in results for note in r.notes)
+    attention = len(attention_softmaxes(ir_model.graph))
+    if attention:
+        advice = (
+            f"the model is a transformer ({attention} attention block(s)): static int8 activations "
+            "lose most of its signal; dynamic quantization is the mode for it"
+        )
+        if not chosen:  # the default changes what is quantized: say so loudly
+            mapping = weight_only(mapping)
+            advice += "; activations are kept in float and weights stored int8"
+        logger.log(logging.INFO if chosen else logging.WARNING, "%s", advice)
+        notes += (advice,)
+    plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
     if requantize and (found := prequantized.describe(ir_model.graph)):
         kept = sum(d.reason == PREQUANTIZED_REASON for d in plan.decisions)
         notes += (f"requantize: the input model's quantization ({found}; {kept} node(s)) is kept as it is",)
@@ -239,13 +261,14 @@ def prepare(
 def quantize_static(
     model: ModelSource,
     batches: Batches,
-    qconfig: QConfigLike = "x86",
+    qconfig: QConfigLike = None,
     *,
+    target: str = DEFAULT_TARGET,
     progress: bool = True,
     weight_method: str = "rtn",
 ) -> onnx.ModelProto:
     """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``."""
-    prepared = prepare(model, qconfig)
+    prepared = prepare(model, qconfig, target=target)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method)
 

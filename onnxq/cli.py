@@ -27,6 +27,7 @@ from typing import NoReturn
 from onnxq import __version__
 from onnxq.errors import OnnxqError
 from onnxq.qconfig import PRESETS
+from onnxq.targets import DEFAULT_TARGET, TARGETS
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -68,8 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--qconfig",
-        default="x86",
-        help=f"preset ({', '.join(PRESETS)}) or a JSON qconfig file (default: x86)",
+        default=None,
+        help=f"preset ({', '.join(PRESETS)}) or a JSON qconfig file (default: what suits --target)",
+    )
+    q.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        choices=TARGETS,
+        help="where the model will run, when no --qconfig is given (default: portable: full 8-bit "
+        "activations, per-channel weights; x86-avx2: 7-bit activations against vpmaddubsw saturation)",
     )
     q.add_argument(
         "--activation-dtype",
@@ -147,6 +155,7 @@ def _quantize(args: argparse.Namespace) -> None:
     from onnxq.calibration.sources import load_calibration_data
     from onnxq.io import atomic_files, save_model
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
+    from onnxq.targets import target_mapping
 
     for path, what in ((args.output, "output"), (args.report, "report")):
         if path is not None and not _parent(path).is_dir():
@@ -156,14 +165,20 @@ def _quantize(args: argparse.Namespace) -> None:
     if args.output.resolve() == args.model.resolve():
         raise OnnxqError(f"output '{args.output}' is the input model; choose another file")
     # an existing file is a JSON qconfig whatever its suffix; anything else a preset or a .json path
-    qconfig = Path(args.qconfig)
-    mapping = QConfigMapping.from_json_file(qconfig) if qconfig.is_file() else resolve_qconfig(args.qconfig)
-    if args.activation_dtype or args.per_tensor:
+    mapping: QConfigMapping | None = None
+    if args.qconfig is not None:
+        qconfig = Path(args.qconfig)
+        mapping = (
+            QConfigMapping.from_json_file(qconfig) if qconfig.is_file() else resolve_qconfig(args.qconfig)
+        )
+    elif args.activation_dtype or args.per_tensor:
+        mapping = target_mapping(args.target)
+    if mapping is not None and (args.activation_dtype or args.per_tensor):
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
     calib = load_calibration_data(args.calib) if args.calib is not None else None
-    prepared = prepare(args.model, mapping, requantize=args.requantize)
+    prepared = prepare(args.model, mapping, target=args.target, requantize=args.requantize)
     if prepared.plan.observed_values():
         if calib is None:
             raise OnnxqError(

@@ -164,7 +164,7 @@ class QConfig:
 
     ``fixed_ranges`` says what to do with ops whose output range is known (Sigmoid, Softmax, Tanh):
     ``"always"`` uses it (PyTorch's fixed qparams: the presets), ``"when_filled"`` observes the
-    output and uses the known range only when the observed one fills at least half of it.
+    output and uses the known range only when the observed one fills at least 90% of it.
     """
 
     activation: QSpec | None

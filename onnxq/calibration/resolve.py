@@ -29,7 +29,7 @@ from onnxq.planning.tensor_groups import values_by_name
 from onnxq.qparams import QParams, fixed_qparams, qrange
 
 #: The share of a known output range an observed range must span for the known one to be used.
-FILL = 0.5
+FILL = 0.9
 
 
 class ActivationQParams(NamedTuple):

@@ -18,7 +18,9 @@
    output, so they do not split a fusion group.
 5. ``Sum(a, b) = Add(a, b)`` (same multidirectional broadcasting); ``Sum(a) = a``; ``Sum`` of three or
    more inputs is left alone and reported.
-6. Every node gets a unique name (unnamed or duplicate ones get fresh names such as ``Relu_1``;
+6. Input and output dims written as negative numbers (PaddlePaddle's ``-1`` batch) become
+   dynamic dims (reported), so shape inference and ``Shape`` folding never take them for sizes.
+   Every node gets a unique name (unnamed or duplicate ones get fresh names such as ``Relu_1``;
    :func:`onnxq.graph.name_nodes`), since qconfigs and reports refer to nodes by name.
 7. Shapes are inferred where onnx can (best effort: a model without shape information still works).
 8. Exporter debug information on nodes (``doc_string``, ``metadata_props``: stack traces, FX node
@@ -68,6 +70,19 @@ FOLDABLE_OPS = frozenset({
 # fmt: on
 
 
+def _dynamic_interface_dims(graph: ir.Graph) -> int:
+    """Rewrite the negative dims of the graph's inputs and outputs (PaddlePaddle's ``-1``) as
+    dynamic ones, so that shape inference and folding never take them for sizes; return how many."""
+    count = 0
+    for value in (*graph.inputs, *graph.outputs):
+        if value.shape is None or not any(isinstance(d, int) and d < 0 for d in value.shape):
+            continue
+        dims = [ir.SymbolicDim(None) if isinstance(d, int) and d < 0 else d for d in value.shape]
+        count += sum(isinstance(d, int) and d < 0 for d in value.shape)
+        value.shape = ir.Shape(dims)
+    return count
+
+
 def _count_constants(graph: ir.Graph) -> int:
     return sum(1 for g in iter_graphs(graph) for n in g if is_op(n, "Constant"))
 
@@ -75,7 +90,7 @@ def _count_constants(graph: ir.Graph) -> int:
 def _static_shape(node: ir.Node) -> np.ndarray | None:
     """``Shape(x)[start:end]`` when every dimension of ``x`` is a known integer."""
     shape = node.inputs[0].shape if node.inputs and node.inputs[0] is not None else None
-    if shape is None or not all(isinstance(d, int) for d in shape):
+    if shape is None or not all(isinstance(d, int) and d >= 0 for d in shape):
         return None
     dims = [int(d) for d in shape]
     start = node.attributes.get_int("start", 0)
@@ -144,6 +159,9 @@ class Normalize(GraphPass):
         graph = model.graph
         names = NameAuthority(graph)
         name_nodes(graph, names)
+        dynamic = _dynamic_interface_dims(graph)
+        if dynamic:
+            notes.append(f"{dynamic} input/output dimension(s) written as negative numbers taken as dynamic")
         library: list[ir.passes.PassBase] = [common_passes.RemoveInitializersFromInputsPass()]
         if self.strip_node_metadata:
             library.append(common_passes.ClearMetadataAndDocStringPass())

@@ -11,7 +11,7 @@ following BatchNormalization folds into it. No other module copies any of this.
 
 The kinds:
 
-* ``WEIGHTED`` (Conv, ConvTranspose, Gemm, MatMul): the activation input and the output get Q/DQ,
+* ``WEIGHTED`` (Conv, ConvTranspose, Gemm, MatMul, Gather): the activation input and the output get Q/DQ,
   the weight is stored quantized behind a DequantizeLinear (per channel on the op's output-channel
   axis, per block along its reduction axis, or per tensor), the bias as int32 with
   ``scale = input_scale * weight_scale``, zero point 0.
@@ -260,6 +260,10 @@ def _register_defaults() -> None:
             fuses_bias_add=True,
         )
     )
+    # an embedding table: stored int8 per row behind a DequantizeLinear; indices and output stay as they are
+    register_op(OpRule("Gather", weighted, weight_input=0, activation_inputs=(), activation_outputs=(),
+                       weight_axis=lambda n, r: 0, reduction_axis=lambda n, r: r - 1,
+                       output_channels=lambda n, w: int(w.shape[0])))
     for op in ("Add", "Mul"):
         register_op(OpRule(op, QuantKind.ELEMENTWISE, activation_inputs=(0, 1), fusable_activations=acts))
     for op in ("AveragePool", "GlobalAveragePool"):

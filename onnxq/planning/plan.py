@@ -142,8 +142,10 @@ def build_plan(
     def quantizable(node: ir.Node) -> bool:
         """Whether the node's activations would be quantized on its own merits."""
         node = absorbed[node.name].anchor if node.name in absorbed else node
-        qconfig = qconfig_of(node)
+        qconfig, rule = qconfig_of(node), rule_of(node)
         if qconfig is None or qconfig.activation is None or id(node) in kept:
+            return False
+        if rule is not None and not rule.output_indices(node):  # weights only (Gather): no int8 output
             return False
         return _refusal(node, rule_of(node), qconfig, dtypes) is None
 

@@ -62,7 +62,8 @@ def weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | s
     granularity = _resolve_granularity(node, rule, spec.granularity, w.ndim)
     if isinstance(granularity, str):
         return granularity
-    act = node.inputs[0] if qconfig.activation is not None else None
+    slots = rule.activation_indices(node)
+    act = node.inputs[slots[0]] if qconfig.activation is not None and slots else None
     bias_name, repeats = None, 1
     if (
         rule.bias_input is not None

@@ -15,6 +15,7 @@ EXPECTED_KINDS = {
     "ConvTranspose": QuantKind.WEIGHTED,
     "Gemm": QuantKind.WEIGHTED,
     "MatMul": QuantKind.WEIGHTED,
+    "Gather": QuantKind.WEIGHTED,
     "Add": QuantKind.ELEMENTWISE,
     "Mul": QuantKind.ELEMENTWISE,
     "AveragePool": QuantKind.ELEMENTWISE,
@@ -57,7 +58,7 @@ def test_get_rule_gives_kind_for_supported_op(op_type: str, kind: QuantKind) -> 
     assert get_rule(op_type, "ai.onnx") is rule
 
 
-@pytest.mark.parametrize("op_type", ["Relu", "LayerNormalization", "Erf", "Gather", "BatchNormalization"])
+@pytest.mark.parametrize("op_type", ["Relu", "LayerNormalization", "Erf", "GatherND", "BatchNormalization"])
 def test_get_rule_is_none_for_unsupported_op(op_type: str) -> None:
     assert get_rule(op_type) is None
 
