@@ -12,8 +12,9 @@ which onnxruntime maps rather than copies; models over 2 GB take the same path.
 
 Sessions come from :mod:`onnxq.runtime` (idle threads sleep, no memory arena: see there).
 Observed names may also be graph inputs (fed from the data) or initializers (observed once).
-Tensors that only exist inside subgraphs (If/Loop bodies) cannot be fetched and are reported as
-unreached, like tensors whose every value was NaN/Inf or that were never produced.
+Tensors inside ``If``/``Loop``/``Scan`` bodies are carried out to main-graph outputs of a copy of the
+model (:mod:`onnxq.calibration.subgraphs`); those of a branch no sample took stay unreached, like
+tensors whose every value was NaN/Inf or that were never produced.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from onnxq.calibration.observers.base import Observer
 from onnxq.calibration.progress import Progress
 from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.sources import Batch, count_samples
+from onnxq.calibration.subgraphs import expose
 from onnxq.errors import CalibrationDataError
 from onnxq.runtime import session_with_outputs
 
@@ -96,7 +98,7 @@ def calibrate(
     names = _ir_names(model)
     specs = model_input_specs(model)
     feed_names = {s.name for s in specs}
-    fetched, from_feed = [], []
+    fetched, from_feed, nested = [], [], []
     for name in observers:
         if name in feed_names:
             from_feed.append(name)
@@ -104,8 +106,14 @@ def calibrate(
             fetched.append(name)
         elif name in names.initializers:
             _update(observers, name, _initializer_array(model, name))
-        elif name not in names.nested:  # a tensor of an If/Loop body stays unreached
+        elif name in names.nested:
+            nested.append(name)
+        else:
             raise ValueError(f"observed tensor {name!r} is not in the model graph")
+    # tensors of If/Loop bodies are carried out to main-graph outputs of a copy of the model
+    session_model, carriers = expose(model, nested) if nested else (model, {})
+    observed_as = {**{n: n for n in fetched}, **{carriers[n]: n for n in nested if n in carriers}}
+    fetched = list(observed_as)
 
     if isinstance(batches, Mapping):  # one batch given on its own
         batches = [batches]
@@ -119,7 +127,7 @@ def calibrate(
     # (it releases the GIL); at most two runs' tensors are alive at any time.
     with (
         session_with_outputs(
-            model, fetched, what="model for calibration", spinning=False, memory_arena=False
+            session_model, fetched, what="model for calibration", spinning=False, memory_arena=False
         ) as sess,
         Progress(count_samples(batches), "calibrating", enabled=progress) as bar,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxq-observe") as worker,
@@ -131,7 +139,8 @@ def calibrate(
                 if num_samples == 0 and values:
                     per_sample = max(1, sum(int(v.nbytes) for v in values) // n)
                     run_size[0] = max(1, min(MAX_DYNAMIC_BATCH, RUN_OUTPUT_BYTES // per_sample))
-                pairs = [*zip(fetched, values, strict=True), *((k, feed[k]) for k in from_feed)]
+                pairs = [*zip((observed_as[f] for f in fetched), values, strict=True)]
+                pairs += [(k, feed[k]) for k in from_feed]
                 del values
                 if job is not None:
                     job.result()  # re-raises an observer's error

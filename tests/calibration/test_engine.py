@@ -167,7 +167,7 @@ g (float[N, 2] x, bool c) => (float[N, 2] y) {
 """
 
 
-def test_subgraph_and_all_nan_tensors_are_unreached(caplog: pytest.LogCaptureFixture) -> None:
+def test_all_nan_tensors_are_unreached_in_branches_too(caplog: pytest.LogCaptureFixture) -> None:
     model = onnx.parser.parse_model(IF_MODEL)
     observers = {"ty": MinMaxObserver(), "y": MinMaxObserver(), "x": MinMaxObserver()}
     # no batch axis for the scalar condition: one leading samples axis on both inputs, fed per sample
@@ -175,9 +175,42 @@ def test_subgraph_and_all_nan_tensors_are_unreached(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING):
         result = calibrate(model, observers, data, progress=False)
     assert result.unreached == frozenset({"ty", "y", "x"})
-    assert result.nonfinite == {"y": 6, "x": 6}
+    assert result.nonfinite == {"ty": 6, "y": 6, "x": 6}  # the then-branch ran: its NaNs were seen
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "12 NaN/Inf value(s) ignored in 2 tensor(s)" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "18 NaN/Inf value(s) ignored in 3 tensor(s)" in warnings[0].getMessage()
+
+
+def test_tensors_of_the_branches_taken_are_calibrated_and_the_others_unreached() -> None:
+    model = onnx.parser.parse_model(IF_MODEL)
+    observers = {"ty": MinMaxObserver(), "ey": MinMaxObserver()}
+    x = np.array([[[1.0, -2.0]], [[3.0, -4.0]]], np.float32)  # two samples, both take the then-branch
+    result = calibrate(model, observers, [{"x": x, "c": np.array([True, True])}], progress=False)
+    assert (float(result.observers["ty"].min_val), float(result.observers["ty"].max_val)) == (0.0, 3.0)
+    assert result.unreached == frozenset({"ey"})
+    both = calibrate(
+        model, {"ey": MinMaxObserver()}, [{"x": x, "c": np.array([True, False])}], progress=False
+    )
+    assert (float(both.observers["ey"].min_val), float(both.observers["ey"].max_val)) == (-3.0, 4.0)
+
+
+LOOP_MODEL = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[2] x) => (float[2] y) <int64 n = {3}, bool t = {1}> {
+  y = Loop <body = b (int64 i, bool cond, float[2] acc) => (bool cond_out, float[2] acc_out) {
+      cond_out = Identity(cond)
+      fi = Cast <to = 1> (i)
+      acc_out = Add(acc, fi)
+  }> (n, t, x)
+}
+"""
+
+
+def test_tensors_of_a_loop_body_are_seen_at_every_iteration() -> None:
+    model = onnx.parser.parse_model(LOOP_MODEL)
+    observers = {"acc_out": MinMaxObserver()}
+    result = calibrate(model, observers, [{"x": np.zeros(2, np.float32)}], progress=False)
+    assert (float(observers["acc_out"].min_val), float(observers["acc_out"].max_val)) == (0.0, 3.0)
+    assert result.unreached == frozenset()
 
 
 def test_nan_in_data_is_counted_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
