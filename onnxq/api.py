@@ -31,6 +31,7 @@ import onnx_ir as ir
 
 from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
 from onnxq.calibration.result import CalibrationResult
+from onnxq.calibration.subgraphs import untaken_branches
 from onnxq.errors import CalibrationDataError, OnnxqError, UnsupportedModelError
 from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.opsets import MIN_OPSET, qdq_opset
@@ -38,7 +39,7 @@ from onnxq.passes import run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ, QDQEntry
 from onnxq.planning import prequantized
 from onnxq.planning.fusion import fusion_groups
-from onnxq.planning.plan import PREQUANTIZED_REASON, QuantPlan, build_plan
+from onnxq.planning.plan import PREQUANTIZED_REASON, QuantPlan, build_plan, plannable_graphs
 from onnxq.planning.transformer import attention_softmaxes
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
@@ -101,6 +102,7 @@ def convert(
             ", ".join(sorted(qparams.unreached)[:5]),
             dropped,
         )
+    pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
     weights = quantize_weights(applied, model, qparams.groups, weight_method)
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
@@ -246,7 +248,8 @@ def prepare(
             advice += "; activations are kept in float and weights stored int8"
         logger.log(logging.INFO if chosen else logging.WARNING, "%s", advice)
         notes += (advice,)
-    plan = build_plan(ir_model, mapping, fusion_groups(ir_model.graph), source_op_types)
+    groups = [group for graph in plannable_graphs(ir_model.graph) for group in fusion_groups(graph)]
+    plan = build_plan(ir_model, mapping, groups, source_op_types)
     if requantize and (found := prequantized.describe(ir_model.graph)):
         kept = sum(d.reason == PREQUANTIZED_REASON for d in plan.decisions)
         notes += (f"requantize: the input model's quantization ({found}; {kept} node(s)) is kept as it is",)

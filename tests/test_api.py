@@ -57,7 +57,6 @@ def _export(export_torch, exporter: str = "torchscript", opset: int = 17) -> onn
     return export_torch(SmallNet(), (torch.randn(8, 3, 8, 8),), exporter, opset)
 
 
-
 def _relative_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, feeds, run_ort, optimize: bool) -> float:
     worst = 0.0
     for e, g in zip(run_ort(fp32, feeds, optimize), run_ort(qdq, feeds, optimize), strict=True):
@@ -288,7 +287,7 @@ g (float[2, 3] x) => (float[2, 2] y) <float[3, 2] w = {{1, 2, 3, 4, 5, 6}}, floa
     assert decision.op_type == "Gemm" and "qconfig is None" in (decision.reason or "")
 
 
-def test_prepare_reports_if_branch_nodes_float_and_convert_keeps_branches_working(model_from_text) -> None:
+def test_if_branches_are_quantized_where_calibration_took_them(model_from_text, op_counts) -> None:
     weights = ", ".join(str(0.05 * (i - 8)) for i in range(16))
     proto = model_from_text(f"""{HEADER}
 g (float[2, 4] x, bool c) => (float[2, 4] y)
@@ -297,19 +296,30 @@ g (float[2, 4] x, bool c) => (float[2, 4] y)
     [mm] h = MatMul(x, w)
     [branch] y = If(c) <
         then_branch = t () => (float[2, 4] a) {{ a = Relu(h) }},
-        else_branch = e () => (float[2, 4] b) {{ b = MatMul(h, w) }}
+        else_branch = e () => (float[2, 4] b) {{ [inner] b = MatMul(h, w) }}
     >
 }}""")
-    prepared = prepare(proto, MINMAX)
     rng = np.random.default_rng(0)
-    prepared.calibrate([{"x": rng.standard_normal((1, 2, 4)).astype(np.float32), "c": np.array([True])}
-                        for _ in range(8)], progress=False)
-    qdq = prepared.convert()
-    inner = [n for n in prepared.report.float_nodes if n.reason == "inside a subgraph"]
-    assert sorted(n.op_type for n in inner) == ["MatMul", "Relu"]
-    assert len({n.name for n in inner}) == 2 and all(n.name for n in inner)
-    assert "inside a subgraph" in prepared.report.format()
-    assert prepared.report.op_counts() == {"If": (0, 1), "MatMul": (1, 1), "Relu": (0, 1)}
+
+    def data(conds):  # type: ignore[no-untyped-def]
+        return [{"x": rng.standard_normal((1, 2, 4)).astype(np.float32), "c": np.array([c])} for c in conds]
+
+    only_then = prepare(proto, MINMAX)
+    only_then.calibrate(data([True] * 8), progress=False)
+    only_then.convert()
+    inner = next(n for n in only_then.report.nodes if n.name == "inner")
+    assert inner.reason == "tensor 'b' was not reached by any calibration sample"
+    assert any("no calibration sample took its else_branch" in note for note in only_then.report.pass_notes)
+
+    both = prepare(proto, MINMAX)
+    both.calibrate(data([True, False] * 4), progress=False)
+    qdq = both.convert()
+    assert next(n for n in both.report.nodes if n.name == "inner").quantized
+    branch = next(n for n in qdq.graph.node if n.op_type == "If")
+    else_branch = next(a.g for a in branch.attribute if a.name == "else_branch")
+    assert {n.op_type for n in else_branch.node} >= {"QuantizeLinear", "DequantizeLinear", "MatMul"}
+    weight_dq = [n for n in else_branch.node if n.op_type == "DequantizeLinear" and "w" in n.input[0]]
+    assert weight_dq and {t.name for t in else_branch.initializer} >= {weight_dq[0].input[0]}  # int8 weight
     for cond in (True, False):
         feeds = {"x": rng.standard_normal((2, 4)).astype(np.float32), "c": np.array(cond)}
         expected = ort.InferenceSession(proto.SerializeToString()).run(None, feeds)[0]
@@ -319,6 +329,7 @@ g (float[2, 4] x, bool c) => (float[2, 4] y)
 
 def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, run_ort, op_counts) -> None:
     op = "DepthToSpace"  # torch's pixel_shuffle; pixel_unshuffle exports as Reshape/Transpose
+
     class Net(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()

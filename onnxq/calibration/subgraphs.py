@@ -103,4 +103,28 @@ def _empty(graph: ir.Graph, dtype: ir.DataType, names: NameAuthority) -> ir.Valu
     return node.outputs[0]
 
 
-__all__ = ["expose"]
+def untaken_branches(graph: ir.Graph, observed: Iterable[str], unreached: Iterable[str]) -> list[str]:
+    """One line per ``If`` branch whose observed tensors no calibration sample reached (the ``If``
+    nodes inside such a branch are not listed again)."""
+    observed, unreached = set(observed), set(unreached)
+    lines: list[str] = []
+
+    def visit(g: ir.Graph) -> None:
+        for node in g:
+            for attr_name, attr in node.attributes.items():
+                if attr.is_ref() or attr.type != ir.AttributeType.GRAPH:
+                    continue
+                inner = {v.name for b in iter_graphs(attr.value) for n in b for v in n.outputs} & observed
+                if is_op(node, "If") and inner and inner <= unreached:
+                    lines.append(
+                        f"If '{node.name}': no calibration sample took its {attr_name}; "
+                        f"its {len(inner)} observed tensor(s) stay unreached and their nodes float"
+                    )
+                else:
+                    visit(attr.value)
+
+    visit(graph)
+    return lines
+
+
+__all__ = ["expose", "untaken_branches"]

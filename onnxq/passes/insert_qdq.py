@@ -34,6 +34,7 @@ from onnxq.errors import UnsupportedModelError
 from onnxq.graph import (
     NameAuthority,
     constant_array,
+    iter_graphs,
     new_initializer,
     opset_version,
     remove_unused_initializers,
@@ -116,7 +117,12 @@ class InsertQDQ(GraphPass):
 
 
 class _Rewriter:
-    """One application of a plan to one model (holds the lookups and the name authority)."""
+    """One application of a plan to one model (holds the lookups and the name authority).
+
+    Everything a Q/DQ pair needs goes into the graph of the value it quantizes (a body's own
+    tensors get their pairs, scales and zero points in that body), so onnxruntime's QDQ fusion
+    sees constants next to the node it fuses, in every body.
+    """
 
     def __init__(
         self, model: ir.Model, plan: QuantPlan, qparams: Mapping[int, QParams], weights: QuantizedWeights
@@ -125,9 +131,9 @@ class _Rewriter:
         self.qparams, self.weights = qparams, weights
         self.names = NameAuthority(self.graph)
         self.values = values_by_name(self.graph)
-        self.nodes = {node.name or "": node for node in self.graph}
-        self.group_params: dict[int, tuple[ir.Value, ir.Value]] = {}
-        self.weight_dq: dict[tuple[int, bool], tuple[ir.Value, QDQEntry]] = {}
+        self.nodes = {node.name or "": node for g in iter_graphs(self.graph) for node in g}
+        self.group_params: dict[tuple[int, int], tuple[ir.Value, ir.Value]] = {}
+        self.weight_dq: dict[tuple[int, bool, int], tuple[ir.Value, QDQEntry]] = {}
         self.dequantized: dict[str, ir.Value] = {}
         self.entries: dict[str, QDQEntry] = {}
         self.count = 0
@@ -146,25 +152,34 @@ class _Rewriter:
         for node_name, node_weights in self.weights.nodes.items():
             if node_name in self.plan.weights:
                 self._store_weights(node_name, node_weights.weight, node_weights.bias)
-        removed = remove_unused_initializers(self.graph)
-        self.graph.sort()
+        removed = 0
+        for graph in iter_graphs(self.graph):
+            removed += remove_unused_initializers(graph)
+            graph.sort()
         logger.info("insert_qdq: %d Q/DQ nodes added, %d float initializers dropped", self.count, removed)
         return InsertQDQResult(self.model, self.count, self.entries)
 
+    def _graph_of(self, value: ir.Value) -> ir.Graph:
+        return value.graph if value.graph is not None else self.graph
+
+    def _initializer(self, graph: ir.Graph, array: np.ndarray, hint: str) -> ir.Value:
+        return new_initializer(graph, np.asarray(array), self.names, hint)
+
     # -- activations ----------------------------------------------------------------------------
-    def _params(self, value_name: str) -> tuple[QParams, ir.Value, ir.Value]:
+    def _params(self, value_name: str, graph: ir.Graph) -> tuple[QParams, ir.Value, ir.Value]:
         index = self.plan.group_of[value_name]
         qp = self.qparams[index]
-        if index not in self.group_params:
-            hint = value_name
-            scale = new_initializer(self.graph, np.asarray(qp.scale, np.float32), self.names, f"{hint}_scale")
-            zp = new_initializer(self.graph, np.asarray(qp.zero_point), self.names, f"{hint}_zp")
-            self.group_params[index] = (scale, zp)
-        return (qp, *self.group_params[index])
+        key = (index, id(graph))
+        if key not in self.group_params:
+            scale = self._initializer(graph, np.asarray(qp.scale, np.float32), f"{value_name}_scale")
+            zp = self._initializer(graph, qp.zero_point, f"{value_name}_zp")
+            self.group_params[key] = (scale, zp)
+        return (qp, *self.group_params[key])
 
     def _q_dq(self, value: ir.Value, name: str) -> tuple[ir.Node, ir.Value]:
         """A new Q and DQ pair on ``value`` (name it by the plan's ``name``); return (Q, DQ output)."""
-        qp, scale, zp = self._params(name)
+        graph = self._graph_of(value)
+        qp, scale, zp = self._params(name, graph)
         q_type = ir.TensorType(ir.DataType.from_numpy(qp.zero_point.dtype))
         q_out = ir.Value(name=self.names.value(f"{name}_q"), type=q_type, shape=value.shape)
         q = ir.Node(
@@ -176,24 +191,17 @@ class _Rewriter:
         dq = ir.Node(
             "", "DequantizeLinear", [q_out, scale, zp], outputs=[dq_out], name=self.names.node(f"{name}_DQ")
         )
-        self.graph.extend([q, dq])
+        graph.extend([q, dq])
         self.count += 2
         self.entries[name] = QDQEntry(
-            name,
-            "activation",
-            value.name or "",
-            q_out.name or "",
-            dq_out.name or "",
-            q.name,
-            dq.name or "",
-            scale.name or "",
-            zp.name,
-            qp,
-        )
+            name, "activation", value.name or "", q_out.name or "", dq_out.name or "", q.name,
+            dq.name or "", scale.name or "", zp.name, qp,
+        )  # fmt: skip
         return q, dq_out
 
     def _qdq_at_source(self, value: ir.Value) -> ir.Value:
         name = value.name or ""
+        graph = self._graph_of(value)
         q, dq_out = self._q_dq(value, name)
         for use in list(value.uses()):
             if use.node is not q:
@@ -201,9 +209,9 @@ class _Rewriter:
         if value.is_graph_output():  # the DQ takes over the output's name and place
             value.name = self.names.value(f"{name}_float")
             dq_out.name = name
-            for i, out in enumerate(self.graph.outputs):
+            for i, out in enumerate(graph.outputs):
                 if out is value:
-                    self.graph.outputs[i] = dq_out
+                    graph.outputs[i] = dq_out
             self.entries[name] = replace(self.entries[name], source=value.name, dequantized=name)
         return dq_out
 
@@ -212,12 +220,14 @@ class _Rewriter:
         array = constant_array(value)
         if array is None:
             return self._q_dq(value, name)[1]
-        qp, scale, zp = self._params(name)
-        q_init = new_initializer(self.graph, quantize(array, qp), self.names, f"{name}_q")
-        return self._dequantize(name, "constant", q_init, scale, zp, qp, ir.Shape(array.shape))
+        graph = self._graph_of(value)
+        qp, scale, zp = self._params(name, graph)
+        q_init = self._initializer(graph, quantize(array, qp), f"{name}_q")
+        return self._dequantize(graph, name, "constant", q_init, scale, zp, qp, ir.Shape(array.shape))
 
     def _dequantize(
         self,
+        graph: ir.Graph,
         tensor: str,
         kind: str,
         q: ir.Value,
@@ -228,7 +238,7 @@ class _Rewriter:
         axis: int | None = None,
         block_size: int | None = None,
     ) -> ir.Value:
-        """A DequantizeLinear of ``q``; without ``zp`` the zero point is 0 (int32 biases)."""
+        """A DequantizeLinear of ``q`` in ``graph``; without ``zp`` the zero point is 0 (int32 biases)."""
         out = ir.Value(
             name=self.names.value(f"{tensor}_dq"), type=ir.TensorType(ir.DataType.FLOAT), shape=shape
         )
@@ -239,39 +249,32 @@ class _Rewriter:
         node = ir.Node(
             "", "DequantizeLinear", inputs, attrs, outputs=[out], name=self.names.node(f"{tensor}_DQ")
         )
-        self.graph.append(node)
+        graph.append(node)
         self.count += 1
         self.entries[tensor] = QDQEntry(
-            tensor,
-            kind,
-            tensor,
-            q.name or "",
-            out.name or "",
-            None,
-            node.name or "",
-            scale.name or "",
-            None if zp is None else zp.name,
-            qp,
-        )
+            tensor, kind, tensor, q.name or "", out.name or "", None, node.name or "", scale.name or "",
+            None if zp is None else zp.name, qp,
+        )  # fmt: skip
         return out
 
     # -- weights and biases ---------------------------------------------------------------------
     def _store_weights(self, node_name: str, weight: QuantizedTensor, bias: QuantizedBias | None) -> None:
         wp = self.plan.weights[node_name]
         node = self.nodes[node_name]
+        graph = node.graph or self.graph  # next to the node that reads it, for the QDQ fusion
         rule = rule_of(node)
         assert rule is not None and rule.weight_input is not None
         keep_zp = rule.keep_weight_zero_point or not bool(
             np.all(weight.qparams.zero_point.astype(np.int32) == 0)
         )
-        key = (id(weight), keep_zp)  # a weight shared by several nodes: one DQ
+        key = (id(weight), keep_zp, id(graph))  # a weight shared by several nodes: one DQ per graph
         if key not in self.weight_dq:
             qp, hint = weight.qparams, wp.weight
-            zp = new_initializer(self.graph, qp.zero_point, self.names, f"{hint}_zp") if keep_zp else None
+            zp = self._initializer(graph, qp.zero_point, f"{hint}_zp") if keep_zp else None
             dq = self._dequantize(
-                hint, "weight",
-                new_initializer(self.graph, weight.values, self.names, f"{hint}_q"),
-                new_initializer(self.graph, qp.scale, self.names, f"{hint}_scale"),
+                graph, hint, "weight",
+                self._initializer(graph, weight.values, f"{hint}_q"),
+                self._initializer(graph, qp.scale, f"{hint}_scale"),
                 zp, qp, ir.Shape(weight.values.shape), qp.axis, qp.block_size,
             )  # fmt: skip
             self.weight_dq[key] = (dq, self.entries[hint])
@@ -281,9 +284,9 @@ class _Rewriter:
         if bias is None or wp.bias is None or rule.bias_input is None:
             return
         dq_b = self._dequantize(
-            wp.bias, "bias",
-            new_initializer(self.graph, bias.values, self.names, f"{wp.bias}_q"),
-            new_initializer(self.graph, bias.scale, self.names, f"{wp.bias}_scale"),
+            graph, wp.bias, "bias",
+            self._initializer(graph, bias.values, f"{wp.bias}_q"),
+            self._initializer(graph, bias.scale, f"{wp.bias}_scale"),
             None, None, ir.Shape(bias.values.shape), bias.axis,
         )  # fmt: skip
         node.replace_input_with(rule.bias_input, dq_b)

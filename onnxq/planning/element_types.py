@@ -13,7 +13,7 @@ import logging
 import onnx
 import onnx_ir as ir
 
-from onnxq.graph import is_op
+from onnxq.graph import is_op, iter_graphs
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class ElementTypes:
             return {}
         return {
             vi.name: ir.DataType(vi.type.tensor_type.elem_type)
-            for vi in (*proto.graph.value_info, *proto.graph.output)
+            for graph in _proto_graphs(proto.graph)
+            for vi in (*graph.value_info, *graph.output)
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
         }
 
@@ -64,7 +65,7 @@ class ElementTypes:
                 return None
             return v.dtype or types.get(v.name or "")
 
-        for node in self._model.graph:  # topological order: inputs are typed before outputs
+        for node in (n for g in iter_graphs(self._model.graph) for n in g):  # outer graphs first, in order
             if not is_op(node, *SAME_TYPE_AS_INPUT0):
                 continue
             source = known(node.inputs[0]) if node.inputs else None
@@ -72,6 +73,16 @@ class ElementTypes:
             for out in outputs:
                 if source is not None and known(out) is None:
                     types[out.name or ""] = source
+
+
+def _proto_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``graph`` and the bodies in its nodes' attributes, nested too."""
+    found = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                found.extend(_proto_graphs(sub))
+    return found
 
 
 __all__ = ["SAME_TYPE_AS_INPUT0", "ElementTypes"]

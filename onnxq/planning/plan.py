@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx_ir as ir
 
-from onnxq.graph import constant_array, is_onnx_domain, iter_graphs, node_subgraphs
+from onnxq.graph import constant_array, is_onnx_domain, node_subgraphs
 from onnxq.planning.element_types import ElementTypes
 from onnxq.planning.fusion import FusionGroup
 from onnxq.planning.ops import OpRule, QuantKind, rule_of
@@ -43,8 +43,8 @@ from onnxq.qconfig import QConfig, QConfigMapping, QSpec
 
 logger = logging.getLogger(__name__)
 
-#: Why a node inside an If/Loop/Scan body stays float.
-SUBGRAPH_REASON = "inside a subgraph"
+#: Why a node inside an If/Loop/Scan body that could not be planned stays float.
+SUBGRAPH_REASON = "inside a subgraph that repeats a value name from outside it"
 #: Why a node of a model quantized already is left as it is.
 PREQUANTIZED_REASON = "already quantized in the input model"
 
@@ -149,9 +149,14 @@ def build_plan(
             return False
         return _refusal(node, rule_of(node), qconfig, dtypes) is None
 
-    isolated = isolated_pass_through(graph, quantizable)
-    for node in graph:
-        name = node.name or ""
+    planned = plannable_graphs(graph)
+    isolated = {n for g in planned for n in isolated_pass_through(g, quantizable)}
+    labels = _labels(graph)
+    for node in (n for g in planned for n in g):
+        name = labels[id(node)]
+        if not node.name:  # plans refer to nodes by name (prepare names every node)
+            decisions[name] = NodeDecision(name, node.op_type, None, "the node has no name")
+            continue
         if name in absorbed:
             anchor = absorbed[name].anchor.name or ""
             why = decisions[anchor].reason if anchor in decisions else "it was not planned"
@@ -187,23 +192,59 @@ def build_plan(
         inputs[name], outputs[name] = ins, tuple(v.name or "" for v in outs)
         _relate(tensors, rule, qconfig, [v for _, v in ins], outputs[name])
     groups, group_of = tensors.build(graph)
-    ordered = tuple(d for node in graph for d in (decisions[node.name or ""], *_subgraph_decisions(node)))
+    ordered = tuple(_ordered(graph, decisions, labels))
     return QuantPlan(ordered, inputs, outputs, weights, groups, group_of)
 
 
-def _subgraph_decisions(node: ir.Node) -> list[NodeDecision]:
-    """Float decisions for every node inside ``node``'s subgraphs (If/Loop/Scan bodies), nested too.
+def plannable_graphs(graph: ir.Graph) -> list[ir.Graph]:
+    """``graph`` and the bodies under it whose value names are their own.
 
-    Q/DQ is inserted in the main graph only, so these nodes always stay float. An unnamed one is
-    reported as ``<owner>/<op type>_<index>``.
+    Plans, tensor groups and the Q/DQ map refer to values by name, so a body that reuses a name
+    from outside it (ONNX lets a body shadow an outer name) is left out, with everything under it.
     """
-    owner = node.name or node.op_type
+    planned: list[ir.Graph] = []
+    seen: set[str] = set()
+
+    def visit(g: ir.Graph) -> None:
+        names = {
+            v.name or "" for v in (*g.inputs, *g.initializers.values(), *(o for n in g for o in n.outputs))
+        }
+        if names & seen:
+            return
+        seen.update(names)
+        planned.append(g)
+        for node in g:
+            for sub in node_subgraphs(node):
+                visit(sub)
+
+    visit(graph)
+    return planned
+
+
+def _labels(graph: ir.Graph, owner: str = "") -> dict[int, str]:
+    """How the plan calls each node: its name, or ``<owner>/<op type>_<index>`` for an unnamed one."""
+    labels: dict[int, str] = {}
+    for index, node in enumerate(graph):
+        labels[id(node)] = node.name or f"{owner or graph.name or 'graph'}/{node.op_type}_{index}"
+        for sub in node_subgraphs(node):
+            labels.update(_labels(sub, labels[id(node)]))
+    return labels
+
+
+def _ordered(
+    graph: ir.Graph, decisions: Mapping[str, NodeDecision], labels: Mapping[int, str]
+) -> list[NodeDecision]:
+    """Every node's decision in graph order, each body's nodes right after the node that holds it;
+    a node of a body left out of planning stays float (``SUBGRAPH_REASON``)."""
     found: list[NodeDecision] = []
-    for sub in (g for top in node_subgraphs(node) for g in iter_graphs(top)):
-        for inner in sub:
-            name = inner.name or f"{owner}/{inner.op_type}_{len(found)}"
-            rule = rule_of(inner)
-            found.append(NodeDecision(name, inner.op_type, rule and rule.kind, SUBGRAPH_REASON))
+    for node in graph:
+        name = labels[id(node)]
+        rule = rule_of(node)
+        found.append(
+            decisions.get(name) or NodeDecision(name, node.op_type, rule and rule.kind, SUBGRAPH_REASON)
+        )
+        for sub in node_subgraphs(node):
+            found.extend(_ordered(sub, decisions, labels))
     return found
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from onnxq.graph import constant_array
+from onnxq.graph import constant_array, iter_graphs
 from onnxq.qconfig import QSpec
 
 
@@ -109,13 +109,12 @@ class GroupBuilder:
 
 
 def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
-    """Every value of ``graph`` (inputs, initializers, node outputs) by name."""
+    """Every value of ``graph`` and its subgraphs (inputs, initializers, node outputs) by name; where
+    a body repeats an outer name, the outer value is the one given."""
     values: dict[str, ir.Value] = {}
-    for v in (*graph.inputs, *graph.initializers.values()):
-        values[v.name or ""] = v
-    for node in graph:
-        for v in node.outputs:
-            values[v.name or ""] = v
+    for g in iter_graphs(graph):
+        for v in (*g.inputs, *g.initializers.values(), *(o for node in g for o in node.outputs)):
+            values.setdefault(v.name or "", v)
     return values
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxq.errors import OnnxqError
-from onnxq.graph import constant_array
+from onnxq.graph import constant_array, iter_graphs
 from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
 from onnxq.planning.weight_plan import WeightPlan
@@ -67,7 +67,7 @@ def quantize_weights(
     """
     fn = get_weight_method(method)
     values = values_by_name(model.graph)
-    nodes = {node.name: node for node in model.graph}
+    nodes = {node.name: node for graph in iter_graphs(model.graph) for node in graph}
     shared: dict[tuple[str, object, str], QuantizedTensor] = {}
     out: dict[str, NodeWeights] = {}
     for wp in plan.weights.values():

@@ -80,3 +80,47 @@ def test_wild_model_quantizes_and_is_no_worse_than_onnxruntime_default(
         assert ours_db >= theirs_db - TOLERANCE_DB, (
             f"output {k}: onnxq {ours_db:.1f} dB < onnxruntime {theirs_db:.1f} dB"
         )
+
+
+def _count(graph: onnx.GraphProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                for op, n in _count(attr.g).items():
+                    counts[op] = counts.get(op, 0) + n
+    return counts
+
+
+def test_streaming_model_inside_nested_if_branches_is_quantized_where_calibration_went(run_ort) -> None:
+    fp32 = wild.streaming_model(depth=4)
+    rng = np.random.default_rng(0)
+
+    def runs(n: int, sr: int) -> list[dict[str, np.ndarray]]:  # Python dicts: runs as given, 0-d sr
+        return [
+            {"x": rng.standard_normal((1, 32)).astype(np.float32), "sr": np.array(sr, np.int64),
+             "state": rng.standard_normal((2, 1, 32)).astype(np.float32)}
+            for _ in range(n)
+        ]  # fmt: skip
+
+    prepared = onnxq.prepare(fp32)
+    prepared.calibrate(runs(64, 16000), progress=False)
+    q = prepared.convert()
+    onnx.checker.check_model(q, full_check=True)
+    counts = _count(q.graph)
+    in_main = sum(n.op_type == "QuantizeLinear" for n in q.graph.node)
+    assert counts["QuantizeLinear"] - in_main >= 4  # inside the 16 kHz branches
+    quantized_mm = [n for n in prepared.report.nodes if n.op_type == "MatMul" and n.quantized]
+    assert len(quantized_mm) >= 4
+    notes = prepared.report.pass_notes
+    assert any(
+        "If 'by_rate': no calibration sample took its else_branch" in n for n in notes
+    )  # the 8 kHz path
+    held = runs(16, 16000)
+    ref = np.concatenate([run_ort(fp32, h)[0] for h in held])
+    got = np.concatenate([run_ort(q, h)[0] for h in held])
+    assert wild.sqnr_db(ref, got) > 25
+    eight_k = runs(8, 8000)  # the branch no sample took runs in float (behind the quantized input mix)
+    ref = np.concatenate([run_ort(fp32, h)[0] for h in eight_k])
+    assert wild.sqnr_db(ref, np.concatenate([run_ort(q, h)[0] for h in eight_k])) > 20

@@ -315,3 +315,83 @@ def onnxruntime_default(
     onnx.save(model, str(src))
     quantize_static(str(src), str(dst), Reader())
     return onnx.load(str(dst))
+
+
+def streaming_model(depth: int = 4, width: int = 32, seed: int = 0) -> onnx.ModelProto:
+    """A streaming voice model as exporters write one: the network sits inside ``If`` branches
+    picked by the sample rate (16 kHz or 8 kHz), nested ``depth`` levels deep (each level picks by a
+    sign test on the state), with every weight a ``Constant`` node inside its branch. Inputs: audio
+    ``x[batch, width]``, a 0-d ``sr``, a recurrent ``state[2, batch, width]``; outputs ``y`` and the
+    next state."""
+    h = onnx.helper
+    rng = np.random.default_rng(seed)
+    counter = iter(range(10_000))
+
+    def const(array: np.ndarray) -> tuple[onnx.NodeProto, str]:
+        name = f"w{next(counter)}"
+        return h.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(array, name)), name
+
+    def dense(inp: str, out: str) -> list[onnx.NodeProto]:
+        w_node, w = const((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32))
+        b_node, b = const((rng.standard_normal(width) * 0.1).astype(np.float32))
+        k = next(counter)
+        return [
+            w_node, b_node,
+            h.make_node("MatMul", [inp, w], [f"mm{k}"], name=f"mm{k}"),
+            h.make_node("Add", [f"mm{k}", b], [f"add{k}"], name=f"add{k}"),
+            h.make_node("Relu", [f"add{k}"], [out], name=f"relu{k}"),
+        ]  # fmt: skip
+
+    def branch(level: int, inp: str, rate: str) -> onnx.GraphProto:
+        k = next(counter)
+        out = f"{rate}_y{k}"
+        nodes = dense(inp, f"{rate}_h{k}")
+        if level > 1:
+            cond = f"{rate}_cond{k}"
+            nodes += [
+                h.make_node("ReduceSum", [f"{rate}_h{k}"], [f"{rate}_sum{k}"], keepdims=0, name=f"sum{k}"),
+                h.make_node("Greater", [f"{rate}_sum{k}", "zero"], [cond], name=f"gt{k}"),
+                h.make_node("If", [cond], [out], name=f"if{k}",
+                            then_branch=branch(level - 1, f"{rate}_h{k}", rate),
+                            else_branch=branch(1, f"{rate}_h{k}", rate)),
+            ]  # fmt: skip
+        else:
+            nodes += dense(f"{rate}_h{k}", out)
+        return h.make_graph(
+            nodes,
+            f"{rate}_level{level}_{k}",
+            [],
+            [h.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)],
+        )
+
+    state_mix = [
+        h.make_node("ReduceMean", ["state"], ["state_mean"], axes=[0], keepdims=0, name="state_mean"),
+        h.make_node("Add", ["x", "state_mean"], ["xs"], name="mix"),
+    ]
+    top = [
+        *state_mix,
+        h.make_node("Equal", ["sr", "rate16k"], ["is16k"], name="pick_rate"),
+        h.make_node("If", ["is16k"], ["y"], name="by_rate", then_branch=branch(depth, "xs", "r16"),
+                    else_branch=branch(depth, "xs", "r8")),
+        h.make_node("Unsqueeze", ["y", "axis0"], ["y1"], name="y1"),
+        h.make_node("Concat", ["y1", "y1"], ["next_state"], axis=0, name="next_state"),
+    ]  # fmt: skip
+    graph = h.make_graph(
+        top,
+        "streaming",
+        [
+            h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", width]),
+            h.make_tensor_value_info("sr", onnx.TensorProto.INT64, []),
+            h.make_tensor_value_info("state", onnx.TensorProto.FLOAT, [2, "batch", width]),
+        ],
+        [
+            h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", width]),
+            h.make_tensor_value_info("next_state", onnx.TensorProto.FLOAT, [2, "batch", width]),
+        ],
+        [
+            onnx.numpy_helper.from_array(np.array(16000, np.int64), "rate16k"),
+            onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            onnx.numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        ],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)

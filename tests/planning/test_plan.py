@@ -238,17 +238,17 @@ g (float[2, 4] x, bool c) => (float[2, 4] y)
 """
 
 
-def test_plan_lists_subgraph_nodes_as_float_after_their_owner(plan_of) -> None:
+def test_plan_covers_the_nodes_of_if_branches_after_their_owner(plan_of) -> None:
     _, plan = plan_of(IF_MODEL)
     assert [(d.name, d.op_type, d.reason) for d in plan.decisions[2:]] == [
-        ("inner_relu", "Relu", "inside a subgraph"),
-        ("inner_mm", "MatMul", "inside a subgraph"),
-        ("branch/If_2", "If", "inside a subgraph"),  # unnamed: named after its owner
-        ("deep_add", "Add", "inside a subgraph"),
-        ("deep_neg", "Neg", "inside a subgraph"),
+        ("inner_relu", "Relu", "op type Relu is not quantized by onnxq"),
+        ("inner_mm", "MatMul", None),  # reads h from the main graph and w, an outer initializer
+        ("branch/If_1", "If", "the node has no name"),  # unnamed: called after its owner
+        ("deep_add", "Add", None),
+        ("deep_neg", "Neg", "op type Neg is not quantized by onnxq"),
     ]
     assert [d.name for d in plan.decisions[:2]] == ["mm", "branch"]
     assert plan.decisions[1].reason == "op type If is not quantized by onnxq"
-    assert _decision(plan, "inner_mm").kind is QuantKind.WEIGHTED  # the op is supported, the place is not
-    assert plan.quantized_nodes() == ("mm",)
-    assert set(plan.observed_values()) == {"x", "h"}
+    assert _decision(plan, "inner_mm").kind is QuantKind.WEIGHTED
+    assert plan.quantized_nodes() == ("mm", "inner_mm", "deep_add")
+    assert set(plan.observed_values()) == {"x", "h", "m", "d"}
