@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxq.accuracy.saturation import audit_layers
 from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
 from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.subgraphs import untaken_branches
@@ -44,7 +45,7 @@ from onnxq.planning.transformer import attention_softmaxes
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
 from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
-from onnxq.targets import DEFAULT_TARGET, target_mapping, weight_only
+from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,14 @@ def convert(
     *,
     weight_method: str = "rtn",
     pass_notes: tuple[str, ...] = (),
+    saturation_audit: bool = False,
 ) -> Conversion:
     """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
-    statistics (None only when the plan observes nothing: fixed ranges, weight-only)."""
+    statistics (None only when the plan observes nothing: fixed ranges, weight-only).
+
+    ``saturation_audit`` (the ``x86-avx2`` target) gives 7-bit inputs to the layers whose 8-bit
+    ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
+    """
     if calibration is None:
         if plan.observed_values():
             raise CalibrationDataError("no calibration data: call calibrate(batches) before convert()")
@@ -104,6 +110,15 @@ def convert(
         )
     pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
     weights = quantize_weights(applied, model, qparams.groups, weight_method)
+    if saturation_audit:
+        narrow, lines = audit_layers(applied, model, qparams.groups, weights, calibration.observers)
+        audited = sum(1 for w in applied.weights.values() if w.activation is not None)
+        pass_notes = (*pass_notes, f"x86-avx2: {len(lines)} of {audited} layer(s) get 7-bit inputs "
+                      f"against vpmaddubsw saturation", *lines)  # fmt: skip
+        if narrow:
+            qparams = resolve_qparams(plan, model, calibration, narrow)
+            applied = drop_unreached(plan, qparams.groups)
+            weights = quantize_weights(applied, model, qparams.groups, weight_method)
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
     if tensor_bytes(result.model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
@@ -129,10 +144,18 @@ class PreparedModel:
     is never modified by ``convert``, so more data can be calibrated and converted again.
     """
 
-    def __init__(self, model: ir.Model, plan: QuantPlan, pass_notes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        model: ir.Model,
+        plan: QuantPlan,
+        pass_notes: tuple[str, ...] = (),
+        *,
+        saturation_audit: bool = False,
+    ) -> None:
         self._model = model
         self._plan = plan
         self._pass_notes = pass_notes
+        self._saturation_audit = saturation_audit
         self._calibration: CalibrationResult | None = None
         self._conversion: Conversion | None = None
 
@@ -193,6 +216,7 @@ class PreparedModel:
             self._calibration if calibration is None else calibration,
             weight_method=weight_method,
             pass_notes=self._pass_notes,
+            saturation_audit=self._saturation_audit,
         )
         return self._conversion.model
 
@@ -258,7 +282,7 @@ def prepare(
         len(plan.quantized_nodes()),
         len(plan.observed_values()),
     )
-    return PreparedModel(ir_model, plan, notes)
+    return PreparedModel(ir_model, plan, notes, saturation_audit=not chosen and target in AUDITED_TARGETS)
 
 
 def quantize_static(

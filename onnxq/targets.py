@@ -4,9 +4,12 @@
 ``portable``). Every target gets full 8-bit activations (uint8, asymmetric, min/max ranges: at
 least as good as onnxruntime's own defaults, which use the same observer), per-channel int8
 symmetric weights, and known output ranges (Sigmoid, Softmax, Tanh) only where the observed range
-fills them. The one exception is ``x86-avx2``: onnxruntime's and onnxq's AVX2 kernels without VNNI
-sum pairs of u8 x s8 products in 16 bits (``vpmaddubsw``), which full-range activations can
-saturate, so its activations use ``reduce_range`` (7 bits), as PyTorch's x86 defaults do.
+fills them. On ``x86-avx2`` onnxruntime's AVX2 kernels without VNNI sum pairs of u8 x s8
+products in 16 bits (``vpmaddubsw``), which full-range activations can saturate: its
+calibration keeps each activation's per-channel maxima (the ``channel_minmax`` observer, the
+same per-tensor parameters as ``minmax``) and a saturation audit gives 7-bit inputs
+(``reduce_range``) to the layers that could saturate, and only to them
+(:mod:`onnxq.accuracy.saturation`) — PyTorch's x86 presets put every layer at 7 bits.
 
 The PyTorch presets (``x86``, ``fbgemm``, ``qnnpack``, ``arm``: :mod:`onnxq.qconfig`) stay
 faithful to PyTorch and are what ``--qconfig`` names; a target is not one of them.
@@ -19,13 +22,16 @@ from onnxq.qconfig import PerChannel, QConfig, QConfigMapping, QSpec
 
 TARGETS = ("portable", "onnxruntime", "onnxq", "arm", "x86-avx2")
 DEFAULT_TARGET = "portable"
+#: Targets whose kernels can saturate on 8-bit inputs: conversion audits every layer.
+AUDITED_TARGETS = frozenset({"x86-avx2"})
 
 
 def target_qconfig(target: str = DEFAULT_TARGET) -> QConfig:
     """The default QConfig for ``target`` (see the module docstring)."""
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
-    activation = QSpec("uint8", reduce_range=target == "x86-avx2", observer="minmax")
+    observer = "channel_minmax" if target in AUDITED_TARGETS else "minmax"
+    activation = QSpec("uint8", observer=observer)
     weight = QSpec("int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax")
     return QConfig(activation, weight, fixed_ranges="when_filled")
 
@@ -49,4 +55,4 @@ def weight_only(mapping: QConfigMapping) -> QConfigMapping:
     )
 
 
-__all__ = ["DEFAULT_TARGET", "TARGETS", "target_mapping", "target_qconfig", "weight_only"]
+__all__ = ["AUDITED_TARGETS", "DEFAULT_TARGET", "TARGETS", "target_mapping", "target_qconfig", "weight_only"]

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import reduce
 from typing import NamedTuple
 
@@ -49,12 +49,17 @@ def make_observers(plan: QuantPlan) -> dict[str, Observer]:
 
 
 def resolve_qparams(
-    plan: QuantPlan, model: ir.Model, calibration: CalibrationResult | Mapping[str, Observer]
+    plan: QuantPlan,
+    model: ir.Model,
+    calibration: CalibrationResult | Mapping[str, Observer],
+    reduce_range_groups: Collection[int] = (),
 ) -> ActivationQParams:
     """Each group's parameters from its members' observers; and the observed values never reached.
 
     ``model`` is the prepared model the plan was made on (constant group members are read from
-    it). A group whose members were all unreached gets no entry. The observers are not modified.
+    it). A group whose members were all unreached gets no entry; the groups of
+    ``reduce_range_groups`` drop one bit (a saturation audit's verdict). The observers are not
+    modified.
     """
     observers = calibration.observers if isinstance(calibration, CalibrationResult) else calibration
     missing = sorted(v for g in plan.groups for v in g.observed if v not in observers)
@@ -83,7 +88,9 @@ def resolve_qparams(
                 result[index] = fixed_qparams(group.fixed_range, spec.dtype)
             continue
         merged = reduce(lambda a, b: a.merge(b), parts)
-        observed = merged.qparams(spec.dtype, spec.symmetric, spec.reduce_range)
+        observed = merged.qparams(
+            spec.dtype, spec.symmetric, spec.reduce_range or index in reduce_range_groups
+        )
         if group.fixed_range is not None and _fills(observed, group.fixed_range):
             observed = fixed_qparams(group.fixed_range, spec.dtype)
         result[index] = observed

@@ -223,3 +223,49 @@ class MovingAverageMinMaxObserver(_RangeObserver):
             self._updates + other._updates,
             self._nonfinite + other._nonfinite,
         )
+
+
+@register_observer("channel_minmax")
+class ChannelMinMaxObserver(MinMaxObserver):
+    """``minmax`` parameters (one range per tensor) from min/max kept per channel of
+    ``channel_axis`` (1: NCHW channels, the features of a 2-D Gemm input).
+
+    The per-channel maxima are what a saturation audit reads (:mod:`onnxq.accuracy.saturation`):
+    how large each input channel's quantized values get. A tensor of lower rank is one channel.
+    """
+
+    kind = "channel_minmax"
+    supports_axis = False
+
+    def __init__(self, axis: int | None = None, channel_axis: int = 1) -> None:
+        if axis is not None:
+            raise ValueError(f"{self.kind} observer: parameters are per tensor, got axis={axis}")
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, int) or channel_axis < 0:
+            raise ValueError(f"{self.kind} observer: channel_axis must be an int >= 0, got {channel_axis!r}")
+        super().__init__(channel_axis)
+
+    def update(self, x: np.ndarray) -> None:
+        arr = np.asarray(x)
+        super().update(arr if arr.ndim > self.axis else arr.reshape(1, *([1] * self.axis), -1))  # type: ignore[operator]
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"channel_axis": self.axis}
+
+    def merge(self, other: MinMaxObserver) -> MinMaxObserver:  # type: ignore[override]
+        """Per channel when both saw the same channels; else (tensors of one group with other
+        channel counts: a Concat's inputs) one channel holding the union range."""
+        if type(other) is type(self) and self._lo.shape != other._lo.shape:
+            return self._collapsed().merge(other._collapsed())  # type: ignore[attr-defined]
+        return super().merge(other)
+
+    def _collapsed(self) -> ChannelMinMaxObserver:
+        seen = self._lo <= self._hi
+        lo = np.asarray([np.min(self._lo[seen])]) if np.any(seen) else np.asarray([np.inf])
+        hi = np.asarray([np.max(self._hi[seen])]) if np.any(seen) else np.asarray([-np.inf])
+        return self._copy_with(lo, hi, self._updates, self._nonfinite)  # type: ignore[no-any-return]
+
+    def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams:
+        seen = self._lo <= self._hi
+        lo = float(np.min(np.where(seen, self._lo, 0.0))) if np.any(seen) else 0.0
+        hi = float(np.max(np.where(seen, self._hi, 0.0))) if np.any(seen) else 0.0
+        return choose_qparams(lo, hi, dtype, symmetric, reduce_range)
