@@ -153,7 +153,7 @@ def _run_command(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> None:
     from onnxq.api import prepare
     from onnxq.calibration.sources import load_calibration_data
-    from onnxq.io import atomic_files, save_model
+    from onnxq.io import atomic_files, check_outputs_apart, external_data_files, save_model
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
     from onnxq.targets import target_mapping
 
@@ -162,8 +162,20 @@ def _quantize(args: argparse.Namespace) -> None:
             raise OnnxqError(f"{what} '{path}': directory '{_parent(path)}' does not exist")
         if path is not None and path.is_dir():
             raise OnnxqError(f"{what} '{path}' is a directory; give a file name")
-    if args.output.resolve() == args.model.resolve():
-        raise OnnxqError(f"output '{args.output}' is the input model; choose another file")
+    calib = load_calibration_data(args.calib) if args.calib is not None else None
+    inputs = {
+        "input model": [args.model],
+        "calibration data": list(calib.files) if calib is not None else [],
+        "qconfig file": [Path(args.qconfig)]
+        if args.qconfig is not None and Path(args.qconfig).exists()
+        else [],
+    }
+    outputs = {
+        "output": args.output,
+        "output's external data": _data_file(args.output),
+        "report": args.report,
+    }
+    check_outputs_apart(outputs, inputs)
     # an existing file is a JSON qconfig whatever its suffix; anything else a preset or a .json path
     mapping: QConfigMapping | None = None
     if args.qconfig is not None:
@@ -177,8 +189,10 @@ def _quantize(args: argparse.Namespace) -> None:
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
-    calib = load_calibration_data(args.calib) if args.calib is not None else None
     prepared = prepare(args.model, mapping, target=args.target, requantize=args.requantize)
+    check_outputs_apart(
+        outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}
+    )
     if prepared.plan.observed_values():
         if calib is None:
             raise OnnxqError(
@@ -253,8 +267,13 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
+def _data_file(model: Path) -> Path:
+    """Where :func:`onnxq.io.save_model` puts a model's external data."""
+    return model.with_name(model.name + ".data")
+
+
 def _model_bytes(path: Path) -> int:
-    data = path.with_name(path.name + ".data")
+    data = _data_file(path)
     return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 

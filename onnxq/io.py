@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,31 @@ def read_json_file(path: str | os.PathLike[str], what: str, error: type[OnnxqErr
         raise error(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+def external_data_files(model: ir.Model) -> tuple[Path, ...]:
+    """The files a loaded model's external tensors are read from."""
+    return tuple(dict.fromkeys(Path(t.path) for t in _external_tensors(model)))
+
+
+def check_outputs_apart(outputs: Mapping[str, Path | None], inputs: Mapping[str, Iterable[Path]]) -> None:
+    """Refuse, in one line, an output path that is one of the inputs or another output.
+
+    ``outputs`` maps what each output is ("output", "report") to its path; ``inputs`` what each
+    input is ("input model", "calibration data") to its files. Paths are compared after resolving
+    symbolic links, so a link to an input is that input.
+    """
+    taken: dict[Path, str] = {}
+    for what, paths in inputs.items():
+        for path in paths:
+            taken.setdefault(Path(path).resolve(), f"the {what} '{path}'")
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        real = Path(path).resolve()
+        if real in taken:
+            raise OnnxqError(f"{what} '{path}' is {taken[real]}; choose another file")
+        taken[real] = f"the {what} '{path}'"
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` so that it appears complete or not at all."""
     with atomic_files(path) as (tmp,):
@@ -305,6 +330,8 @@ def _check_external_data(model: ir.Model, label: str) -> None:
 __all__ = [
     "AUTO_EXTERNAL_BYTES",
     "atomic_files",
+    "check_outputs_apart",
+    "external_data_files",
     "load_model",
     "read_json_file",
     "save_model",
