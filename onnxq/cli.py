@@ -9,7 +9,10 @@
 Any :class:`~onnxq.errors.OnnxqError` (bad model, bad data, bad config) and any OS error on the
 files named on the command line ends the program with one line ``onnxq: error: <message>`` on
 stderr and exit status 2; nothing is written on failure (models and reports are written atomically
-and only once everything succeeded). Warnings go to stderr as ``onnxq: warning: <message>``.
+and only once everything succeeded), and no output path may be an input (the model, its external
+data, calibration files, the qconfig file). Ctrl-C (exit 130) and SIGTERM (exit 143, what
+``timeout`` and ``kill`` send) remove every temporary file before the program ends. Warnings go
+to stderr as ``onnxq: warning: <message>``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +37,7 @@ from onnxq.targets import DEFAULT_TARGET, TARGETS
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 _PROG = "onnxq"
 
 
@@ -124,8 +130,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except _UsageError as e:
         return _fail(str(e))
-    with _cli_logging(args.verbose):
+    with _cli_logging(args.verbose), _terminate_as_exception():
         return _run_command(args)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that ``finally`` blocks and context managers
+    remove temporary files and directories as they do for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # handlers need the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -147,6 +173,9 @@ def _run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print(f"{_PROG}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     return EXIT_OK
 
 
@@ -181,7 +210,7 @@ def _quantize(args: argparse.Namespace) -> None:
     if args.qconfig is not None:
         qconfig = Path(args.qconfig)
         mapping = (
-            QConfigMapping.from_json_file(qconfig) if qconfig.is_file() else resolve_qconfig(args.qconfig)
+            QConfigMapping.from_json_file(qconfig) if qconfig.exists() else resolve_qconfig(args.qconfig)
         )
     elif args.activation_dtype or args.per_tensor:
         mapping = target_mapping(args.target)

@@ -1,8 +1,10 @@
 """Load and save ONNX models, with external data, safely.
 
 * :func:`load_model` turns a path or an ``onnx.ModelProto`` into an :class:`onnx_ir.Model` and
-  fails with one clear :class:`~onnxq.errors.ModelLoadError` line when the file is missing, is not
-  ONNX, is truncated, or its external data file is missing or short. External data is resolved
+  fails with one clear :class:`~onnxq.errors.ModelLoadError` line when the file is missing or not
+  a regular file, is not ONNX, is truncated, holds tensors whose data does not match their dims
+  or type (:mod:`onnxq.proto_check`), or its external data file is missing, short, or reached
+  through a link out of the model's directory. External data is resolved
   against the model file's own (absolute) directory, so the current directory does not matter.
 * :func:`save_model` is atomic: everything is written into a temporary directory beside the target
   and moved into place with ``os.replace`` (the data file first, then the model), so a failure
@@ -31,6 +33,7 @@ from google.protobuf.message import DecodeError
 
 from onnxq.errors import ModelLoadError, OnnxqError
 from onnxq.graph import iter_graphs
+from onnxq.proto_check import check_proto
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ def load_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model, *, what
     if isinstance(src, onnx.ModelProto):
         label = f"{what} (in-memory ModelProto)"
         _check_structure(src, label)
+        check_proto(src, label)
         model = _deserialize(src, label)
         _check_external_data(model, label)  # external locations resolve against the current directory
         return model
@@ -76,6 +80,7 @@ def load_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model, *, what
             f"(truncated or not an ONNX file: {_first_line(exc)})"
         ) from exc
     _check_structure(proto, label)
+    check_proto(proto, label)
     model = _deserialize(proto, label)
     base_dir = str(path.resolve().parent)
     for tensor in _external_tensors(model):
@@ -172,13 +177,36 @@ def read_json_file(path: str | os.PathLike[str], what: str, error: type[OnnxqErr
         size = p.stat().st_size
         if size > max_bytes:
             raise error(f"{p}: cannot read {what} ({size} bytes, more than the {max_bytes} allowed)")
-        return json.loads(p.read_text(encoding="utf-8"))
+        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark is allowed, as editors write one
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except OSError as e:
         raise error(f"{p}: cannot read {what} ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise error(f"{p}: not valid JSON (not UTF-8 text)") from None
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{p}: not valid JSON (not UTF-8 text) at byte {e.start} (0x{e.object[e.start]:02x})"
+        ) from None
     except json.JSONDecodeError as e:
         raise error(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except _DuplicateKey as e:
+        raise error(f"{p}: not valid JSON (key {e.args[0]!r} appears twice in one object)") from None
+    except RecursionError:
+        raise error(f"{p}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # integers of more digits than Python converts
+        raise error(f"{p}: not valid JSON ({_first_line(e)})") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (``json`` would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def external_data_files(model: ir.Model) -> tuple[Path, ...]:
@@ -306,15 +334,23 @@ def _check_external_data(model: ir.Model, label: str) -> None:
     for tensor in _external_tensors(model):
         location = str(tensor.location)
         data_path = Path(tensor.path)
-        if Path(location).is_absolute() or ".." in Path(location).parts:
+        # the real path, links followed, must stay in the model's directory: a link inside it that
+        # points elsewhere is refused before anything outside is even looked at
+        folder = Path(os.path.realpath(tensor.base_dir or "."))
+        if (
+            Path(location).is_absolute()
+            or ".." in Path(location).parts
+            or not Path(os.path.realpath(data_path)).is_relative_to(folder)
+        ):
             raise ModelLoadError(
                 f"{label}: external data location '{location}' (for tensor '{tensor.name}') must be a "
-                "relative path inside the model's directory"
+                "file inside the model's directory (no absolute path, '..' or link leading out of it)"
             )
         if location not in sizes:
             if not data_path.is_file():
+                problem = "is not a regular file" if data_path.exists() else "not found"
                 raise ModelLoadError(
-                    f"{label}: external data file '{location}' (for tensor '{tensor.name}') not found "
+                    f"{label}: external data file '{location}' (for tensor '{tensor.name}') {problem} "
                     f"next to the model in '{tensor.base_dir}'"
                 )
             sizes[location] = data_path.stat().st_size

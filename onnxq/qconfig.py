@@ -42,10 +42,14 @@ READABLE_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 16 << 20
 
 
-def _observer_registry() -> tuple[frozenset[str], Callable[[str], bool]]:
-    from onnxq.calibration.observers import observer_names, observer_supports_axis  # lazy: they import us
+def _observer_registry() -> tuple[frozenset[str], Callable[[str], bool], Callable[..., None]]:
+    from onnxq.calibration.observers import (  # lazy: they import us
+        check_observer_args,
+        observer_names,
+        observer_supports_axis,
+    )
 
-    return frozenset(observer_names()), observer_supports_axis
+    return frozenset(observer_names()), observer_supports_axis, check_observer_args
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class QSpec:
             raise ConfigError(
                 f"QSpec.granularity must be PerTensor, PerChannel or PerBlock, got {self.granularity!r}"
             )
-        observers, supports_axis = _observer_registry()
+        observers, supports_axis, check_args = _observer_registry()
         if self.observer not in observers:
             known = ", ".join(sorted(observers))
             raise ConfigError(f"QSpec.observer {self.observer!r} is not registered (known: {known})")
@@ -92,6 +96,7 @@ class QSpec:
                 f"QSpec.observer {self.observer!r} keeps one range per tensor; it cannot observe "
                 f"{_granularity_name(self.granularity)} parameters"
             )
+        check_args(self.observer, self.observer_args, not isinstance(self.granularity, PerTensor))
         if self.dynamic and (self.dtype != "uint8" or self.symmetric or self.reduce_range):
             raise ConfigError(
                 "QSpec.dynamic needs dtype uint8, asymmetric, without reduce_range "
@@ -279,8 +284,8 @@ class QConfigMapping:
         for pattern, _ in self.node_name_regexes:
             try:
                 re.compile(pattern)
-            except re.error as e:
-                raise ConfigError(f"invalid node name regex {pattern!r}: {e}") from None
+            except (re.error, TypeError, ValueError, OverflowError, RecursionError) as e:
+                raise ConfigError(f"invalid node name regex {str(pattern)[:80]!r}: {e}") from None
         object.__setattr__(self, "op_types", dict(self.op_types))
         object.__setattr__(self, "node_names", dict(self.node_names))
         object.__setattr__(self, "node_name_regexes", tuple(self.node_name_regexes))

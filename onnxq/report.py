@@ -104,8 +104,9 @@ class QuantizationReport:
             total = sum(self.nonfinite.values())
             top = sorted(self.nonfinite.items(), key=lambda kv: -kv[1])[:5]
             worst = ", ".join(f"{k} ({v})" for k, v in top)
-            lines.append(f"NaN/Inf values ignored in calibration: {total} in {len(self.nonfinite)} "
-                         f"tensors: {worst}")
+            lines.append(
+                f"NaN/Inf values ignored in calibration: {total} in {len(self.nonfinite)} tensors: {worst}"
+            )
         lines += [f"note: {note}" for note in self.pass_notes]
         return "\n".join(lines)
 

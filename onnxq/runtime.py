@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def session_options(
     opts.enable_cpu_mem_arena = memory_arena
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # errors come back as exceptions (:func:`error_text`), not as log lines
     return opts
 
 
@@ -89,8 +90,26 @@ def make_session(
     try:
         return ort.InferenceSession(source, opts, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnsupportedModelError(f"onnxruntime cannot run the {what}: {first}") from None
+        path = source if isinstance(source, str) else None
+        raise UnsupportedModelError(f"onnxruntime cannot run the {what}: {error_text(e, path)}") from None
+
+
+def error_text(exc: BaseException, model_path: str | None = None) -> str:
+    """The first line of an onnxruntime error, without its ``[ONNXRuntimeError] : 1 : FAIL :``
+    prefix and without the path of a temporary model file (``model_path``)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(
+        r"^Non-zero status code returned while running (\w+) node\. Name:'(.*?)' Status Message: ",
+        r"node '\2' (\1): ",
+        text,
+    )
+    if model_path:
+        text = re.sub(rf"Load model from {re.escape(model_path)} failed: ?", "", text).replace(
+            model_path, "model"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -137,4 +156,4 @@ def max_opset() -> int:
     return MIN_OPSET
 
 
-__all__ = ["make_session", "max_opset", "session_options", "session_with_outputs"]
+__all__ = ["error_text", "make_session", "max_opset", "session_options", "session_with_outputs"]

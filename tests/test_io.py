@@ -115,8 +115,74 @@ def test_load_model_raises_when_external_data_escapes_model_dir(matmul_model, tm
         if entry.key == "location":
             entry.value = location
     onnx.save_model(proto, str(path))
-    with pytest.raises(ModelLoadError, match=r"must be a relative path inside the model's directory"):
+    with pytest.raises(ModelLoadError, match=r"must be a file inside the model's directory"):
         load_model(path)
+
+
+def test_external_data_through_a_link_out_of_the_model_dir_is_refused_unread(
+    matmul_model, tmp_path, monkeypatch
+):
+    models = tmp_path / "models"
+    models.mkdir()
+    save_model(matmul_model, models / "ext.onnx", external_data=True)
+    outside = tmp_path / "secret.data"
+    (models / "ext.onnx.data").rename(outside)
+    os.symlink(outside, models / "ext.onnx.data")
+    looked_at: list[str] = []
+    real_stat = Path.stat
+
+    def spy(self, *args, **kwargs):
+        looked_at.append(str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", spy)
+    with pytest.raises(
+        ModelLoadError, match=r"'ext\.onnx\.data' .*\(no absolute path, '\.\.' or link leading out"
+    ) as info:
+        load_model(models / "ext.onnx")
+    assert "\n" not in str(info.value) and str(outside) not in str(info.value)
+    monkeypatch.undo()
+    assert not any(p.endswith("secret.data") for p in looked_at)  # its size was never asked for
+
+
+def test_external_data_through_a_link_inside_the_model_dir_is_read(matmul_model, tmp_path):
+    save_model(matmul_model, tmp_path / "ext.onnx", external_data=True)
+    (tmp_path / "ext.onnx.data").rename(tmp_path / "real.data")
+    os.symlink("real.data", tmp_path / "ext.onnx.data")
+    model = load_model(tmp_path / "ext.onnx")
+    assert model.graph.initializers["w"].const_value.numpy().shape == (64, 32)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b'{"a": 1, "a": 2}', "key 'a' appears twice in one object"),
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+        (b'{"version": ' + b"9" * 5000 + b"}", "not valid JSON (Exceeds the limit"),
+        (b'\xff\xfe{\x00"\x00', "not UTF-8 text) at byte 0 (0xff)"),
+        (b'{"a": tru', "Expecting value"),
+    ],
+)
+def test_read_json_file_gives_one_line(tmp_path, content, needle):
+    path = tmp_path / "c.json"
+    path.write_bytes(content)
+    with pytest.raises(OnnxqError, match=None) as info:
+        onnxq_io.read_json_file(path, "config", OnnxqError, 1 << 20)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_read_json_file_accepts_a_byte_order_mark(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert onnxq_io.read_json_file(path, "config", OnnxqError, 100) == {"a": 1}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_read_json_file_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "c.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OnnxqError, match="not a regular file"):
+        onnxq_io.read_json_file(fifo, "config", OnnxqError, 100)
 
 
 def test_load_model_reads_external_data_from_any_cwd(matmul_model, tmp_path, monkeypatch, run_ort):

@@ -639,3 +639,52 @@ def test_qconfig_rejects_per_channel_activations() -> None:
             QSpec("uint8", granularity=PerChannel(), observer="per_channel_minmax"),
             QSpec("int8", symmetric=True),
         )
+
+
+@pytest.mark.parametrize(
+    ("observer", "args", "message"),
+    [
+        ("histogram", {"upsample_rate": 100000}, r"upsample_rate must be an int in \[1, 1024\], got 100000"),
+        ("histogram", {"bins": 10**9}, r"bins must be an int in \[1, 65536\]"),
+        ("histogram", {"bins": 65536, "upsample_rate": 1024}, "bins x upsample_rate must be at most"),
+        (
+            "histogram",
+            {"bin": 64},
+            r"observer 'histogram' has no argument 'bin' \(it takes bins, upsample_rate\)",
+        ),
+        ("minmax", {"foo": 1}, r"observer 'minmax' has no argument 'foo' \(it takes no arguments\)"),
+        ("minmax", {"axis": 1}, "has no argument 'axis'"),
+        (
+            "moving_average_minmax",
+            {"averaging_constant": 2.0},
+            r"averaging_constant must be a number in \(0, 1\]",
+        ),
+        ("moving_average_minmax", {"averaging_constant": "0.1"}, "averaging_constant must be a number"),
+    ],
+)
+def test_observer_args_are_checked_when_the_spec_is_made(
+    observer: str, args: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        QSpec(observer=observer, observer_args=args)
+
+
+def test_observer_args_errors_in_a_file_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    doc = QConfigMapping(global_qconfig=get_default_qconfig("x86")).to_dict()
+    doc["global"]["activation"]["observer_args"] = {"upsample_rate": 100000}
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"upsample_rate must be an int in \[1, 1024\]") as info:
+        QConfigMapping.from_json_file(path)
+    assert "\n" not in str(info.value)
+    text = json.dumps(doc).replace('"observer_args": {', '"observer_args": {"bins": 8, "bins": 9, ', 1)
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="key 'bins' appears twice in one object"):
+        QConfigMapping.from_json_file(path)
+
+
+@pytest.mark.parametrize("pattern", ["(" * 5000 + ")" * 5000, "a{99999999999}", "[z-a]", "(?P<x"])
+def test_node_name_regexes_that_do_not_compile_are_config_errors(pattern: str) -> None:
+    qc = get_default_qconfig("x86")
+    with pytest.raises(ConfigError, match="invalid node name regex"):
+        QConfigMapping(node_name_regexes=((pattern, qc),))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 
 from onnxq.calibration.data import (
     MAX_DYNAMIC_BATCH,
@@ -41,7 +42,7 @@ from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.sources import Batch, count_samples
 from onnxq.calibration.subgraphs import expose
 from onnxq.errors import CalibrationDataError
-from onnxq.runtime import session_with_outputs
+from onnxq.runtime import error_text, session_with_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def calibrate(
         job: Future[None] | None = None
         try:
             for feed, n in runs:
-                values = sess.run(fetched, feed) if fetched else []
+                values = _run(sess, fetched, feed, num_samples, n) if fetched else []
                 if num_samples == 0 and values:
                     per_sample = max(1, sum(int(v.nbytes) for v in values) // n)
                     run_size[0] = max(1, min(MAX_DYNAMIC_BATCH, RUN_OUTPUT_BYTES // per_sample))
@@ -169,6 +170,23 @@ def calibrate(
     if unreached:
         logger.info("calibration: %d tensor(s) never reached: %s", len(unreached), sorted(unreached))
     return result
+
+
+def _run(
+    sess: ort.InferenceSession, fetched: list[str], feed: dict[str, np.ndarray], first: int, n: int
+) -> list[np.ndarray]:
+    try:
+        return sess.run(fetched, feed)  # type: ignore[no-any-return]
+    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidArgument, ...)
+        shapes = ", ".join(f"{k!r}: {list(v.shape)}" for k, v in feed.items())
+        raise CalibrationDataError(
+            f"onnxruntime failed to run the model on calibration {_samples(first, n)} "
+            f"(inputs {shapes}): {error_text(e)}"
+        ) from None
+
+
+def _samples(first: int, n: int) -> str:
+    return f"sample {first}" if n == 1 else f"samples {first}..{first + n - 1}"
 
 
 def _update_all(observers: Mapping[str, Observer], pairs: list[tuple[str, np.ndarray]]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxq.calibration.observers.base import Observer, observer_from_state
-from onnxq.errors import CalibrationDataError
+from onnxq.errors import CalibrationDataError, OnnxqError
 from onnxq.io import read_json_file, write_text_atomic
 
 STATE_VERSION = 1
@@ -103,7 +103,7 @@ class CalibrationResult:
         for name, obs_state in observers.items():
             try:
                 rebuilt[str(name)] = observer_from_state(obs_state)
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError, OnnxqError) as e:
                 message = e.args[0] if isinstance(e, KeyError) and e.args else e
                 raise ValueError(f"observer of tensor {name!r}: {message}") from None
         try:

@@ -8,12 +8,12 @@ model as given.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from onnxq.calibration.npz import MAX_FILE_BYTES, read_npz, read_npz_headers
 from onnxq.errors import CalibrationDataError
 
 Batch = Mapping[str, np.ndarray]
@@ -21,25 +21,18 @@ Batch = Mapping[str, np.ndarray]
 
 class NpzCalibrationData:
     """Lazily read ``.npz`` files, one file in memory at a time; each file is one batch of samples
-    on axis 0."""
+    on axis 0. Files are read by :mod:`onnxq.calibration.npz`: sizes are checked before anything
+    is allocated, and a file may hold at most ``max_file_bytes`` of arrays."""
 
     samples_on_axis0 = True
 
-    def __init__(self, files: Sequence[Path]) -> None:
+    def __init__(self, files: Sequence[Path], max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.files = tuple(files)
+        self.max_file_bytes = max_file_bytes
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for path in self.files:
-            try:
-                z = np.load(path, allow_pickle=False)
-                if not isinstance(z, np.lib.npyio.NpzFile):
-                    raise CalibrationDataError(f"{path}: expected an .npz archive, got a single array")
-                with z:
-                    batch = {k: z[k] for k in z.files}
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise CalibrationDataError(f"{path}: cannot read calibration data: {msg}") from None
-            yield batch
+            yield read_npz(path, self.max_file_bytes)
 
     def batch_label(self, index: int) -> str:
         """How errors name batch ``index``: its file."""
@@ -51,37 +44,32 @@ class NpzCalibrationData:
         total = 0
         try:
             for path in self.files:
-                with zipfile.ZipFile(path) as zf:
-                    name = next((n for n in zf.namelist() if n.endswith(".npy")), None)
-                    if name is None:
-                        continue
-                    with zf.open(name) as f:
-                        version = np.lib.format.read_magic(f)
-                        if version == (1, 0):
-                            shape = np.lib.format.read_array_header_1_0(f)[0]
-                        elif version == (2, 0):
-                            shape = np.lib.format.read_array_header_2_0(f)[0]
-                        else:
-                            return None
-                    total += int(shape[0]) if shape else 1
-        except (OSError, ValueError, zipfile.BadZipFile):
+                headers = read_npz_headers(path, self.max_file_bytes)
+                total += headers[0].shape[0] if headers[0].shape else 1
+        except CalibrationDataError:
             return None
         return total
 
 
-def load_calibration_data(path: str | Path) -> NpzCalibrationData:
-    """An ``.npz`` file (keys = input names, axis 0 = samples) or a directory of them (sorted)."""
+def load_calibration_data(path: str | Path, max_file_bytes: int = MAX_FILE_BYTES) -> NpzCalibrationData:
+    """An ``.npz`` file (keys = input names, axis 0 = samples) or a directory of them (sorted).
+
+    Only regular files are read (a FIFO or a device is refused, never waited on); each file may
+    hold at most ``max_file_bytes`` of arrays.
+    """
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix == ".npz" and f.is_file())
         if not files:
             raise CalibrationDataError(f"{p}: directory holds no .npz calibration files")
-        return NpzCalibrationData(files)
+        return NpzCalibrationData(files, max_file_bytes)
     if not p.exists():
         raise CalibrationDataError(f"{p}: calibration data not found")
+    if not p.is_file():
+        raise CalibrationDataError(f"{p}: calibration data is not a regular file or a directory")
     if p.suffix != ".npz":
         raise CalibrationDataError(f"{p}: expected an .npz file or a directory of .npz files")
-    return NpzCalibrationData([p])
+    return NpzCalibrationData([p], max_file_bytes)
 
 
 def count_samples(batches: Iterable[Batch]) -> int | None:

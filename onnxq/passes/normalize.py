@@ -22,7 +22,9 @@
    dynamic dims (reported), so shape inference and ``Shape`` folding never take them for sizes.
    Every node gets a unique name (unnamed or duplicate ones get fresh names such as ``Relu_1``;
    :func:`onnxq.graph.name_nodes`), since qconfigs and reports refer to nodes by name.
-7. Shapes are inferred where onnx can (best effort: a model without shape information still works).
+7. Shapes are inferred where onnx can (best effort: a model without shape information still works;
+   a model shape inference rejects is logged in one line). The IR version is raised to what the
+   opsets need (an IR-3 file upgraded to opset 13 becomes IR 7).
 8. Exporter debug information on nodes (``doc_string``, ``metadata_props``: stack traces, FX node
    text) is dropped (``strip_node_metadata=True``, the default; ``onnx_ir``'s
    ``ClearMetadataAndDocStringPass``): it can be 10% of an int8 file.
@@ -31,6 +33,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import onnx
@@ -68,6 +71,31 @@ FOLDABLE_OPS = frozenset({
     "Neg", "Reshape", "Slice", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
 })
 # fmt: on
+
+
+def _raise_ir_version(model: ir.Model, notes: list[str]) -> int:
+    """Make the IR version at least what the model's opsets need (IR 3 files upgraded to opset 13
+    would otherwise keep IR 3's rule that every initializer is a graph input); 1 if raised."""
+    opsets = [onnx.helper.make_opsetid(domain, version) for domain, version in model.opset_imports.items()]
+    needed = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    if model.ir_version >= needed:
+        return 0
+    notes.append(f"IR version raised from {model.ir_version} to {needed}, which its opsets need")
+    model.ir_version = needed
+    return 1
+
+
+class _Swallow(logging.Filter):
+    """Keeps the exceptions of the log records it stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.reasons.append(record.exc_info[1])
+        return False
 
 
 def _dynamic_interface_dims(graph: ir.Graph) -> int:
@@ -112,15 +140,52 @@ def _evaluate(node: ir.Node) -> np.ndarray | None:
         feeds[value.name] = array
     if len(node.outputs) != 1 or not node.outputs[0].name:
         return None
+    # Folding may not blow the file up (Expand); same-size rewrites (Transpose, Cast) always fold.
+    limit = max(MAX_FOLD_ELEMENTS, sum(a.size for a in feeds.values()))
+    bound = _result_bound(node, list(feeds.values()))
+    if bound is None or bound > limit:  # decided before anything is computed or allocated
+        return None
     try:
         (result,) = ReferenceEvaluator(ir.serde.serialize_node(node)).run(None, feeds)
     except Exception as exc:  # an op the reference cannot run here: leave the node alone
         logger.debug("normalize: not folding %s '%s': %s", node.op_type, node.name, exc)
         return None
     result = np.asarray(result)
-    # Folding may not blow the file up (Expand); same-size rewrites (Transpose, Cast) always fold.
-    limit = max(MAX_FOLD_ELEMENTS, sum(a.size for a in feeds.values()))
     return result if result.size <= limit else None
+
+
+def _broadcast_size(shapes: list[tuple[int, ...]]) -> int | None:
+    """Elements of the multidirectional broadcast of ``shapes`` (None if they do not broadcast)."""
+    rank = max((len(s) for s in shapes), default=0)
+    dims = []
+    for axis in range(rank):
+        sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        dims.append(sizes.pop() if sizes else 1)
+    return math.prod(dims)
+
+
+def _result_bound(node: ir.Node, arrays: list[np.ndarray]) -> int | None:
+    """An upper bound of the elements ``node`` computes from the constant ``arrays`` (its inputs in
+    order), in Python ints; None when it cannot be told without running it."""
+    op = node.op_type
+    if op in ("Add", "Sub", "Mul", "Div"):
+        return _broadcast_size([a.shape for a in arrays])
+    if op == "Expand":
+        if len(arrays) != 2 or arrays[1].ndim != 1 or arrays[1].dtype.kind not in "iu":
+            return None
+        return _broadcast_size([arrays[0].shape, tuple(int(d) for d in arrays[1])])
+    if op == "Gather":
+        if len(arrays) != 2 or arrays[0].ndim == 0:
+            return None
+        axis = node.attributes.get_int("axis", 0)
+        if not -arrays[0].ndim <= axis < arrays[0].ndim:
+            return None
+        rows = arrays[0].shape[axis]
+        return arrays[1].size * (arrays[0].size // rows if rows else 0)
+    # the other foldable ops compute at most as many elements as their inputs hold
+    return sum(a.size for a in arrays)
 
 
 class Normalize(GraphPass):
@@ -169,8 +234,6 @@ class Normalize(GraphPass):
         constants = _count_constants(graph)
         ir.passes.Sequential(*library, common_passes.LiftConstantsToInitializersPass(True, 0))(model)
         if initializer_inputs:
-            # IR < 4 requires every initializer to be a graph input; opset 13 goes with IR 7.
-            model.ir_version = max(model.ir_version, 7)
             notes.append(f"{initializer_inputs} initializer(s) removed from the graph inputs (old IR style)")
         count += initializer_inputs
         rewrites = constants - _count_constants(graph)
@@ -181,15 +244,29 @@ class Normalize(GraphPass):
         remove_unused_initializers(graph)
         if rewrites:
             self._infer_shapes(model)
+        if count or model.ir_version < 4:  # an upgraded opset, or IR 3's initializer-input rule
+            count += _raise_ir_version(model, notes)
         return PassResult(model, count + rewrites, tuple(notes))
 
     def _infer_shapes(self, model: ir.Model) -> None:
         if not self.infer_shapes:
             return
+        # onnx-ir logs a rejected model with its whole traceback; say it in one line instead
+        failures = _Swallow()
+        pass_logger = logging.getLogger(common_passes.ShapeInferencePass.__module__)
+        pass_logger.addFilter(failures)
         try:
             common_passes.ShapeInferencePass(strict_mode=False)(model)
         except Exception as exc:  # shape inference is an optional improvement
-            logger.warning("normalize: shape inference failed, continuing without: %s", exc)
+            failures.reasons.append(exc)
+        finally:
+            pass_logger.removeFilter(failures)
+        for reason in failures.reasons[:1]:
+            text = str(reason).strip().splitlines()
+            logger.warning(
+                "normalize: shape inference failed, continuing without: %s",
+                text[0] if text else type(reason).__name__,
+            )
 
     def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> int:
         """Upgrade ``model`` in place (its graph is replaced) when its opset is below ``min_opset``."""
@@ -285,7 +362,9 @@ class Normalize(GraphPass):
             return constant_array(first)
         if node.op_type == "ConstantOfShape":
             shape = constant_array(first)
-            if shape is None or shape.ndim != 1 or np.any(shape < 0) or np.prod(shape) > MAX_FOLD_ELEMENTS:
+            if shape is None or shape.ndim != 1 or np.any(shape < 0):
+                return None
+            if math.prod(int(d) for d in shape) > MAX_FOLD_ELEMENTS:  # Python ints: no overflow to 0
                 return None
             fill = node.attributes.get_tensor("value")
             fill_array = np.zeros(1, np.float32) if fill is None else np.asarray(fill.numpy()).reshape(-1)

@@ -261,9 +261,18 @@ def _register_defaults() -> None:
         )
     )
     # an embedding table: stored int8 per row behind a DequantizeLinear; indices and output stay as they are
-    register_op(OpRule("Gather", weighted, weight_input=0, activation_inputs=(), activation_outputs=(),
-                       weight_axis=lambda n, r: 0, reduction_axis=lambda n, r: r - 1,
-                       output_channels=lambda n, w: int(w.shape[0])))
+    register_op(
+        OpRule(
+            "Gather",
+            weighted,
+            weight_input=0,
+            activation_inputs=(),
+            activation_outputs=(),
+            weight_axis=lambda n, r: 0,
+            reduction_axis=lambda n, r: r - 1,
+            output_channels=lambda n, w: int(w.shape[0]),
+        )
+    )
     for op in ("Add", "Mul"):
         register_op(OpRule(op, QuantKind.ELEMENTWISE, activation_inputs=(0, 1), fusable_activations=acts))
     for op in ("AveragePool", "GlobalAveragePool"):

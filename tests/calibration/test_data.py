@@ -60,7 +60,7 @@ def test_directory_is_read_in_sorted_order_lazily(tmp_path: Path) -> None:
     it = iter(load_calibration_data(tmp_path))
     assert list(next(it)["ids"]) == [100, 101]  # a.npz first
     assert list(next(it)["ids"]) == [200, 201, 202]
-    with pytest.raises(CalibrationDataError, match=r"c\.npz: cannot read calibration data"):
+    with pytest.raises(CalibrationDataError, match=r"c\.npz: not an \.npz archive"):
         next(it)
 
 

@@ -379,3 +379,42 @@ def test_declared_shapes_the_model_does_not_produce_do_not_break_calibration() -
     observers = {"h": MinMaxObserver(), "y": MinMaxObserver()}
     result = calibrate(model, observers, [{"x": np.ones((5, 4), np.float32)}], progress=False)
     assert result.num_samples == 5 and float(result.observers["y"].min_val) == -1.0
+
+
+def _conv(weight_shape: tuple[int, ...], group: int = 1, bias: int | None = None) -> onnx.ModelProto:
+    h = onnx.helper
+    inits = [onnx.numpy_helper.from_array(np.ones(weight_shape, np.float32), "W")]
+    inputs = ["x", "W"]
+    if bias is not None:
+        inits.append(onnx.numpy_helper.from_array(np.zeros(bias, np.float32), "B"))
+        inputs.append("B")
+    graph = h.make_graph(
+        [h.make_node("Conv", inputs, ["y"], name="conv", group=group), h.make_node("Relu", ["y"], ["z"])],
+        "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)],
+        inits,
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize(
+    ("model", "needle"),
+    [
+        (
+            _conv((4, 3, 3, 3), group=2),
+            "node 'conv' (Conv): Input channels C is not equal to kernel channels",
+        ),
+        (_conv((4, 3, 3, 3), bias=3), "bias must be a 1D tensor of size output_channels (4)"),
+        (_conv((4, 3, 9, 9)), "(Conv): Invalid input shape"),
+    ],
+)
+def test_onnxruntime_failing_during_the_run_is_one_line_naming_the_samples(model, needle) -> None:
+    data = [{"x": np.ones((1, 3, 8, 8), np.float32)}]
+    with pytest.raises(CalibrationDataError) as info:
+        calibrate(model, {"y": MinMaxObserver()}, data, progress=False)
+    message = str(info.value)
+    assert message.startswith(
+        "onnxruntime failed to run the model on calibration sample 0 (inputs 'x': [1, 3, 8, 8])"
+    )
+    assert needle in message and "\n" not in message and "[ONNXRuntimeError]" not in message

@@ -100,7 +100,10 @@ def test_normalize_removes_initializers_from_graph_inputs(run_ort):
     result, normalized = _normalize(model)
     assert [i.name for i in normalized.graph.input] == ["x"]
     assert [i.name for i in normalized.graph.initializer] == ["w"]
-    assert result.notes == ("1 initializer(s) removed from the graph inputs (old IR style)",)
+    assert result.notes == (
+        "1 initializer(s) removed from the graph inputs (old IR style)",
+        "IR version raised from 3 to 7, which its opsets need",
+    )
     x = np.ones((4, 3), np.float32)
     np.testing.assert_array_equal(run_ort(normalized, {"x": x})[0], x @ w)
 
@@ -360,3 +363,80 @@ def test_normalize_keeps_initializers_read_only_by_subgraphs(model_from_text, as
     x = np.array([1.0, -1.0], np.float32)
     for cond in (True, False):
         assert_same_outputs(model, normalized, {"cond": np.array(cond), "x": x})
+
+
+def test_normalize_never_folds_a_shape_whose_product_overflows_int64(model_from_text, op_counts):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[1] x) => (float[?] y) {
+            shape = Constant <value = int64[2] {4294967296, 4294967296}> ()
+            z = ConstantOfShape <value = float[1] {1.0}> (shape)
+            y = Add(x, z)
+        }
+    """)
+    result = Normalize()(load_model(model))
+    assert op_counts(to_proto(result.model)) == {"ConstantOfShape": 1, "Add": 1}
+
+
+def _fold_case(kind: str) -> onnx.ModelProto:
+    """A constant that would take 10^10 elements, computed from inputs of 10^5."""
+    zeros = np.zeros
+    consts = {
+        "Add": ([zeros((100000, 1), np.float32), zeros((1, 100000), np.float32)], {}),
+        "Expand": ([zeros(1, np.float32), np.array([100000, 100000], np.int64)], {}),
+        "Gather": ([zeros((1, 100000), np.float32), zeros(100000, np.int64)], {"axis": 0}),
+    }[kind]
+    names = [f"k{i}" for i in range(len(consts[0]))]
+    nodes = [
+        oh.make_node("Constant", [], [n], value=onnx.numpy_helper.from_array(a))
+        for n, a in zip(names, consts[0], strict=True)
+    ]
+    nodes += [oh.make_node(kind, names, ["c"], **consts[1]), oh.make_node("Add", ["x", "c"], ["y"])]
+    graph = oh.make_graph(
+        nodes,
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("kind", ["Add", "Expand", "Gather"])
+def test_normalize_bounds_a_fold_before_computing_it(kind, op_counts, monkeypatch):
+    computed = []
+    real = normalize_module.ReferenceEvaluator
+
+    def spy(*args, **kwargs):
+        computed.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(normalize_module, "ReferenceEvaluator", spy)
+    result = Normalize(infer_shapes=False)(load_model(_fold_case(kind)))
+    assert computed == []  # decided from the shapes, never evaluated
+    assert op_counts(to_proto(result.model))[kind] == (2 if kind == "Add" else 1)  # left as it is
+
+
+def test_normalize_raises_the_ir_version_of_an_ir3_model_it_upgrades(tmp_path, run_ort):
+    import os
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend/test/data/pytorch-converted/test_AvgPool2d")
+    model = onnx.load(os.path.join(path, "model.onnx"))
+    assert model.ir_version == 3 and not model.graph.initializer
+    result, proto = _normalize(model)
+    assert proto.ir_version == 7
+    assert "IR version raised from 3 to 7, which its opsets need" in result.notes
+
+
+def test_normalize_says_in_one_line_that_shape_inference_failed(model_from_text, caplog, capsys):
+    model = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2, 3] x, int64[2, 3] n) => (float[2, 3] y) {
+            y = Add(x, n)
+        }
+    """)
+    with caplog.at_level("WARNING"):
+        Normalize()(load_model(model))
+    records = [r for r in caplog.records if "shape inference" in r.getMessage()]
+    assert len(records) == 1 and records[0].name == "onnxq.passes.normalize"
+    assert records[0].exc_info is None and "\n" not in records[0].getMessage()
+    assert "Traceback" not in capsys.readouterr().err

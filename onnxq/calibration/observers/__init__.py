@@ -7,6 +7,7 @@ Each observer module is imported here explicitly so that its ``@register_observe
 
 from onnxq.calibration.observers.base import (
     Observer,
+    check_observer_args,
     make_observer,
     observer_from_state,
     observer_names,
@@ -26,6 +27,7 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "Observer",
     "PerChannelMinMaxObserver",
+    "check_observer_args",
     "make_observer",
     "observer_from_state",
     "observer_names",

@@ -8,7 +8,8 @@ quantization parameters (``qparams``) through the pure functions of :mod:`onnxq.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -73,6 +74,28 @@ def make_observer(name: str, axis: int | None = None, **kwargs: Any) -> Observer
     except KeyError:
         raise KeyError(f"unknown observer {name!r} (known: {', '.join(observer_names())})") from None
     return factory(axis=axis, **kwargs)
+
+
+def check_observer_args(name: str, args: Mapping[str, Any], per_channel: bool) -> None:
+    """Raise a one-line :class:`~onnxq.errors.ConfigError` unless ``make_observer(name, axis,
+    **args)`` accepts ``args``: names its constructor takes (``axis`` is the spec's granularity,
+    not an argument), values in the bounds it checks. The observer is built once and dropped."""
+    from onnxq.errors import ConfigError
+
+    factory = _REGISTRY[name]
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("self", "axis")]
+    unknown = sorted(str(k) for k in args if k not in accepted)
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no arguments"
+        raise ConfigError(
+            f"observer {name!r} has no argument {', '.join(map(repr, unknown))} (it takes {takes})"
+        )
+    try:
+        factory(axis=0 if per_channel else None, **args)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError, MemoryError) as e:
+        raise ConfigError(f"observer {name!r}: {e}") from None
 
 
 def observer_from_state(state: dict[str, Any]) -> Observer:

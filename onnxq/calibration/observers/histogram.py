@@ -30,6 +30,18 @@ _LANES = 4  # interleaved sub-histograms: runs of equal values (ReLU zeros) do n
 _LANE_OF = np.arange(_CHUNK) % _LANES
 
 
+#: Bounds of the constructor's arguments: memory is O(bins x upsample_rate) while re-binning.
+MAX_BINS = 1 << 16
+MAX_UPSAMPLE_RATE = 1 << 10
+MAX_FINE_BINS = 1 << 22
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
 def bin_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """Counts of the finite values ``x`` (all within ``[lo, hi]``) in ``bins`` equal bins.
 
@@ -116,9 +128,14 @@ class HistogramObserver:
     def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
         if axis is not None:
             raise ConfigError(f"observer 'histogram' is per-tensor only, got axis={axis}")
-        for name, v in (("bins", bins), ("upsample_rate", upsample_rate)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"observer 'histogram': {name} must be a positive int, got {v!r}")
+        for name, v, most in (("bins", bins, MAX_BINS), ("upsample_rate", upsample_rate, MAX_UPSAMPLE_RATE)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise ConfigError(f"observer 'histogram': {name} must be an int in [1, {most}], got {v!r}")
+        if bins * upsample_rate > MAX_FINE_BINS:
+            raise ConfigError(
+                f"observer 'histogram': bins x upsample_rate must be at most {MAX_FINE_BINS} "
+                f"(re-binning works on that many sub-bins), got {bins} x {upsample_rate}"
+            )
         self.axis = None
         self.bins = bins
         self.upsample_rate = upsample_rate
@@ -214,14 +231,21 @@ class HistogramObserver:
     def from_state_dict(cls, state: dict[str, Any]) -> HistogramObserver:
         if state.get("observer") != cls.kind:
             raise ValueError(f"state of {state.get('observer')!r} given to the histogram observer")
-        obs = cls(bins=int(state["bins"]), upsample_rate=int(state["upsample_rate"]))
+        obs = cls(bins=state["bins"], upsample_rate=state["upsample_rate"])
         hist = np.asarray(state["histogram"], dtype=np.float64)
         if hist.shape != (obs.bins,):
             raise ValueError(f"histogram state has {hist.size} bins, expected {obs.bins}")
+        if not np.all(np.isfinite(hist)) or np.any(hist < 0):
+            raise ValueError("histogram state has negative or non-finite counts")
         obs._hist = hist
         if state["min"] is not None:
-            obs._lo, obs._hi = float(state["min"]), float(state["max"])
-        obs._nonfinite = int(state["nonfinite"])
+            lo, hi = float(state["min"]), float(state["max"])
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise ValueError(f"histogram state range [{lo}, {hi}] is not a finite interval")
+            obs._lo, obs._hi = lo, hi
+        elif hist.any():
+            raise ValueError("histogram state has counts but no range")
+        obs._nonfinite = _count(state["nonfinite"], "nonfinite")
         return obs
 
     def __repr__(self) -> str:

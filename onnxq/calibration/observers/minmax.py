@@ -137,10 +137,22 @@ class _RangeObserver:
             k: v for k, v in state.items() if k not in ("observer", "min", "max", "updates", "nonfinite")
         }
         obs = cls(**kwargs)
-        obs._lo = from_json_floats(state["min"], np.inf)
-        obs._hi = from_json_floats(state["max"], -np.inf)
-        obs._updates = int(state["updates"])
-        obs._nonfinite = int(state["nonfinite"])
+        lo, hi = from_json_floats(state["min"], np.inf), from_json_floats(state["max"], -np.inf)
+        if lo.shape != hi.shape or lo.ndim > 1:
+            raise ValueError(
+                f"min and max must be numbers or lists of one length, got shapes {lo.shape}, {hi.shape}"
+            )
+        seen = np.isfinite(lo) | np.isfinite(hi)
+        if np.any(np.isnan(lo) | np.isnan(hi)) or np.any(
+            seen & ~(np.isfinite(lo) & np.isfinite(hi) & (lo <= hi))
+        ):
+            raise ValueError("min and max must be finite with min <= max (or both null: nothing seen)")
+        obs._lo, obs._hi = lo, hi
+        for name in ("updates", "nonfinite"):
+            value = state[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        obs._updates, obs._nonfinite = state["updates"], state["nonfinite"]
         return obs
 
     def _copy_with(self, lo: np.ndarray, hi: np.ndarray, updates: int, nonfinite: int) -> Any:

@@ -1,0 +1,157 @@
+"""Checks a model's protobuf passes before anything reads its tensors.
+
+Protobuf parses what the schema allows, which is far more than what a model can mean: a
+tensor's ``raw_data`` may be shorter or longer than its dims say, dims may be negative,
+``data_type`` may be 0 or unknown, external data may claim a length that is not its dims' size, a
+``string`` field may hold bytes that are not UTF-8, a graph input may have no name. Each of these
+otherwise surfaces deep inside onnx-ir, numpy or onnxruntime as a traceback. :func:`check_proto`
+walks every message once (subgraphs and functions included, iteratively: no recursion limit) and
+raises one :class:`~onnxq.errors.ModelLoadError` line naming the tensor or field.
+
+A tensor of ``n = prod(dims)`` elements of a ``b``-bit type must hold ``ceil(n b / 8)`` bytes of
+``raw_data`` or of external data, or ``n`` values in its typed field (two per element for the
+complex types, in ``float_data`` or ``double_data``); a tensor of no elements may hold no data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from onnxq.errors import ModelLoadError
+
+T = onnx.TensorProto
+#: The typed field that holds each type's values, and how many values per element.
+_TYPED_FIELD: dict[int, tuple[str, int]] = {
+    T.FLOAT: ("float_data", 1),
+    T.COMPLEX64: ("float_data", 2),
+    T.DOUBLE: ("double_data", 1),
+    T.COMPLEX128: ("double_data", 2),
+    T.INT64: ("int64_data", 1),
+    T.UINT32: ("uint64_data", 1),
+    T.UINT64: ("uint64_data", 1),
+    T.STRING: ("string_data", 1),
+    **{
+        dt: ("int32_data", 1)
+        for dt in (T.INT32, T.INT16, T.INT8, T.UINT16, T.UINT8, T.BOOL, T.FLOAT16, T.BFLOAT16)
+    },
+}
+_DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def check_proto(proto: onnx.ModelProto, label: str) -> None:
+    """Raise :class:`ModelLoadError` (``label``: how to name the model) on the first defect."""
+    stack: list[tuple[Message, str]] = [(proto, "model")]
+    while stack:
+        message, where = stack.pop()
+        if isinstance(message, onnx.TensorProto):
+            _check_tensor(message, where, label)
+        elif isinstance(message, onnx.GraphProto):
+            _check_graph_names(message, where, label)
+        for field, value in message.ListFields():
+            path = f"{where}.{field.name}"
+            if field.type == FieldDescriptor.TYPE_STRING:
+                _check_text(value, _repeated(field), path, label)
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                if _repeated(field):
+                    stack.extend((item, f"{path}[{i}]{_named(item)}") for i, item in enumerate(value))
+                else:
+                    stack.append((value, path))
+
+
+def _repeated(field: FieldDescriptor) -> bool:
+    flag = getattr(field, "is_repeated", None)  # protobuf >= 5; older versions have only ``label``
+    return bool(flag) if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _named(message: Message) -> str:
+    name = getattr(message, "name", "")
+    return f"('{name}')" if isinstance(name, str) and name else ""
+
+
+def _check_text(value: object, repeated: bool, path: str, label: str) -> None:
+    # protobuf hands back the bytes of a proto2 string field that is not valid UTF-8
+    items = value if repeated else (value,)
+    for item in items:  # type: ignore[union-attr]
+        if isinstance(item, bytes):
+            shown = item[:40].decode("utf-8", "backslashreplace")
+            raise ModelLoadError(f"{label}: {path} is not valid UTF-8 text ('{shown}')")
+
+
+def _check_graph_names(graph: onnx.GraphProto, where: str, label: str) -> None:
+    for kind in ("input", "output", "initializer"):
+        for i, item in enumerate(getattr(graph, kind)):
+            if not item.name:
+                raise ModelLoadError(
+                    f"{label}: {where}.{kind}[{i}] has no name (every graph {kind} needs one)"
+                )
+
+
+def _check_tensor(t: onnx.TensorProto, where: str, label: str) -> None:
+    name = f"tensor '{t.name}'" if t.name else f"the tensor at {where}"
+    try:
+        dtype = ir.DataType(t.data_type)
+    except ValueError:
+        dtype = ir.DataType.UNDEFINED
+    if dtype == ir.DataType.UNDEFINED:
+        raise ModelLoadError(
+            f"{label}: {name} has data_type {t.data_type}, which is not an ONNX element type"
+        )
+    if any(d < 0 for d in t.dims):
+        raise ModelLoadError(f"{label}: {name} has a negative dimension in dims {list(t.dims)}")
+    count = math.prod(int(d) for d in t.dims)  # Python ints: no overflow
+    bits = None if dtype == ir.DataType.STRING else dtype.bitwidth
+    want_bytes = None if bits is None else -(-count * bits // 8)
+    dims = f"{dtype.name.lower()}{list(t.dims)}"
+    if t.data_location == T.EXTERNAL:
+        _check_external(t, name, dims, want_bytes, label)
+        return
+    if t.HasField("raw_data"):
+        if want_bytes is None:
+            raise ModelLoadError(
+                f"{label}: {name} is a string tensor with raw_data (strings go in string_data)"
+            )
+        if len(t.raw_data) != want_bytes:
+            raise ModelLoadError(
+                f"{label}: {name} ({dims}) needs {want_bytes} bytes of raw_data, it has {len(t.raw_data)}"
+            )
+        return
+    held = {f: len(getattr(t, f)) for f in _DATA_FIELDS if len(getattr(t, f))}
+    typed = _TYPED_FIELD.get(t.data_type)
+    if typed is None:  # 4-bit, 8-bit float and other packed types: their layout in typed fields varies
+        if count and not held:
+            raise ModelLoadError(f"{label}: {name} ({dims}) has no data")
+        return
+    field, per_element = typed
+    got = held.pop(field, 0)
+    if held:
+        raise ModelLoadError(f"{label}: {name} ({dims}) holds data in {', '.join(held)}, not in {field}")
+    if got != count * per_element:
+        raise ModelLoadError(
+            f"{label}: {name} ({dims}) needs {count * per_element} values in {field}, it has {got}"
+        )
+
+
+def _check_external(t: onnx.TensorProto, name: str, dims: str, want_bytes: int | None, label: str) -> None:
+    info = {e.key: e.value for e in t.external_data}
+    if not info.get("location"):
+        raise ModelLoadError(f"{label}: {name} is stored externally but names no location")
+    for key in ("offset", "length"):
+        if key in info and not (info[key].isascii() and info[key].isdigit() and len(info[key]) < 20):
+            raise ModelLoadError(
+                f"{label}: {name}: external data {key} '{info[key][:40]}' is not a byte count"
+            )
+    if want_bytes is None:
+        raise ModelLoadError(f"{label}: {name} is a string tensor stored externally (onnxruntime reads none)")
+    if "length" in info and int(info["length"]) != want_bytes:
+        raise ModelLoadError(
+            f"{label}: {name} ({dims}) needs {want_bytes} bytes of external data, "
+            f"its length says {info['length']}"
+        )
+
+
+__all__ = ["check_proto"]

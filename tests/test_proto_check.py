@@ -1,0 +1,178 @@
+"""Malformed tensors and fields are refused at load, in one line, before anything reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxq.cli import main
+from onnxq.errors import ModelLoadError
+from onnxq.io import load_model
+
+
+def _conv_model(weight_name: str = "W") -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.arange(4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3), weight_name)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", weight_name], ["y"], name="conv")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def _with(edit: object) -> onnx.ModelProto:
+    model = _conv_model()
+    edit(model.graph.initializer[0])  # type: ignore[operator]
+    return model
+
+
+def _short(t: TensorProto) -> None:
+    t.raw_data = t.raw_data[:10]
+
+
+def _long(t: TensorProto) -> None:
+    t.raw_data = t.raw_data + b"abcd"
+
+
+def _negative(t: TensorProto) -> None:
+    t.dims[0] = -4
+
+
+def _undefined(t: TensorProto) -> None:
+    t.data_type = 0
+
+
+def _unknown_type(t: TensorProto) -> None:
+    t.data_type = 999
+
+
+def _typed_too_few(t: TensorProto) -> None:
+    t.ClearField("raw_data")
+    t.float_data.extend([1.0] * 7)
+
+
+def _wrong_field(t: TensorProto) -> None:
+    t.ClearField("raw_data")
+    t.int64_data.extend([1] * 108)
+
+
+def _no_data(t: TensorProto) -> None:
+    t.ClearField("raw_data")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_short, r"tensor 'W' \(float\[4, 3, 3, 3\]\) needs 432 bytes of raw_data, it has 10"),
+        (_long, "needs 432 bytes of raw_data, it has 436"),
+        (_negative, r"tensor 'W' has a negative dimension in dims \[-4, 3, 3, 3\]"),
+        (_undefined, "tensor 'W' has data_type 0, which is not an ONNX element type"),
+        (_unknown_type, "data_type 999, which is not an ONNX element type"),
+        (_typed_too_few, "needs 108 values in float_data, it has 7"),
+        (_wrong_field, "holds data in int64_data, not in float_data"),
+        (_no_data, "needs 108 values in float_data, it has 0"),
+    ],
+)
+def test_bad_tensors_are_one_line_errors(edit: object, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(_with(edit))
+    path = tmp_path / "m.onnx"
+    onnx.save_model(_with(edit), str(path))
+    with pytest.raises(ModelLoadError, match=rf"model file '{path}': .*{message}"):
+        load_model(path)
+
+
+def test_empty_tensor_may_hold_no_data() -> None:
+    model = _conv_model()
+    empty = helper.make_tensor("empty", TensorProto.FLOAT, [0, 3], [])
+    model.graph.initializer.append(empty)
+    load_model(model)
+
+
+def test_tensor_in_a_constant_inside_a_subgraph_is_checked() -> None:
+    bad = numpy_helper.from_array(np.ones(4, np.float32), "c")
+    bad.raw_data = bad.raw_data[:3]
+    then = helper.make_graph(
+        [helper.make_node("Constant", [], ["t"], value=bad)],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, [4])],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Constant", [], ["e"], value=numpy_helper.from_array(np.zeros(4, np.float32)))],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [4])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)],
+        "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ModelLoadError, match=r"tensor 'c' \(float\[4\]\) needs 16 bytes of raw_data"):
+        load_model(model)
+
+
+def test_external_length_must_match_the_dims(tmp_path: Path) -> None:
+    model = _conv_model()
+    t = model.graph.initializer[0]
+    (tmp_path / "w.bin").write_bytes(t.raw_data + b"\0" * 100)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w.bin"), ("offset", "0"), ("length", "50")):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelLoadError, match="needs 432 bytes of external data, its length says 50"):
+        load_model(tmp_path / "m.onnx")
+    t.external_data[2].value = "-5"
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelLoadError, match="external data length '-5' is not a byte count"):
+        load_model(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("field", ["node name", "doc_string"])
+def test_invalid_utf8_in_a_string_field_is_one_line(field: str, tmp_path: Path) -> None:
+    model = _conv_model()
+    if field == "node name":
+        model.graph.node[0].name = "MARKER"
+    else:
+        model.doc_string = "MARKER"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"MARKER", b"MA\xff\xfeER"))
+    where = r"model\.graph\.node\[0\]\.name" if field == "node name" else r"model\.doc_string"
+    with pytest.raises(ModelLoadError, match=rf"{where} is not valid UTF-8 text \('MA\\xff\\xfeER'\)"):
+        load_model(path)
+
+
+def test_graph_input_without_a_name_is_refused() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [""], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ModelLoadError, match=r"model\.graph\.input\[0\] has no name"):
+        load_model(model)
+
+
+@pytest.mark.parametrize("command", ["quantize", "inspect"])
+def test_cli_gives_one_line_and_exit_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save_model(_with(_negative), str(path))
+    argv = [command, str(path)] + (["-o", str(tmp_path / "q.onnx")] if command == "quantize" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "negative dimension" in err
+    assert not (tmp_path / "q.onnx").exists()
