@@ -269,27 +269,34 @@ def _fail(message: str) -> int:
 
 
 class _Formatter(logging.Formatter):
+    """One line per record, never a traceback (what a library attaches with ``exc_info``)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{_PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        lines = record.getMessage().strip().splitlines() or [""]
+        return f"{_PROG}: {record.levelname.lower()}: {lines[0]}"
 
 
 @contextlib.contextmanager
 def _cli_logging(verbose: bool) -> Iterator[None]:
     """Route the ``onnxq`` loggers to stderr as ``onnxq: <level>: <message>`` for one command, then
-    restore them (``main`` may be called in-process, e.g. by tests)."""
-    logger = logging.getLogger("onnxq")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    restore them (``main`` may be called in-process, e.g. by tests). The libraries underneath
+    (onnx-ir) log through the same handler, one line each, warnings and above only."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
+    levels = {"onnxq": logging.INFO if verbose else logging.WARNING, "onnx_ir": logging.WARNING}
+    loggers = [logging.getLogger(name) for name in levels]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:] = [handler]
+        lg.setLevel(levels[lg.name])
+        lg.propagate = False
     try:
         yield
     finally:
-        logger.handlers[:] = saved[0]
-        logger.setLevel(saved[1])  # setLevel, not assignment: it clears the loggers' level cache
-        logger.propagate = saved[2]
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:] = handlers
+            lg.setLevel(level)  # setLevel, not assignment: it clears the loggers' level cache
+            lg.propagate = propagate
 
 
 def _parent(path: Path) -> Path:

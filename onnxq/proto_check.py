@@ -4,9 +4,11 @@ Protobuf parses what the schema allows, which is far more than what a model can 
 tensor's ``raw_data`` may be shorter or longer than its dims say, dims may be negative,
 ``data_type`` may be 0 or unknown, external data may claim a length that is not its dims' size, a
 ``string`` field may hold bytes that are not UTF-8, a graph input may have no name. Each of these
-otherwise surfaces deep inside onnx-ir, numpy or onnxruntime as a traceback. :func:`check_proto`
-walks every message once (subgraphs and functions included, iteratively: no recursion limit) and
-raises one :class:`~onnxq.errors.ModelLoadError` line naming the tensor or field.
+otherwise surfaces deep inside onnx-ir, numpy or onnxruntime as a traceback. Nor does protobuf
+know that a node may only read names its graph (or an enclosing one) defines, and that a graph
+output must be defined. :func:`check_proto` walks every message once (subgraphs and functions
+included, iteratively: no recursion limit) and raises one :class:`~onnxq.errors.ModelLoadError`
+line naming the tensor, field or node.
 
 A tensor of ``n = prod(dims)`` elements of a ``b``-bit type must hold ``ceil(n b / 8)`` bytes of
 ``raw_data`` or of external data, or ``n`` values in its typed field (two per element for the
@@ -45,6 +47,41 @@ _DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double
 
 def check_proto(proto: onnx.ModelProto, label: str) -> None:
     """Raise :class:`ModelLoadError` (``label``: how to name the model) on the first defect."""
+    _check_fields(proto, label)
+    _check_references(proto.graph, label)
+
+
+def _check_references(main: onnx.GraphProto, label: str) -> None:
+    """Every name a node reads and every graph output is defined in its graph or an enclosing one
+    (a graph input, an initializer, a node output; ``""`` is an omitted optional input)."""
+    stack: list[tuple[onnx.GraphProto, frozenset[str], str]] = [(main, frozenset(), "the main graph")]
+    while stack:
+        graph, outer, where = stack.pop()
+        defined = set(outer)
+        defined.update(i.name for i in graph.input)
+        defined.update(t.name for t in graph.initializer)
+        defined.update(t.values.name for t in graph.sparse_initializer)
+        defined.update(o for n in graph.node for o in n.output if o)
+        for node in graph.node:
+            for name in node.input:
+                if name and name not in defined:
+                    raise ModelLoadError(
+                        f"{label}: node '{node.name}' ({node.op_type}) in {where} reads '{name}', "
+                        "which no node, graph input or initializer defines"
+                    )
+            for attr in node.attribute:
+                subgraphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+                scope = frozenset(defined)
+                stack.extend((g, scope, f"the '{attr.name}' body of node '{node.name}'") for g in subgraphs)
+        for output in graph.output:
+            if output.name not in defined:
+                raise ModelLoadError(
+                    f"{label}: output '{output.name}' of {where} is not produced by any node, graph input "
+                    "or initializer"
+                )
+
+
+def _check_fields(proto: onnx.ModelProto, label: str) -> None:
     stack: list[tuple[Message, str]] = [(proto, "model")]
     while stack:
         message, where = stack.pop()

@@ -22,9 +22,9 @@
    dynamic dims (reported), so shape inference and ``Shape`` folding never take them for sizes.
    Every node gets a unique name (unnamed or duplicate ones get fresh names such as ``Relu_1``;
    :func:`onnxq.graph.name_nodes`), since qconfigs and reports refer to nodes by name.
-7. Shapes are inferred where onnx can (best effort: a model without shape information still works;
-   a model shape inference rejects is logged in one line). The IR version is raised to what the
-   opsets need (an IR-3 file upgraded to opset 13 becomes IR 7).
+7. Types and shapes are inferred where onnx can (:mod:`onnxq.passes.shapes`; best effort: a model
+   without shape information still works; a model shape inference rejects is logged in one line).
+   The IR version is raised to what the opsets need (an IR-3 file upgraded to opset 13 becomes IR 7).
 8. Exporter debug information on nodes (``doc_string``, ``metadata_props``: stack traces, FX node
    text) is dropped (``strip_node_metadata=True``, the default; ``onnx_ir``'s
    ``ClearMetadataAndDocStringPass``): it can be 10% of an int8 file.
@@ -59,6 +59,7 @@ from onnxq.graph import (
 from onnxq.io import to_proto
 from onnxq.opsets import MIN_OPSET
 from onnxq.passes.base import GraphPass, PassResult
+from onnxq.passes.shapes import infer_shapes
 from onnxq.runtime import max_opset
 
 logger = logging.getLogger(__name__)
@@ -83,19 +84,6 @@ def _raise_ir_version(model: ir.Model, notes: list[str]) -> int:
     notes.append(f"IR version raised from {model.ir_version} to {needed}, which its opsets need")
     model.ir_version = needed
     return 1
-
-
-class _Swallow(logging.Filter):
-    """Keeps the exceptions of the log records it stops."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reasons: list[BaseException] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            self.reasons.append(record.exc_info[1])
-        return False
 
 
 def _dynamic_interface_dims(graph: ir.Graph) -> int:
@@ -251,22 +239,9 @@ class Normalize(GraphPass):
     def _infer_shapes(self, model: ir.Model) -> None:
         if not self.infer_shapes:
             return
-        # onnx-ir logs a rejected model with its whole traceback; say it in one line instead
-        failures = _Swallow()
-        pass_logger = logging.getLogger(common_passes.ShapeInferencePass.__module__)
-        pass_logger.addFilter(failures)
-        try:
-            common_passes.ShapeInferencePass(strict_mode=False)(model)
-        except Exception as exc:  # shape inference is an optional improvement
-            failures.reasons.append(exc)
-        finally:
-            pass_logger.removeFilter(failures)
-        for reason in failures.reasons[:1]:
-            text = str(reason).strip().splitlines()
-            logger.warning(
-                "normalize: shape inference failed, continuing without: %s",
-                text[0] if text else type(reason).__name__,
-            )
+        reason = infer_shapes(model)  # shape inference is an optional improvement
+        if reason is not None:
+            logger.warning("normalize: shape inference failed, continuing without: %s", reason)
 
     def _upgrade_opset(self, model: ir.Model, notes: list[str]) -> int:
         """Upgrade ``model`` in place (its graph is replaced) when its opset is below ``min_opset``."""

@@ -34,6 +34,8 @@ _LANE_OF = np.arange(_CHUNK) % _LANES
 MAX_BINS = 1 << 16
 MAX_UPSAMPLE_RATE = 1 << 10
 MAX_FINE_BINS = 1 << 22
+#: Most values a loaded histogram may have counted (merging many stays far from float64 overflow).
+MAX_TOTAL_COUNT = 2.0**62
 
 
 def _count(value: object, name: str) -> int:
@@ -235,8 +237,10 @@ class HistogramObserver:
         hist = np.asarray(state["histogram"], dtype=np.float64)
         if hist.shape != (obs.bins,):
             raise ValueError(f"histogram state has {hist.size} bins, expected {obs.bins}")
-        if not np.all(np.isfinite(hist)) or np.any(hist < 0):
-            raise ValueError("histogram state has negative or non-finite counts")
+        if not np.all(np.isfinite(hist)) or np.any(hist < 0) or hist.sum() > MAX_TOTAL_COUNT:
+            raise ValueError(
+                f"histogram state counts must be non-negative with a total of at most {MAX_TOTAL_COUNT:g}"
+            )
         obs._hist = hist
         if state["min"] is not None:
             lo, hi = float(state["min"]), float(state["max"])

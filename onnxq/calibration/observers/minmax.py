@@ -143,6 +143,12 @@ class _RangeObserver:
                 f"min and max must be numbers or lists of one length, got shapes {lo.shape}, {hi.shape}"
             )
         seen = np.isfinite(lo) | np.isfinite(hi)
+        if obs.axis is None and lo.ndim != 0:
+            raise ValueError("a per-tensor observer's min and max must be numbers, not lists")
+        if obs.axis is not None and lo.ndim == 0 and np.any(seen):
+            raise ValueError(
+                f"a per-channel observer (axis {obs.axis}) keeps lists of min and max, not numbers"
+            )
         if np.any(np.isnan(lo) | np.isnan(hi)) or np.any(
             seen & ~(np.isfinite(lo) & np.isfinite(hi) & (lo <= hi))
         ):
