@@ -234,12 +234,24 @@ def _quantize(args: argparse.Namespace) -> None:
     with atomic_files(*([args.report] if args.report else [])) as staged:
         for tmp in staged:
             tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        save_model(qmodel, args.output, external_data=True if args.external_data else None)
+        save_model(
+            qmodel,
+            args.output,
+            external_data=True if args.external_data else None,
+            check=_loads_in_onnxruntime,
+        )
     in_bytes, out_bytes = _model_bytes(args.model), _model_bytes(args.output)
     print(f"wrote {args.output} ({_kib(out_bytes)}, {out_bytes / max(in_bytes, 1):.2f}x of {_kib(in_bytes)})")
     print(report.format(max_float=20))
     if args.report:
         print(f"report: {args.report}")
+
+
+def _loads_in_onnxruntime(path: Path) -> None:
+    """What onnxq writes runs on stock onnxruntime: refuse to write a model it does not load."""
+    from onnxq.runtime import make_session
+
+    make_session(path, what="quantized model (nothing was written)", optimize=False)
 
 
 def _inspect(args: argparse.Namespace) -> None:

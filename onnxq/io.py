@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ def save_model(
     path: str | os.PathLike[str],
     *,
     external_data: bool | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``model`` to ``path`` atomically and return the path.
 
@@ -103,6 +104,8 @@ def save_model(
         path: Target ``.onnx`` file; its directory must exist.
         external_data: True to put tensors in ``<file name>.data`` beside the model, False to keep
             them inline, None (default) to decide by size (external above ~2 GB).
+        check: Called with the written file (its external data beside it) before it is moved
+            into place; an error it raises leaves nothing behind (e.g. that onnxruntime loads it).
 
     Raises:
         OnnxqError: The target directory does not exist or cannot be written (the message says
@@ -131,6 +134,8 @@ def save_model(
                 )
             else:
                 onnx.save_model(to_proto(model), str(tmp_model))
+            if check is not None:
+                check(tmp_model)
     except (OSError, ValueError) as exc:  # disk full, permissions, protobuf size limit
         raise OnnxqError(f"cannot save model to '{target}': {_first_line(exc)}") from exc
     logger.info("saved model to %s%s", target, f" (+ external data {data_name})" if use_external else "")

@@ -87,6 +87,8 @@ def _check_fields(proto: onnx.ModelProto, label: str) -> None:
         message, where = stack.pop()
         if isinstance(message, onnx.TensorProto):
             _check_tensor(message, where, label)
+        elif isinstance(message, onnx.AttributeProto):
+            _check_attribute_type(message, where, label)
         elif isinstance(message, onnx.GraphProto):
             _check_graph_names(message, where, label)
         for field, value in message.ListFields():
@@ -103,6 +105,44 @@ def _check_fields(proto: onnx.ModelProto, label: str) -> None:
 def _repeated(field: FieldDescriptor) -> bool:
     flag = getattr(field, "is_repeated", None)  # protobuf >= 5; older versions have only ``label``
     return bool(flag) if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+A = onnx.AttributeProto
+#: The field that holds each attribute type's value.
+_ATTRIBUTE_FIELDS = {
+    A.FLOAT: "f", A.INT: "i", A.STRING: "s", A.TENSOR: "t", A.GRAPH: "g", A.SPARSE_TENSOR: "sparse_tensor",
+    A.TYPE_PROTO: "tp", A.FLOATS: "floats", A.INTS: "ints", A.STRINGS: "strings", A.TENSORS: "tensors",
+    A.GRAPHS: "graphs", A.SPARSE_TENSORS: "sparse_tensors", A.TYPE_PROTOS: "type_protos",
+}  # fmt: skip
+
+
+def _check_attribute_type(attr: onnx.AttributeProto, where: str, label: str) -> None:
+    """An attribute must say its type. The one repair made here: a type left unset (old
+    exporters) is set from the only value field that is filled."""
+    if attr.ref_attr_name:
+        return
+    filled = [t for t, f in _ATTRIBUTE_FIELDS.items() if _has(attr, f)]
+    if attr.type in _ATTRIBUTE_FIELDS:
+        other = [_ATTRIBUTE_FIELDS[t] for t in filled if t != attr.type]
+        if other:  # onnx's own C++ (the version converter) reads the declared field blindly
+            declared = onnx.AttributeProto.AttributeType.Name(attr.type)
+            raise ModelLoadError(
+                f"{label}: attribute '{attr.name}' at {where} is declared {declared} but holds "
+                f"{', '.join(other)}"
+            )
+        return
+    if attr.type == A.UNDEFINED and len(filled) == 1:
+        attr.type = filled[0]
+        return
+    raise ModelLoadError(
+        f"{label}: attribute '{attr.name}' at {where} has type {attr.type}, "
+        "which is not an ONNX attribute type"
+    )
+
+
+def _has(attr: onnx.AttributeProto, field: str) -> bool:
+    value = getattr(attr, field)
+    return len(value) > 0 if not isinstance(value, (int, float, bytes, Message)) else attr.HasField(field)
 
 
 def _named(message: Message) -> str:

@@ -92,7 +92,10 @@ def run_child(name: str, seconds: int, corpus: Path, artifacts: Path) -> None:
         rng = random.Random(seed)
         if rng.random() < 0.5:
             return atheris.Mutate(data, max_size)
-        out = target.mutate(data, max_size, rng)
+        try:
+            out = target.mutate(data, max_size, rng)
+        except Exception:  # a mutator's own failure on a strange input is not a finding
+            out = data
         return out if out != data else atheris.Mutate(data, max_size)
 
     args = [

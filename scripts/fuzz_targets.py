@@ -152,6 +152,8 @@ def calibration_for(model_bytes: bytes, rng: np.random.Generator) -> bytes | Non
     inits = {t.name for t in model.graph.initializer}
     arrays: dict[str, np.ndarray] = {}
     for vi in model.graph.input:
+        if not isinstance(vi.name, str):  # not UTF-8: the CLI must refuse the model itself
+            return None
         if vi.name in inits or not vi.name or not vi.type.HasField("tensor_type"):
             continue
         tt = vi.type.tensor_type
@@ -448,7 +450,8 @@ def mutate_model(data: bytes, max_size: int, rng: random.Random) -> bytes:
         node = rng.choice(nodes)
         node.name = rng.choice(["", nodes[0].name, "dup", "x" * 200])
     else:
-        target = rng.choice([graph.name, nodes[0].name if nodes else "", model.producer_name]).encode()
+        target = rng.choice([graph.name, nodes[0].name if nodes else "", model.producer_name])
+        target = target if isinstance(target, bytes) else target.encode()
         out = model.SerializeToString()
         if target:
             out = out.replace(target, target[:-1] + b"\xff", 1)  # invalid UTF-8 in a string field

@@ -176,3 +176,32 @@ def test_cli_gives_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "negative dimension" in err
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_attribute_without_its_type_gets_it_from_its_one_value_field() -> None:
+    model = _conv_model()
+    attr = helper.make_attribute("strides", [1, 1])
+    attr.type = onnx.AttributeProto.UNDEFINED
+    model.graph.node[0].attribute.append(attr)
+    loaded = load_model(model)
+    assert list(loaded.graph.node(0).attributes["strides"].value) == [1, 1]
+
+
+def test_an_attribute_without_a_type_or_a_value_is_refused() -> None:
+    model = _conv_model()
+    attr = model.graph.node[0].attribute.add()
+    attr.name = "strides"  # no type, no value (an unknown type number parses as no type too)
+    with pytest.raises(
+        ModelLoadError, match=r"attribute 'strides' .* has type 0, which is not an ONNX attribute"
+    ):
+        load_model(model)
+
+
+def test_an_attribute_declared_one_type_holding_another_is_refused() -> None:
+    # onnx's version converter crashes the process on this (it reads the declared field)
+    model = _conv_model()
+    attr = helper.make_attribute("strides", [1, 1])
+    attr.type = onnx.AttributeProto.FLOAT
+    model.graph.node[0].attribute.append(attr)
+    with pytest.raises(ModelLoadError, match=r"attribute 'strides' .* is declared FLOAT but holds ints"):
+        load_model(model)

@@ -71,7 +71,16 @@ def fold_bn_params(
     Computed in float64 and returned in ``w``'s dtype.
     """
     w64 = np.asarray(w, dtype=np.float64)
-    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + float(eps))
+    params = [np.asarray(p, np.float64) for p in (gamma, beta, mean, var)]
+    if any(p.ndim != 1 or p.shape != params[0].shape for p in params):
+        raise ValueError(
+            f"BN scale/bias/mean/var must be vectors of one length, got {[p.shape for p in params]}"
+        )
+    if b is not None and np.shape(b) != params[0].shape:
+        raise ValueError(f"bias of shape {np.shape(b)} does not match the BN's {params[0].shape[0]} channels")
+    if not all(np.all(np.isfinite(p)) for p in params) or not np.all(params[3] + float(eps) > 0):
+        raise ValueError("BN parameters must be finite with variance + epsilon > 0")
+    scale = params[0] / np.sqrt(params[3] + float(eps))
     channels = scale.shape[0]
     if groups > 1:
         if axis != 1 or w64.shape[0] % groups:
@@ -155,7 +164,7 @@ class FoldBatchNorm(GraphPass):
         w = constant_array(w_value)
         if w is None or not np.issubdtype(w.dtype, np.floating):
             return f"weight of {node.op_type} '{node.name}' is not a constant float tensor"
-        channels = gamma.shape[0]
+        channels = gamma.shape[0] if gamma.ndim == 1 else 0
         axis = rule.weight_axis(node, w.ndim)
         assert rule.output_channels is not None
         # the channel axis may hold one group's output channels only (ConvTranspose with groups)

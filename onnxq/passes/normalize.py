@@ -64,6 +64,8 @@ from onnxq.runtime import max_opset
 
 logger = logging.getLogger(__name__)
 MAX_FOLD_ELEMENTS = 1 << 22
+#: Ranks above this are not folded (numpy's arrays stop at 64; no real model comes near).
+MAX_RANK = 32
 
 #: Deterministic ops folded when every input is constant (CastLike: when the target dtype is known).
 # fmt: off
@@ -260,7 +262,9 @@ class Normalize(GraphPass):
                 f"{ort.__version__} supports (max {newest})"
             )
         try:
-            proto = version_converter.convert_version(to_proto(model), self.target_opset)
+            proto = to_proto(model)
+            onnx.checker.check_model(proto)  # the converter's C++ trusts its input: check it first
+            proto = version_converter.convert_version(proto, self.target_opset)
             onnx.checker.check_model(proto)
             upgraded = ir.serde.deserialize_model(proto)
         except Exception as exc:  # the converter raises RuntimeError/ValidationError/...
@@ -337,7 +341,7 @@ class Normalize(GraphPass):
             return constant_array(first)
         if node.op_type == "ConstantOfShape":
             shape = constant_array(first)
-            if shape is None or shape.ndim != 1 or np.any(shape < 0):
+            if shape is None or shape.ndim != 1 or shape.size > MAX_RANK or np.any(shape < 0):
                 return None
             if math.prod(int(d) for d in shape) > MAX_FOLD_ELEMENTS:  # Python ints: no overflow to 0
                 return None

@@ -325,3 +325,22 @@ def test_fold_batchnorm_folds_every_bn_of_real_exports(kind, variant, export_tor
     for optimize in (False, True):
         (got,) = run_ort(folded, {feed_name: x.numpy()}, optimize=optimize)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize(
+    ("var", "eps", "gamma"),
+    [(-1.0, 1e-5, 1.0), (0.0, 0.0, 1.0), (float("nan"), 1e-5, 1.0), (1.0, 1e-5, float("inf"))],
+)
+def test_fold_bn_params_refuses_parameters_no_bn_has(var, eps, gamma):
+    w = np.ones((2, 1, 1, 1), np.float32)
+    vec = np.ones(2)
+    with pytest.raises(ValueError, match=r"finite with variance \+ epsilon > 0"):
+        fold_bn_params(w, None, vec * gamma, vec, vec, vec * var, eps)
+
+
+def test_fold_bn_params_refuses_parameters_of_other_shapes():
+    w = np.ones((2, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="vectors of one length"):
+        fold_bn_params(w, None, np.ones(()), np.ones(2), np.ones(2), np.ones(2), 1e-5)
+    with pytest.raises(ValueError, match="does not match the BN's 2 channels"):
+        fold_bn_params(w, np.ones(3), np.ones(2), np.ones(2), np.ones(2), np.ones(2), 1e-5)
