@@ -58,6 +58,9 @@ def weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | s
     w = constant_array(w_value)
     if w is None or w_value is None:
         return None
+    if w.dtype.kind == "f" and not np.all(np.isfinite(w)):
+        bad = int(w.size - np.count_nonzero(np.isfinite(w)))
+        return f"its weight '{w_value.name}' holds {bad} NaN/Inf value(s), which no int8 value stands for"
     spec = qconfig.weight
     granularity = _resolve_granularity(node, rule, spec.granularity, w.ndim)
     if isinstance(granularity, str):
