@@ -314,9 +314,14 @@ def _check_structure(proto: onnx.ModelProto, label: str) -> None:
 
 def _deserialize(proto: onnx.ModelProto, label: str) -> ir.Model:
     try:
-        return ir.serde.deserialize_model(proto)
+        model = ir.serde.deserialize_model(proto)
     except Exception as exc:  # onnx-ir raises several types on malformed graphs
         raise ModelLoadError(f"{label} is not a valid ONNX model: {_first_line(exc)}") from exc
+    try:  # nodes in the order they compute (stable: a sorted graph keeps its order)
+        model.graph.sort()
+    except ValueError:
+        raise ModelLoadError(f"{label} is not a valid ONNX model: its graph has a cycle") from None
+    return model
 
 
 def _external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:

@@ -205,3 +205,19 @@ def test_an_attribute_declared_one_type_holding_another_is_refused() -> None:
     model.graph.node[0].attribute.append(attr)
     with pytest.raises(ModelLoadError, match=r"attribute 'strides' .* is declared FLOAT but holds ints"):
         load_model(model)
+
+
+def test_a_graph_with_a_cycle_is_refused_and_an_unsorted_one_is_sorted() -> None:
+    relu = helper.make_node("Relu", ["a"], ["b"], name="relu")
+    neg = helper.make_node("Neg", ["x"], ["a"], name="neg")
+    graph = helper.make_graph(
+        [relu, neg],  # not in the order they compute
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert [n.name for n in load_model(model).graph] == ["neg", "relu"]
+    model.graph.node[1].input[0] = "b"  # Neg reads Relu's output, which reads Neg's: a cycle
+    with pytest.raises(ModelLoadError, match="its graph has a cycle"):
+        load_model(model)
