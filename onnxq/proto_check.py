@@ -57,6 +57,7 @@ def _check_references(main: onnx.GraphProto, label: str) -> None:
     stack: list[tuple[onnx.GraphProto, frozenset[str], str]] = [(main, frozenset(), "the main graph")]
     while stack:
         graph, outer, where = stack.pop()
+        _check_single_assignment(graph, where, label)
         defined = set(outer)
         defined.update(i.name for i in graph.input)
         defined.update(t.name for t in graph.initializer)
@@ -79,6 +80,31 @@ def _check_references(main: onnx.GraphProto, label: str) -> None:
                     f"{label}: output '{output.name}' of {where} is not produced by any node, graph input "
                     "or initializer"
                 )
+
+
+def _check_single_assignment(graph: onnx.GraphProto, where: str, label: str) -> None:
+    """Each name is given a value once in a graph: graph inputs and initializers are unique
+    (an initializer may also be listed as an input: IR < 4), and no node output reuses a name."""
+    for kind, names in (
+        ("input", [i.name for i in graph.input]),
+        ("initializer", [t.name for t in graph.initializer]),
+    ):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ModelLoadError(f"{label}: graph {kind} '{name}' appears twice in {where}")
+            seen.add(name)
+    taken = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        for name in node.output:
+            if not name:
+                continue
+            if name in taken:
+                raise ModelLoadError(
+                    f"{label}: node '{node.name}' ({node.op_type}) in {where} writes '{name}', which "
+                    "already has a value (names are assigned once)"
+                )
+            taken.add(name)
 
 
 def _check_fields(proto: onnx.ModelProto, label: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -220,4 +221,21 @@ def test_a_graph_with_a_cycle_is_refused_and_an_unsorted_one_is_sorted() -> None
     assert [n.name for n in load_model(model).graph] == ["neg", "relu"]
     model.graph.node[1].input[0] = "b"  # Neg reads Relu's output, which reads Neg's: a cycle
     with pytest.raises(ModelLoadError, match="its graph has a cycle"):
+        load_model(model)
+
+
+@pytest.mark.parametrize("where", ["input", "initializer", "output"])
+def test_a_name_given_two_values_is_refused(where: str) -> None:
+    model = _conv_model()
+    if where == "input":
+        model.graph.input.append(model.graph.input[0])
+        needle = "graph input 'x' appears twice"
+    elif where == "initializer":
+        model.graph.initializer.append(model.graph.initializer[0])
+        needle = "graph initializer 'W' appears twice"
+    else:
+        model.graph.node[0].output[0] = "x"
+        model.graph.output[0].name = "x"
+        needle = "node 'conv' (Conv) in the main graph writes 'x', which already has a value"
+    with pytest.raises(ModelLoadError, match=re.escape(needle)):
         load_model(model)

@@ -254,14 +254,13 @@ def test_plan_covers_the_nodes_of_if_branches_after_their_owner(plan_of) -> None
     assert set(plan.observed_values()) == {"x", "h", "m", "d"}
 
 
-def test_plan_conv_whose_weight_holds_nan_stays_float_with_reason() -> None:
+def test_plan_conv_whose_weight_holds_nan_stays_float_with_reason(model_from_text) -> None:
     import numpy as np
     import onnx
-    from conftest import build_model_from_text
 
     from onnxq.planning.fusion import find_fusion_groups
 
-    proto = build_model_from_text(f"{HEADER}\n{CONV_RELU}")
+    proto = model_from_text(f"{HEADER}\n{CONV_RELU}")
     w = onnx.numpy_helper.to_array(proto.graph.initializer[0]).copy()
     w.flat[[3, 7]] = [np.nan, np.inf]
     proto.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(w, "w"))
