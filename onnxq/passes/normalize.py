@@ -76,6 +76,24 @@ FOLDABLE_OPS = frozenset({
 # fmt: on
 
 
+def _drop_unused_opsets(model: ir.Model, notes: list[str]) -> int:
+    """Forget the opset imports of domains no node uses (a stray ``com.microsoft`` of version 0
+    makes onnxruntime's optimizer fail once it fuses Q/DQ into that domain's ops); a used domain
+    must have a version of at least 1."""
+    used = {node.domain or "" for graph in iter_graphs(model.graph) for node in graph}
+    dropped = [d for d in model.opset_imports if d not in used and d not in ("", "ai.onnx")]
+    for domain in dropped:
+        del model.opset_imports[domain]
+    if dropped:
+        notes.append(f"opset import(s) of unused domain(s) {', '.join(map(repr, dropped))} dropped")
+    for domain, version in model.opset_imports.items():
+        if domain in used and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise UnsupportedModelError(
+                f"model imports domain {domain!r}, which its nodes use, at version {version}"
+            )
+    return len(dropped)
+
+
 def _raise_ir_version(model: ir.Model, notes: list[str]) -> int:
     """Make the IR version at least what the model's opsets need (IR 3 files upgraded to opset 13
     would otherwise keep IR 3's rule that every initializer is a graph input); 1 if raised."""
@@ -226,6 +244,7 @@ class Normalize(GraphPass):
         if initializer_inputs:
             notes.append(f"{initializer_inputs} initializer(s) removed from the graph inputs (old IR style)")
         count += initializer_inputs
+        count += _drop_unused_opsets(model, notes)
         rewrites = constants - _count_constants(graph)
         self._infer_shapes(model)  # static shapes let Shape(x) fold
         rewrites += self._fold_constants(graph, names)

@@ -440,3 +440,18 @@ def test_normalize_says_in_one_line_that_shape_inference_failed(model_from_text,
     assert len(records) == 1 and records[0].name == "onnxq.passes.normalize"
     assert records[0].exc_info is None and "\n" not in records[0].getMessage()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_normalize_drops_opset_imports_no_node_uses():
+    graph = oh.make_graph(
+        [oh.make_node("Sigmoid", ["x"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+    )
+    stray = onnx.OperatorSetIdProto()
+    stray.domain = "com.microsoft"  # no version: 0
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13), stray])
+    result, proto = _normalize(model)
+    assert {o.domain for o in proto.opset_import} == {""}
+    assert "opset import(s) of unused domain(s) 'com.microsoft' dropped" in result.notes
