@@ -16,6 +16,15 @@ int onnxq_error(int status, const char* fmt, ...) {
     return status;
 }
 
+int onnxq_check_array(const char* what, const char* name, const void* ptr, size_t len, size_t need,
+                      int exact) {
+    if (ptr == NULL) return onnxq_error(ONNXQ_E_ARG, "%s: %s is NULL", what, name);
+    if (exact ? len != need : len < need)
+        return onnxq_error(ONNXQ_E_SHAPE, "%s: %s has %zu values, expected %s%zu", what, name, len,
+                           exact ? "" : "at least ", need);
+    return ONNXQ_OK;
+}
+
 const char* onnxq_status_name(int status) {
     switch (status) {
         case ONNXQ_OK: return "ok";

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv/conv_internal.h"
 #include "onnxq/conv.h"
 #include "test_util.h"
 
@@ -83,7 +84,7 @@ static void check_case(const conv_case* k) {
     ONNXQ_EXPECT(onnxq_conv_packed_size(&p.w, &packed_size) == ONNXQ_OK, "packed size: %s",
                  onnxq_last_error());
     void* packed = aligned_alloc(64, (packed_size + 63) / 64 * 64);
-    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, wn, bias, scale, k->o, packed, packed_size) == ONNXQ_OK,
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, wn, bias, k->o, scale, k->o, packed, packed_size) == ONNXQ_OK,
                  "pack: %s", onnxq_last_error());
     ONNXQ_TEST_FOREACH_ISA(isa) {
         memset(got, 0xa5, yn);
@@ -173,9 +174,10 @@ static void expect_error(const onnxq_conv_params* p, const void* packed, size_t 
     memset(x, 0, sizeof x);
     memset(y, 0x5a, sizeof y);
     const int st = onnxq_conv_run(p, packed, packed_size, x, xn, y, yn);
-    ONNXQ_EXPECT(st == status, "%s: status %d (%s), expected %d", what, st, onnxq_last_error(),
-                 status);
-    if (status == ONNXQ_OK) return;
+    /* status -1: any error status */
+    ONNXQ_EXPECT(status < 0 ? st != ONNXQ_OK : st == status, "%s: status %d (%s), expected %d",
+                 what, st, onnxq_last_error(), status);
+    if (status == ONNXQ_OK || st == ONNXQ_OK) return;
     int untouched = 1;
     for (size_t i = 0; i < sizeof y; ++i) untouched &= y[i] == 0x5a;
     ONNXQ_EXPECT(untouched, "%s: output written on error", what);
@@ -190,7 +192,7 @@ static void check_bad_input(void) {
     memset(w, 1, sizeof w);
     onnxq_conv_packed_size(&p.w, &size);
     void* packed = aligned_alloc(64, (size + 63) / 64 * 64);
-    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, &scale, 1, packed, size) == ONNXQ_OK,
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, 0, &scale, 1, packed, size) == ONNXQ_OK,
                  "pack: %s", onnxq_last_error());
     expect_error(&p, packed, size, 200, 200, ONNXQ_OK, "valid call");
     onnxq_conv_params q = p;
@@ -212,21 +214,99 @@ static void check_bad_input(void) {
     q = p, q.in_h = (size_t)1 << 40;
     expect_error(&q, packed, size, 200, 200, ONNXQ_E_SHAPE, "huge input");
     expect_error(&p, NULL, size, 200, 200, ONNXQ_E_ARG, "NULL packed");
+    q = p, q.threads = ONNXQ_CONV_MAX_THREADS + 1;
+    expect_error(&q, packed, size, 200, 200, ONNXQ_E_ARG, "threads above the maximum");
+    q = p, q.threads = ONNXQ_CONV_MAX_THREADS;
+    expect_error(&q, packed, size, 200, 200, ONNXQ_OK, "threads at the maximum");
+    int32_t bias[8] = {0};
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, bias, 7, &scale, 1, packed, size) == ONNXQ_E_SHAPE,
+                 "pack with a short bias");
     memset(packed, 0, 8);
     expect_error(&p, packed, size, 200, 200, ONNXQ_E_ARG, "corrupt packed");
     onnxq_conv_weights_params wp = p.w;
     wp.groups = 3;
-    ONNXQ_EXPECT(onnxq_conv_pack(&wp, w, sizeof w, NULL, &scale, 1, packed, size) == ONNXQ_E_SHAPE,
+    ONNXQ_EXPECT(onnxq_conv_pack(&wp, w, sizeof w, NULL, 0, &scale, 1, packed, size) == ONNXQ_E_SHAPE,
                  "pack with bad groups");
-    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w - 1, NULL, &scale, 1, packed, size) ==
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w - 1, NULL, 0, &scale, 1, packed, size) ==
                      ONNXQ_E_SHAPE, "pack with short weights");
     scale = -1.0f;
-    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, &scale, 1, packed, size) == ONNXQ_E_ARG,
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, 0, &scale, 1, packed, size) == ONNXQ_E_ARG,
                  "pack with negative scale");
     scale = NAN;
-    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, &scale, 1, packed, size) == ONNXQ_E_ARG,
+    ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, sizeof w, NULL, 0, &scale, 1, packed, size) == ONNXQ_E_ARG,
                  "pack with NaN scale");
     free(packed);
+}
+
+/* Every 8-byte word of the header (shape, section offsets and lengths at bytes 64-127, total
+ * size), and the per-group GEMM headers, corrupted: onnxq_conv_run refuses without touching the
+ * output, for the GEMM and the depthwise layouts. */
+static void check_corrupt_headers(void) {
+    static const size_t groups_of[2] = {1, 8};
+    for (int d = 0; d < 2; ++d) {
+        conv_case k = base_case(5, 5, 8, 8, 3, groups_of[d]);
+        onnxq_conv_params p = params_of(&k);
+        size_t size = 0;
+        const size_t wn = 8 * (8 / groups_of[d]) * 9;
+        int8_t w[8 * 8 * 9];
+        float scale = 0.01f;
+        memset(w, 1, sizeof w);
+        onnxq_conv_packed_size(&p.w, &size);
+        uint8_t* packed = aligned_alloc(64, (size + 63) / 64 * 64);
+        ONNXQ_EXPECT(onnxq_conv_pack(&p.w, w, wn, NULL, 0, &scale, 1, packed, size) == ONNXQ_OK,
+                     "pack: %s", onnxq_last_error());
+        onnxq_conv_weights_params got;
+        ONNXQ_EXPECT(onnxq_conv_packed_shape(packed, size, &got) == ONNXQ_OK && got.out_c == 8 &&
+                         got.groups == groups_of[d],
+                     "packed shape: %s", onnxq_last_error());
+        static const uint64_t evil[] = {0, 1, 63, 64, 4096, (uint64_t)1 << 40, ~(uint64_t)0};
+        for (size_t word = 0; word < 16; ++word) {
+            uint64_t* h = (uint64_t*)(void*)packed;
+            const uint64_t saved = h[word];
+            for (size_t e = 0; e < sizeof evil / sizeof evil[0]; ++e) {
+                if (evil[e] == saved) continue;
+                h[word] = evil[e];
+                /* word 1 holds kind and the reserved field: any change is refused too */
+                expect_error(&p, packed, size, 200, 200, word >= 2 && word <= 6 ? -1 : ONNXQ_E_ARG,
+                             "corrupt header word");
+                onnxq_conv_weights_params wp;
+                ONNXQ_EXPECT(onnxq_conv_packed_shape(packed, size, &wp) != ONNXQ_OK,
+                             "depthwise %d: header word %zu = %llu accepted", d, word,
+                             (unsigned long long)evil[e]);
+            }
+            h[word] = saved;
+        }
+        if (d == 0) { /* the group's GEMM header inside the buffer */
+            onnxq_conv_packed hdr;
+            memcpy(&hdr, packed, sizeof hdr);
+            uint64_t* g = (uint64_t*)(void*)(packed + hdr.weights_off);
+            for (size_t word = 0; word < 8; ++word) {
+                const uint64_t saved = g[word];
+                g[word] = saved ^ 0x10u;
+                expect_error(&p, packed, size, 200, 200, ONNXQ_E_ARG, "corrupt group GEMM header");
+                g[word] = saved;
+            }
+        }
+        expect_error(&p, packed, size, 200, 200, ONNXQ_OK, "restored header");
+        free(packed);
+    }
+}
+
+/* The pool never holds more workers than the CPUs allow (ONNXQ_CONV_MAX_THREADS requested), is
+ * reused across calls, and onnxq_conv_threads_release joins every worker. */
+static void check_thread_pool(void) {
+    conv_case k = base_case(40, 39, 64, 64, 3, 1); /* ~130M MACs: enough work for every thread */
+    k.threads = ONNXQ_CONV_MAX_THREADS;
+    for (int round = 0; round < 3; ++round) check_case(&k);
+    const size_t alive = onnxq_conv_threads_alive();
+    ONNXQ_EXPECT(alive < ONNXQ_CONV_MAX_THREADS, "%zu workers alive", alive);
+    ONNXQ_EXPECT(onnxq_conv_threads_release() == alive, "release stopped another count");
+    ONNXQ_EXPECT(onnxq_conv_threads_alive() == 0, "workers alive after release");
+    k.threads = 2;
+    check_case(&k); /* the pool starts again */
+    ONNXQ_EXPECT(onnxq_conv_threads_alive() <= 1, "%zu workers for 2 threads",
+                 onnxq_conv_threads_alive());
+    onnxq_conv_threads_release();
 }
 
 void onnxq_test_conv(void);
@@ -234,4 +314,6 @@ void onnxq_test_conv(void) {
     check_edge_cases();
     check_random_cases(60);
     check_bad_input();
+    check_corrupt_headers();
+    check_thread_pool();
 }

@@ -15,7 +15,7 @@ typedef struct gemm_case {
 static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
     *size = onnxq_gemm_u8s8_packed_size(k, n);
     void* packed = aligned_alloc(64, (*size + 63) / 64 * 64);
-    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, k, n, (ptrdiff_t)n, 1, 0, packed, *size) == ONNXQ_OK,
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, k * n, k, n, (ptrdiff_t)n, 1, 0, packed, *size) == ONNXQ_OK,
                  "pack %zux%zu: %s", k, n, onnxq_last_error());
     return packed;
 }
@@ -46,11 +46,12 @@ static void check_case(gemm_case gc) {
     for (int t = 0; t < 4; ++t) {
         const int ot = out_types[t];
         onnxq_gemm_u8s8_params p = {
-            .m = m, .a = a, .lda = lda, .a_zp = gc.a_zp, .bias = bias, .out_type = ot,
-            .scale = scale, .scale_len = (t == 1) ? 1 : n,
-            .out_zp = ot == ONNXQ_S8 ? -3 : 100, .qmin = ot == ONNXQ_S8 ? -128 : 0,
-            .qmax = ot == ONNXQ_S8 ? 100 : 255, .bias_f = ot == ONNXQ_F32 ? bias_f : NULL,
-            .c = want, .ldc = n,
+            .k = k, .n = n, .m = m, .a = a, .a_len = m * lda, .lda = lda, .a_zp = gc.a_zp,
+            .bias = bias, .bias_len = n, .out_type = ot, .scale = scale,
+            .scale_len = (t == 1) ? 1 : n, .out_zp = ot == ONNXQ_S8 ? -3 : 100,
+            .qmin = ot == ONNXQ_S8 ? -128 : 0, .qmax = ot == ONNXQ_S8 ? 100 : 255,
+            .bias_f = ot == ONNXQ_F32 ? bias_f : NULL, .bias_f_len = n, .c = want, .c_len = m * n,
+            .ldc = n,
         };
         const size_t bytes = m * n * (ot == ONNXQ_U8 || ot == ONNXQ_S8 ? 1 : 4);
         onnxq_isa_set("scalar");
@@ -74,11 +75,12 @@ static void check_bad_input(void) {
     int8_t b[12] = {0};
     uint8_t a[12] = {0}, c[12];
     const float scale = 1.0f;
+    const int32_t bias[3] = {0};
     size_t size;
     void* packed = packed_weights(b, 4, 3, &size);
-    onnxq_gemm_u8s8_params ok = {.m = 3, .a = a, .lda = 4, .a_zp = 0, .out_type = ONNXQ_U8,
-                                 .scale = &scale, .scale_len = 1, .out_zp = 0, .qmin = 0,
-                                 .qmax = 255, .c = c, .ldc = 3};
+    onnxq_gemm_u8s8_params ok = {.k = 4, .n = 3, .m = 3, .a = a, .a_len = 12, .lda = 4, .a_zp = 0,
+                                 .out_type = ONNXQ_U8, .scale = &scale, .scale_len = 1, .out_zp = 0,
+                                 .qmin = 0, .qmax = 255, .c = c, .c_len = 9, .ldc = 3};
     onnxq_gemm_u8s8_params p = ok;
     memset(c, 7, sizeof c);
     p.m = 0;
@@ -95,25 +97,74 @@ static void check_bad_input(void) {
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_ARG, "out_type 42 accepted");
     p = ok, p.scale_len = 2;
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "scale_len 2 accepted");
+    p = ok, p.a_len = 11;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "short a accepted");
+    p = ok, p.lda = 5, p.a_len = 13;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "a too short for lda");
+    p = ok, p.c_len = 8;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "short c accepted");
+    p = ok, p.bias = bias, p.bias_len = 2;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "bias_len 2 accepted");
+    p = ok, p.n = 1u << 24;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "caller n disagrees");
+    p = ok, p.k = 5;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "caller k disagrees");
+    p = ok, p.a = NULL;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_ARG, "NULL a accepted");
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size - 1, &ok) == ONNXQ_E_ARG, "short buffer accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, 16, &ok) == ONNXQ_E_ARG, "header-only buffer accepted");
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(a, sizeof a, &ok) == ONNXQ_E_ARG, "garbage buffer accepted");
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, NULL) == ONNXQ_E_ARG, "NULL params accepted");
+    /* every 8-byte word of the header corrupted (sizes, offsets, total): refused, nothing read */
+    for (size_t word = 0; word < 8; ++word) {
+        uint64_t* h = (uint64_t*)packed;
+        const uint64_t saved = h[word];
+        static const uint64_t evil[] = {1u << 24, 0, 1, (uint64_t)1 << 40, ~(uint64_t)0};
+        for (size_t e = 0; e < sizeof evil / sizeof evil[0]; ++e) {
+            if (evil[e] == saved) continue;
+            h[word] = evil[e];
+            /* a k or n with the same padded layout (k = 1: still one 64-deep group) is a valid
+             * header of other sizes: refused as disagreeing with the caller's k x n */
+            ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &ok) != ONNXQ_OK,
+                         "header word %zu = %llu accepted", word, (unsigned long long)evil[e]);
+            size_t k = 0, n = 0;
+            const int st = onnxq_gemm_u8s8_packed_shape(packed, size, &k, &n);
+            ONNXQ_EXPECT(st == ONNXQ_E_ARG || (st == ONNXQ_OK && (k != 4 || n != 3)),
+                         "packed_shape: header word %zu corrupt accepted", word);
+        }
+        h[word] = saved;
+    }
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &ok) == ONNXQ_OK, "restored header: %s",
+                 onnxq_last_error());
+    memset(c, 7, sizeof c);
+    p = ok, p.c_len = 8;
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "short c accepted");
     for (size_t i = 0; i < sizeof c; ++i) ONNXQ_EXPECT(c[i] == 7, "output touched on error");
-    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 4, 3, 3, 1, 1, packed, size) == ONNXQ_E_ARG,
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 12, 4, 3, 3, 1, 1, packed, size) == ONNXQ_E_ARG,
                  "weight zero point 1 accepted");
-    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 4, 3, 3, 1, 0, packed, size - 1) == ONNXQ_E_SHAPE,
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 12, 4, 3, 3, 1, 0, packed, size - 1) == ONNXQ_E_SHAPE,
                  "short pack buffer accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 11, 4, 3, 3, 1, 0, packed, size) == ONNXQ_E_SHAPE,
+                 "short b accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b, 12, 4, 3, 4, 1, 0, packed, size) == ONNXQ_E_SHAPE,
+                 "b too short for its strides accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_pack(b + 11, 12, 4, 3, -3, -1, 0, packed, size) == ONNXQ_E_ARG,
+                 "negative strides accepted");
     ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_size(0, 3) == 0, "k=0 has a packed size");
     size_t k = 0, n = 0;
     ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_shape(packed, size, &k, &n) == ONNXQ_OK && k == 4 && n == 3,
                  "packed shape %zux%zu", k, n);
-    const int32_t* colsum = NULL;
+    int32_t colsum[3] = {0, 0, 0};
     int8_t w[6] = {1, -2, 3, 4, -128, 127}; /* [k=2, n=3] */
     void* small = packed_weights(w, 2, 3, &size);
-    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(small, size, &colsum) == ONNXQ_OK && colsum[0] == 5 &&
-                     colsum[1] == -130 && colsum[2] == 130,
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(small, size, 2, 3, colsum, 3) == ONNXQ_OK &&
+                     colsum[0] == 5 && colsum[1] == -130 && colsum[2] == 130,
                  "column sums");
-    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(a, sizeof a, &colsum) == ONNXQ_E_ARG,
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(small, size, 2, 1u << 24, colsum, 3) == ONNXQ_E_SHAPE,
+                 "colsum with a disagreeing n");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(small, size, 2, 3, colsum, 2) == ONNXQ_E_SHAPE,
+                 "colsum into a short array");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_colsum(a, sizeof a, 2, 3, colsum, 3) == ONNXQ_E_ARG,
                  "colsum of a garbage buffer");
     free(small);
     free(packed);
@@ -136,8 +187,9 @@ static void check_no_read_past_a(size_t m, size_t k, size_t n) {
     void* packed = packed_weights(b, k, n, &size);
     int32_t* want = malloc(m * n * sizeof *want);
     int32_t* got = malloc(m * n * sizeof *got);
-    onnxq_gemm_u8s8_params p = {.m = m, .a = a, .lda = k, .a_zp = 3, .out_type = ONNXQ_I32,
-                                .c = want, .ldc = n};
+    onnxq_gemm_u8s8_params p = {.k = k, .n = n, .m = m, .a = a, .a_len = bytes, .lda = k,
+                                .a_zp = 3, .out_type = ONNXQ_I32, .c = want, .c_len = m * n,
+                                .ldc = n};
     onnxq_isa_set("scalar");
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_OK, "%s", onnxq_last_error());
     p.c = got;

@@ -39,17 +39,17 @@ static void check_quantize(int qtype, size_t outer, size_t channels, size_t inne
         zp[c] = qtype == ONNXQ_U8 ? u8_zps[onnxq_test_rand_int(0, 3)] : s8_zps[onnxq_test_rand_int(0, 3)];
     }
     fill_inputs(x, n, scale[0]);
-    onnxq_quant_params p = {outer, channels, inner, scale, zp, qtype};
+    onnxq_quant_params p = {outer, channels, inner, scale, channels, zp, channels, qtype};
     onnxq_isa_set("scalar");
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, want) == ONNXQ_OK, "scalar quantize: %s", onnxq_last_error());
-    ONNXQ_EXPECT(onnxq_dequantize(&p, want, deq_want) == ONNXQ_OK, "scalar dequantize: %s",
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, n, want, n) == ONNXQ_OK, "scalar quantize: %s", onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_dequantize(&p, want, n, deq_want, n) == ONNXQ_OK, "scalar dequantize: %s",
                  onnxq_last_error());
     ONNXQ_TEST_FOREACH_ISA(isa) {
         memset(got, 0xa5, n);
-        ONNXQ_EXPECT(onnxq_quantize(&p, x, got) == ONNXQ_OK, "quantize: %s", onnxq_last_error());
+        ONNXQ_EXPECT(onnxq_quantize(&p, x, n, got, n) == ONNXQ_OK, "quantize: %s", onnxq_last_error());
         ONNXQ_EXPECT(memcmp(got, want, n) == 0, "quantize qtype=%d shape=%zux%zux%zu differs", qtype,
                      outer, channels, inner);
-        ONNXQ_EXPECT(onnxq_dequantize(&p, want, deq_got) == ONNXQ_OK, "dequantize: %s",
+        ONNXQ_EXPECT(onnxq_dequantize(&p, want, n, deq_got, n) == ONNXQ_OK, "dequantize: %s",
                      onnxq_last_error());
         ONNXQ_EXPECT(memcmp(deq_got, deq_want, n * sizeof(float)) == 0,
                      "dequantize qtype=%d shape=%zux%zux%zu differs", qtype, outer, channels, inner);
@@ -63,10 +63,10 @@ static void check_saturation_and_rounding(void) {
     const uint8_t want[6] = {130, 132, 0, 255, 0, 126};
     const float scale = 0.5f;
     const int32_t zp = 128;
-    onnxq_quant_params p = {1, 1, 6, &scale, &zp, ONNXQ_U8};
+    onnxq_quant_params p = {1, 1, 6, &scale, 1, &zp, 1, ONNXQ_U8};
     ONNXQ_TEST_FOREACH_ISA(isa) {
         uint8_t got[6];
-        ONNXQ_EXPECT(onnxq_quantize(&p, x, got) == ONNXQ_OK, "quantize: %s", onnxq_last_error());
+        ONNXQ_EXPECT(onnxq_quantize(&p, x, 6, got, 6) == ONNXQ_OK, "quantize: %s", onnxq_last_error());
         ONNXQ_EXPECT(memcmp(got, want, 6) == 0, "rounding/saturation: got %d %d %d %d %d %d",
                      got[0], got[1], got[2], got[3], got[4], got[5]);
     }
@@ -77,24 +77,35 @@ static void check_bad_input(void) {
     uint8_t y[4] = {1, 2, 3, 4};
     float scale = 1.0f, zero_scale = 0.0f, nan_scale = NAN;
     int32_t zp = 0, bad_zp = 256;
-    onnxq_quant_params ok = {1, 1, 4, &scale, &zp, ONNXQ_U8};
+    onnxq_quant_params ok = {1, 1, 4, &scale, 1, &zp, 1, ONNXQ_U8};
     onnxq_quant_params p = ok;
     p.inner = 0;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_SHAPE, "zero-size accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "zero-size accepted");
     p = ok, p.scale = &zero_scale;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_ARG, "zero scale accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_ARG, "zero scale accepted");
     p = ok, p.scale = &nan_scale;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_ARG, "NaN scale accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_ARG, "NaN scale accepted");
     p = ok, p.zp = &bad_zp;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_ARG, "zero point 256 accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_ARG, "zero point 256 accepted");
     ONNXQ_EXPECT(strstr(onnxq_last_error(), "zero_point") != NULL, "message '%s' names the zero point",
                  onnxq_last_error());
     p = ok, p.qtype = ONNXQ_F32;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_ARG, "f32 qtype accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_ARG, "f32 qtype accepted");
     p = ok, p.outer = SIZE_MAX / 2, p.inner = 4;
-    ONNXQ_EXPECT(onnxq_quantize(&p, x, y) == ONNXQ_E_SHAPE, "overflowing size accepted");
-    ONNXQ_EXPECT(onnxq_quantize(NULL, x, y) == ONNXQ_E_ARG, "NULL params accepted");
-    ONNXQ_EXPECT(onnxq_quantize(&ok, NULL, y) == ONNXQ_E_ARG, "NULL x accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "overflowing size accepted");
+    ONNXQ_EXPECT(onnxq_quantize(NULL, x, 4, y, 4) == ONNXQ_E_ARG, "NULL params accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&ok, NULL, 4, y, 4) == ONNXQ_E_ARG, "NULL x accepted");
+    ONNXQ_EXPECT(onnxq_quantize(&ok, x, 3, y, 4) == ONNXQ_E_SHAPE, "short x accepted");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "x has 3 values, expected 4") != NULL, "message '%s'",
+                 onnxq_last_error());
+    ONNXQ_EXPECT(onnxq_quantize(&ok, x, 4, y, 5) == ONNXQ_E_SHAPE, "long y accepted");
+    p = ok, p.scale_len = 2;
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "scale_len 2 accepted");
+    p = ok, p.zp_len = 0;
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "zp_len 0 accepted");
+    p = ok, p.channels = 2, p.inner = 2;
+    ONNXQ_EXPECT(onnxq_quantize(&p, x, 4, y, 4) == ONNXQ_E_SHAPE, "2 channels with 1 scale accepted");
+    ONNXQ_EXPECT(onnxq_dequantize(&ok, y, 3, x, 4) == ONNXQ_E_SHAPE, "short dequantize input");
     ONNXQ_EXPECT(y[0] == 1 && y[3] == 4, "output touched on error");
 }
 

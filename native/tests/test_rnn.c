@@ -22,7 +22,7 @@ static packed_buf pack(const int8_t* w, size_t rows, size_t cols) {
     packed_buf b;
     b.size = onnxq_gemm_u8s8_packed_size(cols, rows);
     b.data = aligned_alloc(64, (b.size + 63) / 64 * 64);
-    const int st = onnxq_gemm_u8s8_pack(w, cols, rows, 1, (ptrdiff_t)cols, 0, b.data, b.size);
+    const int st = onnxq_gemm_u8s8_pack(w, rows * cols, cols, rows, 1, (ptrdiff_t)cols, 0, b.data, b.size);
     ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
     return b;
 }
@@ -57,16 +57,19 @@ static void test_isas_agree(void) {
     float want[4 * 3 * 17], got[4 * 3 * 17], cw[3 * 17], cg[3 * 17];
     for (int mode = 0; mode < 2; ++mode)
         for (int cell = 0; cell < 3; ++cell) {
-            onnxq_lstm_params lp = {B, I, H, mode, pw.data, pw.size, ws, pr.data, pr.size, rs, wb, rb};
-            onnxq_gru_params gp = {B, I, H, mode, cell == 2, gw.data, gw.size, ws, gzr.data,
-                                   gzr.size, gh.data, gh.size, rs, wb, rb};
+            onnxq_lstm_params lp = {B,  I,       H,       mode, pw.data, pw.size, ws, 4 * H, pr.data,
+                                    pr.size, rs, 4 * H, wb, 4 * H, rb,      4 * H};
+            onnxq_gru_params gp = {B,       I,        H,       mode,    cell == 2, gw.data,
+                                   gw.size, ws,       3 * H,   gzr.data, gzr.size, gh.data,
+                                   gh.size, rs,       3 * H,   wb,       3 * H,     rb, 3 * H};
+            const size_t xn = T * B * I, yn = T * B * H, sn = B * H;
             onnxq_isa_set("scalar");
-            int st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, want, NULL, cw)
-                               : onnxq_gru(&gp, T, x, h0, want, NULL);
+            int st = cell == 0 ? onnxq_lstm(&lp, T, x, xn, h0, sn, c0, sn, want, yn, NULL, 0, cw, sn)
+                               : onnxq_gru(&gp, T, x, xn, h0, sn, want, yn, NULL, 0);
             ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
             ONNXQ_TEST_FOREACH_ISA(isa) {
-                st = cell == 0 ? onnxq_lstm(&lp, T, x, h0, c0, got, NULL, cg)
-                               : onnxq_gru(&gp, T, x, h0, got, NULL);
+                st = cell == 0 ? onnxq_lstm(&lp, T, x, xn, h0, sn, c0, sn, got, yn, NULL, 0, cg, sn)
+                               : onnxq_gru(&gp, T, x, xn, h0, sn, got, yn, NULL, 0);
                 ONNXQ_EXPECT(st == ONNXQ_OK, "%s", onnxq_last_error());
                 ONNXQ_EXPECT(memcmp(got, want, sizeof got) == 0, "cell %d mode %d: isa %s differs",
                              cell, mode, onnxq_isa_name(isa));
@@ -83,8 +86,10 @@ static void test_zero_weights_closed_form(void) {
     float ws[8], x[3] = {1, -2, 3}, h0[2] = {0.3f, -0.4f}, c0[2] = {0.8f, -0.6f}, y[2], c[2];
     for (int i = 0; i < 8; ++i) ws[i] = 0.01f;
     packed_buf pw = pack(w, 8, 3), pr = pack(r, 8, 2);
-    onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, h0, c0, y, NULL, c) == ONNXQ_OK, "%s", onnxq_last_error());
+    onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, 8, pr.data, pr.size, ws, 8, NULL, 0,
+                            NULL, 0};
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, h0, 2, c0, 2, y, 2, NULL, 0, c, 2) == ONNXQ_OK, "%s",
+                 onnxq_last_error());
     ONNXQ_EXPECT(c[0] == 0.4f && c[1] == -0.3f, "c %g %g", (double)c[0], (double)c[1]);
     ONNXQ_EXPECT(fabsf(y[0] - 0.5f * tanhf(0.4f)) < 1e-7f, "h %g", (double)y[0]);
     free(pw.data), free(pr.data);
@@ -92,30 +97,87 @@ static void test_zero_weights_closed_form(void) {
 
 static void test_bad_arguments(void) {
     int8_t w[8 * 3] = {0};
-    float ws[8] = {1, 1, 1, 1, 1, 1, 1, 1}, x[6] = {0}, y[4] = {7, 7, 7, 7};
+    float ws[8] = {1, 1, 1, 1, 1, 1, 1, 1}, x[6] = {0}, y[4] = {7, 7, 7, 7}, bias[8] = {0};
     packed_buf pw = pack(w, 8, 3), pr = pack(w, 8, 2);
-    onnxq_lstm_params lp = {1, 3, 2, 0, pw.data, pw.size, ws, pr.data, pr.size, ws, NULL, NULL};
+    const onnxq_lstm_params ok = {1, 3, 2, 0, pw.data, pw.size, ws, 8, pr.data, pr.size, ws, 8,
+                                  NULL, 0, NULL, 0};
+    onnxq_lstm_params lp = ok;
     lp.input_size = 4;
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "input size");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 4, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "input size");
     ONNXQ_EXPECT(strstr(onnxq_last_error(), "w_packed is packed as K=3") != NULL, "msg %s",
                  onnxq_last_error());
     lp.input_size = 3;
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 0, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_SHAPE, "seq_len 0");
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, NULL, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL x");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 0, x, 0, NULL, 0, NULL, 0, y, 0, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "seq_len 0");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, NULL, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_ARG,
+                 "NULL x");
     lp.mode = 3;
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "mode");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_ARG,
+                 "mode");
     lp.mode = 0;
     lp.r_packed = NULL;
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NULL r_packed");
-    onnxq_gru_params gp = {1, 3, 2, 0, 0, pw.data, pw.size, ws, pr.data, pr.size, pr.data, pr.size,
-                           ws, NULL, NULL};
-    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, NULL, y, NULL) == ONNXQ_E_SHAPE, "gru w rows (8 != 6)");
-    lp.r_packed = pr.data;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_ARG,
+                 "NULL r_packed");
+    onnxq_gru_params gp = {1, 3, 2, 0, 0, pw.data, pw.size, ws, 6, pr.data, pr.size, pr.data,
+                           pr.size, ws, 6, NULL, 0, NULL, 0};
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, NULL, 0) == ONNXQ_E_SHAPE,
+                 "gru w rows (8 != 6)");
+    lp = ok;
     x[4] = NAN;
-    ONNXQ_EXPECT(onnxq_lstm(&lp, 2, x, NULL, NULL, y, NULL, NULL) == ONNXQ_E_ARG, "NaN in x");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 2, x, 6, NULL, 0, NULL, 0, y, 4, NULL, 0, NULL, 0) == ONNXQ_E_ARG,
+                 "NaN in x");
     ONNXQ_EXPECT(strstr(onnxq_last_error(), "x[4] = nan") != NULL, "msg %s", onnxq_last_error());
-    for (int i = 0; i < 4; ++i) ONNXQ_EXPECT(y[i] == 7.0f, "output touched on error");
-    free(pw.data), free(pr.data);
+    x[4] = 0;
+    /* every length is checked: short biases and scales (the over-read of a bias shorter than 4H),
+     * short or long x / states / outputs */
+    lp = ok, lp.w_bias = bias, lp.w_bias_len = 7;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "w_bias of 7 < 4H values");
+    ONNXQ_EXPECT(strstr(onnxq_last_error(), "w_bias has 7 values, expected 8") != NULL, "msg %s",
+                 onnxq_last_error());
+    lp = ok, lp.r_bias = bias, lp.r_bias_len = 2;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "r_bias of 2 values");
+    lp = ok, lp.r_scale_len = 4;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "r_scale of 4 values");
+    lp = ok, lp.w_scale = NULL;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_ARG,
+                 "NULL w_scale");
+    lp = ok;
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 2, x, 5, NULL, 0, NULL, 0, y, 4, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "short x");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, x, 1, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "short h0");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, x, 3, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "long c0");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 2, x, 6, NULL, 0, NULL, 0, y, 2, NULL, 0, NULL, 0) == ONNXQ_E_SHAPE,
+                 "short y");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, y, 1, NULL, 0) == ONNXQ_E_SHAPE,
+                 "short h_out");
+    ONNXQ_EXPECT(onnxq_lstm(&lp, 1, x, 3, NULL, 0, NULL, 0, y, 2, NULL, 0, y, 3) == ONNXQ_E_SHAPE,
+                 "long c_out");
+    gp.w_packed = NULL;
+    packed_buf gw = pack(w, 6, 3), gzr = pack(w, 4, 2), gh = pack(w, 2, 2);
+    const onnxq_gru_params gok = {1, 3, 2, 0, 1, gw.data, gw.size, ws, 6, gzr.data, gzr.size,
+                                  gh.data, gh.size, ws, 6, NULL, 0, NULL, 0};
+    gp = gok;
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, NULL, 0) == ONNXQ_OK, "gru: %s",
+                 onnxq_last_error());
+    gp = gok, gp.r_bias = bias, gp.r_bias_len = 5;
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, NULL, 0) == ONNXQ_E_SHAPE,
+                 "gru r_bias of 5 < 3H values");
+    gp = gok, gp.w_scale_len = 8;
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, NULL, 0) == ONNXQ_E_SHAPE,
+                 "gru w_scale of 8 values");
+    gp = gok, gp.rh_packed = gzr.data, gp.rh_packed_size = gzr.size;
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, NULL, 0) == ONNXQ_E_SHAPE,
+                 "gru rh packed as 2H rows");
+    gp = gok;
+    ONNXQ_EXPECT(onnxq_gru(&gp, 1, x, 3, NULL, 0, y, 2, y, 3) == ONNXQ_E_SHAPE, "gru long h_out");
+    for (int i = 0; i < 4; ++i) ONNXQ_EXPECT(y[i] == 7.0f || i < 2, "output touched on error");
+    free(pw.data), free(pr.data), free(gw.data), free(gzr.data), free(gh.data);
 }
 
 void onnxq_test_rnn(void) {

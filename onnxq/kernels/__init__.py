@@ -2,7 +2,11 @@
 
 ISA control: :func:`available_isas`, :func:`active_isa`, :func:`set_isa`, :func:`use_isa`
 (environment variable ``ONNXQ_ISA`` at load time); :func:`kernel_table` lists every micro-kernel.
-Every wrapper raises :class:`onnxq.errors.KernelError` with the C message on bad input.
+Every wrapper raises :class:`onnxq.errors.KernelError` with a one-line message naming the argument
+on bad input (checked at the binding boundary, ``onnxq/kernels/_ffi.py``, and again in C); no
+input makes the process crash. Multi-threaded convs use a persistent pool of at most
+``min(threads, CPUs) - 1`` workers (``threads`` <= :data:`MAX_THREADS`): :func:`threads_alive`,
+:func:`release_threads`.
 
 Wrappers by family: quantize / dequantize; gemm (:func:`pack_gemm_weights`, :func:`gemm_u8s8`);
 conv (:func:`pack_conv_weights`, :func:`conv_u8s8_nhwc`, :class:`PreparedConv`); eltwise
@@ -14,12 +18,15 @@ conv (:func:`pack_conv_weights`, :func:`conv_u8s8_nhwc`, :class:`PreparedConv`);
 
 from onnxq.kernels.concat import qconcat
 from onnxq.kernels.conv import (
+    MAX_THREADS,
     PackedConvWeights,
     PreparedConv,
     conv_u8s8_nhwc,
     nchw_to_nhwc,
     nhwc_to_nchw,
     pack_conv_weights,
+    release_threads,
+    threads_alive,
 )
 from onnxq.kernels.dynamic import (
     PackedDynamicWeights,
@@ -45,6 +52,7 @@ from onnxq.kernels.rnn import GruWeights, LstmWeights, gru, lstm, pack_gru_weigh
 
 __all__ = [
     "ISAS",
+    "MAX_THREADS",
     "GruWeights",
     "KernelInfo",
     "LstmWeights",
@@ -76,7 +84,9 @@ __all__ = [
     "qadd",
     "qconcat",
     "quantize",
+    "release_threads",
     "selected_kernel",
     "set_isa",
+    "threads_alive",
     "use_isa",
 ]

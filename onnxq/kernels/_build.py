@@ -73,8 +73,7 @@ def strip_preprocessor(text: str) -> str:
 def cdef_text(families: Collection[str] | None = None) -> str:
     """The cffi declarations: the public headers without their preprocessor lines."""
     return "".join(
-        f"/* {path.name} */\n" + strip_preprocessor(path.read_text())
-        for path in public_headers(families)
+        f"/* {path.name} */\n" + strip_preprocessor(path.read_text()) for path in public_headers(families)
     )
 
 

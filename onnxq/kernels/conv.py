@@ -17,20 +17,52 @@ from typing import Any
 import numpy as np
 
 from onnxq.errors import KernelError
-from onnxq.kernels._ffi import check, ffi, in_ptr, lib, out_ptr, require_array
+from onnxq.kernels._ffi import (
+    SIZE_MAX,
+    byte_ptr,
+    check,
+    ffi,
+    in_ptr,
+    lib,
+    new_array,
+    out_ptr,
+    require_array,
+    require_buffer,
+    require_int,
+    require_ints,
+    require_scales,
+    show,
+)
 from onnxq.kernels.reference.conv import requant_scales
 
 __all__ = [
+    "MAX_THREADS",
     "PackedConvWeights",
     "PreparedConv",
     "conv_u8s8_nhwc",
     "nchw_to_nhwc",
     "nhwc_to_nchw",
     "pack_conv_weights",
+    "release_threads",
     "requant_scales",
+    "threads_alive",
 ]
 
 _ALIGN = 64
+MAX_THREADS: int = int(lib.ONNXQ_CONV_MAX_THREADS)
+"""Largest ``threads`` a conv accepts (larger is a KernelError); a call never runs more threads
+than the CPUs this process may run on, so the pool never holds more than that many minus one."""
+
+
+def threads_alive() -> int:
+    """Worker threads of the native conv pool alive now (persistent between calls)."""
+    return int(lib.onnxq_conv_threads_alive())
+
+
+def release_threads() -> int:
+    """Stop and join the native conv pool's worker threads (the next multi-threaded call starts
+    them again); returns how many were stopped."""
+    return int(lib.onnxq_conv_threads_release())
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:
@@ -57,7 +89,12 @@ def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class PackedConvWeights:
-    """Weights, bias and requantisation multipliers packed once by :func:`pack_conv_weights`."""
+    """Weights, bias and requantisation multipliers packed once by :func:`pack_conv_weights`.
+
+    ``buffer`` starts with a header (magic, version, shape, the offset and length of every
+    section); every use checks it in C against the buffer's length, its own shape's layout and
+    the fields here (:meth:`validated`): an object whose fields disagree with its buffer, or a
+    corrupted buffer, is a KernelError."""
 
     out_channels: int
     in_channels: int
@@ -65,12 +102,32 @@ class PackedConvWeights:
     kernel_shape: tuple[int, int]
     buffer: np.ndarray  # the packed bytes (64-byte aligned), read by the native conv
 
-    def weights_params(self) -> Any:
-        """A cffi ``onnxq_conv_weights_params*`` describing these weights."""
+    def weights_params(self, name: str = "packed") -> Any:
+        """A cffi ``onnxq_conv_weights_params*`` describing these weights (fields checked)."""
         wp = ffi.new("onnxq_conv_weights_params*")
-        wp.out_c, wp.in_c, wp.groups = self.out_channels, self.in_channels, self.groups
-        wp.kernel_h, wp.kernel_w = self.kernel_shape
+        wp.out_c = require_int(self.out_channels, f"{name}.out_channels", 0, SIZE_MAX)
+        wp.in_c = require_int(self.in_channels, f"{name}.in_channels", 0, SIZE_MAX)
+        wp.groups = require_int(self.groups, f"{name}.groups", 0, SIZE_MAX)
+        wp.kernel_h, wp.kernel_w = require_ints(self.kernel_shape, f"{name}.kernel_shape", 2)
         return wp
+
+    def validated(self, name: str = "packed") -> tuple[Any, np.ndarray]:
+        """``(weights params, buffer)`` after checking that ``buffer`` is a C-contiguous, 8-byte
+        aligned uint8 array whose header (checked in C: magic, version, every offset and length
+        against the layout and the buffer's size) describes exactly these fields."""
+        buf = require_buffer(self.buffer, f"{name}.buffer", np.uint8, ndim=1, align=8)
+        wp = self.weights_params(name)
+        got = ffi.new("onnxq_conv_weights_params*")
+        check(lib.onnxq_conv_packed_shape(byte_ptr(buf), buf.size, got), name)
+        have = (got.out_c, got.in_c, got.groups, got.kernel_h, got.kernel_w)
+        says = (wp.out_c, wp.in_c, wp.groups, wp.kernel_h, wp.kernel_w)
+        if have != says:
+            raise KernelError(
+                f"{name}: packed weights are O={have[0]} C={have[1]} groups={have[2]} "
+                f"kernel={have[3]}x{have[4]} but the object says O={says[0]} C={says[1]} "
+                f"groups={says[2]} kernel={says[3]}x{says[4]}"
+            )
+        return wp, buf
 
 
 def pack_conv_weights(
@@ -81,19 +138,14 @@ def pack_conv_weights(
     """
     wc = require_array(w, "w (OIHW weights)", np.int8, ndim=4)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise KernelError(f"groups: expected an integer >= 1, got {groups!r}")
+        raise KernelError(f"groups: expected an integer >= 1, got {show(groups)}")
     o, cg, kh, kw = (int(d) for d in wc.shape)
     b = None
     if bias is not None:
         b = require_array(bias, "bias", np.int32, ndim=1)
         if b.shape != (o,):
             raise KernelError(f"bias: expected shape ({o},) (one per output channel), got {b.shape}")
-    try:
-        s = np.ascontiguousarray(np.atleast_1d(np.asarray(scale, dtype=np.float32)))
-    except (TypeError, ValueError) as exc:
-        raise KernelError(f"scale: expected fp32 multipliers, got {scale!r}") from exc
-    if s.ndim != 1:
-        raise KernelError(f"scale: expected a scalar or a 1-D array, got shape {s.shape}")
+    s = require_scales(scale, "scale")
     packed = PackedConvWeights(o, cg * groups, groups, (kh, kw), np.empty(0, np.uint8))
     wp = packed.weights_params()
     size = ffi.new("size_t*")
@@ -102,7 +154,15 @@ def pack_conv_weights(
     bias_ptr = ffi.NULL if b is None else in_ptr(b)
     check(
         lib.onnxq_conv_pack(
-            wp, in_ptr(wc), wc.size, bias_ptr, in_ptr(s), s.size, out_ptr(buf), buf.size
+            wp,
+            in_ptr(wc),
+            wc.size,
+            bias_ptr,
+            0 if b is None else b.size,
+            in_ptr(s),
+            s.size,
+            out_ptr(buf),
+            buf.size,
         )
     )
     return PackedConvWeights(o, cg * groups, groups, (kh, kw), buf)
@@ -116,7 +176,7 @@ def _desc(a: object) -> str:
 
 def _params(
     x_shape: Sequence[int],
-    packed: PackedConvWeights,
+    wp: Any,
     strides: Sequence[int],
     dilations: Sequence[int],
     pads: Sequence[int],
@@ -126,29 +186,22 @@ def _params(
     qmax: int,
     threads: int,
 ) -> Any:
-    for name, seq, n in (("strides", strides, 2), ("dilations", dilations, 2), ("pads", pads, 4)):
-        if len(seq) != n or any(int(v) < 0 for v in seq):
-            raise KernelError(f"{name}: expected {n} non-negative integers, got {list(seq)}")
-    for name, v in (("x_zp", x_zp), ("y_zp", y_zp), ("qmin", qmin), ("qmax", qmax)):
-        if not 0 <= int(v) <= 255:
-            raise KernelError(f"{name}: {v} is outside the u8 range [0, 255]")
-    if threads < 0:
-        raise KernelError(f"threads: expected >= 0, got {threads}")
+    p = ffi.new("onnxq_conv_params*")
+    p.stride_h, p.stride_w = require_ints(strides, "strides", 2)
+    p.dilation_h, p.dilation_w = require_ints(dilations, "dilations", 2)
+    p.pad_top, p.pad_left, p.pad_bottom, p.pad_right = require_ints(pads, "pads", 4)
+    u8 = "the u8 range [0, 255]"
+    p.x_zp, p.y_zp = require_int(x_zp, "x_zp", 0, 255, u8), require_int(y_zp, "y_zp", 0, 255, u8)
+    p.qmin, p.qmax = require_int(qmin, "qmin", 0, 255, u8), require_int(qmax, "qmax", 0, 255, u8)
+    if p.qmin > p.qmax:
+        raise KernelError(f"qmin: {p.qmin} is above qmax {p.qmax}")
+    p.threads = require_int(threads, "threads", 0, MAX_THREADS)
     if len(x_shape) != 4:
         raise KernelError(f"x: expected a 4-D NHWC shape, got {tuple(x_shape)}")
-    p = ffi.new("onnxq_conv_params*")
-    p.w = packed.weights_params()[0]
-    if int(x_shape[3]) != packed.in_channels:
-        raise KernelError(
-            f"x: has {x_shape[3]} channels (NHWC last axis) but the weights expect "
-            f"{packed.in_channels}"
-        )
-    p.batch, p.in_h, p.in_w = (int(d) for d in x_shape[:3])
-    p.stride_h, p.stride_w = (int(v) for v in strides)
-    p.dilation_h, p.dilation_w = (int(v) for v in dilations)
-    p.pad_top, p.pad_left, p.pad_bottom, p.pad_right = (int(v) for v in pads)
-    p.x_zp, p.y_zp, p.qmin, p.qmax = int(x_zp), int(y_zp), int(qmin), int(qmax)
-    p.threads = int(threads)
+    p.w = wp[0]
+    if x_shape[3] != wp.in_c:
+        raise KernelError(f"x: has {x_shape[3]} channels (NHWC last axis) but the weights expect {wp.in_c}")
+    p.batch, p.in_h, p.in_w = x_shape[:3]
     return p
 
 
@@ -156,7 +209,7 @@ class PreparedConv:
     """One convolution prepared for one NHWC input shape: call it on images (prepare once, like a
     session). Geometry and quantisation are checked here, so a call only checks ``x``."""
 
-    __slots__ = ("_params", "_weights", "input_shape", "output_shape", "packed")
+    __slots__ = ("_buffer", "_params", "_weights", "input_shape", "output_shape", "packed")
 
     def __init__(
         self,
@@ -174,17 +227,21 @@ class PreparedConv:
     ) -> None:
         if not isinstance(packed, PackedConvWeights):
             raise KernelError(f"packed: expected PackedConvWeights, got {type(packed).__name__}")
+        wp, buf = packed.validated()
         self.packed = packed
-        self.input_shape = tuple(int(d) for d in input_shape)
+        try:
+            dims = tuple(input_shape)
+        except TypeError:
+            raise KernelError(f"input_shape: expected 4 integers, got {show(input_shape)}") from None
+        self.input_shape = tuple(require_int(d, "x (NHWC shape)", 0, SIZE_MAX) for d in dims)
         self._params = _params(
-            self.input_shape, packed, strides, dilations, pads, x_zp, y_zp, qmin, qmax, threads
+            self.input_shape, wp, strides, dilations, pads, x_zp, y_zp, qmin, qmax, threads
         )
-        if qmin > qmax:
-            raise KernelError(f"qmin: {qmin} is above qmax {qmax}")
         oh, ow = ffi.new("size_t*"), ffi.new("size_t*")
         check(lib.onnxq_conv_output_size(self._params, oh, ow))
-        self.output_shape = (self.input_shape[0], int(oh[0]), int(ow[0]), packed.out_channels)
-        self._weights = in_ptr(packed.buffer)
+        self.output_shape = (self.input_shape[0], int(oh[0]), int(ow[0]), int(wp.out_c))
+        self._buffer = buf
+        self._weights = byte_ptr(buf)
 
     @property
     def algorithm(self) -> str:
@@ -207,7 +264,7 @@ class PreparedConv:
         if x.shape != self.input_shape:
             raise KernelError(f"x: expected NHWC shape {self.input_shape}, got {x.shape}")
         if out is None:
-            out = np.empty(self.output_shape, dtype=np.uint8)
+            out = new_array(self.output_shape, np.uint8, "out")
         elif not (
             type(out) is np.ndarray
             and out.dtype == np.uint8
@@ -221,8 +278,13 @@ class PreparedConv:
             )
         check(
             lib.onnxq_conv_run(
-                self._params, self._weights, self.packed.buffer.size,
-                ffi.from_buffer(x), x.size, ffi.from_buffer(out, require_writable=True), out.size,
+                self._params,
+                self._weights,
+                self._buffer.size,
+                ffi.from_buffer(x),
+                x.size,
+                ffi.from_buffer(out, require_writable=True),
+                out.size,
             )
         )
         return out
@@ -250,7 +312,15 @@ def conv_u8s8_nhwc(
     """
     xc = require_array(x, "x (NHWC input)", np.uint8, ndim=4)
     conv = PreparedConv(
-        packed, xc.shape, x_zp, y_zp, strides=strides, dilations=dilations, pads=pads,
-        qmin=qmin, qmax=qmax, threads=threads,
+        packed,
+        xc.shape,
+        x_zp,
+        y_zp,
+        strides=strides,
+        dilations=dilations,
+        pads=pads,
+        qmin=qmin,
+        qmax=qmax,
+        threads=threads,
     )
     return conv(xc, out)

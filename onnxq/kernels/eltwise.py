@@ -11,7 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from onnxq.errors import KernelError
-from onnxq.kernels._ffi import check, ffi, lib
+from onnxq.kernels._ffi import (
+    byte_ptr,
+    check,
+    ffi,
+    lib,
+    new_array,
+    require_array,
+    require_float,
+    require_int,
+    show,
+)
 from onnxq.kernels.reference.eltwise import AddLayout, Bcast, add_layout
 
 __all__ = ["qadd"]
@@ -20,12 +30,15 @@ _QTYPES = {np.dtype(np.uint8): ("ONNXQ_U8", 0, 255), np.dtype(np.int8): ("ONNXQ_
 
 
 def _operand(value: object, name: str) -> np.ndarray:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise KernelError(f"{name}: expected a uint8 or int8 array ({show(str(exc), 120)})") from None
     if arr.dtype not in _QTYPES:
         raise KernelError(f"{name}: expected a uint8 or int8 array, got {arr.dtype}")
     if arr.size == 0:
         raise KernelError(f"{name}: zero-size tensor of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return require_array(arr, name, arr.dtype)
 
 
 def qadd(
@@ -60,15 +73,18 @@ def qadd(
     p.outer, p.inner = layout.outer, layout.inner
     p.qtype = getattr(lib, kind)
     p.a_bcast, p.b_bcast = int(layout.a), int(layout.b)
-    p.a_scale, p.b_scale, p.y_scale = float(a_scale), float(b_scale), float(y_scale)
-    p.a_zp, p.b_zp, p.y_zp = int(a_zero_point), int(b_zero_point), int(y_zero_point)
-    p.qmin = max(tmin, int(y_zero_point)) if relu else tmin
+    p.a_scale = require_float(a_scale, "a_scale")
+    p.b_scale = require_float(b_scale, "b_scale")
+    p.y_scale = require_float(y_scale, "y_scale")
+    p.a_zp = require_int(a_zero_point, "a_zero_point")
+    p.b_zp = require_int(b_zero_point, "b_zero_point")
+    p.y_zp = require_int(y_zero_point, "y_zero_point")
+    p.qmin = max(tmin, p.y_zp) if relu else tmin
     p.qmax = tmax
-    y = np.empty(out_shape, dtype=a.dtype)
+    y = new_array(out_shape, a.dtype, "y")
     check(
         lib.onnxq_qadd(
-            p, ffi.from_buffer(a), a.size, ffi.from_buffer(b), b.size,
-            ffi.from_buffer(y, require_writable=True), y.size,
+            p, byte_ptr(a), a.size, byte_ptr(b), b.size, ffi.from_buffer(y, require_writable=True), y.size
         )
     )
     return y

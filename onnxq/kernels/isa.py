@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from onnxq.errors import KernelError
-from onnxq.kernels._ffi import check, ffi, lib
+from onnxq.kernels._ffi import check, ffi, lib, show
 
 __all__ = [
     "ISAS",
@@ -24,9 +24,7 @@ __all__ = [
     "use_isa",
 ]
 
-ISAS: tuple[str, ...] = tuple(
-    ffi.string(lib.onnxq_isa_name(i)).decode() for i in range(lib.ONNXQ_ISA_COUNT)
-)
+ISAS: tuple[str, ...] = tuple(ffi.string(lib.onnxq_isa_name(i)).decode() for i in range(lib.ONNXQ_ISA_COUNT))
 
 
 @dataclass(frozen=True)
@@ -94,8 +92,10 @@ def kernel_table() -> list[KernelInfo]:
 
 def selected_kernel(op: str) -> str:
     """Name of the micro-kernel ``op`` runs with under the active ISA."""
+    if not isinstance(op, str):
+        raise KernelError(f"op: expected a kernel op name (str), got {show(op)}")
     name = lib.onnxq_kernel_selected(op.encode())
     if name == ffi.NULL:
         active_isa()  # raises when ONNXQ_ISA is bad
-        raise KernelError(f"op: unknown kernel op {op!r}")
+        raise KernelError(f"op: unknown kernel op {show(op)}")
     return ffi.string(name).decode()

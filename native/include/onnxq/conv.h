@@ -20,6 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* threads above this are refused (ONNXQ_E_ARG); see onnxq_conv_params.threads. */
+typedef enum onnxq_conv_limits {
+    ONNXQ_CONV_MAX_THREADS = 64
+} onnxq_conv_limits;
+
 /* Everything that does not depend on the image size: what onnxq_conv_pack needs. */
 typedef struct onnxq_conv_weights_params {
     size_t out_c;      /* O: output channels (all groups) */
@@ -46,8 +51,10 @@ typedef struct onnxq_conv_params {
     uint8_t y_zp;
     uint8_t qmin;      /* fused clamp in the quantized domain; 0..255 when nothing is fused */
     uint8_t qmax;
-    size_t threads;    /* 0 or 1: the calling thread only; n > 1: up to n threads (persistent;
-                          fewer for small layers) */
+    size_t threads;    /* 0 or 1: the calling thread only; n > 1: up to n threads, at most the
+                          CPUs this process may run on (sched_getaffinity), fewer for small
+                          layers; the workers are persistent (onnxq_conv_threads_release).
+                          n > ONNXQ_CONV_MAX_THREADS: ONNXQ_E_ARG */
 } onnxq_conv_params;
 
 /* Output spatial size of params (ONNXQ_E_SHAPE when the kernel is larger than the padded input). */
@@ -56,11 +63,16 @@ int onnxq_conv_output_size(const onnxq_conv_params* p, size_t* out_h, size_t* ou
 /* Bytes of the packed-weights buffer. */
 int onnxq_conv_packed_size(const onnxq_conv_weights_params* wp, size_t* size);
 
-/* Packs OIHW s8 weights (O * C/groups * kh * kw values), bias (O int32 values, or NULL for 0)
- * and scale (scale_len = 1 or O fp32 multipliers) into packed (packed_size bytes). */
+/* Packs OIHW s8 weights (O * C/groups * kh * kw values), bias (bias_len = O int32 values, or
+ * NULL for 0) and scale (scale_len = 1 or O fp32 multipliers) into packed (packed_size bytes). */
 int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, size_t weights_len,
-                    const int32_t* bias, const float* scale, size_t scale_len, void* packed,
-                    size_t packed_size);
+                    const int32_t* bias, size_t bias_len, const float* scale, size_t scale_len,
+                    void* packed, size_t packed_size);
+
+/* Checks a packed buffer (magic, version, shape, and every section offset and length of its
+ * header against the layout of that shape, packed_size and the alignment; the per-group GEMM
+ * headers too) and returns its shape in *wp. ONNXQ_E_ARG when anything disagrees. */
+int onnxq_conv_packed_shape(const void* packed, size_t packed_size, onnxq_conv_weights_params* wp);
 
 /* How onnxq_conv_run computes params under the active ISA: "depthwise" (per-pixel kernels),
  * "depthwise_rows" (quad-row kernels), "direct_1x1" (GEMM on the input rows) or "im2col" (GEMM
@@ -72,8 +84,16 @@ const char* onnxq_conv_algorithm(const onnxq_conv_params* p);
 const char* onnxq_conv_kernel_name(const onnxq_conv_params* p);
 
 /* y[batch, out_h, out_w, out_c] = conv(x[batch, in_h, in_w, in_c]); x_len / y_len are element
- * counts checked against params. */
+ * counts checked against params, the packed buffer as by onnxq_conv_packed_shape and against
+ * p->w. */
 int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed_size,
                    const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len);
+
+/* Worker threads of the conv family alive now (0 before the first multi-threaded call). */
+size_t onnxq_conv_threads_alive(void);
+
+/* Stops and joins every worker thread (waiting for a conv running on another thread to finish
+ * first); the next multi-threaded call starts them again. Returns how many were stopped. */
+size_t onnxq_conv_threads_release(void);
 
 #endif /* ONNXQ_CONV_H */

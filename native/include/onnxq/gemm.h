@@ -38,37 +38,49 @@ typedef struct onnxq_gemm_u8s8_packed onnxq_gemm_u8s8_packed;
 /* Bytes needed to pack a K x N weight matrix, or 0 when k or n is 0 or too large. */
 size_t onnxq_gemm_u8s8_packed_size(size_t k, size_t n);
 
-/* Packs B[k, n] (element (i, j) at b[i * stride_k + j * stride_n], strides in elements, so both
- * [K, N] MatMul weights and [N, K] conv weights pack without a copy). b_zp must be 0. */
-int onnxq_gemm_u8s8_pack(const int8_t* b, size_t k, size_t n, ptrdiff_t stride_k,
+/* Packs B[k, n] (element (i, j) at b[i * stride_k + j * stride_n], strides in elements, >= 0, so
+ * both [K, N] MatMul weights and [N, K] conv weights pack without a copy); b holds b_len
+ * elements, at least (k - 1) * stride_k + (n - 1) * stride_n + 1. b_zp must be 0. */
+int onnxq_gemm_u8s8_pack(const int8_t* b, size_t b_len, size_t k, size_t n, ptrdiff_t stride_k,
                          ptrdiff_t stride_n, int32_t b_zp, void* packed, size_t packed_size);
 
-/* K and N of a packed buffer (ONNXQ_E_ARG if it was not written by onnxq_gemm_u8s8_pack). */
+/* K and N of a packed buffer (ONNXQ_E_ARG if it was not written by onnxq_gemm_u8s8_pack, or its
+ * header's sizes and offsets disagree with each other or with packed_size). */
 int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t* k, size_t* n);
 
-/* Sets *colsum to the packed buffer's n column sums sum_k B[k, j] (int32, wrapping), e.g. to
- * apply a per-row activation zero point to ONNXQ_I32 output: acc - a_zp[row] * colsum[j]. */
-int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, const int32_t** colsum);
+/* Copies the packed buffer's n column sums sum_k B[k, j] (int32, wrapping) into colsum
+ * (colsum_len = n values), e.g. to apply a per-row activation zero point to ONNXQ_I32 output:
+ * acc - a_zp[row] * colsum[j]. k and n are what the caller expects: ONNXQ_E_SHAPE when the
+ * buffer holds other sizes. */
+int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, size_t k, size_t n,
+                                  int32_t* colsum, size_t colsum_len);
 
 typedef struct onnxq_gemm_u8s8_params {
+    size_t k;              /* K and N the caller expects: must equal the packed buffer's */
+    size_t n;
     size_t m;              /* rows of A and C (>= 1) */
     const uint8_t* a;      /* A[m, k], row i at a + i * lda */
+    size_t a_len;          /* bytes readable at a: >= (m - 1) * lda + k */
     size_t lda;            /* bytes between A rows, >= k */
     int32_t a_zp;          /* 0..255 */
-    const int32_t* bias;   /* int32[n] added to acc, or NULL */
+    const int32_t* bias;   /* int32[bias_len] added to acc, or NULL */
+    size_t bias_len;       /* n when bias is given */
     int out_type;          /* onnxq_dtype of C: ONNXQ_U8, ONNXQ_S8, ONNXQ_F32 or ONNXQ_I32 */
     const float* scale;    /* [scale_len]; unused for ONNXQ_I32 (may be NULL) */
     size_t scale_len;      /* 1 or n */
     int32_t out_zp;        /* u8/s8 only, inside the type range */
     int32_t qmin;          /* u8/s8 only: fused clamp, type_min <= qmin <= qmax <= type_max */
     int32_t qmax;          /* (nothing fused: the type range; ReLU: qmin = out_zp) */
-    const float* bias_f;   /* f32 only: float[n] added after scaling, or NULL */
+    const float* bias_f;   /* f32 only: float[bias_f_len] added after scaling, or NULL */
+    size_t bias_f_len;     /* n when bias_f is given */
     void* c;               /* C[m, n], row i at c + i * ldc elements */
+    size_t c_len;          /* elements writable at c: >= (m - 1) * ldc + n */
     size_t ldc;            /* elements between C rows, >= n */
 } onnxq_gemm_u8s8_params;
 
 /* C = gemm(A, packed B) as described above, with the best kernel for the active ISA.
- * packed_size is checked against the shape stored in the buffer. */
+ * The packed buffer's header (sizes, offsets) is checked against packed_size and against p->k,
+ * p->n; every array against its length; nothing is read or written before all checks pass. */
 int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p);
 
 /* Name of the micro-kernel onnxq_gemm_u8s8_run uses now for weights with k rows (e.g.

@@ -10,7 +10,9 @@
  *   dequantize: y = (float)(q - zp[c]) * scale[c]   (fp32 multiply)
  *
  * qmin/qmax are the type range: [0, 255] for ONNXQ_U8, [-128, 127] for ONNXQ_S8. Scales must be
- * finite and > 0, zero points inside the type range.
+ * finite and > 0, zero points inside the type range. Every array comes with its length in
+ * elements, checked before anything is read: scale_len = zp_len = channels,
+ * x_len = y_len = outer * channels * inner.
  */
 #ifndef ONNXQ_QUANT_H
 #define ONNXQ_QUANT_H
@@ -22,15 +24,19 @@ typedef struct onnxq_quant_params {
     size_t outer;
     size_t channels;      /* 1 for per-tensor */
     size_t inner;
-    const float* scale;   /* [channels] */
-    const int32_t* zp;    /* [channels] */
+    const float* scale;   /* [scale_len] */
+    size_t scale_len;     /* = channels */
+    const int32_t* zp;    /* [zp_len] */
+    size_t zp_len;        /* = channels */
     int qtype;            /* onnxq_dtype: ONNXQ_U8 or ONNXQ_S8 */
 } onnxq_quant_params;
 
-/* y[outer*channels*inner] (u8 or s8 by p->qtype) = quantize(x). */
-int onnxq_quantize(const onnxq_quant_params* p, const float* x, void* y);
+/* y[outer*channels*inner] (u8 or s8 by p->qtype) = quantize(x); x_len / y_len in elements. */
+int onnxq_quantize(const onnxq_quant_params* p, const float* x, size_t x_len, void* y,
+                   size_t y_len);
 
 /* y[outer*channels*inner] (fp32) = dequantize(x), x u8 or s8 by p->qtype. */
-int onnxq_dequantize(const onnxq_quant_params* p, const void* x, float* y);
+int onnxq_dequantize(const onnxq_quant_params* p, const void* x, size_t x_len, float* y,
+                     size_t y_len);
 
 #endif /* ONNXQ_QUANT_H */

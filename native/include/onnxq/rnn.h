@@ -30,11 +30,15 @@ typedef struct onnxq_lstm_params {
     const void* w_packed;    /* W [4H, I] */
     size_t w_packed_size;
     const float* w_scale;    /* [4H] */
+    size_t w_scale_len;      /* = 4H */
     const void* r_packed;    /* R [4H, H] */
     size_t r_packed_size;
     const float* r_scale;    /* [4H] */
+    size_t r_scale_len;      /* = 4H */
     const float* w_bias;     /* Wb [4H] or NULL */
+    size_t w_bias_len;       /* = 4H when w_bias is given */
     const float* r_bias;     /* Rb [4H] or NULL */
+    size_t r_bias_len;       /* = 4H when r_bias is given */
 } onnxq_lstm_params;
 
 typedef struct onnxq_gru_params {
@@ -46,22 +50,29 @@ typedef struct onnxq_gru_params {
     const void* w_packed;    /* W [3H, I] */
     size_t w_packed_size;
     const float* w_scale;    /* [3H] */
+    size_t w_scale_len;      /* = 3H */
     const void* rzr_packed;  /* R rows of z and r [2H, H] */
     size_t rzr_packed_size;
     const void* rh_packed;   /* R rows of h [H, H] */
     size_t rh_packed_size;
     const float* r_scale;    /* [3H] */
+    size_t r_scale_len;      /* = 3H */
     const float* w_bias;     /* Wb [3H] or NULL */
+    size_t w_bias_len;       /* = 3H when w_bias is given */
     const float* r_bias;     /* Rb [3H] or NULL */
+    size_t r_bias_len;       /* = 3H when r_bias is given */
 } onnxq_gru_params;
 
 /* Runs seq_len steps over x[seq_len, batch, I] from h0 / c0 [batch, H] (NULL: zeros). y (may be
  * NULL) receives every h [seq_len, batch, H]; h_out / c_out (may be NULL) the last state. A single
- * cell step is seq_len = 1. */
-int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const float* h0,
-               const float* c0, float* y, float* h_out, float* c_out);
+ * cell step is seq_len = 1. Every array comes with its length in elements, which must be exactly
+ * the size above (checked with the packed buffers, scales and biases before anything runs). */
+int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_t x_len,
+               const float* h0, size_t h0_len, const float* c0, size_t c0_len, float* y,
+               size_t y_len, float* h_out, size_t h_out_len, float* c_out, size_t c_out_len);
 
-int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const float* h0,
-              float* y, float* h_out);
+int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t x_len,
+              const float* h0, size_t h0_len, float* y, size_t y_len, float* h_out,
+              size_t h_out_len);
 
 #endif /* ONNXQ_RNN_H */

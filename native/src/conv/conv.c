@@ -101,7 +101,8 @@ const char* onnxq_conv_algorithm(const onnxq_conv_params* p) {
 }
 
 const char* onnxq_conv_kernel_name(const onnxq_conv_params* p) {
-    if (p == NULL || onnxq_isa_check() != ONNXQ_OK) return NULL;
+    if (p == NULL || onnxq_conv_check_weights(&p->w) != ONNXQ_OK || onnxq_isa_check() != ONNXQ_OK)
+        return NULL;
     if (use_dwrow(p)) return onnxq_dwrow_u8s8_rq_select()->name;
     if (onnxq_conv_is_depthwise(&p->w)) {
         const onnxq_dwconv_u8s8_rq_entry* e = onnxq_dwconv_u8s8_rq_select();
@@ -111,22 +112,9 @@ const char* onnxq_conv_kernel_name(const onnxq_conv_params* p) {
 }
 
 static int check_packed(const onnxq_conv_params* p, const void* packed, size_t packed_size) {
-    ONNXQ_CHECK_NOT_NULL(packed, "conv packed weights");
     onnxq_conv_packed h;
-    if (packed_size < sizeof h) {
-        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights too small (%zu bytes)", packed_size);
-    }
-    memcpy(&h, packed, sizeof h);
-    if ((uintptr_t)packed % 8 != 0) {
-        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights must be 8-byte aligned");
-    }
-    if (h.magic != ONNXQ_CONV_MAGIC || h.version != ONNXQ_CONV_VERSION) {
-        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by onnxq_conv_pack");
-    }
-    if (h.total_size > packed_size) {
-        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights truncated (%zu of %zu bytes)",
-                           packed_size, (size_t)h.total_size);
-    }
+    const int st = onnxq_conv_packed_check(packed, packed_size, &h);
+    if (st != ONNXQ_OK) return st;
     if (h.out_c != p->w.out_c || h.in_c != p->w.in_c || h.groups != p->w.groups ||
         h.kernel_h != p->w.kernel_h || h.kernel_w != p->w.kernel_w) {
         return onnxq_error(ONNXQ_E_SHAPE,
@@ -146,6 +134,10 @@ int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed
     size_t oh, ow;
     st = onnxq_conv_output_size(p, &oh, &ow);
     if (st != ONNXQ_OK) return st;
+    if (p->threads > ONNXQ_CONV_MAX_THREADS) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: threads=%zu, expected 0..%d", p->threads,
+                           (int)ONNXQ_CONV_MAX_THREADS);
+    }
     st = check_packed(p, packed, packed_size);
     if (st != ONNXQ_OK) return st;
     ONNXQ_CHECK_NOT_NULL(x, "conv input");
@@ -165,7 +157,8 @@ int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed
         return onnxq_error(ONNXQ_E_ARG, "conv: qmin=%u > qmax=%u", p->qmin, p->qmax);
     }
     onnxq_conv_job_plan plan = {
-        .p = p, .packed = packed, .x = x, .y = y, .out_h = oh, .out_w = ow,
+        .p = p, .packed = packed, .x = x, .x_len = x_len, .y = y, .y_len = y_len,
+        .out_h = oh, .out_w = ow,
         .dw = NULL, .dwrow = NULL, .dwrowpack = NULL, .direct_1x1 = is_direct_1x1(p),
     };
     if (onnxq_conv_is_depthwise(&p->w)) {

@@ -52,7 +52,9 @@ typedef struct onnxq_conv_job_plan {
     const onnxq_conv_params* p;
     const void* packed;  /* checked onnxq_conv_packed buffer */
     const uint8_t* x;
+    size_t x_len;        /* elements of x and y (checked) */
     uint8_t* y;
+    size_t y_len;
     size_t out_h, out_w;
     onnxq_dwconv_u8s8_rq_ukernel_fn* dw; /* depthwise kernel, or NULL for the GEMM kinds */
     onnxq_dwrow_u8s8_rq_ukernel_fn* dwrow;   /* with dwrowpack: depthwise by quad rows */
@@ -69,6 +71,8 @@ static inline size_t onnxq_dw_eo_index(size_t c) {
 /* Shared checks of conv.c and pack.c. */
 int onnxq_conv_is_depthwise(const onnxq_conv_weights_params* wp);
 int onnxq_conv_check_weights(const onnxq_conv_weights_params* wp);
+/* Validates a packed buffer completely (see onnxq_conv_packed_shape); *out = its header. */
+int onnxq_conv_packed_check(const void* packed, size_t packed_size, onnxq_conv_packed* out);
 
 /* One task's share of a convolution (conv_run.c, dwconv_run.c). */
 typedef struct conv_worker {
@@ -86,6 +90,9 @@ size_t onnxq_dwrow_scratch_layout(const onnxq_conv_params* p, size_t out_w, size
                                   size_t* bias, size_t* rows, size_t* row_bytes);
 void onnxq_conv_run_depthwise(conv_worker* w);
 void onnxq_conv_run_depthwise_rows(conv_worker* w);
+
+/* CPUs this process may run on (sched_getaffinity; at least 1), the cap of conv threads. */
+size_t onnxq_conv_cpu_count(void);
 
 /* Runs fn(arg, task, participant) for every task in [0, tasks) on the calling thread
  * (participant 0) and up to participants - 1 persistent worker threads (threadpool.c), which claim

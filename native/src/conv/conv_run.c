@@ -11,7 +11,6 @@
 #include "onnxq/conv.h"
 #include "onnxq/gemm.h"
 
-#define ONNXQ_CONV_MAX_THREADS 64u
 #define ONNXQ_CONV_ROW_ALIGN 16u        /* rows per block: a multiple of the AMX tile height */
 #define ONNXQ_CONV_TASKS_PER_THREAD 4u  /* row ranges per thread, claimed dynamically */
 #define ONNXQ_CONV_MIN_TASK_ROWS 64u
@@ -36,8 +35,8 @@ static void run_gemm(conv_worker* w) {
         .pad_top = p->pad_top, .pad_left = p->pad_left, .group_c = cg,
     };
     onnxq_gemm_u8s8_params gp = {
-        .a_zp = p->x_zp, .out_type = ONNXQ_U8, .scale_len = og, .out_zp = p->y_zp,
-        .qmin = p->qmin, .qmax = p->qmax, .ldc = p->w.out_c,
+        .k = k, .n = og, .a_zp = p->x_zp, .bias_len = og, .out_type = ONNXQ_U8, .scale_len = og,
+        .out_zp = p->y_zp, .qmin = p->qmin, .qmax = p->qmax, .ldc = p->w.out_c,
     };
     const int32_t* bias = (const int32_t*)(const void*)(base + h->bias_off);
     const float* scale = (const float*)(const void*)(base + h->scale_off);
@@ -55,17 +54,22 @@ static void run_gemm(conv_worker* w) {
         }
         for (size_t g = 0; g < groups; g++) {
             if (plan->direct_1x1) {
-                gp.a = plan->x + r * p->w.in_c + g * cg;
+                const size_t a0 = r * p->w.in_c + g * cg;
+                gp.a = plan->x + a0;
+                gp.a_len = plan->x_len - a0;
                 gp.lda = p->w.in_c;
             } else {
                 onnxq_conv_im2col_rows(&geom, img, g * cg, r % hw, mb, p->x_zp, w->scratch);
                 gp.a = w->scratch;
+                gp.a_len = mb * k;
                 gp.lda = k;
             }
+            const size_t c0 = r * p->w.out_c + g * og;
             gp.m = mb;
             gp.bias = bias + g * og;
             gp.scale = scale + g * og;
-            gp.c = plan->y + r * p->w.out_c + g * og;
+            gp.c = plan->y + c0;
+            gp.c_len = plan->y_len - c0;
             const int st = onnxq_gemm_u8s8_run(base + h->weights_off + g * h->group_stride,
                                                h->group_size, &gp);
             if (st != ONNXQ_OK) {
@@ -111,6 +115,8 @@ int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
     const size_t rows = p->batch * plan->out_h * plan->out_w;
     size_t threads = p->threads == 0 ? 1 : p->threads;
     if (threads > ONNXQ_CONV_MAX_THREADS) threads = ONNXQ_CONV_MAX_THREADS;
+    const size_t cpus = onnxq_conv_cpu_count();
+    if (threads > cpus) threads = cpus; /* more threads than CPUs only take turns */
     const size_t row_blocks = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
     if (threads > row_blocks) threads = row_blocks;
     /* Small layers: waking another thread costs more than it saves. */

@@ -1,6 +1,8 @@
 /* Weight packing of the conv family: the packed layout (conv_internal.h) for GEMM groups and for
  * the depthwise kernels (even/odd int16 arrays, quad rows), filled once per layer. */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +56,144 @@ static int conv_layout(const onnxq_conv_weights_params* wp, onnxq_conv_packed* h
             return onnxq_error(ONNXQ_E_SHAPE, "conv: packed weights too large");
         }
     }
+    if (bytes > SIZE_MAX - h->weights_off) {
+        return onnxq_error(ONNXQ_E_SHAPE, "conv: packed weights too large");
+    }
     h->total_size = h->weights_off + bytes;
+    return ONNXQ_OK;
+}
+
+/* The header fields, for messages naming the one that disagrees with the layout. */
+static const struct {
+    const char* name;
+    size_t offset;
+    size_t size;
+} header_fields[] = {
+#define FIELD(f) {#f, offsetof(onnxq_conv_packed, f), sizeof(((onnxq_conv_packed*)0)->f)}
+    FIELD(kind),         FIELD(reserved),     FIELD(total_size),   FIELD(bias_off),
+    FIELD(scale_off),    FIELD(weights_off),  FIELD(group_stride), FIELD(group_size),
+    FIELD(wsum_off),     FIELD(scale_eo_off), FIELD(quad_off),
+#undef FIELD
+};
+
+static uint64_t field_value(const onnxq_conv_packed* h, size_t i) {
+    const uint8_t* at = (const uint8_t*)h + header_fields[i].offset;
+    if (header_fields[i].size == 4) {
+        uint32_t v;
+        memcpy(&v, at, 4);
+        return v;
+    }
+    uint64_t v;
+    memcpy(&v, at, 8);
+    return v;
+}
+
+/* [off, off + len) inside [0, total), off aligned; 1 when not. */
+static int bad_section(uint64_t off, uint64_t len, uint64_t total, uint64_t align) {
+    return off % align != 0 || off > total || len > total - off;
+}
+
+int onnxq_conv_packed_check(const void* packed, size_t packed_size, onnxq_conv_packed* out) {
+    ONNXQ_CHECK_NOT_NULL(packed, "conv packed weights");
+    if ((uintptr_t)packed % 8 != 0) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights must be 8-byte aligned");
+    }
+    onnxq_conv_packed h;
+    if (packed_size < sizeof h) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights too small (%zu bytes, the header has "
+                           "%zu)", packed_size, sizeof h);
+    }
+    memcpy(&h, packed, sizeof h);
+    if (h.magic != ONNXQ_CONV_MAGIC || h.version != ONNXQ_CONV_VERSION) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by onnxq_conv_pack "
+                           "(magic/version)");
+    }
+    const uint64_t dim_max = (uint64_t)1 << 31;
+    onnxq_conv_packed want;
+    if (h.out_c > dim_max || h.in_c > dim_max || h.groups > dim_max || h.kernel_h > dim_max ||
+        h.kernel_w > dim_max) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by onnxq_conv_pack "
+                           "(header sizes exceed 2^31)");
+    }
+    const onnxq_conv_weights_params wp = {(size_t)h.out_c, (size_t)h.in_c, (size_t)h.groups,
+                                          (size_t)h.kernel_h, (size_t)h.kernel_w};
+    if (conv_layout(&wp, &want) != ONNXQ_OK) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by onnxq_conv_pack "
+                           "(header shape O=%zu C=%zu groups=%zu kernel=%zux%zu is invalid)",
+                           wp.out_c, wp.in_c, wp.groups, wp.kernel_h, wp.kernel_w);
+    }
+    /* Every offset and length must be the layout of the header's own shape. */
+    for (size_t i = 0; i < sizeof header_fields / sizeof header_fields[0]; i++) {
+        const uint64_t got = field_value(&h, i), expect = field_value(&want, i);
+        if (got != expect) {
+            return onnxq_error(ONNXQ_E_ARG, "conv: packed weights were not written by "
+                               "onnxq_conv_pack (header %s = %llu, expected %llu)",
+                               header_fields[i].name, (unsigned long long)got,
+                               (unsigned long long)expect);
+        }
+    }
+    if (h.total_size > packed_size) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: packed weights truncated (%zu of %zu bytes)",
+                           packed_size, (size_t)h.total_size);
+    }
+    /* Redundant with the comparison above (the layout is built that way), kept as the
+     * statement of what every kernel relies on: each section inside the buffer, aligned. */
+    const uint64_t per_channel = 4 * h.out_c, total = h.total_size;
+    int bad = bad_section(h.bias_off, per_channel, total, ONNXQ_CONV_ALIGN) ||
+              bad_section(h.scale_off, per_channel, total, ONNXQ_CONV_ALIGN) ||
+              bad_section(h.weights_off, 0, total, ONNXQ_CONV_ALIGN);
+    if (h.kind == ONNXQ_CONV_KIND_DEPTHWISE) {
+        const uint64_t cpad = onnxq_round_up((size_t)h.in_c, ONNXQ_DW_BLOCK);
+        bad = bad || h.group_stride != 2 * cpad ||
+              bad_section(h.wsum_off, 4 * cpad, total, ONNXQ_CONV_ALIGN) ||
+              bad_section(h.scale_eo_off, 4 * cpad, total, ONNXQ_CONV_ALIGN) ||
+              bad_section(h.weights_off, h.kernel_h * h.kernel_w * 2 * h.group_stride, total, 2) ||
+              (h.quad_off != 0 &&
+               bad_section(h.quad_off,
+                           h.kernel_h * onnxq_round_up((size_t)h.in_c, ONNXQ_DWROW_CHANNELS) * 4,
+                           total, 4));
+    } else if (h.kind == ONNXQ_CONV_KIND_GEMM) {
+        bad = bad || h.group_stride < h.group_size ||
+              (h.groups > 0 && bad_section(h.weights_off, h.groups * h.group_stride, total,
+                                           ONNXQ_CONV_ALIGN));
+    } else {
+        bad = 1;
+    }
+    if (bad) {
+        return onnxq_error(ONNXQ_E_INTERNAL, "conv: packed layout of O=%zu C=%zu groups=%zu "
+                           "kernel=%zux%zu does not fit its buffer", wp.out_c, wp.in_c, wp.groups,
+                           wp.kernel_h, wp.kernel_w);
+    }
+    if (h.kind == ONNXQ_CONV_KIND_GEMM) { /* each group's packed B, as the GEMM will check it */
+        const size_t k = wp.kernel_h * wp.kernel_w * (wp.in_c / wp.groups), og = wp.out_c / wp.groups;
+        const uint8_t* base = packed;
+        for (size_t g = 0; g < wp.groups; g++) {
+            size_t gk = 0, gn = 0;
+            const void* b = base + h.weights_off + g * h.group_stride;
+            if (onnxq_gemm_u8s8_packed_shape(b, (size_t)h.group_size, &gk, &gn) != ONNXQ_OK) {
+                return onnxq_error(ONNXQ_E_ARG, "conv: packed weights of group %zu are corrupt: %s",
+                                   g, onnxq_last_error());
+            }
+            if (gk != k || gn != og) {
+                return onnxq_error(ONNXQ_E_ARG, "conv: packed weights of group %zu are K=%zu x N=%zu,"
+                                   " expected K=%zu x N=%zu", g, gk, gn, k, og);
+            }
+        }
+    }
+    if (out != NULL) *out = h;
+    return ONNXQ_OK;
+}
+
+int onnxq_conv_packed_shape(const void* packed, size_t packed_size, onnxq_conv_weights_params* wp) {
+    ONNXQ_CHECK_NOT_NULL(wp, "conv weights params");
+    onnxq_conv_packed h;
+    const int st = onnxq_conv_packed_check(packed, packed_size, &h);
+    if (st != ONNXQ_OK) return st;
+    wp->out_c = (size_t)h.out_c;
+    wp->in_c = (size_t)h.in_c;
+    wp->groups = (size_t)h.groups;
+    wp->kernel_h = (size_t)h.kernel_h;
+    wp->kernel_w = (size_t)h.kernel_w;
     return ONNXQ_OK;
 }
 
@@ -79,7 +218,7 @@ static int pack_gemm_groups(const onnxq_conv_packed* h, const int8_t* weights, u
                 for (size_t c = 0; c < cg; c++) b[n * k + t * cg + c] = src[c * taps + t];
             }
         }
-        st = onnxq_gemm_u8s8_pack(b, k, og, 1, (ptrdiff_t)k, 0,
+        st = onnxq_gemm_u8s8_pack(b, k * og, k, og, 1, (ptrdiff_t)k, 0,
                                   base + h->weights_off + g * h->group_stride, h->group_size);
     }
     free(b);
@@ -87,8 +226,8 @@ static int pack_gemm_groups(const onnxq_conv_packed* h, const int8_t* weights, u
 }
 
 int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, size_t weights_len,
-                    const int32_t* bias, const float* scale, size_t scale_len, void* packed,
-                    size_t packed_size) {
+                    const int32_t* bias, size_t bias_len, const float* scale, size_t scale_len,
+                    void* packed, size_t packed_size) {
     onnxq_conv_packed h;
     int st = conv_layout(wp, &h);
     if (st != ONNXQ_OK) return st;
@@ -101,6 +240,10 @@ int onnxq_conv_pack(const onnxq_conv_weights_params* wp, const int8_t* weights, 
                            "conv: weights have %zu values, expected O*I*kh*kw = %zu*%zu*%zu*%zu",
                            weights_len, wp->out_c, wp->in_c / wp->groups, wp->kernel_h,
                            wp->kernel_w);
+    }
+    if (bias != NULL && bias_len != wp->out_c) {
+        return onnxq_error(ONNXQ_E_SHAPE, "conv: bias has %zu values, expected out_c=%zu", bias_len,
+                           wp->out_c);
     }
     if (scale_len != 1 && scale_len != wp->out_c) {
         return onnxq_error(ONNXQ_E_SHAPE, "conv: scale has %zu values, expected 1 or out_c=%zu",

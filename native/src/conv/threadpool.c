@@ -2,13 +2,23 @@
  * microseconds, as much as a small layer takes. Workers are created on first need and kept; after
  * a job they spin briefly for the next one (layers come back to back), then sleep on a condition
  * variable. Tasks are claimed dynamically, the caller included, so a worker that the OS schedules
- * late (a busy machine) delays nothing: the others take its tasks. One job runs at a time. */
+ * late (a busy machine) delays nothing: the others take its tasks. One job runs at a time.
+ *
+ * Bounds: at most ONNXQ_CONV_MAX_THREADS - 1 workers, and never more than the CPUs the process
+ * may run on minus one (onnxq_conv_execute caps a call's threads there), so however large the
+ * requested thread count, the pool holds at most that many threads; onnxq_conv_threads_release
+ * stops and joins them all. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "conv/conv_internal.h"
 
-#define POOL_MAX 63u
+#define POOL_MAX ((size_t)ONNXQ_CONV_MAX_THREADS - 1u)
 #define POOL_SPIN 2000u /* pause iterations before sleeping (a few tens of microseconds) */
 
 static struct {
@@ -16,7 +26,9 @@ static struct {
     pthread_mutex_t mu;  /* protects the job description and the sleeping */
     pthread_cond_t wake;
     pthread_cond_t done; /* the caller sleeps here when the last tasks take long */
-    size_t workers;      /* threads created so far */
+    size_t workers;      /* threads alive (created and not yet joined) */
+    pthread_t tids[POOL_MAX];
+    int quit;            /* under mu: workers exit (onnxq_conv_threads_release) */
     uint32_t job;        /* id of the current job (under mu) */
     onnxq_conv_task_fn* fn;
     void* arg;
@@ -63,7 +75,11 @@ static void* worker_main(void* arg) {
             cpu_relax();
         }
         pthread_mutex_lock(&pool.mu);
-        while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        while (pool.job == seen && !pool.quit) pthread_cond_wait(&pool.wake, &pool.mu);
+        if (pool.quit) {
+            pthread_mutex_unlock(&pool.mu);
+            return NULL;
+        }
         seen = pool.job;
         const int join = id < pool.participants;
         onnxq_conv_task_fn* fn = pool.fn;
@@ -82,26 +98,64 @@ static void pool_after_fork_in_child(void) {
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);
     pool.workers = 0;
+    pool.quit = 0;
 }
 
 static void pool_init_once(void) { pthread_atfork(NULL, NULL, pool_after_fork_in_child); }
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static size_t cpu_count;
+static void cpu_count_once(void) {
+    long n = 0;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_count = n < 1 ? 1 : (size_t)n;
+}
+
+size_t onnxq_conv_cpu_count(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, cpu_count_once);
+    return cpu_count;
+}
+
+size_t onnxq_conv_threads_alive(void) {
+    pthread_once(&pool_once, pool_init_once);
+    pthread_mutex_lock(&pool.run);
+    const size_t n = pool.workers;
+    pthread_mutex_unlock(&pool.run);
+    return n;
+}
+
+size_t onnxq_conv_threads_release(void) {
+    pthread_once(&pool_once, pool_init_once);
+    pthread_mutex_lock(&pool.run); /* no job runs while we hold it */
+    const size_t n = pool.workers;
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 1;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    for (size_t i = 0; i < n; i++) pthread_join(pool.tids[i], NULL);
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 0;
+    pool.workers = 0;
+    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_unlock(&pool.run);
+    return n;
+}
 
 void onnxq_conv_parallel(size_t tasks, size_t participants, onnxq_conv_task_fn* fn, void* arg) {
     if (participants <= 1 || tasks <= 1) {
         for (size_t t = 0; t < tasks; t++) fn(arg, t, 0);
         return;
     }
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, pool_init_once);
+    pthread_once(&pool_once, pool_init_once);
     pthread_mutex_lock(&pool.run);
     while (pool.workers + 1 < participants && pool.workers < POOL_MAX) {
-        pthread_t tid;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        const int failed =
-            pthread_create(&tid, &attr, worker_main, (void*)(uintptr_t)(pool.workers + 1));
-        pthread_attr_destroy(&attr);
+        const int failed = pthread_create(&pool.tids[pool.workers], NULL, worker_main,
+                                          (void*)(uintptr_t)(pool.workers + 1));
         if (failed) break; /* fewer workers: the caller claims more tasks */
         pool.workers++;
     }

@@ -22,53 +22,75 @@ static void choose(float lo, float hi, float* scale, int32_t* zp) {
 
 static int quantize_rows(const float* x, size_t rows, size_t cols, size_t ldx, float scale,
                          int32_t zp, uint8_t* q) {
-    onnxq_quant_params qp = {1, 1, cols, &scale, &zp, ONNXQ_U8};
+    onnxq_quant_params qp = {1, 1, cols, &scale, 1, &zp, 1, ONNXQ_U8};
     if (ldx == cols) {
         qp.inner = rows * cols;
-        return onnxq_quantize(&qp, x, q);
+        return onnxq_quantize(&qp, x, rows * cols, q, rows * cols);
     }
     for (size_t r = 0; r < rows; ++r) {
-        int st = onnxq_quantize(&qp, x + r * ldx, q + r * cols);
+        int st = onnxq_quantize(&qp, x + r * ldx, cols, q + r * cols, cols);
         if (st != ONNXQ_OK) return st;
     }
     return ONNXQ_OK;
 }
 
-static int range_error(const char* what, size_t row, float lo, float hi) {
-    return onnxq_error(ONNXQ_E_ARG, "%s: A row %zu has range [%g, %g]; expected finite values",
-                       what, row, (double)lo, (double)hi);
+/* The range of the rows seen so far is [lo, hi]: error unless every value was finite (the minmax
+ * kernels turn lo and hi into NaN when they meet a NaN; infinities show in lo / hi). */
+static int check_range(const char* what, const char* name, size_t row, float lo, float hi) {
+    if (isfinite(lo) && isfinite(hi)) return ONNXQ_OK;
+    return onnxq_error(ONNXQ_E_ARG, "%s: %s row %zu contains NaN or infinity (range [%g, %g]); "
+                       "expected finite values", what, name, row, (double)lo, (double)hi);
 }
 
-static int dq_impl(const char* what, const float* x, size_t rows, size_t cols, size_t ldx,
-                   int mode, uint8_t* q, float* scale, int32_t* zp) {
+static int check_scale(const char* what, const char* name, size_t row, float lo, float hi,
+                       float scale) {
+    if (scale > 0.0f && isfinite(scale)) return ONNXQ_OK;
+    return onnxq_error(ONNXQ_E_ARG, "%s: %s row %zu has range [%g, %g], whose scale (hi - lo) / 255"
+                       " = %g is not a finite value > 0; expected finite values", what, name, row,
+                       (double)lo, (double)hi, (double)scale);
+}
+
+/* Quantization parameters of x: 1 (per tensor) or rows (per row) values into scale / zp. Reads x
+ * only; every value is checked, so a failure leaves the caller's outputs untouched. */
+static int dq_params(const char* what, const char* name, const float* x, size_t rows, size_t cols,
+                     size_t ldx, int mode, float* scale, int32_t* zp) {
     const onnxq_minmax_f32_entry* e = onnxq_minmax_f32_select();
     if (e == NULL) return onnxq_isa_check();
+    int st;
     if (mode == ONNXQ_DQ_PER_TENSOR) {
         float lo = INFINITY, hi = -INFINITY;
-        for (size_t r = 0; r < rows; ++r) e->fn(cols, x + r * ldx, &lo, &hi);
-        if (!isfinite(lo) || !isfinite(hi)) return range_error(what, 0, lo, hi);
+        for (size_t r = 0; r < rows; ++r) {
+            e->fn(cols, x + r * ldx, &lo, &hi);
+            if ((st = check_range(what, name, r, lo, hi)) != ONNXQ_OK) return st;
+        }
         choose(lo, hi, &scale[0], &zp[0]);
-        if (!(scale[0] > 0.0f) || !isfinite(scale[0])) return range_error(what, 0, lo, hi);
-        return quantize_rows(x, rows, cols, ldx, scale[0], zp[0], q);
+        return check_scale(what, name, 0, lo, hi, scale[0]);
     }
     for (size_t r = 0; r < rows; ++r) {
         float lo = INFINITY, hi = -INFINITY;
         e->fn(cols, x + r * ldx, &lo, &hi);
-        if (!isfinite(lo) || !isfinite(hi)) return range_error(what, r, lo, hi);
+        if ((st = check_range(what, name, r, lo, hi)) != ONNXQ_OK) return st;
         choose(lo, hi, &scale[r], &zp[r]);
-        if (!(scale[r] > 0.0f) || !isfinite(scale[r])) return range_error(what, r, lo, hi);
+        if ((st = check_scale(what, name, r, lo, hi, scale[r])) != ONNXQ_OK) return st;
+    }
+    return ONNXQ_OK;
+}
+
+/* q = quantize(x) with the parameters of dq_params. */
+static int dq_apply(const float* x, size_t rows, size_t cols, size_t ldx, int mode,
+                    const float* scale, const int32_t* zp, uint8_t* q) {
+    if (mode == ONNXQ_DQ_PER_TENSOR) return quantize_rows(x, rows, cols, ldx, scale[0], zp[0], q);
+    for (size_t r = 0; r < rows; ++r) {
         int st = quantize_rows(x + r * ldx, 1, cols, cols, scale[r], zp[r], q + r * cols);
         if (st != ONNXQ_OK) return st;
     }
     return ONNXQ_OK;
 }
 
-int onnxq_dynamic_quantize(const float* x, size_t rows, size_t cols, size_t ldx, int mode,
-                           uint8_t* q, float* scale, int32_t* zp) {
-    ONNXQ_CHECK_NOT_NULL(x, "x");
-    ONNXQ_CHECK_NOT_NULL(q, "q");
-    ONNXQ_CHECK_NOT_NULL(scale, "scale");
-    ONNXQ_CHECK_NOT_NULL(zp, "zero_point");
+int onnxq_dynamic_quantize(const float* x, size_t x_len, size_t rows, size_t cols, size_t ldx,
+                           int mode, uint8_t* q, size_t q_len, float* scale, int32_t* zp,
+                           size_t qparams_len) {
+    const char* what = "dynamic_quantize";
     if (mode != ONNXQ_DQ_PER_TENSOR && mode != ONNXQ_DQ_PER_ROW)
         return onnxq_error(ONNXQ_E_ARG, "dynamic_quantize: mode = %d, expected 0 (per tensor) or 1 "
                            "(per row)", mode);
@@ -76,12 +98,33 @@ int onnxq_dynamic_quantize(const float* x, size_t rows, size_t cols, size_t ldx,
         return onnxq_error(ONNXQ_E_SHAPE, "dynamic_quantize: zero-size input (%zu x %zu)", rows, cols);
     if (ldx < cols)
         return onnxq_error(ONNXQ_E_SHAPE, "dynamic_quantize: ldx = %zu < cols = %zu", ldx, cols);
-    size_t total;
-    if (onnxq_mul_overflow(rows, ldx, &total) || total > (SIZE_MAX >> 3))
+    size_t x_need, q_need;
+    if (onnxq_span(rows, cols, ldx, &x_need) || x_need > (SIZE_MAX >> 3) ||
+        onnxq_mul_overflow(rows, cols, &q_need))
         return onnxq_error(ONNXQ_E_SHAPE, "dynamic_quantize: size overflows");
-    int st = onnxq_isa_check();
-    if (st != ONNXQ_OK) return st;
-    return dq_impl("dynamic_quantize", x, rows, cols, ldx, mode, q, scale, zp);
+    const size_t nparams = mode == ONNXQ_DQ_PER_ROW ? rows : 1;
+    int st;
+    if ((st = onnxq_check_array(what, "x", x, x_len, x_need, 0)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "q", q, q_len, q_need, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "scale", scale, qparams_len, nparams, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "zero_point", zp, qparams_len, nparams, 1)) != ONNXQ_OK)
+        return st;
+    if ((st = onnxq_isa_check()) != ONNXQ_OK) return st;
+    float* s = (float*)malloc(nparams * sizeof(float));
+    int32_t* z = (int32_t*)malloc(nparams * sizeof(int32_t));
+    if (s == NULL || z == NULL) {
+        st = onnxq_error(ONNXQ_E_NOMEM, "dynamic_quantize: cannot allocate %zu parameters", nparams);
+    } else {
+        st = dq_params(what, "a", x, rows, cols, ldx, mode, s, z);
+        if (st == ONNXQ_OK) st = dq_apply(x, rows, cols, ldx, mode, s, z, q);
+        if (st == ONNXQ_OK) {
+            memcpy(scale, s, nparams * sizeof(float));
+            memcpy(zp, z, nparams * sizeof(int32_t));
+        }
+    }
+    free(s);
+    free(z);
+    return st;
 }
 
 /* Per-row mode: one int32 GEMM for all rows (zero point 0), then the per-row zero-point correction
@@ -99,22 +142,29 @@ static int dqmm_per_row(const void* packed_w, size_t packed_size, const onnxq_dq
         st = onnxq_error(ONNXQ_E_NOMEM, "dqmm: cannot allocate scratch for %zu x %zu", m, n);
         goto done;
     }
-    st = dq_impl("dqmm", p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, q, a_scale, a_zp);
+    st = dq_params("dqmm", "a", p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, a_scale, a_zp);
+    if (st == ONNXQ_OK) st = dq_apply(p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, a_scale, a_zp, q);
     if (st != ONNXQ_OK) goto done;
     uint8_t* ones = q + m * k;
     memset(ones, 1, k);
     int32_t* colsum = acc + m * n;
     onnxq_gemm_u8s8_params g = {0};
+    g.k = k;
+    g.n = n;
     g.m = 1;
     g.a = ones;
+    g.a_len = k;
     g.lda = k;
     g.out_type = ONNXQ_I32;
     g.c = colsum;
+    g.c_len = n;
     g.ldc = n;
     if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
     g.m = m;
     g.a = q;
+    g.a_len = m * k;
     g.c = acc;
+    g.c_len = m * n;
     if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
     for (size_t r = 0; r < m; ++r) {
         float* y = p->y + r * p->ldy;
@@ -138,12 +188,12 @@ done:
 int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params* p) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
     ONNXQ_CHECK_NOT_NULL(packed_w, "packed_w");
-    ONNXQ_CHECK_NOT_NULL(p->a, "a");
-    ONNXQ_CHECK_NOT_NULL(p->y, "y");
-    ONNXQ_CHECK_NOT_NULL(p->w_scale, "w_scale");
     size_t k = 0, n = 0;
     int st = onnxq_gemm_u8s8_packed_shape(packed_w, packed_size, &k, &n);
     if (st != ONNXQ_OK) return st;
+    if (k != p->k || n != p->n)
+        return onnxq_error(ONNXQ_E_SHAPE, "dqmm: packed weights are K=%zu x N=%zu, the caller says "
+                           "K=%zu x N=%zu", k, n, p->k, p->n);
     if (p->mode != ONNXQ_DQ_PER_TENSOR && p->mode != ONNXQ_DQ_PER_ROW)
         return onnxq_error(ONNXQ_E_ARG, "dqmm: mode = %d, expected 0 (per tensor) or 1 (per row)",
                            p->mode);
@@ -155,13 +205,22 @@ int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params
     if (p->w_scale_len != 1 && p->w_scale_len != n)
         return onnxq_error(ONNXQ_E_SHAPE, "dqmm: w_scale has %zu values, expected 1 or n = %zu",
                            p->w_scale_len, n);
+    size_t qsize, a_need, y_need;
+    if (onnxq_mul_overflow(p->m, k, &qsize) || onnxq_mul_overflow(p->m + 1, n, &qsize) ||
+        qsize > (SIZE_MAX >> 3) || onnxq_span(p->m, k, p->lda, &a_need) ||
+        a_need > (SIZE_MAX >> 3) || onnxq_span(p->m, n, p->ldy, &y_need) || y_need > (SIZE_MAX >> 3))
+        return onnxq_error(ONNXQ_E_SHAPE, "dqmm: size overflows");
+    if ((st = onnxq_check_array("dqmm", "a", p->a, p->a_len, a_need, 0)) != ONNXQ_OK ||
+        (st = onnxq_check_array("dqmm", "y", p->y, p->y_len, y_need, 0)) != ONNXQ_OK ||
+        (st = onnxq_check_array("dqmm", "w_scale", p->w_scale, p->w_scale_len, p->w_scale_len, 1)) !=
+            ONNXQ_OK)
+        return st;
+    if (p->bias != NULL && (st = onnxq_check_array("dqmm", "bias", p->bias, p->bias_len, n, 1)) != ONNXQ_OK)
+        return st;
     for (size_t j = 0; j < p->w_scale_len; ++j)
         if (!(p->w_scale[j] > 0.0f) || !isfinite(p->w_scale[j]))
             return onnxq_error(ONNXQ_E_ARG, "dqmm: w_scale[%zu] = %g, expected a finite value > 0", j,
                                (double)p->w_scale[j]);
-    size_t qsize;
-    if (onnxq_mul_overflow(p->m, k, &qsize) || onnxq_mul_overflow(p->m, p->lda, &qsize))
-        return onnxq_error(ONNXQ_E_SHAPE, "dqmm: size overflows");
     if ((st = onnxq_isa_check()) != ONNXQ_OK) return st;
     if (p->mode == ONNXQ_DQ_PER_ROW) return dqmm_per_row(packed_w, packed_size, p, k, n);
     uint8_t* q = (uint8_t*)malloc(p->m * k);
@@ -172,19 +231,25 @@ int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params
         st = onnxq_error(ONNXQ_E_NOMEM, "dqmm: cannot allocate %zu bytes of scratch", p->m * k);
         goto done;
     }
-    st = dq_impl("dqmm", p->a, p->m, k, p->lda, ONNXQ_DQ_PER_TENSOR, q, &a_scale, &a_zp);
+    st = dq_params("dqmm", "a", p->a, p->m, k, p->lda, ONNXQ_DQ_PER_TENSOR, &a_scale, &a_zp);
+    if (st == ONNXQ_OK) st = dq_apply(p->a, p->m, k, p->lda, ONNXQ_DQ_PER_TENSOR, &a_scale, &a_zp, q);
     if (st != ONNXQ_OK) goto done;
     for (size_t j = 0; j < p->w_scale_len; ++j) mult[j] = a_scale * p->w_scale[j];
     onnxq_gemm_u8s8_params g = {0};
+    g.k = k;
+    g.n = n;
     g.m = p->m;
     g.a = q;
+    g.a_len = p->m * k;
     g.lda = k;
     g.a_zp = a_zp;
     g.out_type = ONNXQ_F32;
     g.scale = mult;
     g.scale_len = p->w_scale_len;
     g.bias_f = p->bias;
+    g.bias_f_len = p->bias != NULL ? n : 0;
     g.c = p->y;
+    g.c_len = p->y_len;
     g.ldc = p->ldy;
     st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g);
 done:

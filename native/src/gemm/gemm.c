@@ -42,7 +42,7 @@ size_t onnxq_gemm_u8s8_packed_size(size_t k, size_t n) {
     return layout(k, n, &h) ? 0 : (size_t)h.total;
 }
 
-int onnxq_gemm_u8s8_pack(const int8_t* b, size_t k, size_t n, ptrdiff_t stride_k,
+int onnxq_gemm_u8s8_pack(const int8_t* b, size_t b_len, size_t k, size_t n, ptrdiff_t stride_k,
                          ptrdiff_t stride_n, int32_t b_zp, void* packed, size_t packed_size) {
     ONNXQ_CHECK_NOT_NULL(b, "b");
     ONNXQ_CHECK_NOT_NULL(packed, "packed");
@@ -55,6 +55,16 @@ int onnxq_gemm_u8s8_pack(const int8_t* b, size_t k, size_t n, ptrdiff_t stride_k
     if (layout(k, n, &h))
         return onnxq_error(ONNXQ_E_SHAPE, "gemm pack: bad weight shape k=%zu, n=%zu (need 1..2^31)",
                            k, n);
+    if (stride_k < 0 || stride_n < 0)
+        return onnxq_error(ONNXQ_E_ARG, "gemm pack: strides (%td, %td) must be >= 0", stride_k,
+                           stride_n);
+    size_t last_k, last_n, last;
+    if (onnxq_mul_overflow(k - 1, (size_t)stride_k, &last_k) ||
+        onnxq_mul_overflow(n - 1, (size_t)stride_n, &last_n) ||
+        __builtin_add_overflow(last_k, last_n, &last) || last >= b_len)
+        return onnxq_error(ONNXQ_E_SHAPE,
+                           "gemm pack: b has %zu values, too few for k=%zu x n=%zu with strides "
+                           "(%td, %td)", b_len, k, n, stride_k, stride_n);
     if (packed_size < h.total)
         return onnxq_error(ONNXQ_E_SHAPE, "gemm pack: packed buffer has %zu bytes, need %zu",
                            packed_size, (size_t)h.total);
@@ -84,15 +94,33 @@ static int check_packed(const void* packed, size_t packed_size, const onnxq_gemm
     ONNXQ_CHECK_NOT_NULL(packed, "packed");
     if (((uintptr_t)packed & 7u) != 0)
         return onnxq_error(ONNXQ_E_ARG, "gemm: packed buffer must be 8-byte aligned");
+    if (packed_size < sizeof(onnxq_gemm_u8s8_packed))
+        return onnxq_error(ONNXQ_E_ARG, "gemm: packed buffer of %zu bytes is too small for its "
+                           "header (truncated, or not written by onnxq_gemm_u8s8_pack)", packed_size);
     const onnxq_gemm_u8s8_packed* h = (const onnxq_gemm_u8s8_packed*)packed;
     onnxq_gemm_u8s8_packed want;
-    if (packed_size < sizeof *h || h->magic != ONNXQ_GEMM_MAGIC ||
-        h->version != ONNXQ_GEMM_VERSION || layout((size_t)h->k, (size_t)h->n, &want) ||
-        memcmp(h, &want, sizeof want) != 0 || packed_size < h->total)
+    /* The header must be exactly the layout of its own k x n: every offset and size is then
+     * inside h->total, and h->total inside packed_size. */
+    if (h->magic != ONNXQ_GEMM_MAGIC || h->version != ONNXQ_GEMM_VERSION || h->k > MAX_DIM ||
+        h->n > MAX_DIM || layout((size_t)h->k, (size_t)h->n, &want) ||
+        memcmp(h, &want, sizeof want) != 0)
         return onnxq_error(ONNXQ_E_ARG,
-                           "gemm: packed buffer was not written by onnxq_gemm_u8s8_pack (or is "
-                           "truncated)");
+                           "gemm: packed buffer was not written by onnxq_gemm_u8s8_pack (bad header)");
+    if (packed_size < h->total)
+        return onnxq_error(ONNXQ_E_ARG, "gemm: packed buffer truncated: %zu bytes, its header "
+                           "says %zu", packed_size, (size_t)h->total);
     *out = h;
+    return ONNXQ_OK;
+}
+
+/* check_packed, then the caller's k x n against the buffer's. */
+static int check_packed_shape(const void* packed, size_t packed_size, size_t k, size_t n,
+                              const onnxq_gemm_u8s8_packed** out) {
+    int st = check_packed(packed, packed_size, out);
+    if (st != ONNXQ_OK) return st;
+    if ((size_t)(*out)->k != k || (size_t)(*out)->n != n)
+        return onnxq_error(ONNXQ_E_SHAPE, "gemm: packed weights are k=%zu x n=%zu, the caller says "
+                           "k=%zu x n=%zu", (size_t)(*out)->k, (size_t)(*out)->n, k, n);
     return ONNXQ_OK;
 }
 
@@ -105,19 +133,18 @@ int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t*
     return ONNXQ_OK;
 }
 
-int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, const int32_t** colsum) {
+int onnxq_gemm_u8s8_packed_colsum(const void* packed, size_t packed_size, size_t k, size_t n,
+                                  int32_t* colsum, size_t colsum_len) {
     const onnxq_gemm_u8s8_packed* h;
-    ONNXQ_CHECK_NOT_NULL(colsum, "colsum");
-    int st = check_packed(packed, packed_size, &h);
+    int st = check_packed_shape(packed, packed_size, k, n, &h);
     if (st != ONNXQ_OK) return st;
-    *colsum = (const int32_t*)((const uint8_t*)packed + h->colsum_off);
+    if ((st = onnxq_check_array("gemm colsum", "colsum", colsum, colsum_len, n, 1)) != ONNXQ_OK)
+        return st;
+    memcpy(colsum, (const uint8_t*)packed + h->colsum_off, n * sizeof(int32_t));
     return ONNXQ_OK;
 }
 
 static int check_params(const onnxq_gemm_u8s8_packed* h, const onnxq_gemm_u8s8_params* p) {
-    ONNXQ_CHECK_NOT_NULL(p, "params");
-    ONNXQ_CHECK_NOT_NULL(p->a, "a");
-    ONNXQ_CHECK_NOT_NULL(p->c, "c");
     const size_t k = (size_t)h->k, n = (size_t)h->n;
     if (p->m == 0) return onnxq_error(ONNXQ_E_SHAPE, "gemm: m is 0 (zero-size A)");
     if (p->m > MAX_DIM) return onnxq_error(ONNXQ_E_SHAPE, "gemm: m=%zu is too large", p->m);
@@ -125,9 +152,19 @@ static int check_params(const onnxq_gemm_u8s8_packed* h, const onnxq_gemm_u8s8_p
         return onnxq_error(ONNXQ_E_SHAPE, "gemm: lda=%zu is smaller than k=%zu", p->lda, k);
     if (p->ldc < n)
         return onnxq_error(ONNXQ_E_SHAPE, "gemm: ldc=%zu is smaller than n=%zu", p->ldc, n);
-    size_t span;
-    if (onnxq_mul_overflow(p->m, p->lda, &span) || onnxq_mul_overflow(p->m, p->ldc, &span))
+    size_t a_need, c_need;
+    if (onnxq_span(p->m, k, p->lda, &a_need) || onnxq_span(p->m, n, p->ldc, &c_need) ||
+        c_need > (SIZE_MAX >> 3))
         return onnxq_error(ONNXQ_E_SHAPE, "gemm: m * lda or m * ldc overflows");
+    int st;
+    if ((st = onnxq_check_array("gemm", "a", p->a, p->a_len, a_need, 0)) != ONNXQ_OK ||
+        (st = onnxq_check_array("gemm", "c", p->c, p->c_len, c_need, 0)) != ONNXQ_OK)
+        return st;
+    if (p->bias != NULL && (st = onnxq_check_array("gemm", "bias", p->bias, p->bias_len, n, 1)) != ONNXQ_OK)
+        return st;
+    if (p->bias_f != NULL &&
+        (st = onnxq_check_array("gemm", "bias_f", p->bias_f, p->bias_f_len, n, 1)) != ONNXQ_OK)
+        return st;
     if (p->a_zp < 0 || p->a_zp > 255)
         return onnxq_error(ONNXQ_E_ARG, "gemm: a_zero_point=%d, expected 0..255", (int)p->a_zp);
     int tmin, tmax;
@@ -175,8 +212,9 @@ const char* onnxq_gemm_u8s8_kernel_name(size_t k) {
 }
 
 int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p) {
+    ONNXQ_CHECK_NOT_NULL(p, "params");
     const onnxq_gemm_u8s8_packed* h;
-    int st = check_packed(packed, packed_size, &h);
+    int st = check_packed_shape(packed, packed_size, p->k, p->n, &h);
     if (st == ONNXQ_OK) st = check_params(h, p);
     if (st == ONNXQ_OK) st = onnxq_isa_check();
     if (st != ONNXQ_OK) return st;

@@ -4,8 +4,8 @@
 #include "common/internal.h"
 #include "onnxq_kernels.h"
 
-static int check_params(const onnxq_quant_params* p, const void* x, const void* y,
-                        const char* what) {
+static int check_params(const onnxq_quant_params* p, const void* x, size_t x_len, const void* y,
+                        size_t y_len, const char* what) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
     ONNXQ_CHECK_NOT_NULL(x, "x");
     ONNXQ_CHECK_NOT_NULL(y, "y");
@@ -20,6 +20,12 @@ static int check_params(const onnxq_quant_params* p, const void* x, const void* 
     if (onnxq_mul_overflow(p->outer, p->channels, &total) ||
         onnxq_mul_overflow(total, p->inner, &total) || total > (SIZE_MAX >> 3))
         return onnxq_error(ONNXQ_E_SHAPE, "%s: tensor size overflows", what);
+    int st;
+    if ((st = onnxq_check_array(what, "scale", p->scale, p->scale_len, p->channels, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "zero_point", p->zp, p->zp_len, p->channels, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "x", x, x_len, total, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array(what, "y", y, y_len, total, 1)) != ONNXQ_OK)
+        return st;
     const int32_t qmin = p->qtype == ONNXQ_U8 ? 0 : -128, qmax = p->qtype == ONNXQ_U8 ? 255 : 127;
     for (size_t c = 0; c < p->channels; ++c) {
         const float s = p->scale[c];
@@ -33,8 +39,9 @@ static int check_params(const onnxq_quant_params* p, const void* x, const void* 
     return onnxq_isa_check();
 }
 
-int onnxq_quantize(const onnxq_quant_params* p, const float* x, void* y) {
-    int st = check_params(p, x, y, "quantize");
+int onnxq_quantize(const onnxq_quant_params* p, const float* x, size_t x_len, void* y,
+                   size_t y_len) {
+    int st = check_params(p, x, x_len, y, y_len, "quantize");
     if (st != ONNXQ_OK) return st;
     const size_t ch = p->channels, inner = p->inner;
     if (p->qtype == ONNXQ_U8) {
@@ -59,8 +66,9 @@ int onnxq_quantize(const onnxq_quant_params* p, const float* x, void* y) {
     return ONNXQ_OK;
 }
 
-int onnxq_dequantize(const onnxq_quant_params* p, const void* x, float* y) {
-    int st = check_params(p, x, y, "dequantize");
+int onnxq_dequantize(const onnxq_quant_params* p, const void* x, size_t x_len, float* y,
+                     size_t y_len) {
+    int st = check_params(p, x, x_len, y, y_len, "dequantize");
     if (st != ONNXQ_OK) return st;
     const size_t ch = p->channels, inner = p->inner;
     if (p->qtype == ONNXQ_U8) {

@@ -31,9 +31,11 @@ static int check_dims(const char* what, size_t batch, size_t input, size_t hidde
     if (mode != ONNXQ_DQ_PER_TENSOR && mode != ONNXQ_DQ_PER_ROW)
         return onnxq_error(ONNXQ_E_ARG, "%s: mode = %d, expected 0 (per tensor) or 1 (per row)", what,
                            mode);
-    size_t t;
-    if (onnxq_mul_overflow(batch, hidden, &t) || onnxq_mul_overflow(t, 4 * sizeof(float), &t) ||
-        onnxq_mul_overflow(seq_len, batch, &t) || onnxq_mul_overflow(t, input, &t) ||
+    size_t t, sb;
+    /* scratch of about 16 * batch * hidden floats; x and y of seq_len * batch * (input, hidden) */
+    if (onnxq_mul_overflow(batch, hidden, &t) || onnxq_mul_overflow(t, 16 * sizeof(float), &t) ||
+        onnxq_mul_overflow(seq_len, batch, &sb) || onnxq_mul_overflow(sb, input, &t) ||
+        t > (SIZE_MAX >> 3) || onnxq_mul_overflow(sb, hidden, &t) || t > (SIZE_MAX >> 3) ||
         hidden > (SIZE_MAX >> 8))
         return onnxq_error(ONNXQ_E_SHAPE, "%s: sizes overflow", what);
     return ONNXQ_OK;
@@ -49,22 +51,43 @@ static int check_finite(const char* what, const char* name, const float* v, size
     return ONNXQ_OK;
 }
 
-static int dqmm(const void* packed, size_t size, size_t m, const float* a, size_t lda, int mode,
+/* An optional array (NULL allowed) of exactly need values. */
+static int check_optional(const char* what, const char* name, const float* v, size_t len,
+                          size_t need) {
+    return v == NULL ? ONNXQ_OK : onnxq_check_array(what, name, v, len, need, 1);
+}
+
+/* y[m, n] = dqmm(a[m, k], packed); a and y are scratch or checked arrays of exactly m rows. */
+static int dqmm(const void* packed, size_t size, size_t m, const float* a, size_t k, int mode,
                 const float* w_scale, size_t n, const float* bias, float* y) {
-    onnxq_dqmm_params d = {m, a, lda, mode, w_scale, n, bias, y, n};
+    onnxq_dqmm_params d = {
+        .k = k, .n = n, .m = m, .a = a, .a_len = m * k, .lda = k, .mode = mode,
+        .w_scale = w_scale, .w_scale_len = n, .bias = bias, .bias_len = bias ? n : 0,
+        .y = y, .y_len = m * n, .ldy = n,
+    };
     return onnxq_dqmm(packed, size, &d);
 }
 
-int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const float* h0,
-               const float* c0, float* y, float* h_out, float* c_out) {
+int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_t x_len,
+               const float* h0, size_t h0_len, const float* c0, size_t c0_len, float* y,
+               size_t y_len, float* h_out, size_t h_out_len, float* c_out, size_t c_out_len) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
-    ONNXQ_CHECK_NOT_NULL(p->w_scale, "w_scale");
-    ONNXQ_CHECK_NOT_NULL(p->r_scale, "r_scale");
     int st = check_dims("lstm", p->batch, p->input_size, p->hidden, p->mode, seq_len, x);
     if (st != ONNXQ_OK) return st;
     const size_t B = p->batch, I = p->input_size, H = p->hidden, G = 4 * H;
     if ((st = check_packed("lstm", "w_packed", p->w_packed, p->w_packed_size, I, G)) != ONNXQ_OK ||
         (st = check_packed("lstm", "r_packed", p->r_packed, p->r_packed_size, H, G)) != ONNXQ_OK)
+        return st;
+    if ((st = onnxq_check_array("lstm", "w_scale", p->w_scale, p->w_scale_len, G, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array("lstm", "r_scale", p->r_scale, p->r_scale_len, G, 1)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "w_bias", p->w_bias, p->w_bias_len, G)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "r_bias", p->r_bias, p->r_bias_len, G)) != ONNXQ_OK ||
+        (st = onnxq_check_array("lstm", "x", x, x_len, seq_len * B * I, 1)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "h0", h0, h0_len, B * H)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "c0", c0, c0_len, B * H)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "y", y, y_len, seq_len * B * H)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "h_out", h_out, h_out_len, B * H)) != ONNXQ_OK ||
+        (st = check_optional("lstm", "c_out", c_out, c_out_len, B * H)) != ONNXQ_OK)
         return st;
     if ((st = check_finite("lstm", "x", x, seq_len * B * I)) != ONNXQ_OK ||
         (st = check_finite("lstm", "h0", h0, B * H)) != ONNXQ_OK ||
@@ -114,11 +137,10 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, const
     return st;
 }
 
-int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const float* h0,
-              float* y, float* h_out) {
+int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t x_len,
+              const float* h0, size_t h0_len, float* y, size_t y_len, float* h_out,
+              size_t h_out_len) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
-    ONNXQ_CHECK_NOT_NULL(p->w_scale, "w_scale");
-    ONNXQ_CHECK_NOT_NULL(p->r_scale, "r_scale");
     int st = check_dims("gru", p->batch, p->input_size, p->hidden, p->mode, seq_len, x);
     if (st != ONNXQ_OK) return st;
     const size_t B = p->batch, I = p->input_size, H = p->hidden, G = 3 * H;
@@ -126,6 +148,15 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, const f
         (st = check_packed("gru", "rzr_packed", p->rzr_packed, p->rzr_packed_size, H, 2 * H)) !=
             ONNXQ_OK ||
         (st = check_packed("gru", "rh_packed", p->rh_packed, p->rh_packed_size, H, H)) != ONNXQ_OK)
+        return st;
+    if ((st = onnxq_check_array("gru", "w_scale", p->w_scale, p->w_scale_len, G, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array("gru", "r_scale", p->r_scale, p->r_scale_len, G, 1)) != ONNXQ_OK ||
+        (st = check_optional("gru", "w_bias", p->w_bias, p->w_bias_len, G)) != ONNXQ_OK ||
+        (st = check_optional("gru", "r_bias", p->r_bias, p->r_bias_len, G)) != ONNXQ_OK ||
+        (st = onnxq_check_array("gru", "x", x, x_len, seq_len * B * I, 1)) != ONNXQ_OK ||
+        (st = check_optional("gru", "h0", h0, h0_len, B * H)) != ONNXQ_OK ||
+        (st = check_optional("gru", "y", y, y_len, seq_len * B * H)) != ONNXQ_OK ||
+        (st = check_optional("gru", "h_out", h_out, h_out_len, B * H)) != ONNXQ_OK)
         return st;
     if ((st = check_finite("gru", "x", x, seq_len * B * I)) != ONNXQ_OK ||
         (st = check_finite("gru", "h0", h0, B * H)) != ONNXQ_OK)

@@ -20,8 +20,7 @@ __all__ = ["qconcat", "requant_table"]
 _F32 = np.float32
 
 
-def requant_table(dtype: np.dtype | type, x_scale: float, x_zp: int, y_scale: float,
-                  y_zp: int) -> np.ndarray:
+def requant_table(dtype: np.dtype | type, x_scale: float, x_zp: int, y_scale: float, y_zp: int) -> np.ndarray:
     """The 256-entry requantisation table, indexed by the input's raw byte."""
     dtype = np.dtype(dtype)
     info = np.iinfo(dtype)
@@ -32,8 +31,14 @@ def requant_table(dtype: np.dtype | type, x_scale: float, x_zp: int, y_scale: fl
     return (np.rint(v).astype(np.int32) + int(y_zp)).astype(dtype)
 
 
-def qconcat(inputs: Sequence[np.ndarray], scales: Sequence[float], zero_points: Sequence[int],
-            y_scale: float, y_zp: int, axis: int) -> np.ndarray:
+def qconcat(
+    inputs: Sequence[np.ndarray],
+    scales: Sequence[float],
+    zero_points: Sequence[int],
+    y_scale: float,
+    y_zp: int,
+    axis: int,
+) -> np.ndarray:
     """Concatenate quantized tensors along ``axis``, requantising each to ``(y_scale, y_zp)``."""
     parts = []
     for x, s, z in zip(inputs, scales, zero_points, strict=True):

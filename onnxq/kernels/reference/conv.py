@@ -26,9 +26,7 @@ from onnxq.kernels.reference.requant import requantize, wrap_int32
 __all__ = ["conv_output_size", "conv_u8s8_nhwc", "requant_scales"]
 
 
-def conv_output_size(
-    size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int
-) -> int:
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int) -> int:
     """Output extent of one spatial axis (ONNX Conv, explicit pads); may be <= 0 when invalid."""
     effective = dilation * (kernel - 1) + 1
     return (size + pad_begin + pad_end - effective) // stride + 1

@@ -35,8 +35,9 @@ __all__ = ["avgpool_nhwc", "global_avgpool_nhwc", "maxpool_nhwc", "pool_output_s
 _F32 = np.float32
 
 
-def pool_output_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int,
-                     pad_end: int, ceil_mode: bool = False) -> int:
+def pool_output_size(
+    size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: bool = False
+) -> int:
     """Output extent of one axis (may be <= 0 when the kernel exceeds the padded input)."""
     span = size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)
     if span < 0 or not ceil_mode:
@@ -45,8 +46,14 @@ def pool_output_size(size: int, kernel: int, stride: int, dilation: int, pad_beg
     return out - 1 if (out - 1) * stride >= size + pad_begin else out
 
 
-def _taps(x_shape: tuple[int, ...], kernel: Sequence[int], strides: Sequence[int],
-          pads: Sequence[int], dilations: Sequence[int], ceil_mode: bool = False):
+def _taps(
+    x_shape: tuple[int, ...],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    ceil_mode: bool = False,
+):
     """Yield (index_h, index_w, valid_h, valid_w) for every kernel tap, in window order."""
     _, h, w, _ = x_shape
     oh = pool_output_size(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil_mode)
@@ -65,9 +72,14 @@ def _gather(x: np.ndarray, ih: np.ndarray, iw: np.ndarray) -> np.ndarray:
     return x[:, np.clip(ih, 0, h - 1)][:, :, np.clip(iw, 0, w - 1)]
 
 
-def maxpool_nhwc(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int] = (1, 1),
-                 pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
-                 ceil_mode: bool = False) -> np.ndarray:
+def maxpool_nhwc(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int] = (1, 1),
+    pads: Sequence[int] = (0, 0, 0, 0),
+    dilations: Sequence[int] = (1, 1),
+    ceil_mode: bool = False,
+) -> np.ndarray:
     """Max pool of an NHWC u8/s8 tensor."""
     x = np.asarray(x)
     info = np.iinfo(x.dtype)
@@ -88,8 +100,7 @@ def _requantize_sum(acc: np.ndarray, multiplier: np.float32, y_zp: int, dtype) -
     return (np.rint(v).astype(np.int32) + y_zp).astype(dtype)
 
 
-def global_avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float,
-                        y_zp: int) -> np.ndarray:
+def global_avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float, y_zp: int) -> np.ndarray:
     """Global average pool: NHWC → N11C, integer sum then one fp32 requantisation."""
     x = np.asarray(x)
     n, h, w, c = x.shape
@@ -100,14 +111,23 @@ def global_avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float
     return _requantize_sum(acc, multiplier, int(y_zp), x.dtype).reshape(n, 1, 1, c)
 
 
-def avgpool_nhwc(x: np.ndarray, x_scale: float, x_zp: int, y_scale: float, y_zp: int,
-                 kernel: Sequence[int], strides: Sequence[int] = (1, 1),
-                 pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
-                 count_include_pad: bool = False, ceil_mode: bool = False) -> np.ndarray:
+def avgpool_nhwc(
+    x: np.ndarray,
+    x_scale: float,
+    x_zp: int,
+    y_scale: float,
+    y_zp: int,
+    kernel: Sequence[int],
+    strides: Sequence[int] = (1, 1),
+    pads: Sequence[int] = (0, 0, 0, 0),
+    dilations: Sequence[int] = (1, 1),
+    count_include_pad: bool = False,
+    ceil_mode: bool = False,
+) -> np.ndarray:
     """Average pool of an NHWC u8/s8 tensor with requantisation to ``(y_scale, y_zp)``."""
     x = np.asarray(x)
     _, h, w, _ = x.shape
-    if (tuple(kernel) == (h, w) and not any(pads) and tuple(dilations) == (1, 1)):
+    if tuple(kernel) == (h, w) and not any(pads) and tuple(dilations) == (1, 1):
         return global_avgpool_nhwc(x, x_scale, x_zp, y_scale, y_zp)
     info = np.iinfo(x.dtype)
     xf = _F32(x_scale) * (x.astype(np.int32) - int(x_zp)).astype(_F32)

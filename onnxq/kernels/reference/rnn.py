@@ -25,15 +25,21 @@ import numpy as np
 
 from onnxq.kernels.reference.dynamic import dynamic_matmul
 
-__all__ = ["exp_f32", "gru_cell", "gru_sequence", "lstm_cell", "lstm_sequence", "sigmoid_f32",
-           "tanh_f32"]
+__all__ = ["exp_f32", "gru_cell", "gru_sequence", "lstm_cell", "lstm_sequence", "sigmoid_f32", "tanh_f32"]
 
 _F32 = np.float32
 _LOG2E = _F32(1.44269504088896341)
 _LN2_HI = _F32(0.693145751953125)
 _LN2_LO = _F32(1.42860676533018672e-06)
-_POLY = [_F32(1.0 / 720.0), _F32(1.0 / 120.0), _F32(1.0 / 24.0), _F32(1.0 / 6.0), _F32(0.5),
-         _F32(1.0), _F32(1.0)]
+_POLY = [
+    _F32(1.0 / 720.0),
+    _F32(1.0 / 120.0),
+    _F32(1.0 / 24.0),
+    _F32(1.0 / 6.0),
+    _F32(0.5),
+    _F32(1.0),
+    _F32(1.0),
+]
 _EXP_MIN = _F32(-87.0)
 _EXP_MAX = _F32(88.0)
 
@@ -73,10 +79,18 @@ def _bias_sum(wb: np.ndarray | None, rb: np.ndarray | None, n: int) -> np.ndarra
     return (w + r).astype(_F32)
 
 
-def lstm_cell(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, w: np.ndarray,
-              w_scale: np.ndarray, r: np.ndarray, r_scale: np.ndarray,
-              wb: np.ndarray | None = None, rb: np.ndarray | None = None,
-              per_row: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def lstm_cell(
+    x: np.ndarray,
+    h_prev: np.ndarray,
+    c_prev: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    per_row: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """One LSTM step: ``x[B, I]``, ``h_prev/c_prev[B, H]``, s8 ``w[4H, I]``, ``r[4H, H]`` with
     per-row scales, optional fp32 biases ``wb/rb[4H]`` → ``(h, c)`` fp32 ``[B, H]``."""
     hidden = np.asarray(h_prev).shape[1]
@@ -84,18 +98,26 @@ def lstm_cell(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, w: np.ndarr
     hr = dynamic_matmul(h_prev, r, r_scale, None, per_row=per_row)
     g = (xw + hr).astype(_F32)
     i = sigmoid_f32(g[:, :hidden])
-    o = sigmoid_f32(g[:, hidden:2 * hidden])
-    f = sigmoid_f32(g[:, 2 * hidden:3 * hidden])
-    cc = tanh_f32(g[:, 3 * hidden:])
+    o = sigmoid_f32(g[:, hidden : 2 * hidden])
+    f = sigmoid_f32(g[:, 2 * hidden : 3 * hidden])
+    cc = tanh_f32(g[:, 3 * hidden :])
     c = ((f * np.asarray(c_prev, _F32)).astype(_F32) + (i * cc).astype(_F32)).astype(_F32)
     h = (o * tanh_f32(c)).astype(_F32)
     return h, c
 
 
-def gru_cell(x: np.ndarray, h_prev: np.ndarray, w: np.ndarray, w_scale: np.ndarray,
-             r: np.ndarray, r_scale: np.ndarray, wb: np.ndarray | None = None,
-             rb: np.ndarray | None = None, linear_before_reset: bool = False,
-             per_row: bool = False) -> np.ndarray:
+def gru_cell(
+    x: np.ndarray,
+    h_prev: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    linear_before_reset: bool = False,
+    per_row: bool = False,
+) -> np.ndarray:
     """One GRU step: ``x[B, I]``, ``h_prev[B, H]``, s8 ``w[3H, I]``, ``r[3H, H]`` with per-row
     scales, optional fp32 biases ``wb/rb[3H]`` → ``h`` fp32 ``[B, H]``."""
     h_prev = np.asarray(h_prev, _F32)
@@ -107,28 +129,42 @@ def gru_cell(x: np.ndarray, h_prev: np.ndarray, w: np.ndarray, w_scale: np.ndarr
     has_bias = wb is not None or rb is not None
     bias_x = (wbv + rbv).astype(_F32)
     if linear_before_reset:
-        bias_x[2 * hidden:] = wbv[2 * hidden:]
+        bias_x[2 * hidden :] = wbv[2 * hidden :]
     xw = dynamic_matmul(x, w, w_scale, bias_x if has_bias else None, per_row=per_row)
-    hr = dynamic_matmul(h_prev, r[:2 * hidden], r_scale[:2 * hidden], None, per_row=per_row)
+    hr = dynamic_matmul(h_prev, r[: 2 * hidden], r_scale[: 2 * hidden], None, per_row=per_row)
     z = sigmoid_f32((xw[:, :hidden] + hr[:, :hidden]).astype(_F32))
-    rg = sigmoid_f32((xw[:, hidden:2 * hidden] + hr[:, hidden:]).astype(_F32))
+    rg = sigmoid_f32((xw[:, hidden : 2 * hidden] + hr[:, hidden:]).astype(_F32))
     if linear_before_reset:
-        rh = dynamic_matmul(h_prev, r[2 * hidden:], r_scale[2 * hidden:],
-                            rbv[2 * hidden:] if has_bias else None, per_row=per_row)
-        pre = (xw[:, 2 * hidden:] + (rg * rh).astype(_F32)).astype(_F32)
+        rh = dynamic_matmul(
+            h_prev,
+            r[2 * hidden :],
+            r_scale[2 * hidden :],
+            rbv[2 * hidden :] if has_bias else None,
+            per_row=per_row,
+        )
+        pre = (xw[:, 2 * hidden :] + (rg * rh).astype(_F32)).astype(_F32)
     else:
-        rh = dynamic_matmul((rg * h_prev).astype(_F32), r[2 * hidden:], r_scale[2 * hidden:],
-                            None, per_row=per_row)
-        pre = (xw[:, 2 * hidden:] + rh).astype(_F32)
+        rh = dynamic_matmul(
+            (rg * h_prev).astype(_F32), r[2 * hidden :], r_scale[2 * hidden :], None, per_row=per_row
+        )
+        pre = (xw[:, 2 * hidden :] + rh).astype(_F32)
     hh = tanh_f32(pre)
     one_minus_z = (_F32(1) - z).astype(_F32)
     return ((one_minus_z * hh).astype(_F32) + (z * h_prev).astype(_F32)).astype(_F32)
 
 
-def lstm_sequence(xs: np.ndarray, h0: np.ndarray, c0: np.ndarray, w: np.ndarray,
-                  w_scale: np.ndarray, r: np.ndarray, r_scale: np.ndarray,
-                  wb: np.ndarray | None = None, rb: np.ndarray | None = None,
-                  per_row: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lstm_sequence(
+    xs: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    per_row: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`lstm_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T, c_T)``."""
     h, c = np.asarray(h0, _F32), np.asarray(c0, _F32)
     ys = []
@@ -138,10 +174,18 @@ def lstm_sequence(xs: np.ndarray, h0: np.ndarray, c0: np.ndarray, w: np.ndarray,
     return np.stack(ys), h, c
 
 
-def gru_sequence(xs: np.ndarray, h0: np.ndarray, w: np.ndarray, w_scale: np.ndarray,
-                 r: np.ndarray, r_scale: np.ndarray, wb: np.ndarray | None = None,
-                 rb: np.ndarray | None = None, linear_before_reset: bool = False,
-                 per_row: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def gru_sequence(
+    xs: np.ndarray,
+    h0: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    linear_before_reset: bool = False,
+    per_row: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Run :func:`gru_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T)``."""
     h = np.asarray(h0, _F32)
     ys = []
