@@ -7,8 +7,8 @@
     python scripts/fuzz.py --targets npz,model --seconds 60 --soak 0
     python scripts/fuzz.py --targets npz --replay fuzz-artifacts/npz-crash-*   # re-run found inputs
 
-Each target (:mod:`fuzz_targets`: ``model``, ``npz``, ``qconfig``, ``stats``, and ``kernels``
-from :mod:`fuzz_kernels`) runs in its own process, started from its seeds with a fresh
+Each target (:mod:`fuzz_targets`: ``model``, ``npz``, ``qconfig``, ``stats``; and ``kernels``,
+which is ``scripts/fuzz_kernels.py``) runs in its own process, started from its seeds with a fresh
 temporary directory, so that a native crash, a hang (libFuzzer's per-input ``-timeout``), a
 memory blow-up (``-rss_limit_mb``) or an uncaught exception ends that process and is reported
 here with the input that caused it (saved under ``--artifacts``). A target fails when its process
@@ -44,27 +44,21 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 FOREIGN_TMP_FILES = {".ses"}
 
 
+#: The kernel API has its own fuzzer (scripts/fuzz_kernels.py: seeded cases in child processes
+#: with guard pages around the arrays); it runs here as one more target.
+KERNELS = "kernels"
+
+
 def _target_names() -> list[str]:
     from fuzz_targets import TARGETS
 
-    names = list(TARGETS)
-    if _kernel_target() is not None:
-        names.append("kernels")
-    return names
-
-
-def _kernel_target():  # type: ignore[no-untyped-def]
-    try:
-        from fuzz_kernels import TARGET
-    except ImportError:
-        return None
-    return TARGET
+    return [*TARGETS, KERNELS]
 
 
 def _target(name: str):  # type: ignore[no-untyped-def]
     from fuzz_targets import TARGETS
 
-    return _kernel_target() if name == "kernels" else TARGETS[name]
+    return TARGETS[name]
 
 
 # -- child: one target under atheris ---------------------------------------------------------------
@@ -115,17 +109,20 @@ def run_child(name: str, seconds: int, corpus: Path, artifacts: Path) -> None:
 
 # -- parent: run the targets, then the soak check ---------------------------------------------------
 def run_target(name: str, seconds: int, artifacts: Path) -> bool:
-    target = _target(name)
     base = Path(tempfile.mkdtemp(prefix=f"onnxq-fuzz-{name}-"))
     corpus, tmp = base / "corpus", base / "tmp"
     corpus.mkdir()
     tmp.mkdir()
-    seeds = target.seeds()
-    for i, seed in enumerate(seeds):
-        (corpus / f"seed-{i:04d}").write_bytes(seed)
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--child", name, "--seconds", str(seconds), "--corpus", str(corpus)]
-    cmd += ["--artifacts", str(artifacts)]
+    if name == KERNELS:
+        seeds: list[bytes] = []
+        cmd = [sys.executable, str(HERE / "fuzz_kernels.py"), "--seconds", str(seconds), "--jobs", "1"]
+    else:
+        seeds = _target(name).seeds()
+        for i, seed in enumerate(seeds):
+            (corpus / f"seed-{i:04d}").write_bytes(seed)
+        cmd = [sys.executable, __file__, "--child", name, "--seconds", str(seconds), "--corpus", str(corpus)]
+        cmd += ["--artifacts", str(artifacts)]
     start = time.monotonic()
     try:
         proc = subprocess.run(
@@ -138,6 +135,9 @@ def run_target(name: str, seconds: int, artifacts: Path) -> bool:
     elapsed = time.monotonic() - start
     runs = _stat(log, "number_of_executed_units")
     new = _stat(log, "new_units_added")
+    if name == KERNELS:
+        found = re.findall(r"(\d+) cases tried, (\d+) findings", log)
+        runs = int(found[-1][0]) if found else 0
     left = sorted(
         p.name
         for p in tmp.iterdir()
@@ -146,7 +146,10 @@ def run_target(name: str, seconds: int, artifacts: Path) -> bool:
     ok = status == 0 and not left
     print(
         f"{name:8s} {'ok' if ok else 'FAILED':6s} {runs:>8} inputs in {elapsed:6.0f} s "
-        f"({runs / max(elapsed, 1e-9):6.1f}/s), {len(seeds)} seeds, {new} new coverage inputs",
+        f"({runs / max(elapsed, 1e-9):6.1f}/s)"
+        + (
+            f", {len(seeds)} seeds, {new} new coverage inputs" if name != KERNELS else ", seeded random cases"
+        ),
         flush=True,
     )
     if status != 0:
