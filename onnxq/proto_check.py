@@ -225,9 +225,20 @@ def _check_tensor(t: onnx.TensorProto, where: str, label: str) -> None:
         return
     held = {f: len(getattr(t, f)) for f in _DATA_FIELDS if len(getattr(t, f))}
     typed = _TYPED_FIELD.get(t.data_type)
-    if typed is None:  # 4-bit, 8-bit float and other packed types: their layout in typed fields varies
-        if count and not held:
-            raise ModelLoadError(f"{label}: {name} ({dims}) has no data")
+    if typed is None:  # 8-bit floats, 4- and 2-bit types: in int32_data, one or a packed byte per value
+        others = [f for f in held if f != "int32_data"]
+        if others:
+            raise ModelLoadError(
+                f"{label}: {name} ({dims}) holds data in {', '.join(others)}, not in int32_data"
+            )
+        got = held.get("int32_data", 0)
+        assert want_bytes is not None
+        if got not in (count, want_bytes):
+            raise ModelLoadError(
+                f"{label}: {name} ({dims}) needs {count} values (or {want_bytes} packed bytes) "
+                f"in int32_data, "
+                f"it has {got}"
+            )
         return
     field, per_element = typed
     got = held.pop(field, 0)

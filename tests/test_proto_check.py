@@ -239,3 +239,17 @@ def test_a_name_given_two_values_is_refused(where: str) -> None:
         needle = "node 'conv' (Conv) in the main graph writes 'x', which already has a value"
     with pytest.raises(ModelLoadError, match=re.escape(needle)):
         load_model(model)
+
+
+def test_packed_types_are_read_from_int32_data_only() -> None:
+    model = _conv_model()
+    t = helper.make_tensor("q4", TensorProto.INT4, [5], [1, 0, 1, 1, 0])  # 3 packed bytes in int32_data
+    model.graph.initializer.append(t)
+    load_model(model)
+    t = model.graph.initializer[-1]
+    t.ClearField("int32_data")
+    t.float_data.extend([1.0] * 5)
+    with pytest.raises(
+        ModelLoadError, match=r"tensor 'q4' \(int4\[5\]\) holds data in float_data, not in int32_data"
+    ):
+        load_model(model)
