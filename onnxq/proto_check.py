@@ -48,12 +48,14 @@ _DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double
 def check_proto(proto: onnx.ModelProto, label: str) -> None:
     """Raise :class:`ModelLoadError` (``label``: how to name the model) on the first defect."""
     _check_fields(proto, label)
-    _check_references(proto.graph, label)
+    opsets = {("" if i.domain == "ai.onnx" else i.domain): i.version for i in proto.opset_import}
+    _check_references(proto.graph, opsets, label)
 
 
-def _check_references(main: onnx.GraphProto, label: str) -> None:
+def _check_references(main: onnx.GraphProto, opsets: dict[str, int], label: str) -> None:
     """Every name a node reads and every graph output is defined in its graph or an enclosing one
-    (a graph input, an initializer, a node output; ``""`` is an omitted optional input)."""
+    (a graph input, an initializer, a node output; ``""`` is an omitted optional input), and every
+    node of a standard domain is as its schema allows."""
     stack: list[tuple[onnx.GraphProto, frozenset[str], str]] = [(main, frozenset(), "the main graph")]
     while stack:
         graph, outer, where = stack.pop()
@@ -64,6 +66,7 @@ def _check_references(main: onnx.GraphProto, label: str) -> None:
         defined.update(t.values.name for t in graph.sparse_initializer)
         defined.update(o for n in graph.node for o in n.output if o)
         for node in graph.node:
+            _check_schema(node, opsets, where, label)
             for name in node.input:
                 if name and name not in defined:
                     raise ModelLoadError(
@@ -80,6 +83,61 @@ def _check_references(main: onnx.GraphProto, label: str) -> None:
                     f"{label}: output '{output.name}' of {where} is not produced by any node, graph input "
                     "or initializer"
                 )
+
+
+#: The domains whose schemas onnx knows (others: custom ops, checked by whoever runs them).
+_SCHEMA_DOMAINS = ("", "ai.onnx.ml")
+
+
+def _check_schema(node: onnx.NodeProto, opsets: dict[str, int], where: str, label: str) -> None:
+    """A standard node as its operator's schema at the model's opset allows: how many inputs and
+    outputs, which attributes and of which type, the required ones present; a ``Constant`` holds
+    exactly one value. onnx-ir, onnx's version converter and onnxruntime trust this (what
+    ``onnx.checker`` checks of a node; its graph-level rules, stricter than onnxruntime, are not
+    applied)."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    if domain not in _SCHEMA_DOMAINS:
+        return
+    named = f"node '{node.name}' ({node.op_type}) in {where}"
+    shown = domain or "ai.onnx"
+    if domain not in opsets:
+        raise ModelLoadError(f"{label}: {named} is in domain {shown}, which the model imports no opset of")
+    version = opsets[domain]
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, domain)
+    except onnx.defs.SchemaError:
+        raise ModelLoadError(
+            f"{label}: {named}: {shown} opset {version} has no operator {node.op_type}"
+        ) from None
+    for kind, count, low, high in (
+        ("inputs", len(node.input), schema.min_input, schema.max_input),
+        ("outputs", len(node.output), schema.min_output, schema.max_output),
+    ):
+        if not low <= count <= high:
+            allowed = f"{low}" if low == high else f"{low} to {high}"
+            raise ModelLoadError(
+                f"{label}: {named} has {count} {kind}; {node.op_type} at opset {version} takes {allowed}"
+            )
+    for attr in node.attribute:
+        spec = schema.attributes.get(attr.name)
+        if spec is None:
+            raise ModelLoadError(
+                f"{label}: {named} has attribute '{attr.name}', which {node.op_type} at opset {version} "
+                f"does not have (it has: {', '.join(sorted(schema.attributes)) or 'none'})"
+            )
+        if not attr.ref_attr_name and attr.type != int(spec.type.value):
+            raise ModelLoadError(
+                f"{label}: {named}: attribute '{attr.name}' is {A.AttributeType.Name(attr.type)}, "
+                f"{node.op_type} expects {A.AttributeType.Name(int(spec.type.value))}"
+            )
+    given = {attr.name for attr in node.attribute}
+    missing = sorted(name for name, spec in schema.attributes.items() if spec.required and name not in given)
+    if missing:
+        raise ModelLoadError(f"{label}: {named} lacks required attribute(s) {', '.join(missing)}")
+    if node.op_type == "Constant" and len(node.attribute) != 1:
+        raise ModelLoadError(
+            f"{label}: {named} has {len(node.attribute)} attributes; a Constant holds exactly one"
+        )
 
 
 def _check_single_assignment(graph: onnx.GraphProto, where: str, label: str) -> None:

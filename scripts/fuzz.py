@@ -237,15 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--artifacts", type=Path, default=Path("fuzz-artifacts"), help="where crashing inputs go"
     )
-    parser.add_argument("--replay", type=Path, nargs="+", help="run these inputs once on --targets (one)")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        nargs="+",
+        help="run these inputs once (target from the file name, or --targets)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     seconds = int(args.minutes * 60) if args.minutes is not None else (args.seconds or 20)
     if args.replay:
-        target = _target(args.targets or "")
         for path in args.replay:
-            target.run(path.read_bytes())
+            # an artifact is named <target>-crash-<hash>; --targets overrides the name
+            name = args.targets or path.name.split("-", 1)[0]
+            if name not in _target_names() or name == KERNELS:
+                print(f"fuzz: {path}: name the target with --targets (one of the loaders)", file=sys.stderr)
+                return 2
+            _target(name).run(path.read_bytes())
             print(f"{path}: no finding")
         return 0
     if args.child:

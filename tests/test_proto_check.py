@@ -253,3 +253,96 @@ def test_packed_types_are_read_from_int32_data_only() -> None:
         ModelLoadError, match=r"tensor 'q4' \(int4\[5\]\) holds data in float_data, not in int32_data"
     ):
         load_model(model)
+
+
+def _constant_with_input(m: onnx.ModelProto) -> None:  # the fuzzer's find: onnx-ir's constant lift raised
+    m.graph.node.insert(0, helper.make_node("Constant", ["x"], ["c"], name="k", value_float=1.0))
+
+
+def _constant_with_unknown_attribute(m: onnx.ModelProto) -> None:
+    m.graph.node.insert(0, helper.make_node("Constant", [], ["c"], name="k", transB=1))
+
+
+def _constant_without_value(m: onnx.ModelProto) -> None:
+    m.graph.node.insert(0, helper.make_node("Constant", [], ["c"], name="k"))
+
+
+def _attribute_of_the_wrong_type(m: onnx.ModelProto) -> None:
+    m.graph.node[0].attribute.append(helper.make_attribute("group", 1.0))
+
+
+def _too_many_inputs(m: onnx.ModelProto) -> None:
+    m.graph.node[0].input.extend(["W", "W"])
+
+
+def _no_such_operator(m: onnx.ModelProto) -> None:
+    m.graph.node[0].op_type = "Convolve"
+
+
+def _missing_required_attribute(m: onnx.ModelProto) -> None:
+    m.graph.node.append(helper.make_node("Cast", ["y"], ["z"], name="cast"))
+    m.graph.output[0].name = "z"
+
+
+def _domain_not_imported(m: onnx.ModelProto) -> None:
+    m.graph.node[0].domain = "ai.onnx.ml"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _constant_with_input,
+            "node 'k' (Constant) in the main graph has 1 inputs; Constant at opset 13 takes 0",
+        ),
+        (
+            _constant_with_unknown_attribute,
+            "has attribute 'transB', which Constant at opset 13 does not have",
+        ),
+        (_constant_without_value, "has 0 attributes; a Constant holds exactly one"),
+        (_attribute_of_the_wrong_type, "attribute 'group' is FLOAT, Conv expects INT"),
+        (_too_many_inputs, "has 4 inputs; Conv at opset 13 takes 2 to 3"),
+        (_no_such_operator, "ai.onnx opset 13 has no operator Convolve"),
+        (_missing_required_attribute, "node 'cast' (Cast) in the main graph lacks required attribute(s) to"),
+        (_domain_not_imported, "is in domain ai.onnx.ml, which the model imports no opset of"),
+    ],
+)
+def test_nodes_must_follow_their_schema(edit: object, message: str) -> None:
+    model = _conv_model()
+    edit(model)  # type: ignore[operator]
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
+        load_model(model)
+
+
+def test_schemas_are_those_of_the_model_opset_and_custom_domains_are_left_alone() -> None:
+    model = _conv_model()
+    model.opset_import[0].version = 6  # Add's broadcast attribute exists up to opset 6
+    model.graph.node.append(helper.make_node("Add", ["y", "y"], ["s"], name="add", broadcast=0))
+    model.graph.node.append(helper.make_node("MyOp", ["s"], ["z"], name="mine", domain="my.ops", anything=3))
+    model.opset_import.append(helper.make_opsetid("my.ops", 1))
+    model.graph.output[0].name = "z"
+    load_model(model)
+    model.opset_import[0].version = 13
+    with pytest.raises(ModelLoadError, match="attribute 'broadcast', which Add at opset 13 does not have"):
+        load_model(model)
+
+
+def test_a_node_inside_a_branch_is_checked_too() -> None:
+    branch = helper.make_graph(
+        [helper.make_node("Relu", ["x", "x"], ["r"], name="inner")], "b", [],
+        [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["c"], name="k", value=numpy_helper.from_array(np.array(True))),
+            helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch, else_branch=branch),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    with pytest.raises(
+        ModelLoadError, match=r"node 'inner' \(Relu\) in the 'then_branch' body of node 'if' has 2"
+    ):
+        load_model(model)
