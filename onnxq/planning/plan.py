@@ -305,7 +305,14 @@ def _refusal(node: ir.Node, rule: OpRule | None, qconfig: QConfig | None, dtypes
 def _not_float(value: ir.Value, role: str, dtypes: ElementTypes) -> str | None:
     array = constant_array(value)
     if array is not None:
-        return None if array.dtype == np.float32 else f"{role} '{value.name}' is {array.dtype}, not float32"
+        if array.dtype != np.float32:
+            return f"{role} '{value.name}' is {array.dtype}, not float32"
+        if not np.all(np.isfinite(array)):  # quantized with the activation's qparams: NaN has no int8 value
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            return (
+                f"constant {role} '{value.name}' holds {bad} NaN/Inf value(s), which no int8 value stands for"
+            )
+        return None
     dtype = dtypes(value)
     if dtype is None:
         return f"{role} '{value.name}' has an unknown element type"

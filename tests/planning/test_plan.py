@@ -268,3 +268,26 @@ def test_plan_conv_whose_weight_holds_nan_stays_float_with_reason(model_from_tex
     plan = build_plan(model, X86, find_fusion_groups(model.graph))
     assert plan.quantized_nodes() == ()
     assert "weight 'w' holds 2 NaN/Inf value(s)" in (_decision(plan, "conv").reason or "")
+
+
+def test_plan_add_of_a_constant_holding_inf_stays_float_with_reason() -> None:
+    # the fuzzer's find: the constant was quantized with the Add's qparams (inf / scale -> NaN)
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from onnxq.planning.fusion import find_fusion_groups
+
+    c = np.ones((2, 4), np.float32)
+    c[1, 2] = np.inf
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["y"], name="add")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [onnx.numpy_helper.from_array(c, "c")],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    plan = build_plan(model, X86, find_fusion_groups(model.graph))
+    assert plan.quantized_nodes() == ()
+    assert "constant input 'c' holds 1 NaN/Inf value(s)" in (_decision(plan, "add").reason or "")
