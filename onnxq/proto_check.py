@@ -308,8 +308,17 @@ def _check_tensor(t: onnx.TensorProto, where: str, label: str) -> None:
         )
 
 
+#: The keys of a tensor's external_data (the ONNX spec's, and onnx's own basepath).
+_EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
+
+
 def _check_external(t: onnx.TensorProto, name: str, dims: str, want_bytes: int | None, label: str) -> None:
     info = {e.key: e.value for e in t.external_data}
+    unknown = sorted(set(info) - _EXTERNAL_KEYS)
+    if unknown:  # onnx and onnx-ir only warn (on stderr) and ignore it
+        shown = unknown[0][:40].encode("unicode_escape").decode()
+        known = ", ".join(sorted(_EXTERNAL_KEYS))
+        raise ModelLoadError(f"{label}: {name}: external data has key '{shown}', not one of {known}")
     if not info.get("location"):
         raise ModelLoadError(f"{label}: {name} is stored externally but names no location")
     for key in ("offset", "length"):

@@ -138,6 +138,10 @@ def test_external_length_must_match_the_dims(tmp_path: Path) -> None:
     onnx.save_model(model, str(tmp_path / "m.onnx"))
     with pytest.raises(ModelLoadError, match="external data length '-5' is not a byte count"):
         load_model(tmp_path / "m.onnx")
+    t.external_data[2].key = "\x00\x00th"  # the fuzzer's find: onnx-ir warned on stderr
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelLoadError, match=r"external data has key '\\x00\\x00th', not one of basepath"):
+        load_model(tmp_path / "m.onnx")
 
 
 @pytest.mark.parametrize("field", ["node name", "doc_string"])
