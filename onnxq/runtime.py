@@ -11,6 +11,11 @@ their sessions here, so options mean the same everywhere:
   calibration turns it off, since the arena would hold the peak of the largest run for good;
 * ``providers``: onnxruntime execution providers, the CPU one by default.
 
+Every session made here has onnxq's custom ops registered (:func:`register_custom_ops`), so a
+model lowered to onnxq's kernels (domain ``ai.onnxq``) runs like any other;
+:func:`InferenceSession` is the drop-in for ``onnxruntime.InferenceSession`` that does the same
+for users' own code.
+
 :func:`session_with_outputs` runs a model with some of its intermediate tensors as extra outputs
 (calibration): the model goes to onnxruntime as a file in a temporary directory with its weights
 as external data, which onnxruntime maps rather than copies (models over 2 GB take the same path).
@@ -60,7 +65,53 @@ def session_options(
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 4  # errors come back as exceptions (:func:`error_text`), not as log lines
+    register_custom_ops(opts)
     return opts
+
+
+#: The session config entry that marks options onnxq's ops are registered in (onnxruntime
+#: refuses a second registration of the same domain).
+_REGISTERED = "onnxq.custom_ops_registered"
+#: How to run a model with onnxq's ops, for error messages.
+REGISTER_HINT = (
+    "the model uses onnxq's custom ops (domain ai.onnxq): run it with onnxq.runtime.InferenceSession, "
+    "or call SessionOptions.register_custom_ops_library(onnxq.kernels.library_path()) first"
+)
+
+
+def register_custom_ops(opts: ort.SessionOptions) -> ort.SessionOptions:
+    """Register onnxq's custom ops in ``opts`` (once; later calls do nothing) and return it.
+
+    Raises:
+        UnsupportedModelError: The installed onnxruntime is too old for the ops, or the native
+            kernels are not built.
+    """
+    try:
+        if opts.get_session_config_entry(_REGISTERED) == "1":
+            return opts
+    except RuntimeError:  # onnxruntime raises for a key it does not hold
+        pass
+    from onnxq.kernels.custom_ops import library_path
+
+    try:
+        opts.register_custom_ops_library(library_path())
+    except Exception as e:  # onnxruntime's own exception types
+        raise UnsupportedModelError(f"cannot register onnxq's custom ops: {error_text(e)}") from None
+    opts.add_session_config_entry(_REGISTERED, "1")
+    return opts
+
+
+def InferenceSession(
+    path_or_bytes: str | bytes | os.PathLike[str],
+    sess_options: ort.SessionOptions | None = None,
+    providers: Sequence[str] | None = None,
+    **kwargs: object,
+) -> ort.InferenceSession:
+    """``onnxruntime.InferenceSession`` with onnxq's custom ops registered in ``sess_options``
+    (new options when None); every other argument is onnxruntime's."""
+    opts = register_custom_ops(sess_options if sess_options is not None else ort.SessionOptions())
+    source = os.fspath(path_or_bytes) if isinstance(path_or_bytes, os.PathLike) else path_or_bytes
+    return ort.InferenceSession(source, opts, providers=providers, **kwargs)  # type: ignore[arg-type]
 
 
 def make_session(
@@ -105,6 +156,8 @@ def error_text(exc: BaseException, model_path: str | None = None) -> str:
         r"node '\2' (\1): ",
         text,
     )
+    if "ai.onnxq:" in text and "is not a registered function/op" in text:
+        text = f"{text}; {REGISTER_HINT}"
     if model_path:
         text = re.sub(rf"Load model from {re.escape(model_path)} failed: ?", "", text).replace(
             model_path, "model"
@@ -156,4 +209,13 @@ def max_opset() -> int:
     return MIN_OPSET
 
 
-__all__ = ["error_text", "make_session", "max_opset", "session_options", "session_with_outputs"]
+__all__ = [
+    "REGISTER_HINT",
+    "InferenceSession",
+    "error_text",
+    "make_session",
+    "max_opset",
+    "register_custom_ops",
+    "session_options",
+    "session_with_outputs",
+]

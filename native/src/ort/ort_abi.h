@@ -67,8 +67,6 @@ typedef enum ort_slot {
     ORT_SLOT_GetTensorTypeAndShape = 65,
     ORT_SLOT_KernelInfoGetAttribute_int64 = 86,
     ORT_SLOT_KernelInfoGetAttribute_string = 87,
-    ORT_SLOT_KernelContext_GetInputCount = 88,
-    ORT_SLOT_KernelContext_GetOutputCount = 89,
     ORT_SLOT_KernelContext_GetInput = 90,
     ORT_SLOT_KernelContext_GetOutput = 91,
     ORT_SLOT_ReleaseStatus = 93,
@@ -97,8 +95,6 @@ typedef OrtStatus* ort_KernelInfoGetAttribute_int64_fn(const OrtKernelInfo* info
 /* out NULL: *size = bytes needed including the NUL; too small a buffer fails and sets *size. */
 typedef OrtStatus* ort_KernelInfoGetAttribute_string_fn(const OrtKernelInfo* info, const char* name,
                                                         char* out, size_t* size);
-typedef OrtStatus* ort_KernelContext_GetInputCount_fn(const OrtKernelContext* ctx, size_t* out);
-typedef OrtStatus* ort_KernelContext_GetOutputCount_fn(const OrtKernelContext* ctx, size_t* out);
 /* an absent optional input: success with *out NULL */
 typedef OrtStatus* ort_KernelContext_GetInput_fn(const OrtKernelContext* ctx, size_t index,
                                                  const OrtValue** out);
@@ -135,8 +131,6 @@ typedef struct onnxq_ort {
     ort_GetTensorTypeAndShape_fn* GetTensorTypeAndShape;
     ort_KernelInfoGetAttribute_int64_fn* KernelInfoGetAttribute_int64;
     ort_KernelInfoGetAttribute_string_fn* KernelInfoGetAttribute_string;
-    ort_KernelContext_GetInputCount_fn* KernelContext_GetInputCount;
-    ort_KernelContext_GetOutputCount_fn* KernelContext_GetOutputCount;
     ort_KernelContext_GetInput_fn* KernelContext_GetInput;
     ort_KernelContext_GetOutput_fn* KernelContext_GetOutput;
     ort_ReleaseStatus_fn* ReleaseStatus;

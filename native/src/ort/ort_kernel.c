@@ -332,8 +332,6 @@ static void bind(const OrtApi* api) {
     ONNXQ_BIND(GetTensorTypeAndShape);
     ONNXQ_BIND(KernelInfoGetAttribute_int64);
     ONNXQ_BIND(KernelInfoGetAttribute_string);
-    ONNXQ_BIND(KernelContext_GetInputCount);
-    ONNXQ_BIND(KernelContext_GetOutputCount);
     ONNXQ_BIND(KernelContext_GetInput);
     ONNXQ_BIND(KernelContext_GetOutput);
     ONNXQ_BIND(ReleaseStatus);
