@@ -250,6 +250,19 @@ def _check_graph_names(graph: onnx.GraphProto, where: str, label: str) -> None:
                 raise ModelLoadError(
                     f"{label}: {where}.{kind}[{i}] has no name (every graph {kind} needs one)"
                 )
+    for item in graph.input:  # what a caller must feed: its element type must be known
+        tensor = item.type.tensor_type if item.type.HasField("tensor_type") else None
+        if tensor is None:
+            continue
+        try:
+            known = ir.DataType(tensor.elem_type) != ir.DataType.UNDEFINED
+        except ValueError:
+            known = False
+        if not known:
+            raise ModelLoadError(
+                f"{label}: graph input '{item.name}' of {where} has element type {tensor.elem_type}, "
+                "which is not an ONNX tensor type"
+            )
 
 
 def _check_tensor(t: onnx.TensorProto, where: str, label: str) -> None:

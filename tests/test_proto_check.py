@@ -350,3 +350,13 @@ def test_a_node_inside_a_branch_is_checked_too() -> None:
         ModelLoadError, match=r"node 'inner' \(Relu\) in the 'then_branch' body of node 'if' has 2"
     ):
         load_model(model)
+
+
+@pytest.mark.parametrize("elem_type", [0, 999])
+def test_a_graph_input_of_no_known_element_type_is_refused(elem_type: int) -> None:
+    model = _conv_model()  # the fuzzer's find: calibration asked numpy for type UNDEFINED
+    model.graph.input[0].type.tensor_type.elem_type = elem_type
+    with pytest.raises(
+        ModelLoadError, match=f"graph input 'x' of model.graph has element type {elem_type}, which"
+    ):
+        load_model(model)
