@@ -326,6 +326,9 @@ _EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepat
 
 
 def _check_external(t: onnx.TensorProto, name: str, dims: str, want_bytes: int | None, label: str) -> None:
+    for entry in t.external_data:  # read before the walk reaches the entries' own text check
+        _check_text(entry.key, False, f"{name}.external_data.key", label)
+        _check_text(entry.value, False, f"{name}.external_data.value", label)
     info = {e.key: e.value for e in t.external_data}
     unknown = sorted(set(info) - _EXTERNAL_KEYS)
     if unknown:  # onnx and onnx-ir only warn (on stderr) and ignore it

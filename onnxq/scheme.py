@@ -119,8 +119,9 @@ class PerBlock:
     def __post_init__(self) -> None:
         _check_axis(self.axis, "PerBlock")
         b = self.block_size
-        if isinstance(b, bool) or not isinstance(b, int) or b < 2:
-            raise ValueError(f"PerBlock.block_size must be an int >= 2, got {b!r}")
+        if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= MAX_BLOCK_SIZE:
+            shown = repr(b) if len(repr(b)) <= 40 else repr(b)[:37] + "..."
+            raise ValueError(f"PerBlock.block_size must be an int from 2 to {MAX_BLOCK_SIZE}, got {shown}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "per_block", "axis": self.axis, "block_size": self.block_size}
@@ -129,6 +130,10 @@ class PerBlock:
 Granularity = Union[PerTensor, PerChannel, PerBlock]  # noqa: UP007 (a runtime alias for isinstance)
 GRANULARITIES: dict[str, type] = {"per_tensor": PerTensor, "per_channel": PerChannel, "per_block": PerBlock}
 PER_TENSOR = PerTensor()
+
+
+#: onnxruntime reads DequantizeLinear's block_size as a 32-bit int.
+MAX_BLOCK_SIZE = 2**31 - 1
 
 
 def granularity_from_dict(d: Any) -> Granularity:

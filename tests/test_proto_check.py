@@ -142,6 +142,10 @@ def test_external_length_must_match_the_dims(tmp_path: Path) -> None:
     onnx.save_model(model, str(tmp_path / "m.onnx"))
     with pytest.raises(ModelLoadError, match=r"external data has key '\\x00\\x00th', not one of basepath"):
         load_model(tmp_path / "m.onnx")
+    t.external_data[2].key = "zzzz"  # then a key that is not UTF-8 (onnxq read it as text)
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString().replace(b"zzzz", b"\xff\xfezz"))
+    with pytest.raises(ModelLoadError, match=r"tensor 'W'.external_data.key is not valid UTF-8 text"):
+        load_model(tmp_path / "m.onnx")
 
 
 @pytest.mark.parametrize("field", ["node name", "doc_string"])

@@ -106,7 +106,8 @@ def test_qspec_is_frozen_and_copies_observer_args() -> None:
         ),
         (lambda: QSpec(granularity=PerChannel(), observer="histogram"), "keeps one range per tensor"),
         (lambda: QConfig(QSpec(granularity=PerBlock()), QSpec()), "activation cannot be per_block"),
-        (lambda: PerBlock(block_size=1), "block_size must be an int >= 2"),
+        (lambda: PerBlock(block_size=1), "block_size must be an int from 2 to 2147483647, got 1"),
+        (lambda: PerBlock(block_size=10**400), "block_size must be an int from 2 to 2147483647, got 1000"),
     ],
     ids=[
         "int8",
@@ -119,6 +120,7 @@ def test_qspec_is_frozen_and_copies_observer_args() -> None:
         "histogram-per-channel",
         "block-activation",
         "block-of-one",
+        "block-too-large",  # the fuzzer's find: a 400-digit block size reached np.full
     ],
 )
 def test_qconfig_refuses_what_no_runtime_executes(make, message: str | None) -> None:
@@ -469,7 +471,7 @@ INVALID: list[tuple[str, Any, str]] = [
             "version": 2,
             "global": {"activation": None, "weight": {"granularity": {"type": "per_block", "block_size": 1}}},
         },
-        "$.global.weight.granularity: PerBlock.block_size must be an int >= 2",
+        "$.global.weight.granularity: PerBlock.block_size must be an int from 2 to 2147483647, got 1",
     ),
     (
         "v2-dynamic-int8",
