@@ -27,12 +27,15 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from onnxq import __version__
 from onnxq.errors import OnnxqError
 from onnxq.qconfig import PRESETS
 from onnxq.targets import DEFAULT_TARGET, TARGETS
+
+if TYPE_CHECKING:
+    from onnxq.lower import Lowering
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{quantize,inspect,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{quantize,lower,inspect,demo}")
 
     q = sub.add_parser("quantize", parents=[common], help="static post-training quantization to QDQ ONNX")
     q.add_argument("model", type=Path, help="fp32 .onnx model")
@@ -100,9 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
     q.add_argument(
+        "--format",
+        choices=("qdq", "onnxq"),
+        default="qdq",
+        help="qdq: standard ops, runs on any onnxruntime (default); onnxq: onnxq's kernels as custom "
+        "ops where they apply (run with onnxq.runtime.InferenceSession)",
+    )
+    q.add_argument(
         "--requantize",
         action="store_true",
         help="the model is quantized already: quantize only what is still float (the report says what)",
+    )
+
+    lower_cmd = sub.add_parser(
+        "lower",
+        parents=[common],
+        help="rewrite a QDQ model (onnxq's or any tool's) to run on onnxq's kernels",
+    )
+    lower_cmd.add_argument("model", type=Path, help="QDQ .onnx model")
+    lower_cmd.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to write the lowered model"
     )
 
     i = sub.add_parser(
@@ -158,6 +178,8 @@ def _run_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "quantize":
             _quantize(args)
+        elif args.command == "lower":
+            _lower(args)
         elif args.command == "inspect":
             _inspect(args)
         else:
@@ -230,6 +252,12 @@ def _quantize(args: argparse.Namespace) -> None:
         prepared.calibrate(calib, progress=not args.no_progress)
     qmodel = prepared.convert()
     report = prepared.report
+    lowering = None
+    if args.format == "onnxq":
+        from onnxq.lower import lower
+
+        lowering = lower(qmodel)
+        qmodel = lowering.model
     # the report is written first and moved into place only once the model is saved
     with atomic_files(*([args.report] if args.report else [])) as staged:
         for tmp in staged:
@@ -243,8 +271,33 @@ def _quantize(args: argparse.Namespace) -> None:
     in_bytes, out_bytes = _model_bytes(args.model), _model_bytes(args.output)
     print(f"wrote {args.output} ({_kib(out_bytes)}, {out_bytes / max(in_bytes, 1):.2f}x of {_kib(in_bytes)})")
     print(report.format(max_float=20))
+    if lowering is not None:
+        _print_lowering(lowering)
     if args.report:
         print(f"report: {args.report}")
+
+
+def _lower(args: argparse.Namespace) -> None:
+    from onnxq.io import check_outputs_apart, external_data_files, load_model, save_model
+    from onnxq.lower import lower
+
+    if not _parent(args.output).is_dir():
+        raise OnnxqError(f"output '{args.output}': directory '{_parent(args.output)}' does not exist")
+    model = load_model(args.model)
+    check_outputs_apart(
+        {"output": args.output, "output's external data": _data_file(args.output)},
+        {"input model": [args.model], "input model's external data": external_data_files(model)},
+    )
+    lowering = lower(model)
+    save_model(lowering.model, args.output, check=_loads_in_onnxruntime)
+    print(f"wrote {args.output}")
+    _print_lowering(lowering)
+
+
+def _print_lowering(lowering: Lowering) -> None:
+    print(f"onnxq kernels: {lowering.lowered} node(s) lowered; run with onnxq.runtime.InferenceSession")
+    for note in lowering.notes:
+        print(f"  {note}")
 
 
 def _loads_in_onnxruntime(path: Path) -> None:

@@ -597,3 +597,38 @@ def test_cli_restores_logging_so_later_warnings_still_propagate(
     with caplog.at_level(logging.WARNING, logger="onnxq"):
         logging.getLogger("onnxq.calibration.engine").warning("after the CLI")
     assert [r.getMessage() for r in caplog.records] == ["after the CLI"]
+
+
+# ---------------------------------------------- onnxq's kernels: --format onnxq and `onnxq lower`
+
+
+def test_quantize_format_onnxq_writes_the_qdq_models_bytes_on_our_kernels(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onnxq.runtime import InferenceSession
+
+    base = ["quantize", work / "model.onnx", "--calib", work / "calib.npz", "--no-progress"]
+    assert _run([*base, "-o", work / "qdq.onnx"], capsys)[0] == 0
+    code, out, _ = _run([*base, "-o", work / "ours.onnx", "--format", "onnxq"], capsys)
+    assert code == 0 and "onnxq kernels: 4 node(s) lowered" in out
+    ours = onnx.load(str(work / "ours.onnx"))
+    assert sum(n.domain == "ai.onnxq" and n.op_type == "QLinearConv" for n in ours.graph.node) == 4
+    x = {"input": _calib()[:16]}
+    want = ort.InferenceSession(str(work / "qdq.onnx"), providers=["CPUExecutionProvider"]).run(None, x)
+    got = InferenceSession(str(work / "ours.onnx"), providers=["CPUExecutionProvider"]).run(None, x)
+    np.testing.assert_array_equal(got[0], want[0])
+    code, out, _ = _run(["lower", work / "qdq.onnx", "-o", work / "lowered.onnx"], capsys)
+    assert code == 0 and "4 node(s) lowered" in out
+    assert (work / "lowered.onnx").read_bytes() == (work / "ours.onnx").read_bytes()
+
+
+def test_lower_refuses_to_overwrite_its_input_and_a_non_model(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (work / "model.onnx").read_bytes()
+    code, _, err = _run(["lower", work / "model.onnx", "-o", work / "model.onnx"], capsys)
+    _assert_one_error_line(code, err, "is the input model")
+    assert (work / "model.onnx").read_bytes() == before
+    code, _, err = _run(["lower", work / "calib.npz", "-o", work / "out.onnx"], capsys)
+    _assert_one_error_line(code, err, "not a valid ONNX model")
+    assert not (work / "out.onnx").exists()

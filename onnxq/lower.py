@@ -1,0 +1,44 @@
+"""Lowering: a QDQ model (onnxq's, or any tool's) → the same model on onnxq's kernels.
+
+:func:`lower` rewrites what matches onnxq's custom ops (domain ``ai.onnxq``, see
+``docs/custom_ops.md``) and leaves the rest QDQ, for onnxruntime's own kernels; the result runs
+with :func:`onnxq.runtime.InferenceSession`. Passes, in order: :mod:`onnxq.passes.lower_conv`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+
+from onnxq.errors import OnnxqError
+from onnxq.io import load_model, to_proto
+from onnxq.passes.lower_conv import LowerConvToOnnxq
+
+ModelSource = str | onnx.ModelProto | ir.Model
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """A lowered model: ``model`` (checked with ``onnx.checker``), how many nodes now run on
+    onnxq's ops, and one line per pattern left QDQ with the reason."""
+
+    model: onnx.ModelProto
+    lowered: int
+    notes: tuple[str, ...]
+
+
+def lower(model: ModelSource) -> Lowering:
+    """Lower ``model`` (a path, ``onnx.ModelProto`` or ``onnx_ir.Model``, not changed) to onnxq's ops."""
+    ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
+    result = LowerConvToOnnxq()(ir_model)
+    proto = to_proto(result.model)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
+        raise OnnxqError(f"lowered model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    return Lowering(proto, result.count, result.notes)
+
+
+__all__ = ["Lowering", "lower"]

@@ -1,0 +1,83 @@
+"""Lowered to onnxq's kernels, the zoo's and the digits CNN's QDQ models give the same bytes.
+
+Each convolutional zoo module (both exporters, two opsets each; both presets) is quantized as in
+``test_zoo.py``, lowered with :func:`onnxq.lower.lower` and run through
+:func:`onnxq.runtime.InferenceSession`; its outputs must equal those of the QDQ model on stock
+onnxruntime (all optimisations on, so onnxruntime runs its integer QLinearConv) exactly: both
+compute ``bias + sum (x - zp) w`` in int32 and requantise with the same fp32 multiplier and
+rounding. Between two lowered convs the activations stay NHWC: no Transpose is inserted. 1-D
+convolutions are not lowered (stay QDQ, with the reason in the notes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from test_zoo import CASES, _batches, _export
+
+import onnxq
+from onnxq.kernels.custom_ops import DOMAIN
+from onnxq.lower import lower
+from onnxq.runtime import InferenceSession
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                        "ignore::UserWarning")  # fmt: skip
+
+# zoo case -> 2-D convolutions it holds (all lowered)
+CONV_CASES = {"squeeze_excite": 3, "unet": 4, "depthwise_hardswish": 3, "dynamic_batch": 1, "conv1d": 0}
+
+
+def _same_outputs(qdq: onnx.ModelProto, lowered: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
+                  label: str) -> None:  # fmt: skip
+    stock = ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
+    ours = InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"])
+    for f in feeds:
+        for k, (a, b) in enumerate(zip(stock.run(None, f), ours.run(None, f), strict=True)):
+            np.testing.assert_array_equal(b, a, err_msg=f"{label}: output {k}")
+
+
+@pytest.mark.parametrize("name", sorted(CONV_CASES))
+def test_lowered_zoo_model_gives_the_qdq_models_bytes(name: str, export_torch, torch_exporter) -> None:  # type: ignore[no-untyped-def]
+    case = CASES[name]
+    exporter, opset = torch_exporter
+    fp32 = _export(export_torch, case, exporter, opset)
+    calibration = _batches(fp32, case, 8, seed=1)
+    held_out = _batches(fp32, case, 3, seed=2, batch=7 if case.dynamic_batch else None)
+    for preset in ("x86", "qnnpack"):
+        label = f"{name}/{exporter}-{opset}/{preset}"
+        prepared = onnxq.prepare(fp32, preset)
+        prepared.calibrate(calibration, progress=False)
+        qdq = prepared.convert()
+        result = lower(qdq)
+        assert result.lowered == CONV_CASES[name], f"{label}: {result.notes}"
+        convs = [n for n in result.model.graph.node if n.domain == DOMAIN and n.op_type == "QLinearConv"]
+        assert len(convs) == CONV_CASES[name]
+        assert (
+            not [n for n in result.model.graph.node if n.op_type == "Conv" and n.domain == ""]
+            or name == "conv1d"
+        )
+        if name == "conv1d":
+            assert all("2-D convolutions only" in note for note in result.notes)
+        _same_outputs(qdq, result.model, held_out, label)
+
+
+def test_lowered_digits_cnn_keeps_nhwc_between_convs_and_its_accuracy() -> None:
+    from importlib.resources import files
+
+    data = files("onnxq") / "data"
+    calib = np.load(str(data / "digits_calib.npz"))["input"]
+    evaluation = np.load(str(data / "digits_eval.npz"))
+    batches = [{"input": calib[i : i + 8]} for i in range(0, len(calib), 8)]
+    qdq = onnxq.quantize_static(str(data / "digits_cnn.onnx"), batches, progress=False)
+    result = lower(qdq)
+    ops = [(n.domain, n.op_type) for n in result.model.graph.node]
+    assert ops.count((DOMAIN, "QLinearConv")) == 4
+    assert ("", "Transpose") not in ops  # stem -> conv1 -> conv2 stay NHWC; the ends are Quantize/Dequantize
+    assert ops.count((DOMAIN, "Quantize")) == 2 and ops.count((DOMAIN, "Dequantize")) == 3
+    images = evaluation["images"]
+    _same_outputs(
+        qdq, result.model, [{"input": images[i : i + 32]} for i in range(0, len(images), 32)], "digits"
+    )
