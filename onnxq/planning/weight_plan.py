@@ -78,6 +78,9 @@ def weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | s
         b_array = constant_array(b)
         assert rule.output_channels is not None
         n_out = rule.output_channels(node, w)
+        if b_array is not None and b_array.dtype.kind == "f" and not np.all(np.isfinite(b_array)):
+            bad = int(b_array.size - np.count_nonzero(np.isfinite(b_array)))
+            return f"its bias '{b.name}' holds {bad} NaN/Inf value(s), which no int32 value stands for"
         if (
             b is not None
             and b_array is not None

@@ -291,3 +291,21 @@ def test_plan_add_of_a_constant_holding_inf_stays_float_with_reason() -> None:
     plan = build_plan(model, X86, find_fusion_groups(model.graph))
     assert plan.quantized_nodes() == ()
     assert "constant input 'c' holds 1 NaN/Inf value(s)" in (_decision(plan, "add").reason or "")
+
+
+def test_plan_conv_whose_bias_holds_nan_stays_float_with_reason(model_from_text) -> None:
+    # the fuzzer's find: the bias was rounded to int32 from NaN
+    import numpy as np
+    import onnx
+
+    from onnxq.planning.fusion import find_fusion_groups
+
+    proto = model_from_text(f"{HEADER}\n{CONV_RELU}")
+    b = next(t for t in proto.graph.initializer if t.name == "b")
+    bias = onnx.numpy_helper.to_array(b).copy()
+    bias[1] = np.nan
+    b.CopyFrom(onnx.numpy_helper.from_array(bias, "b"))
+    model = load_model(proto)
+    plan = build_plan(model, X86, find_fusion_groups(model.graph))
+    assert plan.quantized_nodes() == ()
+    assert "bias 'b' holds 1 NaN/Inf value(s)" in (_decision(plan, "conv").reason or "")
