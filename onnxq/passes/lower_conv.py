@@ -20,6 +20,10 @@ else from a ``Transpose``; a consumer that is not lowered reads NCHW again, thro
 ``ai.onnxq.Dequantize`` (``layout=nhwc_to_nchw``) where it was a DequantizeLinear, else through a
 ``Transpose``. Every pattern that does not match stays QDQ (onnxruntime's kernels) and is named,
 with the reason, in the pass notes.
+
+QOperator-format models (onnxruntime's quantizer with ``QuantFormat.QOperator``) spell the same
+convolution as one ONNX ``QLinearConv``, with the same inputs in the same order: it is lowered
+likewise (without a fused activation: QOperator models have none to fuse).
 """
 
 from __future__ import annotations
@@ -78,18 +82,25 @@ class _QParams:
 
 def _activation_qparams(node: ir.Node) -> _QParams | str:
     """The per-tensor uint8 qparams of a QuantizeLinear/DequantizeLinear, or why not."""
-    if len(node.inputs) < 3 or node.inputs[1] is None or node.inputs[2] is None:
+    if len(node.inputs) < 3:
         return f"'{node.name}' has no zero point (int8 default): onnxq's ops take uint8 activations"
-    scale, zp = constant_array(node.inputs[1]), constant_array(node.inputs[2])
+    return _qparams(node.inputs[1], node.inputs[2], f"'{node.name}'")
+
+
+def _qparams(scale_value: ir.Value | None, zp_value: ir.Value | None, where: str) -> _QParams | str:
+    """``scale_value`` / ``zp_value`` as per-tensor uint8 qparams, or why not (``where`` names them)."""
+    if scale_value is None or zp_value is None:
+        return f"{where} has no zero point (int8 default): onnxq's ops take uint8 activations"
+    scale, zp = constant_array(scale_value), constant_array(zp_value)
     if scale is None or zp is None:
-        return f"the qparams of '{node.name}' are not constants"
+        return f"the qparams of {where} are not constants"
     if scale.size != 1 or zp.size != 1:
-        return f"'{node.name}' is per channel: activations are per tensor in onnxq's ops"
+        return f"{where} is per channel: activations are per tensor in onnxq's ops"
     if zp.dtype != np.uint8:
-        return f"'{node.name}' quantizes to {zp.dtype}: onnxq's ops take uint8 activations"
+        return f"{where} quantizes to {zp.dtype}: onnxq's ops take uint8 activations"
     if scale.dtype != np.float32 or not (np.isfinite(scale).all() and float(scale.reshape(-1)[0]) > 0):
-        return f"the scale of '{node.name}' is not a finite float32 > 0"
-    return _QParams(node.inputs[1], node.inputs[2], np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]))  # type: ignore[arg-type]
+        return f"the scale of {where} is not a finite float32 > 0"
+    return _QParams(scale_value, zp_value, np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]))
 
 
 @dataclass(frozen=True)
@@ -124,18 +135,12 @@ def _match(conv: ir.Node) -> _Match | str:
     x = _activation_qparams(dq_x)
     if isinstance(x, str):
         return x
-    w = constant_array(dq_w.inputs[0])
-    if w is None or w.dtype != np.int8 or w.ndim != 4:
-        return "its weight is not a constant int8 4-D tensor (2-D convolutions only)"
-    w_scale = constant_array(dq_w.inputs[1]) if len(dq_w.inputs) > 1 else None
-    axis = dq_w.attributes.get_int("axis", 1)
-    if w_scale is None or w_scale.dtype != np.float32 or w_scale.size not in (1, w.shape[0]):
-        return "its weight scale is not a float32 constant per tensor or per output channel"
-    if w_scale.size > 1 and axis not in (0, -4):
-        return f"its weight is quantized along axis {axis}, not the output channels"
-    w_zp = constant_array(dq_w.inputs[2]) if len(dq_w.inputs) > 2 and dq_w.inputs[2] is not None else None
-    if w_zp is not None and (w_zp.dtype != np.int8 or np.any(w_zp != 0)):
-        return "its weight is not int8 with zero point 0 (symmetric)"
+    w_zp = dq_w.inputs[2] if len(dq_w.inputs) > 2 else None
+    weight = _weight(dq_w.inputs[0], dq_w.inputs[1] if len(dq_w.inputs) > 1 else None, w_zp,
+                     dq_w.attributes.get_int("axis", 1))  # fmt: skip
+    if isinstance(weight, str):
+        return weight
+    w = weight
     bias_q = None
     if len(conv.inputs) > 2 and conv.inputs[2] is not None:
         dq_b = _dequantized(conv.inputs[2])
@@ -167,6 +172,45 @@ def _match(conv: ir.Node) -> _Match | str:
         return "its Clip bounds leave no uint8 value"
     return _Match(conv, dq_x.inputs[0], x, dq_w.inputs[0], dq_w.inputs[1], int(w.shape[0]), bias_q, y,  # type: ignore[arg-type]
                   nxt.outputs[0], qmin, qmax)  # fmt: skip
+
+
+def _weight(w_value: ir.Value | None, scale_value: ir.Value | None, zp_value: ir.Value | None,
+            axis: int) -> np.ndarray | str:  # fmt: skip
+    """The int8 OIHW weight, if its scale and zero point are what onnxq's conv takes; else why not."""
+    w = constant_array(w_value)
+    if w is None or w.dtype != np.int8 or w.ndim != 4:
+        return "its weight is not a constant int8 4-D tensor (2-D convolutions only)"
+    w_scale = constant_array(scale_value)
+    if w_scale is None or w_scale.dtype != np.float32 or w_scale.size not in (1, w.shape[0]):
+        return "its weight scale is not a float32 constant per tensor or per output channel"
+    if w_scale.size > 1 and axis not in (0, -4):
+        return f"its weight is quantized along axis {axis}, not the output channels"
+    w_zp = constant_array(zp_value) if zp_value is not None else None
+    if zp_value is not None and (w_zp is None or w_zp.dtype != np.int8 or np.any(w_zp != 0)):
+        return "its weight is not int8 with zero point 0 (symmetric)"
+    return w
+
+
+def _match_qoperator(conv: ir.Node) -> _Match | str:
+    """The lowering of an ONNX ``QLinearConv`` (QOperator format, e.g. onnxruntime's quantizer
+    with ``QuantFormat.QOperator``): the same inputs, NCHW; or the reason it stays."""
+    if conv.attributes.get_string("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        return "auto_pad is not lowered (explicit pads only)"
+    ins = list(conv.inputs) + [None] * (9 - len(conv.inputs))
+    x = _qparams(ins[1], ins[2], f"the input of '{conv.name}'")
+    if isinstance(x, str):
+        return x
+    y = _qparams(ins[6], ins[7], f"the output of '{conv.name}'")
+    if isinstance(y, str):
+        return y
+    w = _weight(ins[3], ins[4], ins[5], 0)
+    if isinstance(w, str):
+        return w
+    b = constant_array(ins[8]) if ins[8] is not None else None
+    if ins[8] is not None and (b is None or b.dtype != np.int32 or b.shape != (w.shape[0],)):
+        return "its bias is not an int32 constant (one per output channel)"
+    assert ins[0] is not None and ins[3] is not None and ins[4] is not None
+    return _Match(conv, ins[0], x, ins[3], ins[4], int(w.shape[0]), ins[8], y, conv.outputs[0], 0, 255)
 
 
 def _sole_reader(value: ir.Value) -> ir.Node | None:
@@ -208,10 +252,11 @@ class LowerConvToOnnxq(GraphPass):
         names = NameAuthority(graph)
         notes: list[str] = []
         matches: list[_Match] = []
-        for node in [n for n in graph if is_op(n, "Conv")]:
-            found = _match(node)
+        for node in [n for n in graph if is_op(n, "Conv", "QLinearConv")]:
+            found = _match(node) if node.op_type == "Conv" else _match_qoperator(node)
             if isinstance(found, str):
-                notes.append(f"conv '{node.name}' stays QDQ: {found}")
+                kept = "stays QDQ" if node.op_type == "Conv" else "stays on onnxruntime's kernels"
+                notes.append(f"{node.op_type} '{node.name}' {kept}: {found}")
             else:
                 matches.append(found)
         if not matches:
@@ -286,6 +331,8 @@ class LowerConvToOnnxq(GraphPass):
         graph, names = self._graph, self._names
         back: ir.Value | None = None
         for reader in list({id(u.node): u.node for u in y_q.uses()}.values()):
+            if id(reader) in self._replaced:  # a lowered QLinearConv: it reads the NHWC twin
+                continue
             if is_op(reader, "DequantizeLinear"):
                 out = reader.outputs[0]
                 readers = [u.node for u in out.uses()]

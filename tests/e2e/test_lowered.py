@@ -23,15 +23,17 @@ from onnxq.lower import lower
 from onnxq.runtime import InferenceSession
 
 pytest.importorskip("torch")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                                        "ignore::UserWarning")  # fmt: skip
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
 
 # zoo case -> 2-D convolutions it holds (all lowered)
 CONV_CASES = {"squeeze_excite": 3, "unet": 4, "depthwise_hardswish": 3, "dynamic_batch": 1, "conv1d": 0}
 
 
-def _same_outputs(qdq: onnx.ModelProto, lowered: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
-                  label: str) -> None:  # fmt: skip
+def _same_outputs(
+    qdq: onnx.ModelProto, lowered: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], label: str
+) -> None:
     stock = ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
     ours = InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"])
     for f in feeds:
@@ -80,4 +82,43 @@ def test_lowered_digits_cnn_keeps_nhwc_between_convs_and_its_accuracy() -> None:
     images = evaluation["images"]
     _same_outputs(
         qdq, result.model, [{"input": images[i : i + 32]} for i in range(0, len(images), 32)], "digits"
+    )
+
+
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_a_model_quantized_by_onnxruntimes_tool_runs_on_our_kernels_with_its_bytes(
+    quant_format: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from importlib.resources import files
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    data = files("onnxq") / "data"
+    calib = np.load(str(data / "digits_calib.npz"))["input"]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": calib[i : i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    out = tmp_path / "digits.int8.onnx"
+    quantize_static(
+        str(data / "digits_cnn.onnx"),
+        str(out),
+        Reader(),
+        quant_format=getattr(QuantFormat, quant_format),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+    )
+    theirs = onnx.load(str(out))
+    result = lower(theirs)
+    assert result.lowered == 4 and result.notes == ()
+    assert not [
+        n for n in result.model.graph.node if n.op_type in ("Conv", "QLinearConv") and n.domain != DOMAIN
+    ]
+    _same_outputs(
+        theirs, result.model, [{"input": calib[i : i + 16]} for i in range(0, len(calib), 16)], quant_format
     )

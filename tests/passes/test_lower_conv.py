@@ -101,7 +101,7 @@ def _lowered(model: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[str, ...]]:
 def test_a_pattern_that_does_not_match_stays_qdq_with_its_reason(kwargs, reason: str) -> None:  # type: ignore[no-untyped-def]
     lowered, notes = _lowered(_qdq_conv(**kwargs))
     assert not [n for n in lowered.graph.node if n.domain == DOMAIN]
-    assert len(notes) == 1 and notes[0].startswith("conv 'conv' stays QDQ: ") and reason in notes[0]
+    assert len(notes) == 1 and notes[0].startswith("Conv 'conv' stays QDQ: ") and reason in notes[0]
 
 
 @pytest.mark.parametrize(
