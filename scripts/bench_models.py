@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Whole-model latency: fp32 and int8 on onnxruntime next to int8 on onnxq's kernels.
+
+ResNet-18-style and MobileNetV2-style networks (torch, random weights, BatchNorm statistics from a
+few random batches) at 224x224 are exported once, quantized by onnxq (``x86`` preset, 32 random
+calibration samples) and lowered to onnxq's custom ops (:func:`onnxq.lower.lower`). Each model
+then runs as
+
+- ``fp32``: the exported model on onnxruntime,
+- ``ort-int8``: the QDQ model on onnxruntime (MLAS int8 kernels, all graph optimisations),
+- ``onnxq``: the lowered model on onnxruntime with onnxq's ops registered,
+
+at batch 1 and 8, with 1 and 2 intra-op threads. The three runs of one setting are interleaved
+(order rotating per round) so that a noisy neighbour slows all of them alike; medians over the
+rounds and the ratios ``ort-int8 / onnxq`` (above 1: onnxq faster) and ``fp32 / onnxq`` are
+printed. Outputs of ``onnxq`` and ``ort-int8`` are compared first (they must be equal).
+
+``--profile`` adds, for batch 1 on one thread, onnxruntime's per-node profile of both int8
+models summed by op type: where the time goes (convolutions, layout changes, the QDQ ops left to
+onnxruntime).
+
+Usage::
+
+    python scripts/bench_models.py                    # 15 rounds, both nets, batch 1 and 8
+    python scripts/bench_models.py --rounds 30 --nets resnet18 --batches 1 --threads 1 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quantize import build_resnet18
+
+IMAGE = 224
+CALIB_SAMPLES = 32
+KINDS = ("fp32", "ort-int8", "onnxq")
+
+
+def build_mobilenetv2() -> Any:
+    """MobileNetV2 (width 1.0, 1000 classes): inverted residuals with ReLU6, torch only."""
+    import torch
+    from torch import nn
+
+    def cbr(cin: int, cout: int, k: int, s: int, groups: int = 1, act: bool = True) -> list[nn.Module]:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        return layers + ([nn.ReLU6()] if act else [])
+
+    class Inverted(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+            super().__init__()
+            hidden = cin * expand
+            layers = cbr(cin, hidden, 1, 1) if expand != 1 else []
+            layers += cbr(hidden, hidden, 3, stride, groups=hidden) + cbr(hidden, cout, 1, 1, act=False)
+            self.body = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.body(x) if self.residual else self.body(x)
+
+    class MobileNetV2(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            spec = [
+                (1, 16, 1, 1),
+                (6, 24, 2, 2),
+                (6, 32, 3, 2),
+                (6, 64, 4, 2),
+                (6, 96, 3, 1),
+                (6, 160, 3, 2),
+                (6, 320, 1, 1),
+            ]
+            layers: list[nn.Module] = cbr(3, 32, 3, 2)
+            cin = 32
+            for t, c, n, s in spec:
+                for i in range(n):
+                    layers.append(Inverted(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            layers += cbr(cin, 1280, 1, 1)
+            self.features = nn.Sequential(*layers)
+            self.fc = nn.Linear(1280, 1000)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+    return MobileNetV2()
+
+
+NETS = {"resnet18": build_resnet18, "mobilenetv2": build_mobilenetv2}
+
+
+def make_models(net: str, workdir: Path) -> dict[str, bytes]:
+    """fp32, QDQ int8 and lowered int8 models of ``net`` (serialised)."""
+    import torch
+
+    import onnxq
+    from onnxq.lower import lower
+    from onnxq.torch import export
+
+    torch.manual_seed(0)
+    module = NETS[net]()
+    module.train()
+    with torch.no_grad():
+        for _ in range(3):
+            module(torch.randn(8, 3, IMAGE, IMAGE))
+    module.eval()
+    path = workdir / f"{net}.onnx"
+    export(
+        module,
+        torch.randn(1, 3, IMAGE, IMAGE),
+        path,
+        dynamo=False,
+        opset=17,
+        input_names=["input"],
+        output_names=["logits"],
+    )
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((CALIB_SAMPLES, 3, IMAGE, IMAGE)).astype(np.float32)
+    qdq = onnxq.quantize_static(
+        str(path), [{"input": calib[i : i + 8]} for i in range(0, CALIB_SAMPLES, 8)], "x86", progress=False
+    )
+    lowered = lower(qdq)
+    print(
+        f"{net}: {lowered.lowered} convs lowered, {len(lowered.notes)} left ({'; '.join(lowered.notes[:3])})"
+    )
+    return {
+        "fp32": path.read_bytes(),
+        "ort-int8": qdq.SerializeToString(),
+        "onnxq": lowered.model.SerializeToString(),
+    }
+
+
+def session(model: bytes, kind: str, threads: int, profile: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    from onnxq.runtime import register_custom_ops
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile)
+    if kind == "onnxq":
+        register_custom_ops(opts)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def bench(models: dict[str, bytes], batch: int, threads: int, rounds: int) -> dict[str, float]:
+    x = {"input": np.random.default_rng(1).standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32)}
+    sessions = {k: session(models[k], k, threads) for k in KINDS}
+    a, b = sessions["ort-int8"].run(None, x)[0], sessions["onnxq"].run(None, x)[0]
+    if not np.array_equal(a, b):
+        print(f"  warning: onnxq differs from ort-int8 (max {np.abs(a - b).max():.3g})")
+    for s in sessions.values():  # warm-up
+        s.run(None, x)
+    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    for r in range(rounds):
+        order = KINDS[r % 3 :] + KINDS[: r % 3]
+        for k in order:
+            t0 = time.perf_counter()
+            sessions[k].run(None, x)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def profile(models: dict[str, bytes], workdir: Path, runs: int = 10) -> None:
+    x = {"input": np.random.default_rng(1).standard_normal((1, 3, IMAGE, IMAGE)).astype(np.float32)}
+    for kind in ("ort-int8", "onnxq"):
+        s = session(models[kind], kind, 1, workdir / kind)
+        for _ in range(runs + 1):
+            s.run(None, x)
+        events = json.loads(Path(s.end_profiling()).read_text())
+        by_op: dict[str, float] = defaultdict(float)
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+                by_op[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / (runs + 1)
+        total = sum(by_op.values())
+        parts = ", ".join(f"{op} {ms:.2f}" for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])[:8])
+        print(f"  profile {kind:8s} {total:7.2f} ms/run in nodes: {parts}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--profile", action="store_true", help="per-op-type profile at batch 1, 1 thread")
+    args = parser.parse_args(argv)
+    from onnxq.kernels import active_isa
+
+    print(f"onnxq kernels on {active_isa()}; medians of {args.rounds} interleaved rounds, ms")
+    print(
+        f"{'net':12s} {'batch':>5s} {'thr':>3s} {'fp32':>9s} {'ort-int8':>9s} {'onnxq':>9s} "
+        f"{'ort/onnxq':>9s} {'fp32/onnxq':>10s}"
+    )
+    with tempfile.TemporaryDirectory(prefix="onnxq-bench-") as tmp:
+        for net in args.nets:
+            models = make_models(net, Path(tmp))
+            for batch in args.batches:
+                for threads in args.threads:
+                    t = bench(models, batch, threads, args.rounds)
+                    print(
+                        f"{net:12s} {batch:5d} {threads:3d} {t['fp32']:9.2f} {t['ort-int8']:9.2f} "
+                        f"{t['onnxq']:9.2f} {t['ort-int8'] / t['onnxq']:9.2f}x "
+                        f"{t['fp32'] / t['onnxq']:9.2f}x",
+                        flush=True,
+                    )
+            if args.profile:
+                profile(models, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
