@@ -2,7 +2,7 @@
 
 :func:`lower` rewrites what matches onnxq's custom ops (domain ``ai.onnxq``, see
 ``docs/custom_ops.md``) and leaves the rest QDQ, for onnxruntime's own kernels; the result runs
-with :func:`onnxq.runtime.InferenceSession`. Passes, in order: :mod:`onnxq.passes.lower_conv`.
+with :func:`onnxq.runtime.InferenceSession`. Passes, in order: :mod:`onnxq.passes.lower_onnxq`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import onnx_ir as ir
 
 from onnxq.errors import OnnxqError
 from onnxq.io import load_model, to_proto
-from onnxq.passes.lower_conv import LowerConvToOnnxq
+from onnxq.passes.lower_onnxq import LowerToOnnxq
+from onnxq.passes.shapes import infer_shapes
 
 ModelSource = str | onnx.ModelProto | ir.Model
 
@@ -32,7 +33,8 @@ class Lowering:
 def lower(model: ModelSource) -> Lowering:
     """Lower ``model`` (a path, ``onnx.ModelProto`` or ``onnx_ir.Model``, not changed) to onnxq's ops."""
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
-    result = LowerConvToOnnxq()(ir_model)
+    infer_shapes(ir_model)  # other tools write no value_info: the elementwise and pooling matches need shapes
+    result = LowerToOnnxq()(ir_model)
     proto = to_proto(result.model)
     try:
         onnx.checker.check_model(proto)

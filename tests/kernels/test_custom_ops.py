@@ -26,8 +26,13 @@ from onnxq.runtime import InferenceSession, make_session, register_custom_ops
 F32 = np.float32
 
 
-def _model(nodes: list[onnx.NodeProto], x_shape: list[int], inits: list[onnx.TensorProto],
-           x_type: int = TensorProto.FLOAT, y_type: int = TensorProto.FLOAT) -> onnx.ModelProto:  # fmt: skip
+def _model(
+    nodes: list[onnx.NodeProto],
+    x_shape: list[int],
+    inits: list[onnx.TensorProto],
+    x_type: int = TensorProto.FLOAT,
+    y_type: int = TensorProto.FLOAT,
+) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "g",
@@ -80,8 +85,9 @@ GEOMETRIES = [
 ]
 
 
-def _conv_pair(rng: np.random.Generator, geometry: tuple[int, ...], per_channel: bool, bias: bool,
-               relu: bool) -> tuple[onnx.ModelProto, onnx.ModelProto]:  # fmt: skip
+def _conv_pair(
+    rng: np.random.Generator, geometry: tuple[int, ...], per_channel: bool, bias: bool, relu: bool
+) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     n, c, h, w, o, k, stride, pad, dil, group = geometry
     inits = _conv_inits(rng, o, c // group, k, per_channel, bias)
     inputs = CONV_INPUTS + (["b"] if bias else [])
@@ -128,8 +134,9 @@ def test_qlinearconv_gives_onnxruntimes_bytes_on_every_isa_and_thread_count(
         np.testing.assert_array_equal(got, want, err_msg=f"{isa}, {threads} thread(s)")
 
 
-@pytest.mark.parametrize(("per_channel", "bias", "relu"), [(False, False, False), (True, False, True),
-                                                           (False, True, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("per_channel", "bias", "relu"), [(False, False, False), (True, False, True), (False, True, True)]
+)
 def test_qlinearconv_per_tensor_weights_no_bias_and_fused_relu(
     rng: np.random.Generator, per_channel: bool, bias: bool, relu: bool
 ) -> None:
@@ -147,7 +154,7 @@ def _quant_model(op: str, layout: str, shape: list[int]) -> onnx.ModelProto:
         (TensorProto.FLOAT, TensorProto.UINT8) if op == "Quantize" else (TensorProto.UINT8, TensorProto.FLOAT)
     )
     node = helper.make_node(op, ["x", "s", "z"], ["y"], domain=DOMAIN, layout=layout, name="boundary")
-    return _model([node], shape, inits, x_type, y_type)  # fmt: skip
+    return _model([node], shape, inits, x_type, y_type)
 
 
 def test_quantize_and_dequantize_match_the_standard_ops_in_both_layouts(
@@ -169,11 +176,12 @@ def test_quantize_and_dequantize_match_the_standard_ops_in_both_layouts(
 
 def _stock_quantize(x: np.ndarray, s: np.float32, z: np.uint8) -> np.ndarray:
     graph = helper.make_graph(
-        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], "r",
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])],
+        "r",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
         [numpy_helper.from_array(np.array(s), "s"), numpy_helper.from_array(np.array(z), "z")],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return _stock(model).run(None, {"x": np.ascontiguousarray(x, F32)})[0]
 
@@ -310,5 +318,100 @@ def test_too_old_a_runtime_is_a_clear_error_at_registration() -> None:
     lib.RegisterCustomOps.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     status = lib.RegisterCustomOps(None, ctypes.addressof(base))
     assert status == 0x5151 and asked == [18, 1]
-    assert messages == [(1, b"onnxq's custom ops need onnxruntime 1.18 or newer (C API version 18); "
-                         b"this onnxruntime is 1.16.3")]  # fmt: skip
+    assert messages == [
+        (
+            1,
+            b"onnxq's custom ops need onnxruntime 1.18 or newer (C API version 18); "
+            b"this onnxruntime is 1.16.3",
+        )
+    ]
+
+
+def _u8_model(
+    ours: onnx.NodeProto, stock: onnx.NodeProto, shapes: dict[str, list[int]], inits: list[onnx.TensorProto]
+) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The same uint8 op as ours (on NHWC inputs) and as onnxruntime's (on NCHW inputs)."""
+
+    def model(node: onnx.NodeProto, layout: tuple[int, ...]) -> onnx.ModelProto:
+        inputs = [
+            helper.make_tensor_value_info(n, TensorProto.UINT8, [s[i] for i in layout])
+            for n, s in shapes.items()
+        ]
+        graph = helper.make_graph(
+            [node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits
+        )
+        return helper.make_model(
+            graph,
+            opset_imports=[
+                helper.make_opsetid("", 17),
+                helper.make_opsetid(DOMAIN, OPSET),
+                helper.make_opsetid("com.microsoft", 1),
+            ],
+        )
+
+    return model(ours, (0, 2, 3, 1)), model(stock, (0, 1, 2, 3))
+
+
+def _compare_u8(
+    ours: onnx.ModelProto, stock: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str
+) -> None:
+    want = _stock(stock).run(None, feeds)[0]
+    nhwc = {k: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for k, v in feeds.items()}
+    for threads in (1, 2):
+        got = _ours(ours, threads).run(None, nhwc)[0]
+        np.testing.assert_array_equal(
+            got, want.transpose(0, 2, 3, 1), err_msg=f"{label}, {threads} thread(s)"
+        )
+
+
+def test_qlinearadd_gives_onnxruntimes_bytes(isa: str, rng: np.random.Generator) -> None:
+    inits = [
+        numpy_helper.from_array(np.array(v, t), n)
+        for n, v, t in (
+            ("as", 0.031, F32),
+            ("az", 120, np.uint8),
+            ("bs", 0.017, F32),
+            ("bz", 3, np.uint8),
+            ("ys", 0.04, F32),
+            ("yz", 7, np.uint8),
+        )
+    ]
+    names = ["a", "as", "az", "b", "bs", "bz", "ys", "yz"]
+    for relu in (False, True):
+        ours = helper.make_node("QLinearAdd", names, ["y"], domain=DOMAIN, qmin=7 if relu else 0, qmax=255)
+        stock = helper.make_node("QLinearAdd", names, ["y"], domain="com.microsoft")
+        shape = [2, 24, 33, 17]  # 26928 per image: several chunks, and a tail
+        o, s = _u8_model(ours, stock, {"a": shape, "b": shape}, inits)
+        feeds = {k: rng.integers(0, 256, shape, dtype=np.uint8) for k in ("a", "b")}
+        if relu:  # onnxruntime's QLinearAdd has no fused ReLU: clamp its bytes at the zero point
+            want = np.maximum(_stock(s).run(None, feeds)[0], 7)
+            got = _ours(o, 2).run(
+                None, {k: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for k, v in feeds.items()}
+            )[0]
+            np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))
+        else:
+            _compare_u8(o, s, feeds, isa)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "strides", "pads", "ceil"),
+    [([3, 3], [2, 2], [1, 1, 1, 1], 0), ([2, 2], [2, 2], [0, 0, 0, 0], 1)],
+)
+def test_maxpool_and_global_average_pool_give_onnxruntimes_bytes(
+    isa: str, rng: np.random.Generator, kernel, strides, pads, ceil
+) -> None:  # type: ignore[no-untyped-def]
+    attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "ceil_mode": ceil}
+    ours = helper.make_node("MaxPool", ["x"], ["y"], domain=DOMAIN, dilations=[1, 1], **attrs)
+    stock = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
+    feeds = {"x": rng.integers(0, 256, (3, 16, 15, 15), dtype=np.uint8)}
+    _compare_u8(*_u8_model(ours, stock, {"x": [3, 16, 15, 15]}, []), feeds, f"maxpool {isa}")
+    inits = [
+        numpy_helper.from_array(np.array(v, t), n)
+        for n, v, t in (("xs", 0.05, F32), ("xz", 100, np.uint8), ("ys", 0.01, F32), ("yz", 12, np.uint8))
+    ]
+    names = ["x", "xs", "xz", "ys", "yz"]
+    ours = helper.make_node("QLinearGlobalAveragePool", names, ["y"], domain=DOMAIN)
+    stock = helper.make_node(
+        "QLinearGlobalAveragePool", names, ["y"], domain="com.microsoft", channels_last=0
+    )
+    _compare_u8(*_u8_model(ours, stock, {"x": [3, 16, 15, 15]}, inits), feeds, f"gap {isa}")

@@ -313,6 +313,9 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_quantize,
     &onnxq_ort_op_dequantize,
     &onnxq_ort_op_qlinearconv,
+    &onnxq_ort_op_qlinearadd,
+    &onnxq_ort_op_maxpool,
+    &onnxq_ort_op_qlinearglobalaveragepool,
 };
 
 static void bind(const OrtApi* api) {

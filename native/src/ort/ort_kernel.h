@@ -100,5 +100,8 @@ OrtStatus* onnxq_ort_parallel(OrtKernelContext* ctx, const onnxq_ort_node* node,
 extern onnxq_ort_opdef onnxq_ort_op_quantize;
 extern onnxq_ort_opdef onnxq_ort_op_dequantize;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearconv;
+extern onnxq_ort_opdef onnxq_ort_op_qlinearadd;
+extern onnxq_ort_opdef onnxq_ort_op_maxpool;
+extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 
 #endif /* ONNXQ_ORT_KERNEL_H */

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.io import load_model, to_proto
 from onnxq.kernels.custom_ops import DOMAIN
-from onnxq.passes.lower_conv import LowerConvToOnnxq, clamp_bounds, quantize_value
+from onnxq.passes.lower_onnxq import LowerToOnnxq, clamp_bounds, quantize_value
 from onnxq.runtime import InferenceSession
 
 F32 = np.float32
@@ -86,7 +86,7 @@ def _qdq_conv(
 
 
 def _lowered(model: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[str, ...]]:
-    result = LowerConvToOnnxq()(load_model(model))
+    result = LowerToOnnxq()(load_model(model))
     return to_proto(result.model), result.notes
 
 
