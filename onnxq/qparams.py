@@ -247,7 +247,9 @@ def quantize_bias(
 
     Returns ``(q_bias int32, bias_scale float32)``; values beyond int32 saturate.
     """
-    b_scale = (np.float32(input_scale) * np.asarray(weight_scale, dtype=np.float32)).astype(np.float32)
+    # the product in float64, kept finite: an infinite scale would dequantize the bias 0 to NaN
+    wide = np.float64(np.float32(input_scale)) * np.asarray(weight_scale, dtype=np.float32).astype(np.float64)
+    b_scale = np.minimum(wide, np.finfo(np.float32).max).astype(np.float32)
     b_scale = np.where(b_scale > 0, b_scale, np.float32(_EPS)).astype(np.float32)
     q = np.rint(np.asarray(bias, dtype=np.float64) / b_scale.astype(np.float64))
     info = np.iinfo(np.int32)

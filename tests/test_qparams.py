@@ -159,6 +159,14 @@ def test_quantize_bias_uses_product_scale_and_saturates():
     assert q[0] == 20 and q[1] == -20 and q[2] == np.iinfo(np.int32).max
 
 
+def test_quantize_bias_scale_stays_finite_when_the_product_overflows():
+    # the fuzzer's find: 1e30 * 1e10 overflowed float32 (a warning, then DequantizeLinear(0, inf) = NaN)
+    with np.errstate(all="raise"):
+        q, s = quantize_bias(np.array([3.0, 0.5]), 1e30, np.array([1e10, 2.0], np.float32))
+    assert np.isfinite(s).all() and s[0] == np.finfo(np.float32).max and s[1] == np.float32(2e30)
+    assert q.tolist() == [0, 0]
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
 def test_quantize_nonfinite_values_match_onnxruntime(dtype):
     qp = choose_qparams(-1.0, 1.0, dtype, symmetric=dtype == "int8")
