@@ -8,6 +8,8 @@ demo needs neither torch nor scikit-learn: it quantizes with the qnnpack preset 
 ``reduce_range`` keeps those Convs in float there), then runs both models
 in onnxruntime (all graph optimisations, one thread) and reports top-1 accuracy, agreement of the
 predictions, serialised size and latency (median of timed runs over the whole evaluation batch).
+The int8 model also runs lowered to onnxq's own kernels (:func:`onnxq.lower.lower`, custom ops in
+the same onnxruntime): a third latency, and whether its outputs are the int8 model's bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from onnxq.api import prepare
 from onnxq.calibration.sources import load_calibration_data
 from onnxq.errors import OnnxqError
 from onnxq.io import save_model
+from onnxq.lower import lower
 from onnxq.report import QuantizationReport
 from onnxq.runtime import make_session
 
@@ -50,6 +53,9 @@ class DemoResult:
     int8_bytes: int
     fp32_latency_ms: float
     int8_latency_ms: float
+    onnxq_latency_ms: float
+    onnxq_same_outputs: bool
+    onnxq_lowered: int
     runs: int
     report: QuantizationReport
 
@@ -60,6 +66,11 @@ class DemoResult:
     @property
     def speedup(self) -> float:
         return self.fp32_latency_ms / self.int8_latency_ms
+
+    @property
+    def onnxq_speedup(self) -> float:
+        """onnxruntime int8 latency over onnxq-kernel latency (above 1: onnxq's kernels faster)."""
+        return self.int8_latency_ms / self.onnxq_latency_ms
 
 
 def asset_path(name: str) -> Path:
@@ -87,11 +98,15 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "qnnp
     if output is not None:
         save_model(qmodel, output)
 
+    lowered = lower(qmodel)
     fp32 = make_session(model_path, what="demo model", threads=1)
     int8 = make_session(int8_bytes, what="quantized demo model", threads=1)
+    ours = make_session(lowered.model, what="demo model on onnxq's kernels", threads=1)
     fp32_pred = _predict(fp32, images)
     int8_pred = _predict(int8, images)
-    fp32_ms, int8_ms = _median_ms([fp32, int8], images, runs)
+    name = int8.get_inputs()[0].name
+    same = bool(np.array_equal(int8.run(None, {name: images})[0], ours.run(None, {name: images})[0]))
+    fp32_ms, int8_ms, onnxq_ms = _median_ms([fp32, int8, ours], images, runs)
     return DemoResult(
         qconfig=qconfig,
         num_calib=prepared.num_samples,
@@ -103,6 +118,9 @@ def run_demo(*, runs: int = 30, output: Path | None = None, qconfig: str = "qnnp
         int8_bytes=len(int8_bytes),
         fp32_latency_ms=fp32_ms,
         int8_latency_ms=int8_ms,
+        onnxq_latency_ms=onnxq_ms,
+        onnxq_same_outputs=same,
+        onnxq_lowered=lowered.lowered,
         runs=runs,
         report=prepared.report,
     )
@@ -118,6 +136,9 @@ def format_demo(r: DemoResult) -> str:
         ("model size", _kib(r.fp32_bytes), _kib(r.int8_bytes), f"{r.size_ratio:.2f}x"),
         ("latency", f"{r.fp32_latency_ms:.2f} ms", f"{r.int8_latency_ms:.2f} ms",
          f"{r.speedup:.2f}x speed-up; median of {r.runs} runs, batch {r.num_eval}, 1 thread"),
+        ("onnxq kernels", "", f"{r.onnxq_latency_ms:.2f} ms",
+         f"{r.onnxq_speedup:.2f}x onnxruntime int8; {r.onnxq_lowered} nodes on onnxq's custom ops, "
+         + ("the same output bytes" if r.onnxq_same_outputs else "OUTPUTS DIFFER")),
     ]  # fmt: skip
     lines = [
         f"onnxq demo: digits CNN (ResNet-style, 8x8 inputs), qconfig {r.qconfig}, "

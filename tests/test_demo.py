@@ -64,7 +64,8 @@ def test_demo_keeps_accuracy_and_shrinks_model(result) -> None:
     assert abs(result.int8_accuracy - result.fp32_accuracy) <= 0.01
     assert result.agreement >= 0.99
     assert result.size_ratio <= 0.40
-    assert result.fp32_latency_ms > 0 and result.int8_latency_ms > 0
+    assert result.fp32_latency_ms > 0 and result.int8_latency_ms > 0 and result.onnxq_latency_ms > 0
+    assert result.onnxq_same_outputs and result.onnxq_lowered >= 7  # 4 convs, the add, both pools
     assert len(result.report.quantized) >= 10
 
 
@@ -77,6 +78,8 @@ def test_format_demo_prints_table_with_measured_numbers(result) -> None:
     size = next(line for line in lines if line.startswith("model size"))
     assert f"{result.size_ratio:.2f}x" in size
     assert any(line.startswith("latency") and "median of 3 runs" in line for line in lines)
+    ours = next(line for line in lines if line.startswith("onnxq kernels"))
+    assert f"{result.onnxq_latency_ms:.2f} ms" in ours and "the same output bytes" in ours
 
 
 def test_demo_command_saves_int8_model_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
