@@ -9,7 +9,8 @@
  * the session is created. Attribute `layout` (string): "same" keeps the element order;
  * Quantize's "nchw_to_nhwc" takes a 4-D NCHW x and writes NHWC (the layout of onnxq's conv and
  * pool ops), Dequantize's "nhwc_to_nchw" the reverse. The arithmetic is onnxq_quantize /
- * onnxq_dequantize (quant.h), per plane of one channel, then the bytes are moved.
+ * onnxq_dequantize (quant.h) on the whole tensor; the uint8 bytes are transposed in blocks
+ * (after quantizing, before dequantizing), not at all when C or H*W is 1.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,19 @@ static onnxq_quant_params plane_params(const quant_kernel* k, size_t n) {
     return p;
 }
 
+/* dst[j, i] = src[i, j] for a rows x cols byte matrix, in 32 x 32 blocks (cache-friendly). */
+static void transpose_u8(const uint8_t* src, uint8_t* dst, size_t rows, size_t cols) {
+    enum { B = 32 };
+    for (size_t i0 = 0; i0 < rows; i0 += B) {
+        size_t i1 = i0 + B < rows ? i0 + B : rows;
+        for (size_t j0 = 0; j0 < cols; j0 += B) {
+            size_t j1 = j0 + B < cols ? j0 + B : cols;
+            for (size_t i = i0; i < i1; i++)
+                for (size_t j = j0; j < j1; j++) dst[j * rows + i] = src[i * cols + j];
+        }
+    }
+}
+
 /* The input, the output of its shape (NCHW <-> NHWC when transposed), and [N, C, HW]. */
 static OrtStatus* io(const quant_kernel* k, OrtKernelContext* ctx, int in_type, int out_type,
                      int to_nhwc, onnxq_ort_tensor* x, onnxq_ort_tensor* y, size_t* nchw) {
@@ -102,23 +116,19 @@ static OrtStatus* quantize_compute(void* kernel, OrtKernelContext* ctx) {
         return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
     size_t c = shape[1], hw = shape[2];
-    uint8_t* plane = malloc(hw);
-    if (plane == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
-    onnxq_quant_params p = plane_params(k, hw);
-    for (size_t n = 0; n < shape[0]; n++) {
-        uint8_t* out = (uint8_t*)y.data + n * hw * c;
-        for (size_t ch = 0; ch < c; ch++) {
-            const float* in = (const float*)x.data + (n * c + ch) * hw;
-            int st = onnxq_quantize(&p, in, hw, plane, hw);
-            if (st) {
-                free(plane);
-                return onnxq_ort_kernel_error(&k->node, st);
-            }
-            for (size_t i = 0; i < hw; i++) out[i * c + ch] = plane[i];
-        }
+    onnxq_quant_params p = plane_params(k, x.count);
+    if (c == 1 || hw == 1) { /* NCHW and NHWC hold the same bytes */
+        int st = onnxq_quantize(&p, x.data, x.count, y.data, y.count);
+        return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
-    free(plane);
-    return NULL;
+    uint8_t* planar = malloc(x.count);
+    if (planar == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
+    int st = onnxq_quantize(&p, x.data, x.count, planar, x.count);
+    if (st == 0)
+        for (size_t n = 0; n < shape[0]; n++)
+            transpose_u8(planar + n * c * hw, (uint8_t*)y.data + n * c * hw, c, hw);
+    free(planar);
+    return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
 }
 
 onnxq_ort_opdef onnxq_ort_op_quantize = {
@@ -152,23 +162,18 @@ static OrtStatus* dequantize_compute(void* kernel, OrtKernelContext* ctx) {
         return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
     size_t c = shape[1], hw = shape[2];
-    uint8_t* plane = malloc(hw);
-    if (plane == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
-    onnxq_quant_params p = plane_params(k, hw);
-    for (size_t n = 0; n < shape[0]; n++) {
-        const uint8_t* in = (const uint8_t*)x.data + n * hw * c;
-        for (size_t ch = 0; ch < c; ch++) {
-            for (size_t i = 0; i < hw; i++) plane[i] = in[i * c + ch];
-            float* out = (float*)y.data + (n * c + ch) * hw;
-            int st = onnxq_dequantize(&p, plane, hw, out, hw);
-            if (st) {
-                free(plane);
-                return onnxq_ort_kernel_error(&k->node, st);
-            }
-        }
+    onnxq_quant_params p = plane_params(k, x.count);
+    if (c == 1 || hw == 1) { /* NHWC and NCHW hold the same bytes */
+        int st = onnxq_dequantize(&p, x.data, x.count, y.data, y.count);
+        return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
-    free(plane);
-    return NULL;
+    uint8_t* planar = malloc(x.count);
+    if (planar == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
+    for (size_t n = 0; n < shape[0]; n++) /* [HW, C] -> [C, HW] */
+        transpose_u8((const uint8_t*)x.data + n * c * hw, planar + n * c * hw, hw, c);
+    int st = onnxq_dequantize(&p, planar, x.count, y.data, y.count);
+    free(planar);
+    return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
 }
 
 onnxq_ort_opdef onnxq_ort_op_dequantize = {
