@@ -113,10 +113,22 @@ def _qparams(scale_value: ir.Value | None, zp_value: ir.Value | None, where: str
 
 @dataclass(frozen=True)
 class _Act:
-    """An activation input: the uint8 NCHW tensor read, with the qparams it is read with."""
+    """An activation input: the uint8 NCHW tensor read, with the qparams it is read with; read
+    through its NHWC twin (``nhwc``) or as it is (a matrix, say)."""
 
     value: ir.Value
     qp: _QParams
+    nhwc: bool = True
+
+
+@dataclass
+class _State:
+    """What the matchers may know of the ops lowered before: the qparams of each uint8 tensor
+    that has an NHWC twin of ours (by ``id`` of the NCHW value), and which of them are N x 1 x 1 x C
+    (a global pool's output, which Flatten may read in either layout)."""
+
+    twins: dict[int, _QParams]
+    unit_spatial: set[int]
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,8 @@ class _Lowering:
     attributes: dict[str, int | list[int]]
     y_q: ir.Value
     y: _QParams
+    nhwc: bool = True  # the output is y_q's NHWC twin; else y_q itself, made by our op
+    domain: str = DOMAIN  # a standard op (Flatten) where it already works on our layout
 
 
 def _dequantized(value: ir.Value | None) -> ir.Node | None:
@@ -138,7 +152,7 @@ def _dequantized(value: ir.Value | None) -> ir.Node | None:
     return node if is_op(node, "DequantizeLinear") else None
 
 
-def _match_conv(conv: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_conv(conv: ir.Node, state: _State) -> _Lowering | str:
     """The lowering of ``conv``, or the reason it stays QDQ."""
     if len(conv.inputs) < 2:
         return "it has no weight"
@@ -246,7 +260,7 @@ def _weight(
     return w
 
 
-def _match_qlinearconv(conv: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_qlinearconv(conv: ir.Node, state: _State) -> _Lowering | str:
     """The lowering of an ONNX ``QLinearConv`` (QOperator format, e.g. onnxruntime's quantizer
     with ``QuantFormat.QOperator``): the same inputs, NCHW; or the reason it stays."""
     if conv.attributes.get_string("auto_pad", "NOTSET") not in ("NOTSET", ""):
@@ -297,7 +311,7 @@ def _rank4_same(a: ir.Value | None, b: ir.Value | None) -> bool:
     return batch_a.value is not None and batch_a.value == batch_b.value
 
 
-def _match_add(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_add(node: ir.Node, state: _State) -> _Lowering | str:
     """DQ(a) + DQ(b) [-> Relu] -> Q: ``QLinearAdd``, two inputs of one 4-D shape."""
     if len(node.inputs) != 2 or not _rank4_same(node.inputs[0], node.inputs[1]):
         return "its inputs are not two 4-D tensors of one static shape"
@@ -330,7 +344,7 @@ def _match_add(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
     return _Lowering(node, "QLinearAdd", inputs, {"qmin": qmin, "qmax": qmax}, q.outputs[0], y)
 
 
-def _match_qlinearadd(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_qlinearadd(node: ir.Node, state: _State) -> _Lowering | str:
     """com.microsoft QLinearAdd (QOperator format): the same inputs."""
     ins = list(node.inputs) + [None] * (8 - len(node.inputs))
     if not _rank4_same(ins[0], ins[3]):
@@ -373,21 +387,21 @@ def _pool_attributes(node: ir.Node) -> dict[str, int | list[int]] | str:
     }
 
 
-def _match_maxpool(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_maxpool(node: ir.Node, state: _State) -> _Lowering | str:
     """DQ(x) -> MaxPool -> Q with the same qparams (QDQ), or a MaxPool on a uint8 tensor one of
     our ops made (QOperator): ``MaxPool`` (the maximum keeps the scale and zero point)."""
     attributes = _pool_attributes(node)
     if isinstance(attributes, str):
         return attributes
     x_value = node.inputs[0]
-    if x_value is not None and id(x_value) in twins:  # uint8 already (QOperator)
+    if x_value is not None and id(x_value) in state.twins:  # uint8 already (QOperator)
         return _Lowering(
             node,
             "MaxPool",
-            (_Act(x_value, twins[id(x_value)]),),
+            (_Act(x_value, state.twins[id(x_value)]),),
             attributes,
             node.outputs[0],
-            twins[id(x_value)],
+            state.twins[id(x_value)],
         )
     dq = _dequantized(x_value)
     if dq is None:
@@ -406,7 +420,7 @@ def _match_maxpool(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str
     return _Lowering(node, "MaxPool", (_Act(dq.inputs[0], x),), attributes, found[0].outputs[0], y)  # type: ignore[arg-type]
 
 
-def _match_global_pool(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_global_pool(node: ir.Node, state: _State) -> _Lowering | str:
     """DQ(x) -> GlobalAveragePool -> Q: ``QLinearGlobalAveragePool`` (4-D inputs)."""
     x_value = node.inputs[0]
     if x_value is None or x_value.shape is None or len(x_value.shape) != 4:
@@ -427,13 +441,13 @@ def _match_global_pool(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering |
     return _Lowering(node, "QLinearGlobalAveragePool", inputs, {}, found[0].outputs[0], y)
 
 
-def _match_qlinear_global_pool(node: ir.Node, twins: dict[int, _QParams]) -> _Lowering | str:
+def _match_qlinear_global_pool(node: ir.Node, state: _State) -> _Lowering | str:
     """com.microsoft QLinearGlobalAveragePool (QOperator format), channels first, 4-D."""
     if node.attributes.get_int("channels_last", 0) != 0:
         return "it is channels-last already"
     ins = list(node.inputs) + [None] * (5 - len(node.inputs))
     known = ins[0] is not None and ins[0].shape is not None and len(ins[0].shape) == 4
-    if ins[0] is None or not (known or id(ins[0]) in twins):  # our ops' outputs are 4-D
+    if ins[0] is None or not (known or id(ins[0]) in state.twins):  # our ops' outputs are 4-D
         return "its input is not known to be 4-D"
     x = _qparams(ins[1], ins[2], f"the input of '{node.name}'")
     y = _qparams(ins[3], ins[4], f"the output of '{node.name}'")
@@ -441,6 +455,168 @@ def _match_qlinear_global_pool(node: ir.Node, twins: dict[int, _QParams]) -> _Lo
         return x if isinstance(x, str) else y  # type: ignore[return-value]
     inputs = (_Act(ins[0], x), x.scale, x.zero_point, y.scale, y.zero_point)
     return _Lowering(node, "QLinearGlobalAveragePool", inputs, {}, node.outputs[0], y)
+
+
+def _match_flatten(node: ir.Node, state: _State) -> _Lowering | str:
+    """Flatten(axis=1) of an N x C x 1 x 1 tensor one of our global pools made: the same bytes in
+    NHWC, so a standard Flatten of the twin gives the N x C matrix (QDQ: between a DQ and a Q with
+    the same qparams; QOperator: on the uint8 tensor)."""
+    if node.attributes.get_int("axis", 1) != 1:
+        return "its axis is not 1"
+    x_value = node.inputs[0]
+    if x_value is not None and id(x_value) in state.unit_spatial:
+        qp = state.twins[id(x_value)]
+        return _Lowering(
+            node, "Flatten", (_Act(x_value, qp),), {"axis": 1}, node.outputs[0], qp, nhwc=False, domain=""
+        )
+    dq = _dequantized(x_value)
+    if dq is None or dq.inputs[0] is None or id(dq.inputs[0]) not in state.unit_spatial:
+        return "its input is not the output of a lowered global pool"
+    x = state.twins[id(dq.inputs[0])]
+    found = _quantized_output(node, fuse_relu=False)
+    if isinstance(found, str):
+        return found
+    y = _activation_qparams(found[0])
+    if isinstance(y, str) or (y.scale_value, y.zero_point_value) != (x.scale_value, x.zero_point_value):
+        return "its output is quantized with other qparams than its input"
+    return _Lowering(
+        node, "Flatten", (_Act(dq.inputs[0], x),), {"axis": 1}, found[0].outputs[0], y, nhwc=False, domain=""
+    )
+
+
+def _gemm_form(node: ir.Node) -> str | None:
+    """Why a Gemm/QGemm is not ``a @ w(.T) + b`` with a plain ``a`` (None when it is)."""
+    if node.attributes.get_int("transA", 0) != 0:
+        return "transA is set"
+    if node.attributes.get_float("alpha", 1.0) != 1.0 or node.attributes.get_float("beta", 1.0) != 1.0:
+        return "alpha or beta is not 1"
+    return None
+
+
+def _gemm_lowering(
+    node: ir.Node,
+    a: _Act,
+    w_q: ir.Value,
+    w_scale: ir.Value,
+    w: np.ndarray,
+    bias_q: ir.Value | None,
+    y: _QParams,
+    y_q: ir.Value,
+    qmin: int,
+    qmax: int,
+) -> _Lowering:
+    trans_b = node.attributes.get_int("transB", 0)
+    n = w.shape[0] if trans_b else w.shape[1]
+    w_zp = np.zeros(n if _size(w_scale) > 1 else (), np.int8)
+    inputs = (a, a.qp.scale, a.qp.zero_point, w_q, w_scale, w_zp, y.scale, y.zero_point, bias_q)
+    return _Lowering(
+        node,
+        "QGemm",
+        inputs if bias_q is not None else inputs[:-1],
+        {"transB": trans_b, "qmin": qmin, "qmax": qmax},
+        y_q,
+        y,
+        nhwc=False,
+    )
+
+
+def _gemm_weight(
+    w_value: ir.Value | None,
+    scale_value: ir.Value | None,
+    zp_value: ir.Value | None,
+    trans_b: int,
+    axis: int | None,
+) -> np.ndarray | str:
+    w = constant_array(w_value)
+    if w is None or w.dtype != np.int8 or w.ndim != 2:
+        return "its weight is not a constant int8 matrix"
+    n = w.shape[0] if trans_b else w.shape[1]
+    scale = constant_array(scale_value)
+    if scale is None or scale.dtype != np.float32 or scale.size not in (1, n):
+        return "its weight scale is not a float32 constant per tensor or per output column"
+    if scale.size > 1 and axis is not None and axis % 2 != (0 if trans_b else 1):
+        return f"its weight is quantized along axis {axis}, not the output columns"
+    zp = constant_array(zp_value) if zp_value is not None else None
+    if zp_value is not None and (zp is None or zp.dtype != np.int8 or np.any(zp != 0)):
+        return "its weight is not int8 with zero point 0 (symmetric)"
+    return w
+
+
+def _match_gemm(node: ir.Node, state: _State) -> _Lowering | str:
+    """DQ(a) -> Gemm(DQ(w), DQ(b)) [-> Relu] -> Q: ``QGemm`` with uint8 output."""
+    why = _gemm_form(node)
+    if why is not None:
+        return why
+    dq_a, dq_w = _dequantized(node.inputs[0]), _dequantized(node.inputs[1])
+    if dq_a is None or dq_w is None:
+        return "its input or weight is not dequantized"
+    a = _activation_qparams(dq_a)
+    if isinstance(a, str):
+        return a
+    trans_b = node.attributes.get_int("transB", 0)
+    w = _gemm_weight(
+        dq_w.inputs[0],
+        dq_w.inputs[1] if len(dq_w.inputs) > 1 else None,
+        dq_w.inputs[2] if len(dq_w.inputs) > 2 else None,
+        trans_b,
+        dq_w.attributes.get_int("axis", 1),
+    )
+    if isinstance(w, str):
+        return w
+    n = w.shape[0] if trans_b else w.shape[1]
+    bias_q = None
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        dq_b = _dequantized(node.inputs[2])
+        b = constant_array(dq_b.inputs[0]) if dq_b is not None else None
+        if b is None or b.dtype != np.int32 or b.shape != (n,):
+            return "its bias is not a dequantized int32 constant (one per output column)"
+        bias_q = dq_b.inputs[0]  # type: ignore[union-attr]
+    found = _quantized_output(node, fuse_relu=True)
+    if isinstance(found, str):
+        return found
+    q, activation = found
+    y = _activation_qparams(q)
+    if isinstance(y, str):
+        return y
+    qmin, qmax = clamp_bounds(activation, y.scale_value, y.zero_point_value)
+    return _gemm_lowering(
+        node,
+        _Act(dq_a.inputs[0], a, nhwc=False),
+        dq_w.inputs[0],
+        dq_w.inputs[1],
+        w,  # type: ignore[arg-type]
+        bias_q,
+        y,
+        q.outputs[0],
+        qmin,
+        qmax,
+    )
+
+
+def _match_qgemm(node: ir.Node, state: _State) -> _Lowering | str:
+    """com.microsoft QGemm (QOperator format) with uint8 output."""
+    why = _gemm_form(node)
+    if why is not None:
+        return why
+    ins = list(node.inputs) + [None] * (9 - len(node.inputs))  # A, a_s, a_zp, B, b_s, b_zp, C, y_s, y_zp
+    if ins[7] is None:
+        return "its output is float (no y_scale)"
+    a = _qparams(ins[1], ins[2], f"input A of '{node.name}'")
+    y = _qparams(ins[7], ins[8], f"the output of '{node.name}'")
+    if isinstance(a, str) or isinstance(y, str):
+        return a if isinstance(a, str) else y  # type: ignore[return-value]
+    trans_b = node.attributes.get_int("transB", 0)
+    w = _gemm_weight(ins[3], ins[4], ins[5], trans_b, None)
+    if isinstance(w, str):
+        return w
+    n = w.shape[0] if trans_b else w.shape[1]
+    b = constant_array(ins[6]) if ins[6] is not None else None
+    if ins[6] is not None and (b is None or b.dtype != np.int32 or b.shape != (n,)):
+        return "its bias is not an int32 constant (one per output column)"
+    assert ins[0] is not None and ins[3] is not None and ins[4] is not None
+    return _gemm_lowering(
+        node, _Act(ins[0], a, nhwc=False), ins[3], ins[4], w, ins[6], y, node.outputs[0], 0, 255
+    )
 
 
 #: (domain, op type) -> matcher, for every op that can be lowered.
@@ -452,9 +628,12 @@ _MATCHERS = {
     ("", "MaxPool"): _match_maxpool,
     ("", "GlobalAveragePool"): _match_global_pool,
     ("com.microsoft", "QLinearGlobalAveragePool"): _match_qlinear_global_pool,
+    ("", "Flatten"): _match_flatten,
+    ("", "Gemm"): _match_gemm,
+    ("com.microsoft", "QGemm"): _match_qgemm,
 }
 #: Ops whose refusal is worth a note (the others are ordinary float ops).
-_NOTED = ("Conv", "QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool")
+_NOTED = ("Conv", "QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool", "QGemm")
 
 
 def _sole_reader(value: ir.Value) -> ir.Node | None:
@@ -495,7 +674,8 @@ class LowerToOnnxq(GraphPass):
         graph = model.graph
         self._graph, self._names = graph, NameAuthority(graph)
         self._nhwc: dict[int, ir.Value] = {}
-        self._twins: dict[int, _QParams] = {}  # lowered outputs (uint8 NCHW values) -> their qparams
+        self._plain: dict[int, ir.Value] = {}
+        self._state = _State({}, set())
         self._replaced: set[int] = set()
         notes: list[str] = []
         lowered: list[_Lowering] = []
@@ -504,7 +684,7 @@ class LowerToOnnxq(GraphPass):
             matcher = _MATCHERS.get((domain, node.op_type))
             if matcher is None:
                 continue
-            found = matcher(node, self._twins)
+            found = matcher(node, self._state)
             if isinstance(found, str):
                 if node.op_type in _NOTED:
                     kept = (
@@ -521,7 +701,10 @@ class LowerToOnnxq(GraphPass):
         if not lowered:
             return PassResult(model, 0, tuple(notes))
         for low in lowered:
-            self._restore_nchw(low.y_q, self._nhwc[id(low.y_q)], low.y)
+            if low.nhwc:
+                self._restore_nchw(low.y_q, self._nhwc[id(low.y_q)], low.y)
+            else:
+                replace_all_uses(low.y_q, self._plain[id(low.y_q)], self._names)
         _remove_dead(graph)
         remove_unused_initializers(graph)
         graph.sort()
@@ -532,24 +715,34 @@ class LowerToOnnxq(GraphPass):
         inputs: list[ir.Value | None] = []
         for item in low.inputs:
             if isinstance(item, _Act):
-                inputs.append(self._to_nhwc(item.value, item.qp, low.anchor))
+                inputs.append(self._to_nhwc(item.value, item.qp, low.anchor) if item.nhwc else item.value)
             elif isinstance(item, np.ndarray):
                 inputs.append(new_initializer(self._graph, item, self._names, f"{low.anchor.name}_const"))
             else:
                 inputs.append(item)
-        y_nhwc = _permuted(low.y_q, NCHW_TO_NHWC, self._names.value(f"{low.y_q.name}_nhwc"))
+        if low.nhwc:
+            y_nhwc = _permuted(low.y_q, NCHW_TO_NHWC, self._names.value(f"{low.y_q.name}_nhwc"))
+        else:
+            y_nhwc = ir.Value(
+                name=self._names.value(f"{low.y_q.name}_onnxq"), shape=low.y_q.shape, type=low.y_q.type
+            )
         node = ir.node(
             low.op_type,
             inputs,
             low.attributes,
-            domain=DOMAIN,
+            domain=low.domain,
             outputs=[y_nhwc],
             name=self._names.node(low.anchor.name),
         )
         self._graph.insert_before(low.anchor, node)
-        self._nhwc[id(low.y_q)] = y_nhwc
-        self._twins[id(low.y_q)] = low.y
         self._replaced.add(id(low.anchor))
+        if not low.nhwc:
+            self._plain[id(low.y_q)] = y_nhwc
+            return
+        self._nhwc[id(low.y_q)] = y_nhwc
+        self._state.twins[id(low.y_q)] = low.y
+        if low.op_type == "QLinearGlobalAveragePool":
+            self._state.unit_spatial.add(id(low.y_q))
 
     def _to_nhwc(self, x_q: ir.Value, qp: _QParams, before: ir.Node) -> ir.Value:
         """The NHWC twin of the uint8 NCHW tensor ``x_q`` (made once)."""

@@ -78,10 +78,12 @@ def test_lowered_digits_cnn_keeps_nhwc_between_convs_and_its_accuracy() -> None:
     qdq = onnxq.quantize_static(str(data / "digits_cnn.onnx"), batches, progress=False)
     result = lower(qdq)
     ops = [(n.domain, n.op_type) for n in result.model.graph.node]
-    for op, count in (("QLinearConv", 4), ("QLinearAdd", 1), ("MaxPool", 1), ("QLinearGlobalAveragePool", 1)):
+    lowered = {"QLinearConv": 4, "QLinearAdd": 1, "MaxPool": 1, "QLinearGlobalAveragePool": 1, "QGemm": 1}
+    for op, count in lowered.items():
         assert ops.count((DOMAIN, op)) == count, op
-    assert ("", "Transpose") not in ops  # the whole convolutional part stays NHWC
-    assert ops.count((DOMAIN, "Quantize")) == 1 and ops.count((DOMAIN, "Dequantize")) == 1
+    assert ("", "Transpose") not in ops  # the whole network stays NHWC, down to the classifier's matrix
+    assert ops.count((DOMAIN, "Quantize")) == 1 and ops.count((DOMAIN, "Dequantize")) == 0
+    assert ops.count(("", "DequantizeLinear")) == 1  # the logits: the QGemm's uint8 matrix, dequantized
     images = evaluation["images"]
     _same_outputs(
         qdq, result.model, [{"input": images[i : i + 32]} for i in range(0, len(images), 32)], "digits"

@@ -415,3 +415,57 @@ def test_maxpool_and_global_average_pool_give_onnxruntimes_bytes(
         "QLinearGlobalAveragePool", names, ["y"], domain="com.microsoft", channels_last=0
     )
     _compare_u8(*_u8_model(ours, stock, {"x": [3, 16, 15, 15]}, inits), feeds, f"gap {isa}")
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_qgemm_gives_onnxruntimes_bytes(isa: str, rng: np.random.Generator, trans_b: int) -> None:
+    m, k, n = 70, 96, 40  # 70 rows: three row blocks on the session's threads
+    w = rng.integers(-127, 128, (n, k) if trans_b else (k, n), dtype=np.int8)
+    inits = [
+        numpy_helper.from_array(np.array(0.03, F32), "as"),
+        numpy_helper.from_array(np.array(130, np.uint8), "az"),
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array((rng.random(n) * 0.01 + 0.001).astype(F32), "ws"),
+        numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.15, F32), "ys"),
+        numpy_helper.from_array(np.array(11, np.uint8), "yz"),
+        numpy_helper.from_array(rng.integers(-2000, 2000, n).astype(np.int32), "b"),
+    ]
+    ours = helper.make_node(
+        "QGemm",
+        ["a", "as", "az", "w", "ws", "wz", "ys", "yz", "b"],
+        ["y"],
+        domain=DOMAIN,
+        transB=trans_b,
+        qmin=0,
+        qmax=255,
+    )
+    stock = helper.make_node(
+        "QGemm",
+        ["a", "as", "az", "w", "ws", "wz", "b", "ys", "yz"],
+        ["y"],
+        domain="com.microsoft",
+        transB=trans_b,
+    )
+
+    def model(node: onnx.NodeProto) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+            [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+            inits,
+        )
+        return helper.make_model(
+            graph,
+            opset_imports=[
+                helper.make_opsetid("", 17),
+                helper.make_opsetid(DOMAIN, OPSET),
+                helper.make_opsetid("com.microsoft", 1),
+            ],
+        )
+
+    a = {"a": rng.integers(0, 256, (m, k), dtype=np.uint8)}
+    want = _stock(model(stock)).run(None, a)[0]
+    for threads in (1, 2):
+        np.testing.assert_array_equal(_ours(model(ours), threads).run(None, a)[0], want)

@@ -316,6 +316,7 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_qlinearadd,
     &onnxq_ort_op_maxpool,
     &onnxq_ort_op_qlinearglobalaveragepool,
+    &onnxq_ort_op_qgemm,
 };
 
 static void bind(const OrtApi* api) {

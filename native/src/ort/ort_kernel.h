@@ -103,5 +103,6 @@ extern onnxq_ort_opdef onnxq_ort_op_qlinearconv;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearadd;
 extern onnxq_ort_opdef onnxq_ort_op_maxpool;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
+extern onnxq_ort_opdef onnxq_ort_op_qgemm;
 
 #endif /* ONNXQ_ORT_KERNEL_H */
