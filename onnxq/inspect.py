@@ -9,7 +9,8 @@ point.
 A node counts as *quantized* in the QDQ format when every floating-point input it reads comes out
 of a DequantizeLinear (integer inputs such as a Reshape's shape do not count), or when it is an
 activation (Relu, Clip, LeakyRelu) fused after a quantized node: it reads only that node and feeds
-only QuantizeLinear. Operator-format integer ops (QLinearConv, ConvInteger, ...) count as quantized.
+only QuantizeLinear. Operator-format integer ops (QLinearConv, ConvInteger, ...) and onnxq's own ops (domain
+``ai.onnxq``, a lowered model) count as quantized, and so does a node reading only their integers.
 A weighted op (Conv, Gemm, MatMul, ...) whose weight is a DequantizeLinear of a stored integer
 tensor while its activations stay float is *weight-only*. Everything else except Q/DQ and Constant
 is reported as float.
@@ -152,7 +153,7 @@ def inspect_model(src: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> M
 def _is_quantized(node: ir.Node, quantized_ids: set[int]) -> bool:
     if is_quantization_node(node):
         return True
-    from_dq = 0
+    from_dq = from_integer_op = 0
     for value in node.inputs:
         if value is None:
             continue
@@ -160,8 +161,10 @@ def _is_quantized(node: ir.Node, quantized_ids: set[int]) -> bool:
             from_dq += 1
         elif _is_float(value):
             break
+        elif (made := value.producer()) is not None and is_quantization_node(made):
+            from_integer_op += 1  # a shape op on an integer tensor (Flatten of a lowered pool)
     else:
-        if from_dq:
+        if from_dq or from_integer_op:
             return True
     # an activation fused after a quantized node: reads only it, feeds only Q
     if is_op(node, *fusable_activation_ops()) and node.inputs and node.inputs[0] is not None:
@@ -287,11 +290,12 @@ def format_summary(summary: ModelSummary, *, scales: bool = False, nodes: bool =
     consts = ", ".join(f"{dtype} {_size(n)}" for dtype, n in summary.constant_bytes.items()) or "none"
     lines.append(f"constants   {consts}")
     lines.append("")
-    lines.append(f"{'op':<24}{'count':>7}{'quantized':>11}")
+    width = max([24, *(len(op) + 2 for op in summary.op_counts)])
+    lines.append(f"{'op':<{width}}{'count':>7}{'quantized':>11}")
     quantized_by_op = Counter(n.op_type for n in summary.quantized_nodes)
     for op, count in summary.op_counts.items():
         q = str(quantized_by_op[op]) if op not in (_Q, _DQ, "Constant") else ""
-        lines.append(f"{op:<24}{count:>7}{q:>11}")
+        lines.append(f"{op:<{width}}{count:>7}{q:>11}")
     if summary.float_nodes:
         lines += ["", "float nodes:", *(f"  {label}" for label in summary.float_nodes)]
     if nodes and summary.quantized_nodes:

@@ -222,3 +222,18 @@ def test_weight_only_int4_model_is_summarised_as_weight_only() -> None:
     assert len(weights) == 5 and all(q.block_size == 16 and q.axis == 1 for q in weights)
     text = format_summary(s, scales=True)
     assert "5 weight-only" in text and "blocks of 16" in text
+
+
+def test_a_model_lowered_to_onnxq_ops_counts_as_quantized_and_is_not_quantized_again() -> None:
+    import onnxq
+    from onnxq.errors import UnsupportedModelError
+    from onnxq.lower import lower
+
+    calib = np.load(asset_path("digits_calib.npz"))["input"]
+    qdq = onnxq.quantize_static(str(asset_path("digits_cnn.onnx")), [{"input": calib[:16]}], progress=False)
+    lowered = lower(qdq).model
+    summary = inspect_model(lowered)
+    assert summary.float_nodes == () and len(summary.quantized_nodes) >= 9
+    assert "ai.onnxq.QLinearConv" in summary.op_counts
+    with pytest.raises(UnsupportedModelError, match="already quantized"):
+        onnxq.prepare(lowered)

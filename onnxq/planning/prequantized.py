@@ -33,10 +33,17 @@ CONTRIB_INTEGER_OPS = frozenset({
 })  # fmt: skip
 
 
+#: The domain of onnxq's custom ops (onnxq.kernels.custom_ops.DOMAIN; not imported here, so that
+#: planning does not load the native module).
+ONNXQ_DOMAIN = "ai.onnxq"
+
+
 def is_quantization_node(node: ir.Node) -> bool:
-    """A quantization or integer op, in the default domain or onnxruntime's."""
+    """A quantization or integer op, in the default domain, onnxruntime's or onnxq's own."""
     if is_onnx_domain(node.domain):
         return node.op_type in QUANTIZATION_OPS or node.op_type in INTEGER_OPS
+    if node.domain == ONNXQ_DOMAIN:  # every op of onnxq's kernels works on integers
+        return True
     return node.domain == "com.microsoft" and node.op_type in CONTRIB_INTEGER_OPS
 
 
