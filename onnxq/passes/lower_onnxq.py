@@ -80,12 +80,17 @@ def clamp_bounds(
 
 @dataclass(frozen=True)
 class _QParams:
-    """A per-tensor uint8 quantisation (the constants a Q/DQ node reads)."""
+    """A per-tensor 8-bit quantisation as onnxq's ops read it: uint8. An int8 tensor (``signed``)
+    is held by its uint8 twin ``q + 128`` with zero point ``zp + 128``, which is exact both ways:
+    ``(q + 128) - (zp + 128) = q - zp``, and saturating to [0, 255] after adding ``zp + 128`` is
+    saturating to [-128, 127] after adding ``zp``, shifted. ``zero_point`` is then a new uint8
+    constant (registered when a node of ours first reads it)."""
 
     scale: ir.Value
     zero_point: ir.Value
     scale_value: np.float32
-    zero_point_value: int
+    zero_point_value: int  # in the uint8 domain
+    signed: bool = False
 
 
 def _activation_qparams(node: ir.Node) -> _QParams | str:
@@ -104,11 +109,20 @@ def _qparams(scale_value: ir.Value | None, zp_value: ir.Value | None, where: str
         return f"the qparams of {where} are not constants"
     if scale.size != 1 or zp.size != 1:
         return f"{where} is per channel: activations are per tensor in onnxq's ops"
-    if zp.dtype != np.uint8:
-        return f"{where} quantizes to {zp.dtype}: onnxq's ops take uint8 activations"
+    if zp.dtype not in (np.uint8, np.int8):
+        return f"{where} quantizes to {zp.dtype}: onnxq's ops take 8-bit activations"
     if scale.dtype != np.float32 or not (np.isfinite(scale).all() and float(scale.reshape(-1)[0]) > 0):
         return f"the scale of {where} is not a finite float32 > 0"
-    return _QParams(scale_value, zp_value, np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]))
+    s = np.float32(scale.reshape(-1)[0])
+    if zp.dtype == np.uint8:
+        return _QParams(scale_value, zp_value, s, int(zp.reshape(-1)[0]))
+    shifted = int(zp.reshape(-1)[0]) + 128
+    twin_zp = ir.Value(
+        shape=ir.Shape([]),
+        type=ir.TensorType(ir.DataType.UINT8),
+        const_value=ir.tensor(np.array(shifted, np.uint8)),
+    )
+    return _QParams(scale_value, twin_zp, s, shifted, signed=True)
 
 
 @dataclass(frozen=True)
@@ -694,6 +708,10 @@ class LowerToOnnxq(GraphPass):
                     )
                     notes.append(f"{node.op_type} '{node.name}' {kept}: {found}")
                 continue
+            why = self._unreadable(found)
+            if why is not None:
+                notes.append(f"{node.op_type} '{node.name}' stays on onnxruntime's kernels: {why}")
+                continue
             if not lowered:
                 model.opset_imports[DOMAIN] = OPSET
             self._lower(found)
@@ -704,7 +722,7 @@ class LowerToOnnxq(GraphPass):
             if low.nhwc:
                 self._restore_nchw(low.y_q, self._nhwc[id(low.y_q)], low.y)
             else:
-                replace_all_uses(low.y_q, self._plain[id(low.y_q)], self._names)
+                self._restore_plain(low.y_q, self._plain[id(low.y_q)], low.y)
         _remove_dead(graph)
         remove_unused_initializers(graph)
         graph.sort()
@@ -715,16 +733,23 @@ class LowerToOnnxq(GraphPass):
         inputs: list[ir.Value | None] = []
         for item in low.inputs:
             if isinstance(item, _Act):
-                inputs.append(self._to_nhwc(item.value, item.qp, low.anchor) if item.nhwc else item.value)
+                value = item.value
+                inputs.append(
+                    self._to_nhwc(value, item.qp, low.anchor)
+                    if item.nhwc
+                    else self._plain.get(id(value), value)
+                )
             elif isinstance(item, np.ndarray):
                 inputs.append(new_initializer(self._graph, item, self._names, f"{low.anchor.name}_const"))
             else:
-                inputs.append(item)
+                inputs.append(self._ready(item))
         if low.nhwc:
             y_nhwc = _permuted(low.y_q, NCHW_TO_NHWC, self._names.value(f"{low.y_q.name}_nhwc"))
         else:
             y_nhwc = ir.Value(
-                name=self._names.value(f"{low.y_q.name}_onnxq"), shape=low.y_q.shape, type=low.y_q.type
+                name=self._names.value(f"{low.y_q.name}_onnxq"),
+                shape=low.y_q.shape,
+                type=ir.TensorType(ir.DataType.UINT8),
             )
         node = ir.node(
             low.op_type,
@@ -755,7 +780,7 @@ class LowerToOnnxq(GraphPass):
             if isinstance(same, _QParams) and same.scale_value == qp.scale_value:
                 node = ir.node(
                     "Quantize",
-                    [made.inputs[0], same.scale, same.zero_point],
+                    [made.inputs[0], same.scale, self._ready(same.zero_point)],
                     {"layout": "nchw_to_nhwc"},
                     domain=DOMAIN,
                     outputs=[out],
@@ -800,7 +825,7 @@ class LowerToOnnxq(GraphPass):
                     twin = ir.Value(name=names.value(f"{out.name}_nchw"), shape=out.shape, type=out.type)
                     node = ir.node(
                         "Dequantize",
-                        [y_nhwc, same.scale, same.zero_point],
+                        [y_nhwc, same.scale, self._ready(same.zero_point)],
                         {"layout": "nhwc_to_nchw"},
                         domain=DOMAIN,
                         outputs=[twin],
@@ -809,13 +834,69 @@ class LowerToOnnxq(GraphPass):
                     graph.insert_after(reader, node)
                     replace_all_uses(out, twin, names)
                     continue
+            if qp.signed:  # no standard op turns the uint8 twin back into int8: keep the original
+                continue
             if back is None:
                 back = self._transpose_back(y_q, y_nhwc)
             for use in list(y_q.uses()):
                 if use.node is reader:
                     reader.replace_input_with(use.idx, back)
-        if y_q.is_graph_output():
+        if y_q.is_graph_output() and not qp.signed:
             replace_all_uses(y_q, back if back is not None else self._transpose_back(y_q, y_nhwc), names)
+
+    def _restore_plain(self, y_q: ir.Value, twin: ir.Value, qp: _QParams) -> None:
+        """Readers of ``y_q``, made by an op of ours in its own layout, read ``twin``: directly when
+        it is ``y_q``'s bytes (uint8), through ``ai.onnxq.Dequantize`` where they dequantize an
+        int8 ``y_q``; other readers of an int8 ``y_q`` keep the original."""
+        if not qp.signed:
+            replace_all_uses(y_q, twin, self._names)
+            return
+        for reader in list({id(u.node): u.node for u in y_q.uses()}.values()):
+            same = _activation_qparams(reader) if is_op(reader, "DequantizeLinear") else None
+            if not isinstance(same, _QParams) or (same.scale_value, same.zero_point_value) != (
+                qp.scale_value,
+                qp.zero_point_value,
+            ):
+                continue
+            out = reader.outputs[0]
+            new = ir.Value(name=self._names.value(f"{out.name}_onnxq"), shape=out.shape, type=out.type)
+            node = ir.node(
+                "Dequantize",
+                [twin, same.scale, self._ready(same.zero_point)],
+                {"layout": "same"},
+                domain=DOMAIN,
+                outputs=[new],
+                name=self._names.node(f"{reader.name}_onnxq"),
+            )
+            self._graph.insert_after(reader, node)
+            replace_all_uses(out, new, self._names)
+
+    def _unreadable(self, low: _Lowering) -> str | None:
+        """Why an int8 input of ``low`` cannot reach an op of ours (None when all can): its uint8
+        twin exists only where one of our ops or a QuantizeLinear of a float tensor makes it."""
+        for item in low.inputs:
+            if not isinstance(item, _Act) or not item.qp.signed:
+                continue
+            value = item.value
+            ours = id(value) in (self._nhwc if item.nhwc else self._plain)
+            made = value.producer()
+            quantized = (
+                item.nhwc
+                and is_op(made, "QuantizeLinear")
+                and made is not None
+                and made.inputs[0] is not None
+            )
+            if not (ours or quantized):
+                return f"its int8 input '{value.name}' comes from an op that is not lowered"
+        return None
+
+    def _ready(self, value: ir.Value | None) -> ir.Value | None:
+        """``value``, registered as an initializer first if it is a new constant (a shifted zero point)."""
+        if value is None or value.const_value is None or value.graph is not None or value.is_initializer():
+            return value
+        value.name = self._names.value("onnxq_zero_point")
+        self._graph.register_initializer(value)
+        return value
 
     def _transpose_back(self, y_q: ir.Value, y_nhwc: ir.Value) -> ir.Value:
         back = ir.Value(name=self._names.value(f"{y_q.name}_nchw"), shape=y_q.shape, type=y_q.type)

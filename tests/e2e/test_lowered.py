@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 from test_zoo import CASES, _batches, _export
 
 import onnxq
@@ -129,3 +130,42 @@ def test_a_model_quantized_by_onnxruntimes_tool_runs_on_our_kernels_with_its_byt
     _same_outputs(
         theirs, result.model, [{"input": calib[i : i + 16]} for i in range(0, len(calib), 16)], quant_format
     )
+
+
+def test_onnxruntimes_default_int8_activations_run_on_our_uint8_kernels_by_the_sign_flip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """onnxruntime's quantizer defaults to int8 activations. They run on onnxq's uint8 ops as
+    ``q + 128`` with zero point ``zp + 128`` (exact). onnxruntime itself does not fuse every int8
+    pattern: it runs the int8 Conv+Relu whose zero point is not -128 and the int8 Add in float
+    between their DequantizeLinear and QuantizeLinear, where an fp32 sum lands on the other side of
+    a rounding tie now and then. So a few logits differ by one quantization step, never more."""
+    from importlib.resources import files
+
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    data = files("onnxq") / "data"
+    calib = np.load(str(data / "digits_calib.npz"))["input"]
+    images = np.load(str(data / "digits_eval.npz"))["images"]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": calib[i : i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    out = tmp_path / "digits.int8.onnx"
+    quantize_static(str(data / "digits_cnn.onnx"), str(out), Reader())  # all defaults: int8 activations
+    theirs = onnx.load(str(out))
+    result = lower(theirs)
+    ours = [n.op_type for n in result.model.graph.node if n.domain == DOMAIN]
+    assert result.notes == () and ours.count("QLinearConv") == 4 and "QLinearAdd" in ours, ours
+    logits_scale = float(
+        next(numpy_helper.to_array(t) for t in theirs.graph.initializer if t.name == "logits_scale")
+    )
+    want = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": images})[0]
+    got = InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": images}
+    )[0]
+    steps = np.abs(got - want) / logits_scale
+    assert steps.max() <= 1.0 + 1e-4 and np.mean(steps > 0) < 0.01
+    assert np.array_equal(got.argmax(1), want.argmax(1)) or np.mean(got.argmax(1) != want.argmax(1)) < 0.01

@@ -61,6 +61,7 @@ def _qdq_conv(
         numpy_helper.from_array(np.array(0.2, F32), "ys"),
         numpy_helper.from_array(np.array(3, act_zp_dtype), "yz"),
     ]
+    act_type = TensorProto.UINT8 if act_zp_dtype is np.uint8 else TensorProto.INT8
     conv_attrs = {"pads": [1, 1, 1, 1]} if auto_pad is None else {"auto_pad": auto_pad}
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
@@ -76,9 +77,9 @@ def _qdq_conv(
         outputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6]))
     else:  # an integer reader that is not lowered
         nodes.append(helper.make_node("MaxPool", ["yq"], ["y"], kernel_shape=[2, 2]))
-        outputs.append(helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4, 3, 3]))
+        outputs.append(helper.make_tensor_value_info("y", act_type, [1, 4, 3, 3]))
     if graph_output:
-        outputs.append(helper.make_tensor_value_info("yq", TensorProto.UINT8, [1, 4, 6, 6]))
+        outputs.append(helper.make_tensor_value_info("yq", act_type, [1, 4, 6, 6]))
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])], outputs, inits
     )
@@ -93,7 +94,6 @@ def _lowered(model: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[str, ...]]:
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"act_zp_dtype": np.int8}, "quantizes to int8: onnxq's ops take uint8 activations"),
         ({"auto_pad": "SAME_UPPER"}, "auto_pad is not lowered"),
         ({"axis": 1}, "quantized along axis 1, not the output channels"),
     ],
@@ -104,20 +104,29 @@ def test_a_pattern_that_does_not_match_stays_qdq_with_its_reason(kwargs, reason:
     assert len(notes) == 1 and notes[0].startswith("Conv 'conv' stays QDQ: ") and reason in notes[0]
 
 
+@pytest.mark.parametrize("act_zp_dtype", [np.uint8, np.int8])
 @pytest.mark.parametrize(
     ("reader", "graph_output"), [("DequantizeLinear", False), ("DequantizeLinear", True), ("MaxPool", False)]
 )
 def test_readers_that_are_not_lowered_get_nchw_back_and_outputs_keep_their_names(
-    reader: str, graph_output: bool
+    reader: str, graph_output: bool, act_zp_dtype: type
 ) -> None:
-    model = _qdq_conv(reader=reader, graph_output=graph_output)
+    model = _qdq_conv(reader=reader, graph_output=graph_output, act_zp_dtype=act_zp_dtype)
     lowered, notes = _lowered(model)
     assert notes == ()
     onnx.checker.check_model(lowered)
     ops = [(n.domain, n.op_type) for n in lowered.graph.node]
-    assert (DOMAIN, "QLinearConv") in ops and ("", "Conv") not in ops
-    assert ((DOMAIN, "Dequantize") in ops) == (reader == "DequantizeLinear")
-    assert ops.count(("", "Transpose")) == int(reader != "DequantizeLinear" or graph_output)
+    if act_zp_dtype is np.uint8:
+        assert (DOMAIN, "QLinearConv") in ops and ("", "Conv") not in ops
+        assert ((DOMAIN, "Dequantize") in ops) == (reader == "DequantizeLinear")
+        assert ops.count(("", "Transpose")) == int(reader != "DequantizeLinear" or graph_output)
+    elif reader == "DequantizeLinear":  # int8 runs as its uint8 twin, dequantized by ours
+        assert (
+            (DOMAIN, "QLinearConv") in ops and (DOMAIN, "Dequantize") in ops and ("", "Transpose") not in ops
+        )
+        assert (("", "Conv") in ops) == graph_output  # the int8 graph output keeps the original path
+    else:  # an int8 reader of ours has no int8 source: the QDQ path stays whole
+        assert not [op for op in ops if op[0] == DOMAIN]
     assert [o.name for o in lowered.graph.output] == [o.name for o in model.graph.output]
     x = np.random.default_rng(1).standard_normal((1, 3, 6, 6)).astype(F32)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
