@@ -65,8 +65,13 @@ def _check_references(main: onnx.GraphProto, opsets: dict[str, int], label: str)
         defined.update(t.name for t in graph.initializer)
         defined.update(t.values.name for t in graph.sparse_initializer)
         defined.update(o for n in graph.node for o in n.output if o)
+        constants = {t.name: t for t in graph.initializer}
         for node in graph.node:
             _check_schema(node, opsets, where, label)
+            if node.op_type == "ConstantOfShape" and node.input and node.input[0] in constants:
+                _check_constant_shape(node, constants[node.input[0]], where, label)
+            if node.op_type == "Expand" and len(node.input) > 1 and node.input[1] in constants:
+                _check_constant_shape(node, constants[node.input[1]], where, label)
             for name in node.input:
                 if name and name not in defined:
                     raise ModelLoadError(
@@ -83,6 +88,29 @@ def _check_references(main: onnx.GraphProto, opsets: dict[str, int], label: str)
                     f"{label}: output '{output.name}' of {where} is not produced by any node, graph input "
                     "or initializer"
                 )
+
+
+#: The most elements a ConstantOfShape or Expand with a constant shape may make (2^28: 1 GiB of
+#: float32).
+#: A model asking for more never runs, and onnx's shape inference would allocate it.
+MAX_CONSTANT_OF_SHAPE = 1 << 28
+
+
+def _check_constant_shape(node: onnx.NodeProto, shape: onnx.TensorProto, where: str, label: str) -> None:
+    """A ConstantOfShape (or Expand) whose shape is an initializer makes a tensor of a size known now
+    (at least): refuse
+    one too large to exist (the fuzzer's find: a shape of 3.6e16 drove onnx's data propagation to
+    allocate tens of GB)."""
+    try:
+        dims = [int(d) for d in onnx.numpy_helper.to_array(shape).reshape(-1)]
+    except Exception:  # malformed data: the tensor check reports it
+        return
+    total = math.prod(max(d, 0) for d in dims)
+    if any(d < 0 for d in dims) or total > MAX_CONSTANT_OF_SHAPE:
+        raise ModelLoadError(
+            f"{label}: node '{node.name}' ({node.op_type}) in {where} would make a tensor of shape "
+            f"{dims[:8]}{'...' if len(dims) > 8 else ''} ({total:.3g} elements; at most {MAX_CONSTANT_OF_SHAPE})"
+        )
 
 
 #: The domains whose schemas onnx knows (others: custom ops, checked by whoever runs them).

@@ -364,3 +364,20 @@ def test_a_graph_input_of_no_known_element_type_is_refused(elem_type: int) -> No
         ModelLoadError, match=f"graph input 'x' of model.graph has element type {elem_type}, which"
     ):
         load_model(model)
+
+
+@pytest.mark.parametrize("op", ["ConstantOfShape", "Expand"])
+def test_a_constant_shape_too_large_to_exist_is_refused_before_shape_inference(op: str) -> None:
+    # the fuzzer's find: ConstantOfShape([3.6e16]) drove onnx's data propagation to tens of GB
+    model = _conv_model()
+    shape = numpy_helper.from_array(np.array([36028797018964064], np.int64), "s")
+    model.graph.initializer.append(shape)
+    inputs = ["s"] if op == "ConstantOfShape" else ["y", "s"]
+    model.graph.node.append(helper.make_node(op, inputs, ["z"], name="big"))
+    model.graph.output[0].name = "z"
+    with pytest.raises(
+        ModelLoadError, match=rf"node 'big' \({op}\) in the main graph would make a tensor of shape"
+    ):
+        load_model(model)
+    shape.CopyFrom(numpy_helper.from_array(np.array([2, 3], np.int64), "s"))
+    load_model(model)  # a small one is fine
