@@ -109,7 +109,8 @@ def _check_constant_shape(node: onnx.NodeProto, shape: onnx.TensorProto, where: 
     if any(d < 0 for d in dims) or total > MAX_CONSTANT_OF_SHAPE:
         raise ModelLoadError(
             f"{label}: node '{node.name}' ({node.op_type}) in {where} would make a tensor of shape "
-            f"{dims[:8]}{'...' if len(dims) > 8 else ''} ({total:.3g} elements; at most {MAX_CONSTANT_OF_SHAPE})"
+            f"{dims[:8]}{'...' if len(dims) > 8 else ''} ({total:.3g} elements; "
+            f"at most {MAX_CONSTANT_OF_SHAPE})"
         )
 
 
