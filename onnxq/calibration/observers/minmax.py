@@ -153,6 +153,9 @@ class _RangeObserver:
             seen & ~(np.isfinite(lo) & np.isfinite(hi) & (lo <= hi))
         ):
             raise ValueError("min and max must be finite with min <= max (or both null: nothing seen)")
+        big = float(np.finfo(np.float32).max)  # observed float32 tensors never go beyond it
+        if np.any(seen & ((np.abs(lo) > big) | (np.abs(hi) > big))):
+            raise ValueError(f"min and max must be float32 values (magnitude at most {big:.4g})")
         obs._lo, obs._hi = lo, hi
         for name in ("updates", "nonfinite"):
             value = state[name]

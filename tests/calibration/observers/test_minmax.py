@@ -204,3 +204,12 @@ def test_state_dict_of_an_empty_observer_is_strict_json() -> None:
 def test_bad_averaging_constant_is_rejected() -> None:
     with pytest.raises(ValueError, match="averaging_constant"):
         MovingAverageMinMaxObserver(averaging_constant=1.5)
+
+
+def test_a_state_beyond_float32_is_refused() -> None:
+    # the fuzzer's find: min -1e308 passed as finite, then the scale overflowed to inf
+    state = MinMaxObserver().state_dict() | {"min": -1e308, "max": 1.0, "updates": 1}
+    with pytest.raises(ValueError, match="min and max must be float32 values"):
+        MinMaxObserver.from_state_dict(state)
+    ok = MinMaxObserver.from_state_dict(state | {"min": -3e38})
+    assert np.isfinite(ok.qparams("uint8", False, False).scale).all()
