@@ -66,6 +66,13 @@ def _check_references(main: onnx.GraphProto, opsets: dict[str, int], label: str)
         defined.update(t.values.name for t in graph.sparse_initializer)
         defined.update(o for n in graph.node for o in n.output if o)
         constants = {t.name: t for t in graph.initializer}
+        constants.update(  # Constant nodes too: they become initializers before anything folds
+            (n.output[0], a.t)
+            for n in graph.node
+            if n.op_type == "Constant" and n.output
+            for a in n.attribute
+            if a.name == "value" and a.HasField("t")
+        )
         for node in graph.node:
             _check_schema(node, opsets, where, label)
             if node.op_type == "ConstantOfShape" and node.input and node.input[0] in constants:
