@@ -113,7 +113,7 @@ def _check_constant_shape(node: onnx.NodeProto, shape: onnx.TensorProto, where: 
     except Exception:  # malformed data: the tensor check reports it
         return
     total = math.prod(max(d, 0) for d in dims)
-    if any(d < 0 for d in dims) or total > MAX_CONSTANT_OF_SHAPE:
+    if any(d < 0 for d in dims) or math.prod(max(d, 1) for d in dims) > MAX_CONSTANT_OF_SHAPE:
         raise ModelLoadError(
             f"{label}: node '{node.name}' ({node.op_type}) in {where} would make a tensor of shape "
             f"{dims[:8]}{'...' if len(dims) > 8 else ''} ({total:.3g} elements; "

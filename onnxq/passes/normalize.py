@@ -362,7 +362,8 @@ class Normalize(GraphPass):
             shape = constant_array(first)
             if shape is None or shape.ndim != 1 or shape.size > MAX_RANK or np.any(shape < 0):
                 return None
-            if math.prod(int(d) for d in shape) > MAX_FOLD_ELEMENTS:  # Python ints: no overflow to 0
+            # Python ints: no overflow to 0; a zero does not excuse a huge other dim (numpy refuses it)
+            if math.prod(max(int(d), 1) for d in shape) > MAX_FOLD_ELEMENTS:
                 return None
             fill = node.attributes.get_tensor("value")
             fill_array = np.zeros(1, np.float32) if fill is None else np.asarray(fill.numpy()).reshape(-1)
