@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
@@ -209,12 +210,37 @@ def max_opset() -> int:
     return MIN_OPSET
 
 
+@functools.cache
+def ort_u8s8_saturates() -> bool:
+    """True when this onnxruntime's uint8 x int8 kernels saturate on this CPU (probed once).
+
+    MLAS multiplies u8 activations by s8 weights with ``vpmaddubsw`` on x86 CPUs with AVX2 but
+    without VNNI, summing each pair of products in int16 with saturation: the probe multiplies
+    ``[255, 255]`` by ``[127, 127]`` (64770, past 2^15 - 1) with ``MatMulInteger``. Where it
+    saturates, a U8S8 model's integer results on onnxruntime are not exact; its uint8 twin
+    (:class:`onnxq.passes.uint8_twin.Uint8Twin`) is.
+    """
+    h = onnx.helper
+    graph = h.make_graph(
+        [h.make_node("MatMulInteger", ["a", "b"], ["y"])],
+        "u8s8_probe",
+        [h.make_tensor_value_info("a", onnx.TensorProto.UINT8, [1, 2])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.INT32, [1, 1])],
+        [h.make_tensor("b", onnx.TensorProto.INT8, [2, 1], [127, 127])],
+    )
+    probe = h.make_model(graph, opset_imports=[h.make_opsetid("", MIN_OPSET)], ir_version=8)
+    session = make_session(probe, what="u8s8 saturation probe", threads=1)
+    (y,) = session.run(None, {"a": np.full((1, 2), 255, np.uint8)})
+    return int(y.reshape(-1)[0]) != 2 * 255 * 127
+
+
 __all__ = [
     "REGISTER_HINT",
     "InferenceSession",
     "error_text",
     "make_session",
     "max_opset",
+    "ort_u8s8_saturates",
     "register_custom_ops",
     "session_options",
     "session_with_outputs",

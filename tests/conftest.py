@@ -25,7 +25,10 @@ Fixtures (request them by name in a test's arguments):
 
 ``run_ort(model, feeds, optimize=True) -> list[np.ndarray]``
     Run a ``ModelProto`` / ``onnx_ir.Model`` / path on the CPU provider, graph optimisations on
-    (``ORT_ENABLE_ALL``) or off (``ORT_DISABLE_ALL``).
+    (``ORT_ENABLE_ALL``) or off (``ORT_DISABLE_ALL``). A quantized model gives its exact integer
+    results: on CPUs where onnxruntime's u8 x s8 kernels saturate (x86 with AVX2, no VNNI) its
+    uint8 twin runs (:func:`onnxq.passes.uint8_twin.exact_on_onnxruntime`), so that what
+    the tests measure is the quantization, not that CPU's onnxruntime.
 
 ``random_feeds(model, seed=0, dims=None) -> dict[str, np.ndarray]``
     Random inputs for every graph input that is not an initializer; symbolic dimensions become
@@ -57,6 +60,7 @@ import onnx_ir as ir
 import pytest
 
 from onnxq.io import to_proto
+from onnxq.passes.uint8_twin import exact_on_onnxruntime
 from onnxq.runtime import make_session
 
 _NP_TYPES = {
@@ -130,8 +134,10 @@ def export_torch_module(
 
 
 def run_model(model: ModelLike, feeds: Mapping[str, np.ndarray], optimize: bool = True) -> list[np.ndarray]:
-    """Run ``model`` on the CPU provider and return all outputs."""
-    return make_session(_as_proto(model), optimize=optimize).run(None, dict(feeds))
+    """Run ``model`` on the CPU provider and return all outputs: its exact integer results, so the
+    uint8 twin where onnxruntime's u8 x s8 kernels saturate on this CPU."""
+    proto = exact_on_onnxruntime(_as_proto(model))
+    return make_session(proto, optimize=optimize).run(None, dict(feeds))
 
 
 def make_random_feeds(

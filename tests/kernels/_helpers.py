@@ -14,6 +14,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import NodeProto, TensorProto, ValueInfoProto, helper
 
+from onnxq.passes.uint8_twin import exact_on_onnxruntime
+
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
 # the edges and the middle of each 8-bit range: (low, mid, high)
@@ -36,10 +38,14 @@ def ort_session(nodes: Sequence[NodeProto], inputs: Sequence[ValueInfoProto],
                 outputs: Sequence[ValueInfoProto], *, opset: int = 17,
                 initializers: Sequence[TensorProto] = ()) -> ort.InferenceSession:
     """A one-graph model (default domain at ``opset``, ``com.microsoft`` 1) on the CPU provider with
-    graph optimisations off, so onnxruntime runs the nodes as written (no fusion)."""
+    graph optimisations off, so onnxruntime runs the nodes as written (no fusion). It computes the
+    exact integers: where onnxruntime's u8 x s8 kernels saturate on this CPU, the model's
+    uint8 twin runs (:func:`onnxq.passes.uint8_twin.exact_on_onnxruntime`)."""
     graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid("com.microsoft", 1)])
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        exact_on_onnxruntime(model).SerializeToString(), so, providers=["CPUExecutionProvider"]
+    )

@@ -25,6 +25,7 @@ from onnxq.kernels.conv import (
 )
 from onnxq.kernels.reference.conv import conv_u8s8_nhwc as reference_conv
 from onnxq.kernels.reference.conv import requant_scales
+from onnxq.passes.uint8_twin import exact_on_onnxruntime
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,8 @@ def _ort_qlinearconv(case: Case) -> np.ndarray:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    exact = exact_on_onnxruntime(model)  # the uint8 twin where onnxruntime's u8s8 saturates
+    session = ort.InferenceSession(exact.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return nchw_to_nhwc(session.run(None, {"x": nhwc_to_nchw(x)})[0])
 
 

@@ -21,6 +21,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.kernels.custom_ops import DOMAIN, OPSET, library_path
+from onnxq.passes.uint8_twin import exact_on_onnxruntime
 from onnxq.runtime import InferenceSession, make_session, register_custom_ops
 
 F32 = np.float32
@@ -51,7 +52,10 @@ def _ours(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
 
 
 def _stock(model: onnx.ModelProto) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    """Stock onnxruntime computing the model's exact integers (the uint8 twin where its
+    u8 x s8 kernels saturate on this CPU)."""
+    exact = exact_on_onnxruntime(model)
+    return ort.InferenceSession(exact.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def _conv_inits(rng: np.random.Generator, o: int, cg: int, k: int, per_channel: bool, bias: bool):  # type: ignore[no-untyped-def]
