@@ -104,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
     q.add_argument(
         "--format",
-        choices=("qdq", "onnxq"),
+        choices=("qdq", "qdq-uint8", "onnxq"),
         default="qdq",
-        help="qdq: standard ops, runs on any onnxruntime (default); onnxq: onnxq's kernels as custom "
-        "ops where they apply (run with onnxq.runtime.InferenceSession)",
+        help="qdq: standard ops, runs on any onnxruntime (default); qdq-uint8: the same with every "
+        "int8 tensor stored as uint8, exact on onnxruntime on every CPU (its uint8 x int8 kernels "
+        "saturate on x86 without VNNI); onnxq: onnxq's kernels as custom ops where they apply (run "
+        "with onnxq.runtime.InferenceSession)",
     )
     q.add_argument(
         "--requantize",
@@ -258,6 +260,10 @@ def _quantize(args: argparse.Namespace) -> None:
 
         lowering = lower(qmodel)
         qmodel = lowering.model
+    elif args.format == "qdq-uint8":
+        from onnxq.passes.uint8_twin import uint8_twin
+
+        qmodel = uint8_twin(qmodel)
     # the report is written first and moved into place only once the model is saved
     with atomic_files(*([args.report] if args.report else [])) as staged:
         for tmp in staged:

@@ -623,6 +623,23 @@ def test_quantize_format_onnxq_writes_the_qdq_models_bytes_on_our_kernels(
     assert (work / "lowered.onnx").read_bytes() == (work / "ours.onnx").read_bytes()
 
 
+def test_quantize_format_qdq_uint8_holds_no_int8_and_gives_the_exact_bytes_on_onnxruntime(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["quantize", work / "model.onnx", "--calib", work / "calib.npz", "--no-progress"]
+    assert _run([*base, "-o", work / "qdq.onnx"], capsys)[0] == 0
+    assert _run([*base, "-o", work / "u8.onnx", "--format", "qdq-uint8"], capsys)[0] == 0
+    qdq, u8 = onnx.load(str(work / "qdq.onnx")), onnx.load(str(work / "u8.onnx"))
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in qdq.graph.initializer)
+    assert not any(t.data_type == onnx.TensorProto.INT8 for t in u8.graph.initializer)
+    assert [n.op_type for n in u8.graph.node] == [n.op_type for n in qdq.graph.node]
+    x = {"input": _calib()[:16]}
+    want = ort.InferenceSession(exact_on_onnxruntime(qdq).SerializeToString()).run(None, x)[0]
+    got = ort.InferenceSession(str(work / "u8.onnx")).run(None, x)[0]
+    np.testing.assert_array_equal(got, want)  # exact on every CPU, saturating or not
+    assert _accuracy(work / "u8.onnx") >= _accuracy(work / "qdq.onnx") - 0.01
+
+
 def test_lower_refuses_to_overwrite_its_input_and_a_non_model(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxq.errors import UnsupportedModelError
 from onnxq.graph import NameAuthority, constant_array, is_onnx_domain, iter_graphs, new_initializer
 from onnxq.io import to_proto
 from onnxq.kernels.custom_ops import DOMAIN
@@ -174,6 +175,17 @@ class Uint8Twin(GraphPass):
         return count
 
 
+def uint8_twin(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
+    """The uint8 twin of ``model`` as a new proto (``model`` is not changed); an
+    :class:`~onnxq.errors.UnsupportedModelError` of one line when the pass refuses it."""
+    proto = model if isinstance(model, onnx.ModelProto) else to_proto(model)
+    twin = ir.serde.deserialize_model(proto)
+    result = Uint8Twin()(twin)
+    if result.notes:
+        raise UnsupportedModelError(f"no uint8 twin: {result.notes[0].split(': ', 2)[-1]}")
+    return to_proto(twin) if result.count else proto
+
+
 def exact_on_onnxruntime(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     """``model`` as a proto where this onnxruntime's u8 x s8 kernels are exact on this CPU, else
     its uint8 twin (:func:`onnxq.runtime.ort_u8s8_saturates`): the model's exact integer results
@@ -182,9 +194,10 @@ def exact_on_onnxruntime(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     proto = model if isinstance(model, onnx.ModelProto) else to_proto(model)
     if not ort_u8s8_saturates():
         return proto
-    twin = ir.serde.deserialize_model(proto)
-    result = Uint8Twin()(twin)
-    return to_proto(twin) if result.count else proto
+    try:
+        return uint8_twin(proto)
+    except UnsupportedModelError:
+        return proto
 
 
 __all__ = [
@@ -194,4 +207,5 @@ __all__ = [
     "Uint8Twin",
     "exact_on_onnxruntime",
     "shift_to_uint8",
+    "uint8_twin",
 ]

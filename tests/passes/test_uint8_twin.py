@@ -10,9 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxq.demo import asset_path
+from onnxq.errors import UnsupportedModelError
 from onnxq.io import load_model, to_proto
 from onnxq.lower import lower
-from onnxq.passes.uint8_twin import Uint8Twin, exact_on_onnxruntime, shift_to_uint8
+from onnxq.passes.uint8_twin import Uint8Twin, exact_on_onnxruntime, shift_to_uint8, uint8_twin
 from onnxq.runtime import InferenceSession, make_session, ort_u8s8_saturates
 
 
@@ -137,3 +138,13 @@ def test_onnxqs_own_ops_keep_their_int8_weights(tmp_path: Path) -> None:
         images = z["images"][:32]
     want = InferenceSession(lowered.SerializeToString()).run(None, {"input": images})[0]
     assert np.array_equal(InferenceSession(twin.SerializeToString()).run(None, {"input": images})[0], want)
+
+
+def test_uint8_twin_of_a_model_it_cannot_take_is_a_one_line_error(model_from_text) -> None:  # type: ignore[no-untyped-def]
+    proto = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[4] x) => (int8[4] q) <float s = {0.1}, int8 z = {0}> { q = QuantizeLinear(x, s, z) }
+    """)
+    with pytest.raises(UnsupportedModelError, match=r"^no uint8 twin: int8 graph input/output 'q'$"):
+        uint8_twin(proto)
+    assert exact_on_onnxruntime(proto) is proto
