@@ -8,12 +8,15 @@ then runs as
 
 - ``fp32``: the exported model on onnxruntime,
 - ``ort-int8``: the QDQ model on onnxruntime (MLAS int8 kernels, all graph optimisations),
+- ``ort-u8u8``: its uint8 twin (``--format qdq-uint8``) on onnxruntime: MLAS's U8U8 kernels,
+  exact on every CPU (on x86 without VNNI, MLAS's U8S8 kernels saturate full 8-bit activations;
+  the ``x86`` preset's 7-bit activations cannot saturate them),
 - ``onnxq``: the lowered model on onnxruntime with onnxq's ops registered,
 
 at batch 1 and 8, with 1 and 2 intra-op threads. The three runs of one setting are interleaved
 (order rotating per round) so that a noisy neighbour slows all of them alike; medians over the
-rounds and the ratios ``ort-int8 / onnxq`` (above 1: onnxq faster) and ``fp32 / onnxq`` are
-printed. Outputs of ``onnxq`` and ``ort-int8`` are compared first (they must be equal).
+rounds and the ratios ``ort-int8 / onnxq`` (above 1: onnxq faster), ``ort-u8u8 / onnxq`` and
+``fp32 / onnxq`` are printed. Outputs of ``onnxq`` and ``ort-int8`` are compared first (they must be equal).
 
 ``--profile`` adds, for batch 1 on one thread, onnxruntime's per-node profile of both int8
 models summed by op type: where the time goes (convolutions, layout changes, the QDQ ops left to
@@ -44,7 +47,7 @@ from bench_quantize import build_resnet18
 
 IMAGE = 224
 CALIB_SAMPLES = 32
-KINDS = ("fp32", "ort-int8", "onnxq")
+KINDS = ("fp32", "ort-int8", "ort-u8u8", "onnxq")
 
 
 def build_mobilenetv2() -> Any:
@@ -108,6 +111,7 @@ def make_models(net: str, workdir: Path) -> dict[str, bytes]:
 
     import onnxq
     from onnxq.lower import lower
+    from onnxq.passes.uint8_twin import uint8_twin
     from onnxq.torch import export
 
     torch.manual_seed(0)
@@ -139,6 +143,7 @@ def make_models(net: str, workdir: Path) -> dict[str, bytes]:
     return {
         "fp32": path.read_bytes(),
         "ort-int8": qdq.SerializeToString(),
+        "ort-u8u8": uint8_twin(qdq).SerializeToString(),
         "onnxq": lowered.model.SerializeToString(),
     }
 
@@ -163,14 +168,14 @@ def session(model: bytes, kind: str, threads: int, profile: Path | None = None) 
 def bench(models: dict[str, bytes], batch: int, threads: int, rounds: int) -> dict[str, float]:
     x = {"input": np.random.default_rng(1).standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32)}
     sessions = {k: session(models[k], k, threads) for k in KINDS}
-    a, b = sessions["ort-int8"].run(None, x)[0], sessions["onnxq"].run(None, x)[0]
+    a, b = sessions["ort-u8u8"].run(None, x)[0], sessions["onnxq"].run(None, x)[0]
     if not np.array_equal(a, b):
-        print(f"  warning: onnxq differs from ort-int8 (max {np.abs(a - b).max():.3g})")
+        print(f"  warning: onnxq differs from the exact int8 model (max {np.abs(a - b).max():.3g})")
     for s in sessions.values():  # warm-up
         s.run(None, x)
     times: dict[str, list[float]] = {k: [] for k in KINDS}
     for r in range(rounds):
-        order = KINDS[r % 3 :] + KINDS[: r % 3]
+        order = KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]
         for k in order:
             t0 = time.perf_counter()
             sessions[k].run(None, x)
@@ -206,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"onnxq kernels on {active_isa()}; medians of {args.rounds} interleaved rounds, ms")
     print(
-        f"{'net':12s} {'batch':>5s} {'thr':>3s} {'fp32':>9s} {'ort-int8':>9s} {'onnxq':>9s} "
-        f"{'ort/onnxq':>9s} {'fp32/onnxq':>10s}"
+        f"{'net':12s} {'batch':>5s} {'thr':>3s} {'fp32':>9s} {'ort-int8':>9s} {'ort-u8u8':>9s} "
+        f"{'onnxq':>9s} {'ort/onnxq':>9s} {'u8u8/onnxq':>10s} {'fp32/onnxq':>10s}"
     )
     with tempfile.TemporaryDirectory(prefix="onnxq-bench-") as tmp:
         for net in args.nets:
@@ -217,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     t = bench(models, batch, threads, args.rounds)
                     print(
                         f"{net:12s} {batch:5d} {threads:3d} {t['fp32']:9.2f} {t['ort-int8']:9.2f} "
-                        f"{t['onnxq']:9.2f} {t['ort-int8'] / t['onnxq']:9.2f}x "
-                        f"{t['fp32'] / t['onnxq']:9.2f}x",
+                        f"{t['ort-u8u8']:9.2f} {t['onnxq']:9.2f} {t['ort-int8'] / t['onnxq']:9.2f}x "
+                        f"{t['ort-u8u8'] / t['onnxq']:9.2f}x {t['fp32'] / t['onnxq']:9.2f}x",
                         flush=True,
                     )
             if args.profile:
