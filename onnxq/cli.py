@@ -279,8 +279,19 @@ def _quantize(args: argparse.Namespace) -> None:
     print(report.format(max_float=20))
     if lowering is not None:
         _print_lowering(lowering)
+    int8_weights = any(t.data_type == 3 for t in qmodel.graph.initializer)  # TensorProto.INT8
+    if args.format == "qdq" and args.target != "x86-avx2" and int8_weights:
+        from onnxq.runtime import ort_u8s8_saturates
+
+        if ort_u8s8_saturates():
+            print(
+                "note: onnxruntime on this CPU (x86 without VNNI) sums uint8 x int8 products in 16 bits "
+                "with saturation; for the model's exact results there use --format qdq-uint8, or "
+                "--target x86-avx2"
+            )
     if args.report:
         print(f"report: {args.report}")
+
 
 
 def _lower(args: argparse.Namespace) -> None:

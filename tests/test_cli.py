@@ -640,6 +640,18 @@ def test_quantize_format_qdq_uint8_holds_no_int8_and_gives_the_exact_bytes_on_on
     assert _accuracy(work / "u8.onnx") >= _accuracy(work / "qdq.onnx") - 0.01
 
 
+def test_quantize_says_where_onnxruntime_would_saturate_and_what_to_do(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onnxq.runtime import ort_u8s8_saturates
+
+    base = ["quantize", work / "model.onnx", "--calib", work / "calib.npz", "--no-progress"]
+    code, out, _ = _run([*base, "-o", work / "qdq.onnx"], capsys)
+    assert code == 0 and ("--format qdq-uint8" in out) == ort_u8s8_saturates()
+    code, out, _ = _run([*base, "-o", work / "u8.onnx", "--format", "qdq-uint8"], capsys)
+    assert code == 0 and "saturation" not in out
+
+
 def test_lower_refuses_to_overwrite_its_input_and_a_non_model(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
