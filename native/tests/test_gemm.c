@@ -10,6 +10,8 @@
 typedef struct gemm_case {
     size_t m, k, n;
     int32_t a_zp;
+    int a_max;  /* A's bytes in [0, a_max]; 0 means 255. 127: AVX2's vpmaddubsw path */
+    int poison; /* then one byte 128, last in A: the path must fall back to the int16 kernel */
 } gemm_case;
 
 static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
@@ -30,7 +32,8 @@ static void check_case(gemm_case gc) {
     int32_t* bias = malloc(n * sizeof *bias);
     float* scale = malloc(n * sizeof *scale);
     float* bias_f = malloc(n * sizeof *bias_f);
-    onnxq_test_fill_u8(a, m * lda, 0, 255);
+    onnxq_test_fill_u8(a, m * lda, 0, gc.a_max ? gc.a_max : 255);
+    if (gc.poison) a[(m - 1) * lda + k - 1] = 128;
     onnxq_test_fill_s8(b, k * n, -128, 127);
     for (size_t j = 0; j < n; ++j) {
         bias[j] = onnxq_test_rand_int(-30000, 30000);
@@ -63,8 +66,8 @@ static void check_case(gemm_case gc) {
             ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, packed_size, &p) == ONNXQ_OK, "gemm: %s",
                          onnxq_last_error());
             ONNXQ_EXPECT(memcmp(got, want, bytes) == 0,
-                         "gemm m=%zu k=%zu n=%zu a_zp=%d out_type=%d differs from scalar", m, k, n,
-                         (int)gc.a_zp, ot);
+                         "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d out_type=%d differs "
+                         "from scalar", m, k, n, (int)gc.a_zp, gc.a_max, gc.poison, ot);
             ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm wrote past C");
         }
     }
@@ -172,7 +175,7 @@ static void check_bad_input(void) {
 
 /* A placed so that its last byte is the last byte before a PROT_NONE page: any kernel reading
  * past A faults (AMX tile loads are not seen by ASan, the guard page catches them). */
-static void check_no_read_past_a(size_t m, size_t k, size_t n) {
+static void check_no_read_past_a(size_t m, size_t k, size_t n, int a_max) {
     const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     const size_t bytes = m * k, span = (bytes + page - 1) / page * page;
     uint8_t* region = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -180,7 +183,7 @@ static void check_no_read_past_a(size_t m, size_t k, size_t n) {
     if (region == MAP_FAILED) return;
     mprotect(region + span, page, PROT_NONE);
     uint8_t* a = region + span - bytes;
-    onnxq_test_fill_u8(a, bytes, 0, 255);
+    onnxq_test_fill_u8(a, bytes, 0, a_max);
     int8_t* b = malloc(k * n);
     onnxq_test_fill_s8(b, k * n, -128, 127);
     size_t size;
@@ -226,21 +229,31 @@ static void check_kernel_choice(void) {
 
 void onnxq_test_gemm(void) {
     check_kernel_choice();
-    check_no_read_past_a(1, 1, 5);
-    check_no_read_past_a(3, 7, 17);
-    check_no_read_past_a(33, 100, 20);
-    check_no_read_past_a(64, 64, 16);
-    check_no_read_past_a(70, 129, 40);
+    for (int a_max = 127; a_max <= 255; a_max += 128) {
+        check_no_read_past_a(1, 1, 5, a_max);
+        check_no_read_past_a(3, 7, 17, a_max);
+        check_no_read_past_a(33, 100, 20, a_max);
+        check_no_read_past_a(64, 64, 16, a_max);
+        check_no_read_past_a(70, 129, 40, a_max);
+    }
     static const gemm_case edges[] = {
         {1, 1, 1, 0},     {1, 3, 17, 255},  {2, 4, 16, 128},  {5, 63, 31, 7},   {7, 64, 32, 0},
         {8, 65, 33, 255}, {9, 127, 48, 1},  {31, 128, 15, 2}, {32, 129, 64, 3}, {33, 255, 65, 128},
         {47, 27, 64, 5},  {64, 576, 64, 9}, {3, 1000, 7, 4},  {49, 300, 100, 77},
         {17, 16, 96, 3},  {9, 24, 144, 250}, {25, 32, 49, 0}, {11, 8, 33, 128},
     };
-    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; ++i) check_case(edges[i]);
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; ++i) {
+        gemm_case gc = edges[i];
+        check_case(gc);
+        gc.a_max = 127;
+        check_case(gc);
+        gc.poison = 1;
+        check_case(gc);
+    }
     for (int r = 0; r < 25; ++r) {
         gemm_case gc = {(size_t)onnxq_test_rand_int(1, 70), (size_t)onnxq_test_rand_int(1, 300),
-                        (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255)};
+                        (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255),
+                        (r & 1) ? 127 : 255, r % 4 == 3};
         check_case(gc);
     }
     check_bad_input();

@@ -64,6 +64,20 @@ def test_gemm_matches_reference_edge_shapes(
     _check_all_outputs(_case(rng, m, k, n), a_zp=7, out_zp={np.uint8: 100, np.int8: -3})
 
 
+@pytest.mark.parametrize(("m", "k", "n"), EDGE_SHAPES)
+@pytest.mark.parametrize("last_byte", [127, 128], ids=["all-below-128", "one-128-last"])
+def test_gemm_with_activations_below_128_matches_reference(
+    isa: str, rng: np.random.Generator, m: int, k: int, n: int, last_byte: int
+) -> None:
+    """A below 128 (7-bit activations) takes AVX2's vpmaddubsw path, which cannot saturate there;
+    one byte of 128, the very last, must send the whole call back to the int16 kernel."""
+    c = _case(rng, m, k, n)
+    c["a"] = c["a"] // 2
+    c["a"][0, :2], c["b"][:2] = 127, -128  # the widest pair sum: 127 * -128 * 2
+    c["a"][-1, -1] = last_byte
+    _check_all_outputs(c, a_zp=64, out_zp={np.uint8: 100, np.int8: -3})
+
+
 # Small K (1x1 convs with few input channels) against the column steps of the AVX-512 kernel
 # (48 = three 16-column blocks, tails of one or two) and its 8-row steps.
 SMALL_K_SHAPES = [

@@ -15,6 +15,7 @@
 
 #include "common/internal.h"
 #include "gemm/store_avx2.h"
+#include "gemm/u7_avx2.h"
 #include "gemm/ukernel.h"
 
 #define MR 4
@@ -55,6 +56,10 @@ static void tile_4x8(const onnxq_gemm_u8s8_ctx* ctx, const uint64_t* aw, size_t 
 
 int onnxq_gemm_u8s8_ukernel_4x8c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                         size_t lda, size_t m) {
+    if (onnxq_gemm_a_below_128_avx2(a, lda, m, ctx->k)) { /* no pair can saturate: vpmaddubsw */
+        onnxq_gemm_u7s8_avx2(ctx, a, lda, m);
+        return ONNXQ_OK;
+    }
     const size_t k = ctx->k, groups = (k + 3) / 4;
     uint64_t* aw = (uint64_t*)malloc(MR * groups * sizeof(uint64_t));
     if (aw == NULL)
