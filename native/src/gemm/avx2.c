@@ -1,11 +1,18 @@
-/* u8s8 GEMM, AVX2, exact: 4 rows x 8 columns per step.
+/* u8s8 GEMM, AVX2, exact: 6 rows x 16 columns per step (12 ymm accumulators).
  *
  * vpmaddubsw would saturate u8 x s8 pair sums to int16, so both operands are widened to int16
- * and multiplied with vpmaddwd (exact int32 pair sums). The 4 rows of a step are widened once
- * into a scratch buffer (4 int16 per K group, zeros past K) and reused for every column block, so
- * the inner loop broadcasts them straight from memory. For one K group, 8 columns of B (32
- * bytes, 4 per column) widen to two ymm of int16, and vpmaddwd yields per column two partial
- * sums (k0+k1, k2+k3); they are folded with vphaddd + vpermq once, at the end of K.
+ * and multiplied with vpmaddwd: per int32 lane a0 * b0 + a1 * b1 with |a| <= 255, |b| <= 128,
+ * exact, then added to the int32 accumulator with vpaddd (wrapping, like every ISA).
+ *
+ * K runs in pairs p (K padded with zeros to a multiple of 4, the packed group size). Each call
+ * builds two int16 scratch panels, so the inner loop does no widening:
+ *   A block: aw[r * np + p] = (A[r, 2p], A[r, 2p + 1]) as two int16 in an int32, rows of a block
+ *            of up to MC rows (zeros past K and in the rows that pad the last step to 6);
+ *   B panel: bw[p * 32 + c] = (B[2p, c], B[2p + 1, c]) as two int16 in an int32 lane, for the 16
+ *            columns c of one packed block: lanes 0..7 are columns 0..7, lanes 8..15 columns 8..15.
+ * One step, per pair: two 32-byte loads of the B panel, per row a vpbroadcastd of the A pair and
+ * two vpmaddwd + vpaddd. Loop nest: blocks of MC rows (A block widened once, kept in L2), then
+ * the 16-column blocks of B (panel widened once per row block, in L1/L2), then 6-row steps.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -17,60 +24,96 @@
 #include "gemm/store_avx2.h"
 #include "gemm/ukernel.h"
 
-#define MR 4
+#define MR 6
+#define A_BLOCK_BYTES ((size_t)256 * 1024) /* widened A rows per block: about half of L2 */
 
-/* The 4 bytes of a K group as 4 little-endian int16 in a uint64. */
-static inline uint64_t widen_a4(uint32_t a4) {
-    return (uint64_t)(a4 & 0xffu) | ((uint64_t)((a4 >> 8) & 0xffu) << 16) |
-           ((uint64_t)((a4 >> 16) & 0xffu) << 32) | ((uint64_t)(a4 >> 24) << 48);
+/* Widens row a (k bytes, never read past k) into np int16 pairs at dst, zeros past k. */
+static void widen_a_row(const uint8_t* a, size_t k, size_t np, int32_t* dst) {
+    size_t t = 0;
+    for (; t + 16 <= k; t += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i*)(a + t));
+        _mm256_storeu_si256((__m256i*)(dst + t / 2), _mm256_cvtepu8_epi16(v));
+    }
+    int16_t* d16 = (int16_t*)(dst + t / 2);
+    for (size_t u = t; u < 2 * np; ++u) d16[u - t] = u < k ? (int16_t)a[u] : 0;
 }
 
-/* aw[r * groups + g]: widened rows of the step x 8 columns at byte offset half * 32 of block j. */
-static void tile_4x8(const onnxq_gemm_u8s8_ctx* ctx, const uint64_t* aw, size_t groups,
-                     size_t i0, size_t mr, size_t j, size_t half) {
-    const int8_t* b = ctx->w + j * ctx->kq * 64 + half * 32;
-    __m256i lo[MR], hi[MR];
-#pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
-    for (size_t g = 0; g < groups; ++g) {
-        const __m256i wb_lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 64)));
-        const __m256i wb_hi =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 64 + 16)));
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; ++r) {
-            const __m256i va = _mm256_set1_epi64x((long long)aw[r * groups + g]);
-            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(va, wb_lo));
-            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(va, wb_hi));
+/* Widens the groups [0, ng) of packed block b (64 bytes per 4-deep group: column c at bytes
+ * 4c .. 4c+3) into 2 * ng pairs of the B panel. Within each 128-bit lane of 4 columns, vpshufb
+ * gathers the (k0, k1) bytes of the columns, then their (k2, k3) bytes; vpermq puts the (k0, k1)
+ * halves of both lanes low and the (k2, k3) halves high; vpmovsxbw widens each half. */
+static void widen_b_panel(const int8_t* b, size_t ng, int16_t* dst) {
+    const __m256i gather = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    for (size_t g = 0; g < ng; ++g) {
+        int16_t* d = dst + g * 64;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(b + g * 64 + h * 32));
+            const __m256i s = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, gather), 0xd8);
+            _mm256_store_si256((__m256i*)(d + h * 16),
+                               _mm256_cvtepi8_epi16(_mm256_castsi256_si128(s)));
+            _mm256_store_si256((__m256i*)(d + 32 + h * 16),
+                               _mm256_cvtepi8_epi16(_mm256_extracti128_si256(s, 1)));
         }
     }
-    const size_t col = j * 16 + half * 8;
-    const __m256i corr = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
-#pragma GCC unroll 4
+}
+
+/* One step: rows aw[0 .. MR) (np pairs each) x the 16 columns of block j; stores mr rows. */
+static void tile_6x16(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t np,
+                      const int16_t* bw, size_t i0, size_t mr, size_t j) {
+    const size_t col = j * 16, left = ctx->n - col;
+    const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
+    const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col + 8));
+    __m256i acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) acc0[r] = c0, acc1[r] = c1;
+    for (size_t p = 0; p < np; ++p) {
+        const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
+        const __m256i b1 = _mm256_load_si256((const __m256i*)(bw + p * 32 + 16));
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r) {
+            const __m256i va = _mm256_set1_epi32(aw[(size_t)r * np + p]);
+            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(va, b0));
+            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(va, b1));
+        }
+    }
+#pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
         if ((size_t)r >= mr) break;
-        const __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xd8);
-        onnxq_gemm_store8_avx2(ctx, _mm256_add_epi32(sums, corr), i0 + r, col, ctx->n - col);
+        onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
+        if (left > 8) onnxq_gemm_store8_avx2(ctx, acc1[r], i0 + r, col + 8, left - 8);
     }
 }
 
-int onnxq_gemm_u8s8_ukernel_4x8c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
-                                        size_t lda, size_t m) {
-    const size_t k = ctx->k, groups = (k + 3) / 4;
-    uint64_t* aw = (uint64_t*)malloc(MR * groups * sizeof(uint64_t));
-    if (aw == NULL)
-        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", MR * groups * 8);
-    for (size_t i = 0; i < m; i += MR) {
-        const size_t mr = m - i < MR ? m - i : MR;
-        for (size_t r = 0; r < MR; ++r) {
-            const uint8_t* row = a + (i + (r < mr ? r : mr - 1)) * lda;
-            for (size_t g = 0; g < groups; ++g)
-                aw[r * groups + g] = widen_a4(onnxq_gemm_load_a4(row, k, g));
+int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
+                                         size_t lda, size_t m) {
+    const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
+    size_t mc = A_BLOCK_BYTES / (np * 4) / MR * MR;
+    if (mc < MR) mc = MR;
+    if (mc > (m + MR - 1) / MR * MR) mc = (m + MR - 1) / MR * MR;
+    /* A block (mc rows of np int32) then the B panel (np * 32 int16), 32-byte aligned. */
+    size_t a_bytes, b_bytes, total;
+    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || onnxq_mul_overflow(np, 64, &b_bytes) ||
+        __builtin_add_overflow(onnxq_round_up(a_bytes, 64), b_bytes, &total))
+        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): scratch size overflows for k=%zu", k);
+    uint8_t* mem = (uint8_t*)aligned_alloc(64, onnxq_round_up(total, 64));
+    if (mem == NULL)
+        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", total);
+    int32_t* aw = (int32_t*)mem;
+    int16_t* bw = (int16_t*)(mem + onnxq_round_up(a_bytes, 64));
+    for (size_t ib = 0; ib < m; ib += mc) {
+        const size_t rows = m - ib < mc ? m - ib : mc;
+        for (size_t r = 0; r < rows; ++r) widen_a_row(a + (ib + r) * lda, k, np, aw + r * np);
+        const size_t padded = (rows + MR - 1) / MR * MR;
+        memset(aw + rows * np, 0, (padded - rows) * np * 4);
+        for (size_t j = 0; j < ctx->nb; ++j) {
+            widen_b_panel(ctx->w + j * ctx->kq * 64, ng, bw);
+            for (size_t i = 0; i < rows; i += MR)
+                tile_6x16(ctx, aw + i * np, np, bw, ib + i, rows - i < MR ? rows - i : MR, j);
         }
-        for (size_t j = 0; j < ctx->nb; ++j)
-            for (size_t half = 0; half < 2 && j * 16 + half * 8 < ctx->n; ++half)
-                tile_4x8(ctx, aw, groups, i, mr, j, half);
     }
-    free(aw);
+    free(mem);
     return ONNXQ_OK;
 }
 #endif /* __x86_64__ */
