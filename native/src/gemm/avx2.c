@@ -6,13 +6,14 @@
  *
  * K runs in pairs p (K padded with zeros to a multiple of 4, the packed group size). Each call
  * builds two int16 scratch panels, so the inner loop does no widening:
- *   A block: aw[r * np + p] = (A[r, 2p], A[r, 2p + 1]) as two int16 in an int32, rows of a block
- *            of up to MC rows (zeros past K and in the rows that pad the last step to 6);
+ *   A block: aw[r * np + p] = (A[r, 2p], A[r, 2p + 1]) as two int16 in an int32, for the rows r
+ *            of a block of up to MC rows (zeros past K);
  *   B panel: bw[p * 32 + c] = (B[2p, c], B[2p + 1, c]) as two int16 in an int32 lane, for the 16
  *            columns c of one packed block: lanes 0..7 are columns 0..7, lanes 8..15 columns 8..15.
  * One step, per pair: two 32-byte loads of the B panel, per row a vpbroadcastd of the A pair and
  * two vpmaddwd + vpaddd. Loop nest: blocks of MC rows (A block widened once, kept in L2), then
- * the 16-column blocks of B (panel widened once per row block, in L1/L2), then 6-row steps.
+ * the 16-column blocks of B (panel widened once per row block, in L1/L2), then 6-row steps; the
+ * last 1..5 rows of a block run a step of that many rows.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -33,6 +34,11 @@ static void widen_a_row(const uint8_t* a, size_t k, size_t np, int32_t* dst) {
     for (; t + 16 <= k; t += 16) {
         const __m128i v = _mm_loadu_si128((const __m128i*)(a + t));
         _mm256_storeu_si256((__m256i*)(dst + t / 2), _mm256_cvtepu8_epi16(v));
+    }
+    if (t + 8 <= k) {
+        const __m128i v = _mm_loadl_epi64((const __m128i*)(a + t));
+        _mm_storeu_si128((__m128i*)(dst + t / 2), _mm_cvtepu8_epi16(v));
+        t += 8;
     }
     int16_t* d16 = (int16_t*)(dst + t / 2);
     for (size_t u = t; u < 2 * np; ++u) d16[u - t] = u < k ? (int16_t)a[u] : 0;
@@ -59,28 +65,30 @@ static void widen_b_panel(const int8_t* b, size_t ng, int16_t* dst) {
     }
 }
 
-/* One step: rows aw[0 .. MR) (np pairs each) x the 16 columns of block j; stores mr rows. */
-static void tile_6x16(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t np,
-                      const int16_t* bw, size_t i0, size_t mr, size_t j) {
+/* One step: rows aw[0 .. mrt) (np pairs each, np * 4 bytes apart) x the 16 columns of block j.
+ * mrt is a constant at every call site, so each inlines to its own kernel. */
+static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx* ctx,
+                                                       const int32_t* aw, size_t np,
+                                                       const int16_t* bw, size_t i0, size_t j,
+                                                       const int mrt) {
     const size_t col = j * 16, left = ctx->n - col;
     const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
     const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col + 8));
     __m256i acc0[MR], acc1[MR];
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) acc0[r] = c0, acc1[r] = c1;
+    for (int r = 0; r < mrt; ++r) acc0[r] = c0, acc1[r] = c1;
     for (size_t p = 0; p < np; ++p) {
         const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
         const __m256i b1 = _mm256_load_si256((const __m256i*)(bw + p * 32 + 16));
 #pragma GCC unroll 6
-        for (int r = 0; r < MR; ++r) {
+        for (int r = 0; r < mrt; ++r) {
             const __m256i va = _mm256_set1_epi32(aw[(size_t)r * np + p]);
             acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(va, b0));
             acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(va, b1));
         }
     }
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) {
-        if ((size_t)r >= mr) break;
+    for (int r = 0; r < mrt; ++r) {
         onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
         if (left > 8) onnxq_gemm_store8_avx2(ctx, acc1[r], i0 + r, col + 8, left - 8);
     }
@@ -91,8 +99,8 @@ int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const u
     const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
     size_t mc = A_BLOCK_BYTES / (np * 4) / MR * MR;
     if (mc < MR) mc = MR;
-    if (mc > (m + MR - 1) / MR * MR) mc = (m + MR - 1) / MR * MR;
-    /* A block (mc rows of np int32) then the B panel (np * 32 int16), 32-byte aligned. */
+    if (mc > m) mc = m;
+    /* A block (mc rows of np int32) then the B panel (np * 32 int16), 64-byte aligned. */
     size_t a_bytes, b_bytes, total;
     if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || onnxq_mul_overflow(np, 64, &b_bytes) ||
         __builtin_add_overflow(onnxq_round_up(a_bytes, 64), b_bytes, &total))
@@ -103,14 +111,20 @@ int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const u
     int32_t* aw = (int32_t*)mem;
     int16_t* bw = (int16_t*)(mem + onnxq_round_up(a_bytes, 64));
     for (size_t ib = 0; ib < m; ib += mc) {
-        const size_t rows = m - ib < mc ? m - ib : mc;
+        const size_t rows = m - ib < mc ? m - ib : mc, full = rows / MR * MR;
         for (size_t r = 0; r < rows; ++r) widen_a_row(a + (ib + r) * lda, k, np, aw + r * np);
-        const size_t padded = (rows + MR - 1) / MR * MR;
-        memset(aw + rows * np, 0, (padded - rows) * np * 4);
         for (size_t j = 0; j < ctx->nb; ++j) {
             widen_b_panel(ctx->w + j * ctx->kq * 64, ng, bw);
-            for (size_t i = 0; i < rows; i += MR)
-                tile_6x16(ctx, aw + i * np, np, bw, ib + i, rows - i < MR ? rows - i : MR, j);
+            for (size_t i = 0; i < full; i += MR) tile(ctx, aw + i * np, np, bw, ib + i, j, MR);
+            const int32_t* at = aw + full * np;
+            switch (rows - full) {
+                case 5: tile(ctx, at, np, bw, ib + full, j, 5); break;
+                case 4: tile(ctx, at, np, bw, ib + full, j, 4); break;
+                case 3: tile(ctx, at, np, bw, ib + full, j, 3); break;
+                case 2: tile(ctx, at, np, bw, ib + full, j, 2); break;
+                case 1: tile(ctx, at, np, bw, ib + full, j, 1); break;
+                default: break;
+            }
         }
     }
     free(mem);
