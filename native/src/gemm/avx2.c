@@ -27,6 +27,7 @@
 
 #define MR 6
 #define A_BLOCK_BYTES ((size_t)256 * 1024) /* widened A rows per block: about half of L2 */
+#define KC_GROUPS 128                      /* K chunk: 512 of K, a 16 KB B panel (L1) */
 
 /* Widens row a (k bytes, never read past k) into np int16 pairs at dst, zeros past k. */
 static void widen_a_row(const uint8_t* a, size_t k, size_t np, int32_t* dst) {
@@ -65,65 +66,104 @@ static void widen_b_panel(const int8_t* b, size_t ng, int16_t* dst) {
     }
 }
 
-/* One step: rows aw[0 .. mrt) (np pairs each, np * 4 bytes apart) x the 16 columns of block j.
- * mrt is a constant at every call site, so each inlines to its own kernel. */
+/* One step: rows aw[0 .. mrt) (np2 pairs each, lda pairs apart) x the 16 columns of block j, over
+ * the pairs of one K chunk (B panel bw). The first chunk starts from corr, the others from the
+ * partial sums saved in accb (16 int32 per row); the last chunk stores the output, the others
+ * save to accb. mrt is a constant at every call site, so each inlines to its own kernel. */
 static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx* ctx,
-                                                       const int32_t* aw, size_t np,
-                                                       const int16_t* bw, size_t i0, size_t j,
+                                                       const int32_t* aw, size_t lda, size_t np2,
+                                                       const int16_t* bw, int32_t* accb,
+                                                       int first, int last, size_t i0, size_t j,
                                                        const int mrt) {
     const size_t col = j * 16, left = ctx->n - col;
-    const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
-    const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col + 8));
     __m256i acc0[MR], acc1[MR];
+    if (first) {
+        const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
+        const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + col + 8));
 #pragma GCC unroll 6
-    for (int r = 0; r < mrt; ++r) acc0[r] = c0, acc1[r] = c1;
-    for (size_t p = 0; p < np; ++p) {
+        for (int r = 0; r < mrt; ++r) acc0[r] = c0, acc1[r] = c1;
+    } else {
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            acc0[r] = _mm256_load_si256((const __m256i*)(accb + r * 16));
+            acc1[r] = _mm256_load_si256((const __m256i*)(accb + r * 16 + 8));
+        }
+    }
+    for (size_t p = 0; p < np2; ++p) {
         const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
         const __m256i b1 = _mm256_load_si256((const __m256i*)(bw + p * 32 + 16));
 #pragma GCC unroll 6
         for (int r = 0; r < mrt; ++r) {
-            const __m256i va = _mm256_set1_epi32(aw[(size_t)r * np + p]);
+            const __m256i va = _mm256_set1_epi32(aw[(size_t)r * lda + p]);
             acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(va, b0));
             acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(va, b1));
         }
     }
+    if (last) {
 #pragma GCC unroll 6
-    for (int r = 0; r < mrt; ++r) {
-        onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
-        if (left > 8) onnxq_gemm_store8_avx2(ctx, acc1[r], i0 + r, col + 8, left - 8);
+        for (int r = 0; r < mrt; ++r) {
+            onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
+            if (left > 8) onnxq_gemm_store8_avx2(ctx, acc1[r], i0 + r, col + 8, left - 8);
+        }
+    } else {
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            _mm256_store_si256((__m256i*)(accb + r * 16), acc0[r]);
+            _mm256_store_si256((__m256i*)(accb + r * 16 + 8), acc1[r]);
+        }
     }
 }
+
+/* tile with 1..6 rows, each its own function: inlined into the driver, gcc spills accumulators. */
+typedef void step_fn(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t lda, size_t np2,
+                     const int16_t* bw, int32_t* accb, int first, int last, size_t i0, size_t j);
+#define STEP(R)                                                                                \
+    static void step_##R(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t lda,         \
+                         size_t np2, const int16_t* bw, int32_t* accb, int first, int last,     \
+                         size_t i0, size_t j) {                                                 \
+        tile(ctx, aw, lda, np2, bw, accb, first, last, i0, j, R);                               \
+    }
+STEP(1)
+STEP(2)
+STEP(3)
+STEP(4)
+STEP(5)
+STEP(6)
+static step_fn* const steps[MR + 1] = {NULL, step_1, step_2, step_3, step_4, step_5, step_6};
 
 int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                          size_t lda, size_t m) {
     const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
-    size_t mc = A_BLOCK_BYTES / (np * 4) / MR * MR;
+    /* Equal row blocks of at most A_BLOCK_BYTES widened (at least MR rows). */
+    size_t mc = A_BLOCK_BYTES / (np * 4);
     if (mc < MR) mc = MR;
-    if (mc > m) mc = m;
-    /* A block (mc rows of np int32) then the B panel (np * 32 int16), 64-byte aligned. */
-    size_t a_bytes, b_bytes, total;
-    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || onnxq_mul_overflow(np, 64, &b_bytes) ||
-        __builtin_add_overflow(onnxq_round_up(a_bytes, 64), b_bytes, &total))
+    const size_t blocks = (m + mc - 1) / mc;
+    mc = (m + blocks - 1) / blocks;
+    const size_t kcg = ng < KC_GROUPS ? ng : KC_GROUPS;
+    /* A block (mc rows of np int32), partial sums (mc rows of 16 int32), B panel (kcg groups of
+     * 64 int16), each 64-byte aligned. */
+    size_t a_bytes, total;
+    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || a_bytes > SIZE_MAX / 2)
         return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): scratch size overflows for k=%zu", k);
-    uint8_t* mem = (uint8_t*)aligned_alloc(64, onnxq_round_up(total, 64));
+    const size_t acc_off = onnxq_round_up(a_bytes, 64), b_off = acc_off + mc * 64;
+    total = b_off + kcg * 128;
+    uint8_t* mem = (uint8_t*)aligned_alloc(64, total);
     if (mem == NULL)
         return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", total);
     int32_t* aw = (int32_t*)mem;
-    int16_t* bw = (int16_t*)(mem + onnxq_round_up(a_bytes, 64));
+    int32_t* accb = (int32_t*)(mem + acc_off);
+    int16_t* bw = (int16_t*)(mem + b_off);
     for (size_t ib = 0; ib < m; ib += mc) {
-        const size_t rows = m - ib < mc ? m - ib : mc, full = rows / MR * MR;
+        const size_t rows = m - ib < mc ? m - ib : mc;
         for (size_t r = 0; r < rows; ++r) widen_a_row(a + (ib + r) * lda, k, np, aw + r * np);
         for (size_t j = 0; j < ctx->nb; ++j) {
-            widen_b_panel(ctx->w + j * ctx->kq * 64, ng, bw);
-            for (size_t i = 0; i < full; i += MR) tile(ctx, aw + i * np, np, bw, ib + i, j, MR);
-            const int32_t* at = aw + full * np;
-            switch (rows - full) {
-                case 5: tile(ctx, at, np, bw, ib + full, j, 5); break;
-                case 4: tile(ctx, at, np, bw, ib + full, j, 4); break;
-                case 3: tile(ctx, at, np, bw, ib + full, j, 3); break;
-                case 2: tile(ctx, at, np, bw, ib + full, j, 2); break;
-                case 1: tile(ctx, at, np, bw, ib + full, j, 1); break;
-                default: break;
+            for (size_t g0 = 0; g0 < ng; g0 += kcg) {
+                const size_t gc = ng - g0 < kcg ? ng - g0 : kcg, np2 = 2 * gc;
+                const int first = g0 == 0, last = g0 + gc == ng;
+                widen_b_panel(ctx->w + j * ctx->kq * 64 + g0 * 64, gc, bw);
+                for (size_t i = 0; i < rows; i += MR)
+                    steps[rows - i < MR ? rows - i : MR](ctx, aw + i * np + 2 * g0, np, np2, bw,
+                                                         accb + i * 16, first, last, ib + i, j);
             }
         }
     }
