@@ -236,6 +236,8 @@ void onnxq_test_gemm(void) {
         {8, 65, 33, 255}, {9, 127, 48, 1},  {31, 128, 15, 2}, {32, 129, 64, 3}, {33, 255, 65, 128},
         {47, 27, 64, 5},  {64, 576, 64, 9}, {3, 1000, 7, 4},  {49, 300, 100, 77},
         {17, 16, 96, 3},  {9, 24, 144, 250}, {25, 32, 49, 0}, {11, 8, 33, 128},
+        /* K across the AVX2 kernel's 512-deep K chunks; M over several of its row blocks */
+        {6, 512, 32, 1},  {7, 513, 48, 255}, {13, 2049, 33, 6}, {250, 1100, 40, 9},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; ++i) check_case(edges[i]);
     for (int r = 0; r < 25; ++r) {

@@ -5,15 +5,18 @@
  * exact, then added to the int32 accumulator with vpaddd (wrapping, like every ISA).
  *
  * K runs in pairs p (K padded with zeros to a multiple of 4, the packed group size). Each call
- * builds two int16 scratch panels, so the inner loop does no widening:
+ * widens into int16 scratch, so the inner loop does no widening:
  *   A block: aw[r * np + p] = (A[r, 2p], A[r, 2p + 1]) as two int16 in an int32, for the rows r
- *            of a block of up to MC rows (zeros past K);
+ *            of a block of up to A_BLOCK_BYTES (zeros past K), widened once;
  *   B panel: bw[p * 32 + c] = (B[2p, c], B[2p + 1, c]) as two int16 in an int32 lane, for the 16
- *            columns c of one packed block: lanes 0..7 are columns 0..7, lanes 8..15 columns 8..15.
- * One step, per pair: two 32-byte loads of the B panel, per row a vpbroadcastd of the A pair and
- * two vpmaddwd + vpaddd. Loop nest: blocks of MC rows (A block widened once, kept in L2), then
- * the 16-column blocks of B (panel widened once per row block, in L1/L2), then 6-row steps; the
- * last 1..5 rows of a block run a step of that many rows.
+ *            columns c of one packed block and the pairs of one K chunk (KC_GROUPS groups):
+ *            lanes 0..7 are columns 0..7, lanes 8..15 columns 8..15; widened once per row block.
+ * One step (6 rows x 16 columns), per pair: two 32-byte loads of the B panel, per row a
+ * vpbroadcastd of the A pair and two vpmaddwd + vpaddd. Loop nest: row blocks (A in L2), 16-column
+ * blocks, K chunks (the panel stays in L1; partial sums of the chunks before the last wait in an
+ * int32 buffer), 6-row steps (the last 1..5 rows of a block run a step of that many rows).
+ * Output: u8/s8 rows of 16 columns requantise both halves and narrow them to one 16-byte store;
+ * other cases use onnxq_gemm_store8_avx2.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -99,7 +102,24 @@ static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx
             acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(va, b1));
         }
     }
-    if (last) {
+    if (last && left >= 16 && (ctx->out_type == ONNXQ_U8 || ctx->out_type == ONNXQ_S8)) {
+        /* 16 bytes per row: requantised lanes (inside the output type's range) narrow exactly
+         * with vpackssdw, then vpackuswb (u8) or vpacksswb (s8). */
+        const __m256 s0 = _mm256_loadu_ps(ctx->scale + col);
+        const __m256 s1 = _mm256_loadu_ps(ctx->scale + col + 8);
+        const __m256 lo = _mm256_set1_ps(ctx->lo), hi = _mm256_set1_ps(ctx->hi);
+        const __m256i zp = _mm256_set1_epi32(ctx->out_zp);
+        const int u8 = ctx->out_type == ONNXQ_U8;
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            const __m256i q0 = onnxq_requant_avx2(acc0[r], s0, lo, hi, zp);
+            const __m256i q1 = onnxq_requant_avx2(acc1[r], s1, lo, hi, zp);
+            const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);
+            const __m128i wl = _mm256_castsi256_si128(w), wh = _mm256_extracti128_si256(w, 1);
+            const __m128i b = u8 ? _mm_packus_epi16(wl, wh) : _mm_packs_epi16(wl, wh);
+            _mm_storeu_si128((__m128i*)((uint8_t*)ctx->c + (i0 + r) * ctx->ldc + col), b);
+        }
+    } else if (last) {
 #pragma GCC unroll 6
         for (int r = 0; r < mrt; ++r) {
             onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
