@@ -154,11 +154,12 @@ static step_fn* const steps[MR + 1] = {NULL, step_1, step_2, step_3, step_4, ste
 int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                          size_t lda, size_t m) {
     const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
-    /* Equal row blocks of at most A_BLOCK_BYTES widened (at least MR rows). */
+    /* Row blocks of about A_BLOCK_BYTES widened, equal but for the last, multiples of MR rows. */
     size_t mc = A_BLOCK_BYTES / (np * 4);
     if (mc < MR) mc = MR;
     const size_t blocks = (m + mc - 1) / mc;
-    mc = (m + blocks - 1) / blocks;
+    mc = ((m + blocks - 1) / blocks + MR - 1) / MR * MR;
+    if (mc > m) mc = m;
     const size_t kcg = ng < KC_GROUPS ? ng : KC_GROUPS;
     /* A block (mc rows of np int32), partial sums (mc rows of 16 int32), B panel (kcg groups of
      * 64 int16), each 64-byte aligned. */
