@@ -92,6 +92,7 @@ static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx
             acc1[r] = _mm256_load_si256((const __m256i*)(accb + r * 16 + 8));
         }
     }
+#pragma GCC unroll 2
     for (size_t p = 0; p < np2; ++p) {
         const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
         const __m256i b1 = _mm256_load_si256((const __m256i*)(bw + p * 32 + 16));
