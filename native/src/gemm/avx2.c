@@ -30,6 +30,7 @@
 
 #define MR 6
 #define A_BLOCK_BYTES ((size_t)256 * 1024) /* widened A rows per block: about half of L2 */
+#define MIN_BLOCK_ROWS 48                  /* rows that amortise widening B once more */
 #define KC_GROUPS 128                      /* K chunk: 512 of K, a 16 KB B panel (L1) */
 
 /* Widens row a (k bytes, never read past k) into np int16 pairs at dst, zeros past k. */
@@ -155,10 +156,13 @@ static step_fn* const steps[MR + 1] = {NULL, step_1, step_2, step_3, step_4, ste
 int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
                                          size_t lda, size_t m) {
     const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
-    /* Row blocks of about A_BLOCK_BYTES widened, equal but for the last, multiples of MR rows. */
+    /* Row blocks of about A_BLOCK_BYTES widened, equal but for the last, multiples of MR rows,
+     * and of at least MIN_BLOCK_ROWS rows when m allows (each block widens all of B again). */
     size_t mc = A_BLOCK_BYTES / (np * 4);
     if (mc < MR) mc = MR;
-    const size_t blocks = (m + mc - 1) / mc;
+    size_t blocks = (m + mc - 1) / mc;
+    const size_t max_blocks = m / MIN_BLOCK_ROWS > 1 ? m / MIN_BLOCK_ROWS : 1;
+    if (blocks > max_blocks) blocks = max_blocks;
     mc = ((m + blocks - 1) / blocks + MR - 1) / MR * MR;
     if (mc > m) mc = m;
     const size_t kcg = ng < KC_GROUPS ? ng : KC_GROUPS;
