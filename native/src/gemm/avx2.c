@@ -1,11 +1,28 @@
-/* u8s8 GEMM, AVX2, exact: 4 rows x 8 columns per step.
+/* u8s8 GEMM, AVX2, exact: 6 rows x 16 columns per step (12 ymm accumulators).
  *
  * vpmaddubsw would saturate u8 x s8 pair sums to int16, so both operands are widened to int16
- * and multiplied with vpmaddwd (exact int32 pair sums). The 4 rows of a step are widened once
- * into a scratch buffer (4 int16 per K group, zeros past K) and reused for every column block, so
- * the inner loop broadcasts them straight from memory. For one K group, 8 columns of B (32
- * bytes, 4 per column) widen to two ymm of int16, and vpmaddwd yields per column two partial
- * sums (k0+k1, k2+k3); they are folded with vphaddd + vpermq once, at the end of K.
+ * and multiplied with vpmaddwd: per int32 lane a0 * b0 + a1 * b1 with |a| <= 255, |b| <= 128,
+ * exact, then added to the int32 accumulator with vpaddd (wrapping, like every ISA).
+ *
+ * K runs in pairs p (K padded with zeros to a multiple of 4, the packed group size). Each call
+ * widens into int16 scratch, so the inner loop does no widening:
+ *   A block: aw[r * np + p] = (A[r, 2p], A[r, 2p + 1]) as two int16 in an int32, for the rows r
+ *            of a block of up to A_BLOCK_BYTES (zeros past K), widened once;
+ *   B panel: bw[p * 32 + c] = (B[2p, c], B[2p + 1, c]) as two int16 in an int32 lane, for the 16
+ *            columns c of one packed block and the pairs of one K chunk (KC_GROUPS groups):
+ *            lanes 0..7 are columns 0..7, lanes 8..15 columns 8..15; widened once per row block.
+ * One step (6 rows x 16 columns), per pair: two 32-byte loads of the B panel, per row a
+ * vpbroadcastd of the A pair and two vpmaddwd + vpaddd. Loop nest: row blocks (A in L2), 16-column
+ * blocks, K chunks (the panel stays in L1; partial sums of the chunks before the last wait in an
+ * int32 buffer), 6-row steps (the last 1..5 rows of a block run a step of that many rows).
+ * Output: u8/s8 rows of 16 columns requantise both halves and narrow them to one 16-byte store;
+ * other cases use onnxq_gemm_store8_avx2.
+ *
+ * Steps whose rows of A are all below 128 take vpmaddubsw instead, on the raw bytes of A and of
+ * the packed block: with a in [0, 127] and b in [-128, 127], |a0 b0 + a1 b1| <= 32512 < 2^15, so
+ * no pair saturates and vpmaddwd(ones) widens the pair sums exactly (32 MACs per multiply, twice
+ * the int16 path; 7-bit activations). Each row is scanned once per call; a step with one byte of
+ * 128 or more runs the int16 path, and only the rows and panels such steps need are widened.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -15,67 +32,262 @@
 
 #include "common/internal.h"
 #include "gemm/store_avx2.h"
-#include "gemm/u7_avx2.h"
 #include "gemm/ukernel.h"
 
-#define MR 4
+#define MR 6
+#define A_BLOCK_BYTES ((size_t)256 * 1024) /* widened A rows per block: about half of L2 */
+#define MIN_BLOCK_ROWS 48                  /* rows that amortise widening B once more */
+#define KC_GROUPS 128                      /* K chunk: 512 of K, a 16 KB B panel (L1) */
 
-/* The 4 bytes of a K group as 4 little-endian int16 in a uint64. */
-static inline uint64_t widen_a4(uint32_t a4) {
-    return (uint64_t)(a4 & 0xffu) | ((uint64_t)((a4 >> 8) & 0xffu) << 16) |
-           ((uint64_t)((a4 >> 16) & 0xffu) << 32) | ((uint64_t)(a4 >> 24) << 48);
+/* 1 when the k bytes of row a are all below 128. */
+static int row_below_128(const uint8_t* a, size_t k) {
+    __m256i any = _mm256_setzero_si256();
+    size_t t = 0;
+    for (; t + 32 <= k; t += 32) any = _mm256_or_si256(any, _mm256_loadu_si256((const __m256i*)(a + t)));
+    if (!_mm256_testz_si256(any, _mm256_set1_epi8((char)0x80))) return 0;
+    for (; t < k; ++t)
+        if (a[t] & 0x80u) return 0;
+    return 1;
 }
 
-/* aw[r * groups + g]: widened rows of the step x 8 columns at byte offset half * 32 of block j. */
-static void tile_4x8(const onnxq_gemm_u8s8_ctx* ctx, const uint64_t* aw, size_t groups,
-                     size_t i0, size_t mr, size_t j, size_t half) {
-    const int8_t* b = ctx->w + j * ctx->kq * 64 + half * 32;
-    __m256i lo[MR], hi[MR];
-#pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
-    for (size_t g = 0; g < groups; ++g) {
-        const __m256i wb_lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 64)));
-        const __m256i wb_hi =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 64 + 16)));
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; ++r) {
-            const __m256i va = _mm256_set1_epi64x((long long)aw[r * groups + g]);
-            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(va, wb_lo));
-            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(va, wb_hi));
-        }
+/* Widens row a (k bytes, never read past k) into np int16 pairs at dst, zeros past k. */
+static void widen_a_row(const uint8_t* a, size_t k, size_t np, int32_t* dst) {
+    size_t t = 0;
+    for (; t + 16 <= k; t += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i*)(a + t));
+        _mm256_storeu_si256((__m256i*)(dst + t / 2), _mm256_cvtepu8_epi16(v));
     }
-    const size_t col = j * 16 + half * 8;
-    const __m256i corr = _mm256_loadu_si256((const __m256i*)(ctx->corr + col));
-#pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) {
-        if ((size_t)r >= mr) break;
-        const __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xd8);
-        onnxq_gemm_store8_avx2(ctx, _mm256_add_epi32(sums, corr), i0 + r, col, ctx->n - col);
+    if (t + 8 <= k) {
+        const __m128i v = _mm_loadl_epi64((const __m128i*)(a + t));
+        _mm_storeu_si128((__m128i*)(dst + t / 2), _mm_cvtepu8_epi16(v));
+        t += 8;
+    }
+    int16_t* d16 = (int16_t*)(dst + t / 2);
+    for (size_t u = t; u < 2 * np; ++u) d16[u - t] = u < k ? (int16_t)a[u] : 0;
+}
+
+/* Widens the groups [0, ng) of packed block b (64 bytes per 4-deep group: column c at bytes
+ * 4c .. 4c+3) into 2 * ng pairs of the B panel. Within each 128-bit lane of 4 columns, vpshufb
+ * gathers the (k0, k1) bytes of the columns, then their (k2, k3) bytes; vpermq puts the (k0, k1)
+ * halves of both lanes low and the (k2, k3) halves high; vpmovsxbw widens each half. */
+static void widen_b_panel(const int8_t* b, size_t ng, int16_t* dst) {
+    const __m256i gather = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    for (size_t g = 0; g < ng; ++g) {
+        int16_t* d = dst + g * 64;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(b + g * 64 + h * 32));
+            const __m256i s = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, gather), 0xd8);
+            _mm256_store_si256((__m256i*)(d + h * 16),
+                               _mm256_cvtepi8_epi16(_mm256_castsi256_si128(s)));
+            _mm256_store_si256((__m256i*)(d + 32 + h * 16),
+                               _mm256_cvtepi8_epi16(_mm256_extracti128_si256(s, 1)));
+        }
     }
 }
 
-int onnxq_gemm_u8s8_ukernel_4x8c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
-                                        size_t lda, size_t m) {
-    if (onnxq_gemm_a_below_128_avx2(a, lda, m, ctx->k)) { /* no pair can saturate: vpmaddubsw */
-        onnxq_gemm_u7s8_avx2(ctx, a, lda, m);
-        return ONNXQ_OK;
+/* Accumulators of a step: from corr (the first K chunk) or the partial sums saved in accb. */
+#define STEP_START(first)                                                                       \
+    __m256i acc0[MR], acc1[MR];                                                                 \
+    if (first) {                                                                                \
+        const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + j * 16));            \
+        const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + j * 16 + 8));        \
+        _Pragma("GCC unroll 6") for (int r = 0; r < mrt; ++r) acc0[r] = c0, acc1[r] = c1;       \
+    } else {                                                                                    \
+        _Pragma("GCC unroll 6") for (int r = 0; r < mrt; ++r) {                                 \
+            acc0[r] = _mm256_load_si256((const __m256i*)(accb + r * 16));                       \
+            acc1[r] = _mm256_load_si256((const __m256i*)(accb + r * 16 + 8));                   \
+        }                                                                                       \
     }
-    const size_t k = ctx->k, groups = (k + 3) / 4;
-    uint64_t* aw = (uint64_t*)malloc(MR * groups * sizeof(uint64_t));
-    if (aw == NULL)
-        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", MR * groups * 8);
-    for (size_t i = 0; i < m; i += MR) {
-        const size_t mr = m - i < MR ? m - i : MR;
-        for (size_t r = 0; r < MR; ++r) {
-            const uint8_t* row = a + (i + (r < mr ? r : mr - 1)) * lda;
-            for (size_t g = 0; g < groups; ++g)
-                aw[r * groups + g] = widen_a4(onnxq_gemm_load_a4(row, k, g));
+
+/* The last K chunk stores the output rows, the others save the partial sums to accb. */
+static inline __attribute__((always_inline)) void step_finish(const onnxq_gemm_u8s8_ctx* ctx,
+                                                              __m256i* acc0, __m256i* acc1,
+                                                              int32_t* accb, int last, size_t i0,
+                                                              size_t j, const int mrt) {
+    const size_t col = j * 16, left = ctx->n - col;
+    if (last && left >= 16 && (ctx->out_type == ONNXQ_U8 || ctx->out_type == ONNXQ_S8)) {
+        /* 16 bytes per row: requantised lanes (inside the output type's range) narrow exactly
+         * with vpackssdw, then vpackuswb (u8) or vpacksswb (s8). */
+        const __m256 s0 = _mm256_loadu_ps(ctx->scale + col);
+        const __m256 s1 = _mm256_loadu_ps(ctx->scale + col + 8);
+        const __m256 lo = _mm256_set1_ps(ctx->lo), hi = _mm256_set1_ps(ctx->hi);
+        const __m256i zp = _mm256_set1_epi32(ctx->out_zp);
+        const int u8 = ctx->out_type == ONNXQ_U8;
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            const __m256i q0 = onnxq_requant_avx2(acc0[r], s0, lo, hi, zp);
+            const __m256i q1 = onnxq_requant_avx2(acc1[r], s1, lo, hi, zp);
+            const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);
+            const __m128i wl = _mm256_castsi256_si128(w), wh = _mm256_extracti128_si256(w, 1);
+            const __m128i b = u8 ? _mm_packus_epi16(wl, wh) : _mm_packs_epi16(wl, wh);
+            _mm_storeu_si128((__m128i*)((uint8_t*)ctx->c + (i0 + r) * ctx->ldc + col), b);
         }
-        for (size_t j = 0; j < ctx->nb; ++j)
-            for (size_t half = 0; half < 2 && j * 16 + half * 8 < ctx->n; ++half)
-                tile_4x8(ctx, aw, groups, i, mr, j, half);
+    } else if (last) {
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            onnxq_gemm_store8_avx2(ctx, acc0[r], i0 + r, col, left);
+            if (left > 8) onnxq_gemm_store8_avx2(ctx, acc1[r], i0 + r, col + 8, left - 8);
+        }
+    } else {
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            _mm256_store_si256((__m256i*)(accb + r * 16), acc0[r]);
+            _mm256_store_si256((__m256i*)(accb + r * 16 + 8), acc1[r]);
+        }
     }
-    free(aw);
+}
+
+/* One step, int16 path: rows aw[0 .. mrt) (np2 pairs each, lda pairs apart) x the 16 columns of
+ * block j, over the pairs of one K chunk (B panel bw). mrt is a constant at every call site, so
+ * each inlines to its own kernel. */
+static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx* ctx,
+                                                       const int32_t* aw, size_t lda, size_t np2,
+                                                       const int16_t* bw, int32_t* accb,
+                                                       int first, int last, size_t i0, size_t j,
+                                                       const int mrt) {
+    STEP_START(first)
+#pragma GCC unroll 2
+    for (size_t p = 0; p < np2; ++p) {
+        const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
+        const __m256i b1 = _mm256_load_si256((const __m256i*)(bw + p * 32 + 16));
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            const __m256i va = _mm256_set1_epi32(aw[(size_t)r * lda + p]);
+            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(va, b0));
+            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(va, b1));
+        }
+    }
+    step_finish(ctx, acc0, acc1, accb, last, i0, j, mrt);
+}
+
+/* One step, vpmaddubsw path (rows of A below 128): raw rows a[0 .. mrt) (lda bytes apart) x the
+ * 16 columns of packed block b, over the 4-deep groups [g0, g0 + gc) of K. */
+static inline __attribute__((always_inline)) void tile_u7(const onnxq_gemm_u8s8_ctx* ctx,
+                                                          const uint8_t* a, size_t lda,
+                                                          const int8_t* b, size_t g0, size_t gc,
+                                                          int32_t* accb, int first, int last,
+                                                          size_t i0, size_t j, const int mrt) {
+    STEP_START(first)
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t k = ctx->k, full = k / 4 > g0 ? (k / 4 - g0 < gc ? k / 4 - g0 : gc) : 0;
+    for (size_t g = 0; g < gc; ++g) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i*)(b + (g0 + g) * 64));
+        const __m256i b1 = _mm256_loadu_si256((const __m256i*)(b + (g0 + g) * 64 + 32));
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            const uint8_t* row = a + (size_t)r * lda;
+            uint32_t a4;
+            if (g < full) {
+                memcpy(&a4, row + 4 * (g0 + g), 4);
+            } else {
+                a4 = onnxq_gemm_load_a4(row, k, g0 + g); /* K's last group: zeros past k */
+            }
+            const __m256i va = _mm256_set1_epi32((int)a4);
+            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(va, b0), ones));
+            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(va, b1), ones));
+        }
+    }
+    step_finish(ctx, acc0, acc1, accb, last, i0, j, mrt);
+}
+#undef STEP_START
+
+/* tile with 1..6 rows, each its own function: inlined into the driver, gcc spills accumulators. */
+typedef void step_fn(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t lda, size_t np2,
+                     const int16_t* bw, int32_t* accb, int first, int last, size_t i0, size_t j);
+#define STEP(R)                                                                                \
+    static void step_##R(const onnxq_gemm_u8s8_ctx* ctx, const int32_t* aw, size_t lda,         \
+                         size_t np2, const int16_t* bw, int32_t* accb, int first, int last,     \
+                         size_t i0, size_t j) {                                                 \
+        tile(ctx, aw, lda, np2, bw, accb, first, last, i0, j, R);                               \
+    }
+STEP(1)
+STEP(2)
+STEP(3)
+STEP(4)
+STEP(5)
+STEP(6)
+static step_fn* const steps[MR + 1] = {NULL, step_1, step_2, step_3, step_4, step_5, step_6};
+
+typedef void step_u7_fn(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a, size_t lda,
+                        const int8_t* b, size_t g0, size_t gc, int32_t* accb, int first, int last,
+                        size_t i0, size_t j);
+#define STEP_U7(R)                                                                             \
+    static void step_u7_##R(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a, size_t lda,       \
+                            const int8_t* b, size_t g0, size_t gc, int32_t* accb, int first,    \
+                            int last, size_t i0, size_t j) {                                    \
+        tile_u7(ctx, a, lda, b, g0, gc, accb, first, last, i0, j, R);                           \
+    }
+STEP_U7(1)
+STEP_U7(2)
+STEP_U7(3)
+STEP_U7(4)
+STEP_U7(5)
+STEP_U7(6)
+static step_u7_fn* const steps_u7[MR + 1] = {NULL,        step_u7_1, step_u7_2, step_u7_3,
+                                             step_u7_4, step_u7_5, step_u7_6};
+
+int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a,
+                                         size_t lda, size_t m) {
+    const size_t k = ctx->k, ng = (k + 3) / 4, np = 2 * ng;
+    /* Row blocks of about A_BLOCK_BYTES widened, equal but for the last, multiples of MR rows,
+     * and of at least MIN_BLOCK_ROWS rows when m allows (each block widens all of B again). */
+    size_t mc = A_BLOCK_BYTES / (np * 4);
+    if (mc < MR) mc = MR;
+    size_t blocks = (m + mc - 1) / mc;
+    const size_t max_blocks = m / MIN_BLOCK_ROWS > 1 ? m / MIN_BLOCK_ROWS : 1;
+    if (blocks > max_blocks) blocks = max_blocks;
+    mc = ((m + blocks - 1) / blocks + MR - 1) / MR * MR;
+    if (mc > m) mc = m;
+    const size_t kcg = ng < KC_GROUPS ? ng : KC_GROUPS;
+    /* A block (mc rows of np int32), partial sums (mc rows of 16 int32), B panel (kcg groups of
+     * 64 int16), each 64-byte aligned; then one flag per step: its rows are below 128. */
+    size_t a_bytes, total;
+    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || a_bytes > SIZE_MAX / 4)
+        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): scratch size overflows for k=%zu", k);
+    const size_t acc_off = onnxq_round_up(a_bytes, 64), b_off = acc_off + mc * 64;
+    const size_t flag_off = b_off + kcg * 128;
+    total = onnxq_round_up(flag_off + mc / MR + 1, 64); /* aligned_alloc wants a multiple */
+    uint8_t* mem = (uint8_t*)aligned_alloc(64, total);
+    if (mem == NULL)
+        return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", total);
+    int32_t* aw = (int32_t*)mem;
+    int32_t* accb = (int32_t*)(mem + acc_off);
+    int16_t* bw = (int16_t*)(mem + b_off);
+    uint8_t* u7 = mem + flag_off;
+    for (size_t ib = 0; ib < m; ib += mc) {
+        const size_t rows = m - ib < mc ? m - ib : mc;
+        int any_int16 = 0; /* some step needs the widened B panel */
+        for (size_t i = 0; i < rows; i += MR) {
+            const size_t mrt = rows - i < MR ? rows - i : MR;
+            u7[i / MR] = 1;
+            for (size_t r = 0; r < mrt && u7[i / MR]; ++r)
+                u7[i / MR] = (uint8_t)row_below_128(a + (ib + i + r) * lda, k);
+            if (u7[i / MR]) continue;
+            any_int16 = 1;
+            for (size_t r = 0; r < mrt; ++r)
+                widen_a_row(a + (ib + i + r) * lda, k, np, aw + (i + r) * np);
+        }
+        for (size_t j = 0; j < ctx->nb; ++j) {
+            const int8_t* block = ctx->w + j * ctx->kq * 64;
+            for (size_t g0 = 0; g0 < ng; g0 += kcg) {
+                const size_t gc = ng - g0 < kcg ? ng - g0 : kcg, np2 = 2 * gc;
+                const int first = g0 == 0, last = g0 + gc == ng;
+                if (any_int16) widen_b_panel(block + g0 * 64, gc, bw);
+                for (size_t i = 0; i < rows; i += MR) {
+                    const size_t mrt = rows - i < MR ? rows - i : MR;
+                    if (u7[i / MR])
+                        steps_u7[mrt](ctx, a + (ib + i) * lda, lda, block, g0, gc, accb + i * 16,
+                                      first, last, ib + i, j);
+                    else
+                        steps[mrt](ctx, aw + i * np + 2 * g0, np, np2, bw, accb + i * 16, first,
+                                   last, ib + i, j);
+                }
+            }
+        }
+    }
+    free(mem);
     return ONNXQ_OK;
 }
 #endif /* __x86_64__ */
