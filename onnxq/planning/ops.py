@@ -82,6 +82,8 @@ class OpRule:
         absorbs_batchnorm: A BatchNormalization reading the op's output folds into its weights.
         fixed_range: The output range ``(lo, hi)`` of FIXED_RANGE ops.
         check: Optional node-specific refusal: returns why this node cannot be quantized.
+        weight_ranks: The ranks the op's weight may have, ``(lowest, highest or None)``; a node
+            whose weight has another stays float with that reason (the model is invalid there).
     """
 
     op_type: str
@@ -100,6 +102,7 @@ class OpRule:
     absorbs_batchnorm: bool = False
     fixed_range: tuple[float, float] | None = None
     check: CheckFn | None = None
+    weight_ranks: tuple[int, int | None] = (1, None)
 
     def __post_init__(self) -> None:
         weighted = self.kind is QuantKind.WEIGHTED
@@ -216,6 +219,7 @@ def _register_defaults() -> None:
             output_channels=lambda n, w: int(w.shape[0]),
             fusable_activations=acts,
             absorbs_batchnorm=True,
+            weight_ranks=(3, None),
         )
     )
     register_op(
@@ -229,6 +233,7 @@ def _register_defaults() -> None:
             output_channels=_conv_transpose_channels,
             fusable_activations=acts,
             absorbs_batchnorm=True,
+            weight_ranks=(3, None),
         )
     )
     register_op(
@@ -244,6 +249,7 @@ def _register_defaults() -> None:
             keep_weight_zero_point=True,
             fusable_activations=acts,
             absorbs_batchnorm=True,
+            weight_ranks=(2, 2),
         )
     )
     register_op(

@@ -58,6 +58,16 @@ def weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | s
     w = constant_array(w_value)
     if w is None or w_value is None:
         return None
+    lowest, highest = rule.weight_ranks
+    if w.ndim < lowest or (highest is not None and w.ndim > highest):
+        want = (
+            f"{lowest}"
+            if highest == lowest
+            else f"{lowest} or more"
+            if highest is None
+            else f"{lowest}..{highest}"
+        )
+        return f"its weight '{w_value.name}' has rank {w.ndim}; {node.op_type} takes rank {want}"
     if w.dtype.kind == "f" and not np.all(np.isfinite(w)):
         bad = int(w.size - np.count_nonzero(np.isfinite(w)))
         return f"its weight '{w_value.name}' holds {bad} NaN/Inf value(s), which no int8 value stands for"

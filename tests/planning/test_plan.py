@@ -309,3 +309,24 @@ def test_plan_conv_whose_bias_holds_nan_stays_float_with_reason(model_from_text)
     plan = build_plan(model, X86, find_fusion_groups(model.graph))
     assert plan.quantized_nodes() == ()
     assert "bias 'b' holds 1 NaN/Inf value(s)" in (_decision(plan, "conv").reason or "")
+
+
+@pytest.mark.parametrize(
+    ("op", "weight", "want"),
+    [
+        ("Gemm", "float[4] w = {1, 2, 3, 4}", "rank 1; Gemm takes rank 2"),
+        (
+            "Conv",
+            "float[4, 4] w = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}",
+            "rank 2; Conv takes rank 3 or more",
+        ),
+    ],
+)
+def test_plan_weight_of_a_rank_the_op_does_not_take_stays_float_with_reason(
+    plan_of, op, weight, want
+) -> None:  # type: ignore[no-untyped-def]
+    _, plan = plan_of(f"""
+        g (float[4, 4] x) => (float[N] y) <{weight}> {{ [node] y = {op}(x, w) }}
+    """)
+    decision = next(d for d in plan.decisions if d.op_type == op)
+    assert not decision.quantized and want in (decision.reason or "")
