@@ -114,42 +114,53 @@ def _refusal(graph: ir.Graph) -> str | None:
     return None
 
 
+REFUSED = "uint8_twin: left unchanged: "  # the start of the pass's one note when it refuses
+
+
+def _missing_zero_points(graph: ir.Graph) -> list[tuple[ir.Node, int, tuple[int, ...]]] | str:
+    """The zero points the graph's int8 inputs leave out, as (node, input index, shape), or why
+    one cannot be written."""
+    missing = []
+    for node in graph:
+        for data, zp, scale in OPTIONAL_ZERO_POINTS.get(_op(node), ()):
+            absent = zp >= len(node.inputs) or node.inputs[zp] is None
+            if not (absent and data < len(node.inputs) and _is_int8(node.inputs[data])):
+                continue
+            shape = () if scale is None else _static_shape(node.inputs[scale])
+            if shape is None:
+                return f"the zero point of node '{node.name}' has no known shape"
+            missing.append((node, zp, shape))
+    return missing
+
+
 class Uint8Twin(GraphPass):
     """Rewrite a quantized model so that every int8 tensor is uint8 (see the module docstring)."""
 
     name = "uint8_twin"
 
     def call(self, model: ir.Model) -> PassResult:
-        failure = infer_shapes(model)  # every int8 value must be known as such
-        if failure is not None:
-            return PassResult(model, 0, (f"{self.name}: left unchanged: {failure}",))
         graphs = list(iter_graphs(model.graph))
-        for graph in graphs:
+        reason = infer_shapes(model)  # every int8 value must be known as such
+        plans = []
+        for graph in graphs if reason is None else ():
             reason = _refusal(graph)
+            missing = _missing_zero_points(graph) if reason is None else []
+            if isinstance(missing, str):
+                reason = missing
             if reason is not None:
-                return PassResult(model, 0, (f"{self.name}: left unchanged: {reason}",))
+                break
+            plans.append((graph, missing))
+        if reason is not None:  # checked before anything changes
+            return PassResult(model, 0, (REFUSED + reason,))
         count = 0
-        for graph in graphs:
+        for graph, missing in plans:
             names = NameAuthority(graph)
-            for node in list(graph):
-                for data, zp, scale in OPTIONAL_ZERO_POINTS.get(_op(node), ()):
-                    absent = zp >= len(node.inputs) or node.inputs[zp] is None
-                    if not (absent and data < len(node.inputs) and _is_int8(node.inputs[data])):
-                        continue
-                    shape = () if scale is None else _static_shape(node.inputs[scale])
-                    if shape is None:
-                        return PassResult(
-                            model,
-                            0,
-                            (
-                                f"{self.name}: left unchanged: the zero point "
-                                f"of node '{node.name}' has no known shape",
-                            ),
-                        )
-                    if zp >= len(node.inputs):
-                        node.resize_inputs(zp + 1)
-                    zero = new_initializer(graph, np.zeros(shape, np.int8), names, f"{node.name}_zero_point")
-                    node.replace_input_with(zp, zero)
+            for node, zp, shape in missing:  # explicit zeros, so that they shift with their data
+                if zp >= len(node.inputs):
+                    node.resize_inputs(zp + 1)
+                node.replace_input_with(
+                    zp, new_initializer(graph, np.zeros(shape, np.int8), names, f"{node.name}_zero_point")
+                )
             count += self._shift(graph, names)
         if count:
             logger.info("%s: %d int8 tensor(s) stored as uint8", self.name, count)
@@ -182,7 +193,7 @@ def uint8_twin(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     twin = ir.serde.deserialize_model(proto)
     result = Uint8Twin()(twin)
     if result.notes:
-        raise UnsupportedModelError(f"no uint8 twin: {result.notes[0].split(': ', 2)[-1]}")
+        raise UnsupportedModelError(f"no uint8 twin: {result.notes[0].removeprefix(REFUSED)}")
     return to_proto(twin) if result.count else proto
 
 
