@@ -171,20 +171,35 @@ static inline __attribute__((always_inline)) void tile_u7(const onnxq_gemm_u8s8_
                                                           size_t i0, size_t j, const int mrt) {
     STEP_START(first)
     const __m256i ones = _mm256_set1_epi16(1);
-    const size_t k = ctx->k, full = k / 4 > g0 ? (k / 4 - g0 < gc ? k / 4 - g0 : gc) : 0;
-    for (size_t g = 0; g < gc; ++g) {
-        const __m256i b0 = _mm256_loadu_si256((const __m256i*)(b + (g0 + g) * 64));
-        const __m256i b1 = _mm256_loadu_si256((const __m256i*)(b + (g0 + g) * 64 + 32));
+    const size_t k = ctx->k, full_groups = k / 4 > g0 ? k / 4 - g0 : 0;
+    const size_t full = full_groups < gc ? full_groups : gc; /* groups with 4 bytes of every row */
+    const uint8_t* a4 = a + 4 * g0;
+    const int8_t* bg = b + g0 * 64;
+    /* One half of the block at a time: 12 accumulators, ones, B, A and the product fit the 16
+     * ymm registers (both halves at once spill); A's 4 bytes are broadcast twice, from memory. */
+#pragma GCC unroll 2
+    for (size_t g = 0; g < full; ++g, a4 += 4, bg += 64) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i*)bg);
 #pragma GCC unroll 6
         for (int r = 0; r < mrt; ++r) {
-            const uint8_t* row = a + (size_t)r * lda;
-            uint32_t a4;
-            if (g < full) {
-                memcpy(&a4, row + 4 * (g0 + g), 4);
-            } else {
-                a4 = onnxq_gemm_load_a4(row, k, g0 + g); /* K's last group: zeros past k */
-            }
-            const __m256i va = _mm256_set1_epi32((int)a4);
+            int32_t v;
+            memcpy(&v, a4 + (size_t)r * lda, 4);
+            acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(v), b0), ones));
+        }
+        const __m256i b1 = _mm256_loadu_si256((const __m256i*)(bg + 32));
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            int32_t v;
+            memcpy(&v, a4 + (size_t)r * lda, 4);
+            acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(v), b1), ones));
+        }
+    }
+    if (full < gc) { /* K's last group: zeros past k, never read */
+        const __m256i b0 = _mm256_loadu_si256((const __m256i*)bg);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i*)(bg + 32));
+#pragma GCC unroll 6
+        for (int r = 0; r < mrt; ++r) {
+            const __m256i va = _mm256_set1_epi32((int)onnxq_gemm_load_a4(a + (size_t)r * lda, k, g0 + full));
             acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(va, b0), ones));
             acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(va, b1), ones));
         }
