@@ -1,11 +1,14 @@
 """Throughput (GMAC/s) of onnxq's native GEMM and conv per ISA, next to the machine's int8 peak and
 onnxruntime running the same layer, on ResNet-18 and MobileNetV2 conv shapes at batch 1.
 
-Peak: tight vpdpbusd (AVX-512 VNNI) and tdpbusd (AMX) loops from scripts/bench_peak.c, compiled
-here with gcc. onnxruntime runs each layer twice: as the one-node QDQ model (DequantizeLinear ->
-Conv with DequantizeLinear weights and bias -> QuantizeLinear, graph optimisations on, so ORT fuses
-it into an NHWC QLinearConv between two Transposes) and as the NHWC com.microsoft QLinearConv alone
-(no transposes: the strict peer of our NHWC conv). The ratio ours/ORT uses the faster of the two.
+Peak: tight vpmaddwd (exact AVX2), vpmaddubsw (onnxruntime's AVX2 U8S8, saturating), vpdpbusd
+(AVX-512 VNNI) and tdpbusd (AMX) loops from scripts/bench_peak.c, compiled here with gcc.
+onnxruntime runs each layer three times: as the one-node QDQ model (DequantizeLinear -> Conv with
+DequantizeLinear weights and bias -> QuantizeLinear, graph optimisations on, so ORT fuses it into
+an NHWC QLinearConv between two Transposes), as the NHWC com.microsoft QLinearConv alone (no
+transposes: the strict peer of our NHWC conv), and as that model's uint8 twin (its U8U8 kernels:
+on x86 without VNNI its U8S8 kernels saturate the full-range inputs used here, so that is the
+exact peer there). The ratio ours/ORT uses the faster of the first two; ours/u8u8 the third.
 Runs are interleaved (every variant a few times in a row per round) and the medians reported;
 ORT gets the same intra_op_num_threads as our conv gets threads.
 
@@ -34,6 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxq.kernels import available_isas, gemm_u8s8, pack_gemm_weights, set_isa
 from onnxq.kernels.conv import PreparedConv, nhwc_to_nchw, pack_conv_weights
 from onnxq.kernels.reference.conv import requant_scales
+from onnxq.passes.uint8_twin import uint8_twin
 from onnxq.runtime import make_session
 
 X_SCALE, Y_SCALE, X_ZP, Y_ZP = 0.02, 0.05, 128, 128
@@ -94,7 +98,8 @@ NETS = {
 
 
 def measure_peaks(rounds: int = 5) -> dict[str, float]:
-    """GMAC/s of the vpdpbusd and tdpbusd loops (only the ISAs this CPU has)."""
+    """GMAC/s of the vpmaddwd (exact AVX2), vpmaddubsw (onnxruntime's AVX2 U8S8, saturating),
+    vpdpbusd and tdpbusd loops (only the ISAs this CPU has)."""
     have = available_isas()
     src = Path(__file__).with_name("bench_peak.c")
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +107,9 @@ def measure_peaks(rounds: int = 5) -> dict[str, float]:
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
         lib = ctypes.CDLL(str(so))
         peaks = {}
-        for isa, fn_name, steps in [("avx512vnni", "peak_vpdpbusd", 20_000_000),
+        for isa, fn_name, steps in [("avx2", "peak_vpmaddwd", 20_000_000),
+                                    ("avx2", "peak_vpmaddubsw", 20_000_000),
+                                    ("avx512vnni", "peak_vpdpbusd", 20_000_000),
                                     ("amx", "peak_tdpbusd", 2_000_000)]:
             if isa not in have:
                 continue
@@ -158,8 +165,10 @@ def ort_models(layer: Layer, w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> di
         [i for i in _initializers(w, ws, b) if i.name not in ("bs", "bzp")],
     )
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
-    return {"ort_qdq": helper.make_model(qdq, opset_imports=opsets),
-            "ort_nhwc": helper.make_model(fused, opset_imports=opsets)}
+    nhwc = helper.make_model(fused, opset_imports=opsets)
+    # its uint8 twin: onnxruntime's U8U8 kernels, exact where its U8S8 ones saturate (x86, no VNNI)
+    return {"ort_qdq": helper.make_model(qdq, opset_imports=opsets), "ort_nhwc": nhwc,
+            "ort_u8u8": uint8_twin(nhwc)}
 
 
 def _im2col(x: np.ndarray, layer: Layer) -> np.ndarray:
@@ -202,13 +211,13 @@ def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) 
     for t in threads:
         for kind, model in ort_models(layer, w, ws, b).items():
             sess = _ort_session(model, t)
-            feed = {"x": x_nchw if kind == "ort_qdq" else x}
+            feed = {"x": x_nchw if kind == "ort_qdq" else x}  # the twin keeps x uint8
             variants[f"{kind} t{t}"] = lambda s=sess, f=feed: s.run(None, f)
-    # Same bytes as onnxruntime (sanity check of the benchmark itself).
+    # Same bytes as onnxruntime's exact kernels (sanity check of the benchmark itself).
     ours = variants[f"conv {isas[-1]} t{threads[0]}"]()
-    theirs = variants[f"ort_nhwc t{threads[0]}"]()[0]  # type: ignore[index]
+    theirs = variants[f"ort_u8u8 t{threads[0]}"]()[0]  # type: ignore[index]
     if not np.array_equal(ours, theirs):
-        print(f"WARNING {layer.name}: output differs from onnxruntime", file=sys.stderr)
+        print(f"WARNING {layer.name}: output differs from onnxruntime's U8U8 kernels", file=sys.stderr)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():  # warm-up
         fn()
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds * (BLOCK - DROP)} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
     for net in args.nets:
         for t in args.threads:
-            cols = [f"conv {i}" for i in isas] + ["gemm best t1", "ort qdq", "ort nhwc", "ours/ort"]
+            cols = [f"conv {i}" for i in isas] + ["gemm best t1", "ort qdq", "ort nhwc", "ort u8u8",
+                                                 "ours/ort", "ours/u8u8"]
             print(f"\n{net}, {t} thread(s), GMAC/s")
             print(f"{'layer':28s} {'MMAC':>7s} " + " ".join(f"{c:>15s}" for c in cols))
             for layer in NETS[net]:
@@ -251,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 gemm = max((v for k, v in r.items() if k.startswith("gemm")), default=float("nan"))
                 ort_best = max(r[f"ort_qdq t{t}"], r[f"ort_nhwc t{t}"])
                 vals = [r[f"conv {i} t{t}"] for i in isas]
-                vals += [gemm, r[f"ort_qdq t{t}"], r[f"ort_nhwc t{t}"], best / ort_best]
+                vals += [gemm, r[f"ort_qdq t{t}"], r[f"ort_nhwc t{t}"], r[f"ort_u8u8 t{t}"],
+                         best / ort_best, best / r[f"ort_u8u8 t{t}"]]
                 print(f"{layer.name:28s} {layer.macs / 1e6:7.1f} " + " ".join(f"{v:15.2f}" for v in vals))
                 sys.stdout.flush()
     return 0

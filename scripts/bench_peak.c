@@ -1,5 +1,10 @@
 /* Machine peak of the int8 dot-product units, for scripts/bench_kernels.py (compiled by it).
  *
+ * peak_vpmaddwd:   8 independent ymm accumulators, one vpmaddwd (16 int16 MACs, exact) and one
+ *                  vpaddd each per step: the exact AVX2 peak (u8 and s8 widened to int16).
+ * peak_vpmaddubsw: 8 chains of vpmaddubsw (32 u8 x s8 MACs, pairs summed in int16 with
+ *                  saturation), vpmaddwd by ones and vpaddd: onnxruntime's AVX2 U8S8 scheme, exact
+ *                  only for u8 values below 128.
  * peak_vpdpbusd: 12 independent zmm accumulators, one vpdpbusd (64 u8 x s8 MACs) each per step.
  * peak_tdpbusd:  4 AMX accumulator tiles fed by 2 A and 2 B tiles, one tdpbusd (16x16x64 MACs)
  *                each per step. Both return the number of MACs done, or 0 when the CPU or the OS
@@ -12,6 +17,28 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+/* The loops are written in assembly so that the compiler can neither merge nor spill them. */
+#define PEAK_R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define PEAK_CLOBBER "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm13"
+
+__attribute__((target("avx2"))) uint64_t peak_vpmaddwd(uint64_t steps, int32_t* sink) {
+    uint64_t n = steps;
+#define PEAK_MADD(i) "vpmaddwd %%ymm14, %%ymm15, %%ymm13\n vpaddd %%ymm13, %%ymm" #i ", %%ymm" #i "\n"
+    __asm__ volatile("1:\n" PEAK_R8(PEAK_MADD) "dec %0\n jnz 1b\n" : "+r"(n) : : PEAK_CLOBBER);
+    *sink = 0;
+    return steps * 8u * 16u;
+}
+
+__attribute__((target("avx2"))) uint64_t peak_vpmaddubsw(uint64_t steps, int32_t* sink) {
+    uint64_t n = steps;
+#define PEAK_MADDUBS(i)                                                                     \
+    "vpmaddubsw %%ymm14, %%ymm15, %%ymm13\n vpmaddwd %%ymm12, %%ymm13, %%ymm13\n"           \
+    "vpaddd %%ymm13, %%ymm" #i ", %%ymm" #i "\n"
+    __asm__ volatile("1:\n" PEAK_R8(PEAK_MADDUBS) "dec %0\n jnz 1b\n" : "+r"(n) : : PEAK_CLOBBER);
+    *sink = 0;
+    return steps * 8u * 32u;
+}
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
