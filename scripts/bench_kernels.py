@@ -107,10 +107,12 @@ def measure_peaks(rounds: int = 5) -> dict[str, float]:
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
         lib = ctypes.CDLL(str(so))
         peaks = {}
-        for isa, fn_name, steps in [("avx2", "peak_vpmaddwd", 20_000_000),
-                                    ("avx2", "peak_vpmaddubsw", 20_000_000),
-                                    ("avx512vnni", "peak_vpdpbusd", 20_000_000),
-                                    ("amx", "peak_tdpbusd", 2_000_000)]:
+        for isa, fn_name, steps in [
+            ("avx2", "peak_vpmaddwd", 20_000_000),
+            ("avx2", "peak_vpmaddubsw", 20_000_000),
+            ("avx512vnni", "peak_vpdpbusd", 20_000_000),
+            ("amx", "peak_tdpbusd", 2_000_000),
+        ]:
             if isa not in have:
                 continue
             fn = getattr(lib, fn_name)
@@ -132,18 +134,28 @@ def _ort_session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
 
 def _initializers(w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> list:
     arrays = {
-        "xs": np.array(X_SCALE, np.float32), "xzp": np.array(X_ZP, np.uint8), "wq": w,
-        "ws": ws, "wzp": np.zeros(ws.shape, np.int8), "bq": b,
-        "ys": np.array(Y_SCALE, np.float32), "yzp": np.array(Y_ZP, np.uint8),
-        "bs": (np.float32(X_SCALE) * ws).astype(np.float32), "bzp": np.zeros(b.shape, np.int32),
+        "xs": np.array(X_SCALE, np.float32),
+        "xzp": np.array(X_ZP, np.uint8),
+        "wq": w,
+        "ws": ws,
+        "wzp": np.zeros(ws.shape, np.int8),
+        "bq": b,
+        "ys": np.array(Y_SCALE, np.float32),
+        "yzp": np.array(Y_ZP, np.uint8),
+        "bs": (np.float32(X_SCALE) * ws).astype(np.float32),
+        "bzp": np.zeros(b.shape, np.int32),
     }
     return [numpy_helper.from_array(v, k) for k, v in arrays.items()]
 
 
 def ort_models(layer: Layer, w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> dict[str, object]:
     """The QDQ model (NCHW) and the NHWC com.microsoft QLinearConv model of one layer."""
-    attrs = {"kernel_shape": [layer.k] * 2, "strides": [layer.stride] * 2,
-             "pads": [layer.pad] * 4, "group": layer.groups}
+    attrs = {
+        "kernel_shape": [layer.k] * 2,
+        "strides": [layer.stride] * 2,
+        "pads": [layer.pad] * 4,
+        "group": layer.groups,
+    }
     out = helper.make_tensor_value_info("y", TensorProto.UINT8, None)
     nchw = [1, layer.c, layer.hw, layer.hw]
     qdq = helper.make_graph(
@@ -154,35 +166,55 @@ def ort_models(layer: Layer, w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> di
             helper.make_node("Conv", ["xf", "wf", "bf"], ["yf"], **attrs),
             helper.make_node("QuantizeLinear", ["yf", "ys", "yzp"], ["y"]),
         ],
-        "qdq", [helper.make_tensor_value_info("x", TensorProto.UINT8, nchw)], [out],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, nchw)],
+        [out],
         _initializers(w, ws, b),
     )
     nhwc_in = [1, layer.hw, layer.hw, layer.c]
     fused = helper.make_graph(
-        [helper.make_node("QLinearConv", ["x", "xs", "xzp", "wq", "ws", "wzp", "ys", "yzp", "bq"],
-                          ["y"], domain="com.microsoft", channels_last=1, **attrs)],
-        "nhwc", [helper.make_tensor_value_info("x", TensorProto.UINT8, nhwc_in)], [out],
+        [
+            helper.make_node(
+                "QLinearConv",
+                ["x", "xs", "xzp", "wq", "ws", "wzp", "ys", "yzp", "bq"],
+                ["y"],
+                domain="com.microsoft",
+                channels_last=1,
+                **attrs,
+            )
+        ],
+        "nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, nhwc_in)],
+        [out],
         [i for i in _initializers(w, ws, b) if i.name not in ("bs", "bzp")],
     )
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
     nhwc = helper.make_model(fused, opset_imports=opsets)
     # its uint8 twin: onnxruntime's U8U8 kernels, exact where its U8S8 ones saturate (x86, no VNNI)
-    return {"ort_qdq": helper.make_model(qdq, opset_imports=opsets), "ort_nhwc": nhwc,
-            "ort_u8u8": uint8_twin(nhwc)}
+    return {
+        "ort_qdq": helper.make_model(qdq, opset_imports=opsets),
+        "ort_nhwc": nhwc,
+        "ort_u8u8": uint8_twin(nhwc),
+    }
 
 
 def _im2col(x: np.ndarray, layer: Layer) -> np.ndarray:
     """A[M, K] of the layer (for the GEMM-only timing), K in (kh, kw, c) order."""
     p, s, oh = layer.pad, layer.stride, layer.out_hw
     xp = np.pad(x[0], ((p, p), (p, p), (0, 0)), constant_values=X_ZP)
-    taps = [xp[i : i + s * (oh - 1) + 1 : s, j : j + s * (oh - 1) + 1 : s]
-            for i in range(layer.k) for j in range(layer.k)]
+    taps = [
+        xp[i : i + s * (oh - 1) + 1 : s, j : j + s * (oh - 1) + 1 : s]
+        for i in range(layer.k)
+        for j in range(layer.k)
+    ]
     return np.ascontiguousarray(np.concatenate(taps, axis=-1).reshape(oh * oh, -1))
 
 
-def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) -> dict[str, float]:
+def bench_layer(
+    layer: Layer, isas: list[str], threads: list[int], rounds: int, x_max: int = 255
+) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (1, layer.hw, layer.hw, layer.c), dtype=np.uint8)
+    x = rng.integers(0, x_max + 1, (1, layer.hw, layer.hw, layer.c), dtype=np.uint8)
     w = rng.integers(-127, 128, (layer.o, layer.c // layer.groups, layer.k, layer.k), np.int8)
     ws = rng.uniform(0.001, 0.01, layer.o).astype(np.float32)
     b = rng.integers(-1000, 1000, layer.o).astype(np.int32)
@@ -194,18 +226,21 @@ def bench_layer(layer: Layer, isas: list[str], threads: list[int], rounds: int) 
         conv = PreparedConv(packed, x.shape, X_ZP, Y_ZP, threads=t, **geometry)
         y = np.empty(conv.output_shape, np.uint8)
         for isa in isas:
+
             def run_conv(isa: str = isa, conv: PreparedConv = conv, y: np.ndarray = y) -> object:
                 set_isa(isa)
                 return conv(x, y)
+
             variants[f"conv {isa} t{t}"] = run_conv
     if layer.groups == 1:
         a = _im2col(x, layer)
         pg = pack_gemm_weights(w.transpose(0, 2, 3, 1).reshape(layer.o, -1), transposed=True)
         for isa in isas:
+
             def run_gemm(isa: str = isa) -> object:
                 set_isa(isa)
-                return gemm_u8s8(a, pg, a_zero_point=X_ZP, bias=b, scale=scale,
-                                 out_zero_point=Y_ZP)
+                return gemm_u8s8(a, pg, a_zero_point=X_ZP, bias=b, scale=scale, out_zero_point=Y_ZP)
+
             variants[f"gemm {isa} t1"] = run_gemm
     x_nchw = nhwc_to_nchw(x)
     for t in threads:
@@ -242,27 +277,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--nets", nargs="+", choices=sorted(NETS), default=sorted(NETS, reverse=True))
     ap.add_argument("--isas", nargs="+", default=None, help="default: every non-scalar ISA here")
+    ap.add_argument(
+        "--x-max",
+        type=int,
+        default=255,
+        choices=(127, 255),
+        help="inputs drawn from [0, x-max]: 127 is a 7-bit activation (AVX2's vpmaddubsw path)",
+    )
     args = ap.parse_args(argv)
     isas = args.isas or [i for i in available_isas() if i != "scalar"] or ["scalar"]
     peaks = measure_peaks()
     print("peak: " + ", ".join(f"{k} {v:.0f} GMAC/s (1 thread)" for k, v in peaks.items()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"onnxruntime {ort.__version__}; ISAs {', '.join(isas)}; medians of "
-          f"{args.rounds * (BLOCK - DROP)} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"onnxruntime {ort.__version__}; ISAs {', '.join(isas)}; inputs in [0, {args.x_max}]; medians of "
+        f"{args.rounds * (BLOCK - DROP)} runs; load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
     for net in args.nets:
         for t in args.threads:
-            cols = [f"conv {i}" for i in isas] + ["gemm best t1", "ort qdq", "ort nhwc", "ort u8u8",
-                                                 "ours/ort", "ours/u8u8"]
+            cols = [f"conv {i}" for i in isas] + [
+                "gemm best t1",
+                "ort qdq",
+                "ort nhwc",
+                "ort u8u8",
+                "ours/ort",
+                "ours/u8u8",
+            ]
             print(f"\n{net}, {t} thread(s), GMAC/s")
             print(f"{'layer':28s} {'MMAC':>7s} " + " ".join(f"{c:>15s}" for c in cols))
             for layer in NETS[net]:
-                r = bench_layer(layer, isas, [t], args.rounds)
+                r = bench_layer(layer, isas, [t], args.rounds, args.x_max)
                 best = max(r[f"conv {i} t{t}"] for i in isas)
                 gemm = max((v for k, v in r.items() if k.startswith("gemm")), default=float("nan"))
                 ort_best = max(r[f"ort_qdq t{t}"], r[f"ort_nhwc t{t}"])
                 vals = [r[f"conv {i} t{t}"] for i in isas]
-                vals += [gemm, r[f"ort_qdq t{t}"], r[f"ort_nhwc t{t}"], r[f"ort_u8u8 t{t}"],
-                         best / ort_best, best / r[f"ort_u8u8 t{t}"]]
+                vals += [
+                    gemm,
+                    r[f"ort_qdq t{t}"],
+                    r[f"ort_nhwc t{t}"],
+                    r[f"ort_u8u8 t{t}"],
+                    best / ort_best,
+                    best / r[f"ort_u8u8 t{t}"],
+                ]
                 print(f"{layer.name:28s} {layer.macs / 1e6:7.1f} " + " ".join(f"{v:15.2f}" for v in vals))
                 sys.stdout.flush()
     return 0
