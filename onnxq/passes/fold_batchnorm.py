@@ -68,8 +68,24 @@ def fold_bn_params(
         groups: For a ConvTranspose weight ``[Cin, Cout/g, ...]``: the group count ``g``
             (``axis`` must be 1); the output channels are then ``g * w.shape[1]``.
 
-    Computed in float64 and returned in ``w``'s dtype.
+    Computed in float64 and returned in ``w``'s dtype. Non-finite weights stay non-finite, without
+    a warning (a signalling NaN warns when widened; the quantizer reports such weights later).
     """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _fold(w, b, gamma, beta, mean, var, eps, axis, groups)
+
+
+def _fold(
+    w: np.ndarray,
+    b: np.ndarray | None,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    eps: float,
+    axis: int,
+    groups: int,
+) -> tuple[np.ndarray, np.ndarray]:
     w64 = np.asarray(w, dtype=np.float64)
     params = [np.asarray(p, np.float64) for p in (gamma, beta, mean, var)]
     if any(p.ndim != 1 or p.shape != params[0].shape for p in params):

@@ -344,3 +344,16 @@ def test_fold_bn_params_refuses_parameters_of_other_shapes():
         fold_bn_params(w, None, np.ones(()), np.ones(2), np.ones(2), np.ones(2), 1e-5)
     with pytest.raises(ValueError, match="does not match the BN's 2 channels"):
         fold_bn_params(w, np.ones(3), np.ones(2), np.ones(2), np.ones(2), np.ones(2), 1e-5)
+
+
+def test_fold_bn_params_passes_a_signalling_nan_weight_through_without_a_warning() -> None:
+    import warnings
+
+    w = np.ones((2, 1, 1, 1), np.float32)
+    w.reshape(-1)[1] = np.array([0x7F800001], np.uint32).view(np.float32)[0]  # a signalling NaN
+    ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" reached stderr
+        folded, bias = fold_bn_params(w, None, ones, zeros, zeros, ones, 0.0)
+    assert folded.dtype == np.float32 and np.isnan(folded.reshape(-1)[1]) and folded.reshape(-1)[0] == 1
+    assert np.array_equal(bias, zeros)
