@@ -157,7 +157,7 @@ def run_target(name: str, seconds: int, artifacts: Path) -> bool:
         print(f"  exit status {status}; the end of its log:", file=sys.stderr)
         for line in lines[-40:]:
             print(f"  | {line}", file=sys.stderr)
-        crashes = sorted(artifacts.glob(f"{name}-*"))
+        crashes = sorted(artifacts.glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)  # newest last
         if crashes:
             print(f"  input that caused it: {crashes[-1]}", file=sys.stderr)
     if left:

@@ -13,6 +13,7 @@
    shaped ``x``; and the cheap deterministic ops of :data:`FOLDABLE_OPS` on constant inputs
    (exporters build weights and zero biases that way: ``Expand(CastLike(0, x), Shape(W)[:1])``).
    A result bigger than both :data:`MAX_FOLD_ELEMENTS` elements and its inputs is not folded.
+   A ``Constant`` whose output has no name feeds nothing and is removed.
 4. ``Identity(x) = x`` and ``Dropout(x) = x`` (its inference semantics; training-mode exports keep
    Dropout nodes, and their mask output must be unused) are bypassed unless they produce a graph
    output, so they do not split a fusion group.
@@ -117,6 +118,14 @@ def _dynamic_interface_dims(graph: ir.Graph) -> int:
         count += sum(isinstance(d, int) and d < 0 for d in value.shape)
         value.shape = ir.Shape(dims)
     return count
+
+
+def _drop_unnamed_constants(graph: ir.Graph) -> int:
+    """Remove the Constant nodes whose output is unnamed (nothing can read it); return how many."""
+    dead = [n for g in iter_graphs(graph) for n in g if is_op(n, "Constant") and not n.outputs[0].name]
+    for node in dead:
+        remove_node(node)
+    return len(dead)
 
 
 def _count_constants(graph: ir.Graph) -> int:
@@ -239,6 +248,7 @@ class Normalize(GraphPass):
         if self.strip_node_metadata:
             library.append(common_passes.ClearMetadataAndDocStringPass())
         initializer_inputs = sum(v.is_initializer() for g in iter_graphs(graph) for v in g.inputs)
+        count += _drop_unnamed_constants(graph)  # the lift below cannot name their initializers
         constants = _count_constants(graph)
         ir.passes.Sequential(*library, common_passes.LiftConstantsToInitializersPass(True, 0))(model)
         if initializer_inputs:

@@ -456,3 +456,20 @@ def test_normalize_drops_opset_imports_no_node_uses():
     result, proto = _normalize(model)
     assert {o.domain for o in proto.opset_import} == {""}
     assert "opset import(s) of unused domain(s) 'com.microsoft' dropped" in result.notes
+
+
+def test_normalize_removes_a_constant_whose_output_has_no_name() -> None:
+    from onnxq.passes.normalize import Normalize
+
+    unnamed = oh.make_node(
+        "Constant", [], [""], value=oh.make_tensor("v", onnx.TensorProto.FLOAT, [2], [1, 2])
+    )
+    graph = oh.make_graph(
+        [unnamed, oh.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+    )
+    model = load_model(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+    result = Normalize()(model)  # onnx-ir's constant lift raised: an initializer needs a name
+    assert [n.op_type for n in result.model.graph] == ["Relu"] and not result.model.graph.initializers
