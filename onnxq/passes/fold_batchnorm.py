@@ -45,6 +45,7 @@ from onnxq.planning.ops import get_rule, rule_of, supported_ops
 logger = logging.getLogger(__name__)
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def fold_bn_params(
     w: np.ndarray,
     b: np.ndarray | None,
@@ -71,21 +72,6 @@ def fold_bn_params(
     Computed in float64 and returned in ``w``'s dtype. Non-finite weights stay non-finite, without
     a warning (a signalling NaN warns when widened; the quantizer reports such weights later).
     """
-    with np.errstate(invalid="ignore", over="ignore"):
-        return _fold(w, b, gamma, beta, mean, var, eps, axis, groups)
-
-
-def _fold(
-    w: np.ndarray,
-    b: np.ndarray | None,
-    gamma: np.ndarray,
-    beta: np.ndarray,
-    mean: np.ndarray,
-    var: np.ndarray,
-    eps: float,
-    axis: int,
-    groups: int,
-) -> tuple[np.ndarray, np.ndarray]:
     w64 = np.asarray(w, dtype=np.float64)
     params = [np.asarray(p, np.float64) for p in (gamma, beta, mean, var)]
     if any(p.ndim != 1 or p.shape != params[0].shape for p in params):
