@@ -279,7 +279,9 @@ def _quantize(args: argparse.Namespace) -> None:
     print(report.format(max_float=20))
     if lowering is not None:
         _print_lowering(lowering)
-    int8_weights = any(t.data_type == 3 for t in qmodel.graph.initializer)  # TensorProto.INT8
+    from onnx import TensorProto
+
+    int8_weights = any(t.data_type == TensorProto.INT8 for t in qmodel.graph.initializer)
     if args.format == "qdq" and args.target != "x86-avx2" and int8_weights:
         from onnxq.runtime import ort_u8s8_saturates
 
