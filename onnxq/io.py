@@ -343,6 +343,11 @@ def _check_external_data(model: ir.Model, label: str) -> None:
     sizes: dict[str, int] = {}
     for tensor in _external_tensors(model):
         location = str(tensor.location)
+        if "\x00" in location:  # no file system takes it (os.path raised ValueError)
+            raise ModelLoadError(
+                f"{label}: external data location {location!r} (for tensor '{tensor.name}') holds a "
+                "NUL character"
+            )
         data_path = Path(tensor.path)
         # the real path, links followed, must stay in the model's directory: a link inside it that
         # points elsewhere is refused before anything outside is even looked at

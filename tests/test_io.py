@@ -119,6 +119,18 @@ def test_load_model_raises_when_external_data_escapes_model_dir(matmul_model, tm
         load_model(path)
 
 
+def test_load_model_refuses_an_external_data_location_with_a_nul_character(matmul_model, tmp_path):
+    path = tmp_path / "ext.onnx"
+    save_model(matmul_model, path, external_data=True)
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "ext.onnx\x00.data"  # os.path raised "embedded null byte"
+    onnx.save_model(proto, str(path))
+    with pytest.raises(ModelLoadError, match=r"location 'ext\.onnx\\x00\.data' \(for tensor 'w'\) holds a"):
+        load_model(path)
+
+
 def test_external_data_through_a_link_out_of_the_model_dir_is_refused_unread(
     matmul_model, tmp_path, monkeypatch
 ):
