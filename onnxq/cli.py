@@ -279,13 +279,10 @@ def _quantize(args: argparse.Namespace) -> None:
     print(report.format(max_float=20))
     if lowering is not None:
         _print_lowering(lowering)
-    from onnx import TensorProto
+    if args.format == "qdq" and args.target != "x86-avx2":
+        from onnxq.passes.uint8_twin import saturates_here
 
-    int8_weights = any(t.data_type == TensorProto.INT8 for t in qmodel.graph.initializer)
-    if args.format == "qdq" and args.target != "x86-avx2" and int8_weights:
-        from onnxq.runtime import ort_u8s8_saturates
-
-        if ort_u8s8_saturates():
+        if saturates_here(qmodel):
             print(
                 "note: onnxruntime on this CPU (x86 without VNNI) sums uint8 x int8 products in 16 bits "
                 "with saturation; for the model's exact results there use --format qdq-uint8, or "
@@ -293,7 +290,6 @@ def _quantize(args: argparse.Namespace) -> None:
             )
     if args.report:
         print(f"report: {args.report}")
-
 
 
 def _lower(args: argparse.Namespace) -> None:

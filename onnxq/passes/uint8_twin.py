@@ -197,6 +197,13 @@ def uint8_twin(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     return to_proto(twin) if result.count else proto
 
 
+def saturates_here(model: onnx.ModelProto) -> bool:
+    """True when ``model`` holds int8 tensors and this onnxruntime's u8 x s8 kernels saturate on
+    this CPU: its results there are not the model's exact integers."""
+    has_int8 = any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+    return has_int8 and ort_u8s8_saturates()
+
+
 def exact_on_onnxruntime(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     """``model`` as a proto where this onnxruntime's u8 x s8 kernels are exact on this CPU, else
     its uint8 twin (:func:`onnxq.runtime.ort_u8s8_saturates`): the model's exact integer results
@@ -217,6 +224,7 @@ __all__ = [
     "SHIFT_EQUIVARIANT_OPS",
     "Uint8Twin",
     "exact_on_onnxruntime",
+    "saturates_here",
     "shift_to_uint8",
     "uint8_twin",
 ]

@@ -60,13 +60,8 @@ def weight_plan(node: ir.Node, rule: OpRule, qconfig: QConfig) -> WeightPlan | s
         return None
     lowest, highest = rule.weight_ranks
     if w.ndim < lowest or (highest is not None and w.ndim > highest):
-        want = (
-            f"{lowest}"
-            if highest == lowest
-            else f"{lowest} or more"
-            if highest is None
-            else f"{lowest}..{highest}"
-        )
+        span = f"{lowest}" if highest == lowest else f"{lowest}..{highest}"
+        want = f"{lowest} or more" if highest is None else span
         return f"its weight '{w_value.name}' has rank {w.ndim}; {node.op_type} takes rank {want}"
     if w.dtype.kind == "f" and not np.all(np.isfinite(w)):
         bad = int(w.size - np.count_nonzero(np.isfinite(w)))
