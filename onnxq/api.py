@@ -30,8 +30,10 @@ import onnx
 import onnx_ir as ir
 
 from onnxq.accuracy.saturation import audit_layers
+from onnxq.calibration.budget import default_max_memory, parse_memory
 from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
 from onnxq.calibration.result import CalibrationResult
+from onnxq.calibration.shard import Shard
 from onnxq.calibration.subgraphs import untaken_branches
 from onnxq.errors import CalibrationDataError, OnnxqError, UnsupportedModelError
 from onnxq.io import load_model, tensor_bytes, to_proto
@@ -190,14 +192,33 @@ class PreparedModel:
         """Every stage of the last :meth:`convert` (the Q/DQ map among them), or None."""
         return self._conversion
 
-    def calibrate(self, batches: Batches, *, progress: bool = True) -> CalibrationResult:
+    def calibrate(
+        self,
+        batches: Batches,
+        *,
+        progress: bool = True,
+        shard: Shard | str | None = None,
+        max_memory: int | str | None = None,
+    ) -> CalibrationResult:
         """Run the fp32 model over ``batches`` ({input name: array}); statistics accumulate over
-        calls. Returns the accumulated result (a copy: later calls do not change it)."""
+        calls. Returns the accumulated result (a copy: later calls do not change it).
+
+        ``shard`` (``Shard`` or ``"i/N"``) keeps every N-th sample, for results merged later;
+        ``max_memory`` (bytes or ``"2GB"``; default: half the machine's memory, at most 8 GiB)
+        bounds the process's memory while calibrating (:mod:`onnxq.calibration.budget`)."""
         from onnxq.calibration.engine import calibrate  # lazy: the engine loads onnxruntime
 
+        if isinstance(shard, str):
+            shard = Shard.parse(shard)
+        if max_memory is None:
+            max_memory = default_max_memory()
+        elif isinstance(max_memory, str):
+            max_memory = parse_memory(max_memory)
         start = self._calibration.copy() if self._calibration is not None else None
         observers = start.observers if start is not None else make_observers(self._plan)
-        run = calibrate(self._model, observers, batches, progress=progress)
+        run = calibrate(
+            self._model, observers, batches, progress=progress, shard=shard, max_memory=max_memory
+        )
         self._calibration = CalibrationResult(run.observers, run.num_samples + self.num_samples)
         return self._calibration.copy()
 

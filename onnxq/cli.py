@@ -3,6 +3,9 @@
 ::
 
     onnxq quantize model.onnx -o model.int8.onnx --calib calib.npz --qconfig x86 [--report r.json]
+    onnxq calibrate model.onnx --calib calib.npz -o stats.json [--shard i/N | --dask ADDRESS]
+    onnxq merge-stats shard0.json shard1.json ... -o stats.json
+    onnxq quantize model.onnx -o model.int8.onnx --stats stats.json
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq demo
 
@@ -64,44 +67,73 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{quantize,lower,inspect,demo}")
-
-    q = sub.add_parser("quantize", parents=[common], help="static post-training quantization to QDQ ONNX")
-    q.add_argument("model", type=Path, help="fp32 .onnx model")
-    q.add_argument("-o", "--output", type=Path, required=True, help="where to write the int8 model")
-    q.add_argument(
-        "--calib",
-        type=Path,
-        default=None,
-        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files; "
-        "needed unless the qconfig is weight-only",
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{quantize,calibrate,merge-stats,lower,inspect,demo}"
     )
-    q.add_argument(
+
+    # how the model is quantized: quantize and calibrate must plan the same observers
+    qopts = argparse.ArgumentParser(add_help=False)
+    qopts.add_argument(
         "--qconfig",
         default=None,
         help=f"preset ({', '.join(PRESETS)}) or a JSON qconfig file (default: what suits --target)",
     )
-    q.add_argument(
+    qopts.add_argument(
         "--target",
         default=DEFAULT_TARGET,
         choices=TARGETS,
         help="where the model will run, when no --qconfig is given (default: portable: full 8-bit "
         "activations, per-channel weights; x86-avx2: 7-bit activations against vpmaddubsw saturation)",
     )
-    q.add_argument(
+    qopts.add_argument(
         "--activation-dtype",
         choices=("uint8", "int8", "uint16", "int16"),
         help="activations unsigned asymmetric or signed symmetric (default: as the qconfig says); "
         "16-bit types upgrade the model to opset 21",
     )
-    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    qopts.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor, not per channel"
+    )
+    qopts.add_argument(
+        "--requantize",
+        action="store_true",
+        help="the model is quantized already: quantize only what is still float (the report says what)",
+    )
+    # how calibration runs
+    copts = argparse.ArgumentParser(add_help=False)
+    copts.add_argument(
+        "--calib",
+        type=Path,
+        default=None,
+        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files; "
+        "needed unless the qconfig is weight-only",
+    )
+    copts.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        default=None,
+        help="bound calibration's memory, e.g. 2GB or 512MiB (default: half the machine's memory, "
+        "at most 8 GiB); observed tensors are then fetched in chunks, one model run per chunk",
+    )
+    copts.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
+
+    q = sub.add_parser(
+        "quantize", parents=[common, qopts, copts], help="static post-training quantization to QDQ ONNX"
+    )
+    q.add_argument("model", type=Path, help="fp32 .onnx model")
+    q.add_argument("-o", "--output", type=Path, required=True, help="where to write the int8 model")
+    q.add_argument(
+        "--stats",
+        type=Path,
+        default=None,
+        help="a calibration file from 'onnxq calibrate' or 'onnxq merge-stats', instead of --calib",
+    )
     q.add_argument("--report", type=Path, help="write the quantization report as JSON here")
     q.add_argument(
         "--external-data",
         action="store_true",
         help="store tensors in <output>.data beside the model (automatic above 2 GB)",
     )
-    q.add_argument("--no-progress", action="store_true", help="no progress bar during calibration")
     q.add_argument(
         "--format",
         choices=("qdq", "qdq-uint8", "onnxq"),
@@ -111,11 +143,39 @@ def build_parser() -> argparse.ArgumentParser:
         "saturate on x86 without VNNI); onnxq: onnxq's kernels as custom ops where they apply (run "
         "with onnxq.runtime.InferenceSession)",
     )
-    q.add_argument(
-        "--requantize",
-        action="store_true",
-        help="the model is quantized already: quantize only what is still float (the report says what)",
+
+    c = sub.add_parser(
+        "calibrate",
+        parents=[common, qopts, copts],
+        help="run calibration only and save the observers' statistics (for quantize --stats)",
     )
+    c.add_argument("model", type=Path, help="fp32 .onnx model")
+    c.add_argument("-o", "--output", type=Path, required=True, help="where to write the statistics (JSON)")
+    c.add_argument(
+        "--shard",
+        metavar="i/N",
+        default=None,
+        help="calibrate on every N-th sample only, starting at sample i (merge the N files with merge-stats)",
+    )
+    c.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="fan the shards out to a Dask cluster (its scheduler's address, e.g. tcp://host:8786); "
+        "needs onnxq[dask], and --calib readable by the workers at the same path",
+    )
+    c.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="with --dask: how many shards (tasks) to cut the data into (default: one per worker thread)",
+    )
+
+    m = sub.add_parser(
+        "merge-stats", parents=[common], help="merge calibration files of shards of one data set"
+    )
+    m.add_argument("stats", type=Path, nargs="+", help="calibration files from 'onnxq calibrate --shard'")
+    m.add_argument("-o", "--output", type=Path, required=True, help="where to write the merged statistics")
 
     lower_cmd = sub.add_parser(
         "lower",
@@ -180,6 +240,14 @@ def _run_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "quantize":
             _quantize(args)
+        elif args.command == "calibrate":
+            from onnxq.cli_stats import calibrate_command
+
+            calibrate_command(args)
+        elif args.command == "merge-stats":
+            from onnxq.cli_stats import merge_stats_command
+
+            merge_stats_command(args)
         elif args.command == "lower":
             _lower(args)
         elif args.command == "inspect":
@@ -204,55 +272,26 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> None:
-    from onnxq.api import prepare
-    from onnxq.calibration.sources import load_calibration_data
-    from onnxq.io import atomic_files, check_outputs_apart, external_data_files, save_model
-    from onnxq.qconfig import QConfigMapping, resolve_qconfig
-    from onnxq.targets import target_mapping
+    from onnxq.calibration.result import CalibrationResult
+    from onnxq.cli_stats import calibrate_from_args, check_output_dirs, prepare_from_args
+    from onnxq.io import atomic_files, save_model
 
-    for path, what in ((args.output, "output"), (args.report, "report")):
-        if path is not None and not _parent(path).is_dir():
-            raise OnnxqError(f"{what} '{path}': directory '{_parent(path)}' does not exist")
-        if path is not None and path.is_dir():
-            raise OnnxqError(f"{what} '{path}' is a directory; give a file name")
-    calib = load_calibration_data(args.calib) if args.calib is not None else None
-    inputs = {
-        "input model": [args.model],
-        "calibration data": list(calib.files) if calib is not None else [],
-        "qconfig file": [Path(args.qconfig)]
-        if args.qconfig is not None and Path(args.qconfig).exists()
-        else [],
-    }
+    check_output_dirs(output=args.output, report=args.report)
+    if args.stats is not None and args.calib is not None:
+        raise OnnxqError("give --calib or --stats, not both")
     outputs = {
         "output": args.output,
         "output's external data": _data_file(args.output),
         "report": args.report,
     }
-    check_outputs_apart(outputs, inputs)
-    # an existing file is a JSON qconfig whatever its suffix; anything else a preset or a .json path
-    mapping: QConfigMapping | None = None
-    if args.qconfig is not None:
-        qconfig = Path(args.qconfig)
-        mapping = (
-            QConfigMapping.from_json_file(qconfig) if qconfig.exists() else resolve_qconfig(args.qconfig)
-        )
-    elif args.activation_dtype or args.per_tensor:
-        mapping = target_mapping(args.target)
-    if mapping is not None and (args.activation_dtype or args.per_tensor):
-        mapping = mapping.with_overrides(
-            activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
-        )
-    prepared = prepare(args.model, mapping, target=args.target, requantize=args.requantize)
-    check_outputs_apart(
-        outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}
-    )
-    if prepared.plan.observed_values():
-        if calib is None:
-            raise OnnxqError(
-                "--calib is required: the qconfig quantizes activations, which need calibration data"
-            )
-        prepared.calibrate(calib, progress=not args.no_progress)
-    qmodel = prepared.convert()
+    stats_files = [args.stats] if args.stats is not None else []
+    prepared, calib = prepare_from_args(args, outputs, {"calibration file": stats_files})
+    calibration = None
+    if args.stats is not None:
+        calibration = CalibrationResult.load(args.stats)
+    elif prepared.plan.observed_values():
+        calibrate_from_args(args, prepared, calib)
+    qmodel = prepared.convert(calibration)
     report = prepared.report
     lowering = None
     if args.format == "onnxq":
@@ -293,11 +332,11 @@ def _quantize(args: argparse.Namespace) -> None:
 
 
 def _lower(args: argparse.Namespace) -> None:
+    from onnxq.cli_stats import check_output_dirs
     from onnxq.io import check_outputs_apart, external_data_files, load_model, save_model
     from onnxq.lower import lower
 
-    if not _parent(args.output).is_dir():
-        raise OnnxqError(f"output '{args.output}': directory '{_parent(args.output)}' does not exist")
+    check_output_dirs(output=args.output)
     model = load_model(args.model)
     check_outputs_apart(
         {"output": args.output, "output's external data": _data_file(args.output)},
@@ -337,8 +376,9 @@ def _demo(args: argparse.Namespace) -> None:
 
     if args.runs < 1:
         raise OnnxqError(f"--runs must be at least 1, got {args.runs}")
-    if args.output is not None and not _parent(args.output).is_dir():
-        raise OnnxqError(f"output '{args.output}': directory '{_parent(args.output)}' does not exist")
+    from onnxq.cli_stats import check_output_dirs
+
+    check_output_dirs(output=args.output)
     print(format_demo(run_demo(runs=args.runs, output=args.output, qconfig=args.qconfig)))
 
 
@@ -377,10 +417,6 @@ def _cli_logging(verbose: bool) -> Iterator[None]:
             lg.handlers[:] = handlers
             lg.setLevel(level)  # setLevel, not assignment: it clears the loggers' level cache
             lg.propagate = propagate
-
-
-def _parent(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
 
 
 def _data_file(model: Path) -> Path:

@@ -95,7 +95,7 @@ def model_input_specs(model: onnx.ModelProto | ir.Model) -> tuple[InputSpec, ...
     return tuple(specs)
 
 
-def _matches_as_given(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> bool:
+def matches_as_given(specs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> bool:
     """Every array has its input's rank and static dims: the dict is one run of the model as it is."""
     for spec in specs:
         arr = np.asarray(batch[spec.name])
@@ -157,7 +157,7 @@ def _check_batch(
             raise CalibrationDataError(
                 f"{where}: input {spec.name!r}: expected dtype {spec.dtype}, got {out[spec.name].dtype}"
             )
-    if as_given and _matches_as_given(specs, out):
+    if as_given and matches_as_given(specs, out):
         conflict = _symbol_conflict(specs, out)
         if conflict is not None:
             raise CalibrationDataError(f"{where}: {conflict}")
@@ -271,7 +271,7 @@ def rebatch(
     pending: list[Mapping[str, np.ndarray]] = []
     n_pending = 0
     for batch in batches:
-        if as_given and _matches_as_given(specs, batch):
+        if as_given and matches_as_given(specs, batch):
             yield dict(batch), _run_samples(specs, batch)
             continue
         stacked = _stacked(specs, batch)
@@ -300,6 +300,7 @@ def rebatch(
 __all__ = [
     "MAX_DYNAMIC_BATCH",
     "InputSpec",
+    "matches_as_given",
     "model_input_specs",
     "rebatch",
     "runs_as_given",

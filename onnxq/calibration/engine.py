@@ -1,12 +1,14 @@
 """Run the float model over calibration data and feed each observed tensor to its observer.
 
 The observed tensors become extra graph outputs (with their type when the model records it,
-otherwise untyped so that onnxruntime infers it) of one onnxruntime session. Graph outputs are
+otherwise untyped so that onnxruntime infers it) of an onnxruntime session, or of one session per
+chunk of them under a memory budget (:mod:`onnxq.calibration.chunked`). Graph outputs are
 never fused away, so the session runs with full optimisation and every observed tensor holds what
 the original graph computes (to float rounding). Batches stream through it: each run's outputs
 go to the observers (on a worker thread, while the next run computes) and are dropped, so memory
 does not grow with the number of samples; with a dynamic batch dimension the run size is chosen
-from the first run so that one run's observed tensors stay near ``RUN_OUTPUT_BYTES``. The model
+from the first run so that one run's observed tensors stay near ``RUN_OUTPUT_BYTES`` and within
+the budget. ``shard`` keeps every N-th sample (:mod:`onnxq.calibration.shard`). The model
 is handed to onnxruntime as a file in a temporary directory with its weights as external data,
 which onnxruntime maps rather than copies; models over 2 GB take the same path.
 
@@ -27,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_ir as ir
-import onnxruntime as ort
 
+from onnxq.calibration.chunked import ChunkedSessions
 from onnxq.calibration.data import (
-    MAX_DYNAMIC_BATCH,
     model_input_specs,
     rebatch,
     runs_as_given,
@@ -39,14 +40,13 @@ from onnxq.calibration.data import (
 from onnxq.calibration.observers.base import Observer
 from onnxq.calibration.progress import Progress
 from onnxq.calibration.result import CalibrationResult
+from onnxq.calibration.shard import Shard, select_shard
 from onnxq.calibration.sources import Batch, count_samples
 from onnxq.calibration.subgraphs import expose
 from onnxq.errors import CalibrationDataError
-from onnxq.runtime import error_text, session_with_outputs
+from onnxq.passes.shapes import infer_shapes
 
 logger = logging.getLogger(__name__)
-
-RUN_OUTPUT_BYTES = 32 << 20  # target size of the observed tensors of one run (dynamic batch)
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,24 @@ def calibrate(
     batches: Iterable[Batch],
     *,
     progress: bool = True,
+    shard: Shard | None = None,
+    max_memory: int | None = None,
 ) -> CalibrationResult:
     """Run ``model`` over ``batches`` and update ``observers[name]`` with every value of ``name``.
 
     ``batches`` are validated against the model inputs and regrouped into runs of the model's
-    batch size (:mod:`onnxq.calibration.data`); with a dynamic batch dimension the first run has one sample
-    and later ones as many (up to 16) as keep the fetched tensors near ``RUN_OUTPUT_BYTES``.
+    batch size (:mod:`onnxq.calibration.data`); with a dynamic batch dimension the first run has
+    one sample and later ones as many (up to 16) as the memory budget and ``RUN_OUTPUT_BYTES``
+    allow. ``shard`` keeps every N-th sample (:mod:`onnxq.calibration.shard`); ``max_memory``
+    bounds the process's memory by fetching the observed tensors in chunks
+    (:mod:`onnxq.calibration.budget`; None: one chunk of everything).
 
     Raises :class:`CalibrationDataError` on data that does not fit the model or holds no sample,
     ``ValueError`` for an observed name the graph does not have.
     """
     if isinstance(model, onnx.ModelProto):
         model = ir.from_proto(model)  # shares the tensors' data; the proto is not modified
+        infer_shapes(model)  # sizes for the memory budget; this copy is ours to annotate
     names = _ir_names(model)
     specs = model_input_specs(model)
     feed_names = {s.name for s in specs}
@@ -114,38 +120,41 @@ def calibrate(
     # tensors of If/Loop bodies are carried out to main-graph outputs of a copy of the model
     session_model, carriers = expose(model, nested) if nested else (model, {})
     observed_as = {**{n: n for n in fetched}, **{carriers[n]: n for n in nested if n in carriers}}
-    fetched = list(observed_as)
 
     if isinstance(batches, Mapping):  # one batch given on its own
         batches = [batches]
     num_samples = 0
-    run_size = [1]  # dynamic batch: one sample first, then as many as RUN_OUTPUT_BYTES allows
     as_given = runs_as_given(batches)
-    runs = rebatch(
-        specs, validate_batches(specs, batches, as_given), max_batch=lambda: run_size[0], as_given=as_given
-    )
-    # Observers of run k are updated on a worker thread while onnxruntime computes run k + 1
-    # (it releases the GIL); at most two runs' tensors are alive at any time.
+    checked = validate_batches(specs, batches, as_given)
+    if shard is not None:
+        checked = select_shard(specs, checked, shard, as_given=as_given)
+    total = count_samples(batches)
+    if total is not None and shard is not None:
+        total = len(shard.rows(0, total))
+    symbols = {s.name: s.symbols for s in specs}
+    # Observers of chunk k are updated on a worker thread while onnxruntime computes chunk k + 1
+    # (it releases the GIL); at most two chunks' tensors are alive at any time.
     with (
-        session_with_outputs(
-            session_model, fetched, what="model for calibration", spinning=False, memory_arena=False
-        ) as sess,
-        Progress(count_samples(batches), "calibrating", enabled=progress) as bar,
+        ChunkedSessions(session_model, list(observed_as), max_memory, symbols) as sessions,
+        Progress(total, "calibrating", enabled=progress) as bar,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxq-observe") as worker,
     ):
+        runs = rebatch(specs, checked, max_batch=sessions.run_size, as_given=as_given)
         job: Future[None] | None = None
         try:
             for feed, n in runs:
-                values = _run(sess, fetched, feed, num_samples, n) if fetched else []
-                if num_samples == 0 and values:
-                    per_sample = max(1, sum(int(v.nbytes) for v in values) // n)
-                    run_size[0] = max(1, min(MAX_DYNAMIC_BATCH, RUN_OUTPUT_BYTES // per_sample))
-                pairs = [*zip((observed_as[f] for f in fetched), values, strict=True)]
-                pairs += [(k, feed[k]) for k in from_feed]
-                del values
-                if job is not None:
-                    job.result()  # re-raises an observer's error
-                job = worker.submit(_update_all, observers, pairs)
+                chunks = sessions.run(feed, num_samples, n) if observed_as else iter([[]])
+                for chunk in chunks:
+                    pairs = [(observed_as[name], value) for name, value in chunk]
+                    del chunk
+                    if job is not None:
+                        job.result()  # re-raises an observer's error
+                    job = worker.submit(_update_all, observers, pairs)
+                    del pairs
+                if from_feed:
+                    if job is not None:
+                        job.result()
+                    job = worker.submit(_update_all, observers, [(k, feed[k]) for k in from_feed])
                 num_samples += n
                 bar.update(n)
             if job is not None:
@@ -154,7 +163,8 @@ def calibrate(
             if job is not None:
                 job.cancel()
     if num_samples == 0:
-        raise CalibrationDataError("calibration data is empty: no complete batch for the model")
+        where = f"shard {shard} of the calibration data" if shard is not None else "calibration data"
+        raise CalibrationDataError(f"{where} is empty: no complete batch for the model")
 
     result = CalibrationResult(observers, num_samples)
     nonfinite, unreached = result.nonfinite, result.unreached
@@ -170,23 +180,6 @@ def calibrate(
     if unreached:
         logger.info("calibration: %d tensor(s) never reached: %s", len(unreached), sorted(unreached))
     return result
-
-
-def _run(
-    sess: ort.InferenceSession, fetched: list[str], feed: dict[str, np.ndarray], first: int, n: int
-) -> list[np.ndarray]:
-    try:
-        return sess.run(fetched, feed)  # type: ignore[no-any-return]
-    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidArgument, ...)
-        shapes = ", ".join(f"{k!r}: {list(v.shape)}" for k, v in feed.items())
-        raise CalibrationDataError(
-            f"onnxruntime failed to run the model on calibration {_samples(first, n)} "
-            f"(inputs {shapes}): {error_text(e)}"
-        ) from None
-
-
-def _samples(first: int, n: int) -> str:
-    return f"sample {first}" if n == 1 else f"samples {first}..{first + n - 1}"
 
 
 def _update_all(observers: Mapping[str, Observer], pairs: list[tuple[str, np.ndarray]]) -> None:

@@ -62,13 +62,15 @@ def resolve_qparams(
     modified.
     """
     observers = calibration.observers if isinstance(calibration, CalibrationResult) else calibration
+    values = values_by_name(model.graph)
+    _check_foreign(values, observers)
     missing = sorted(v for g in plan.groups for v in g.observed if v not in observers)
     if missing:
         raise CalibrationDataError(
             f"the calibration result has no observer for {len(missing)} planned tensor(s), e.g. "
             f"{missing[0]!r}: it was made for another model or plan"
         )
-    values = values_by_name(model.graph)
+    _check_kinds(plan, observers)
     result: dict[int, QParams] = {}
     unreached = {v for g in plan.groups for v in g.observed if not observers[v].reached}
     for index, group in enumerate(plan.groups):
@@ -96,6 +98,27 @@ def resolve_qparams(
         result[index] = observed
     unreached -= {v for g in plan.groups if g.fixed_range is not None for v in g.observed}
     return ActivationQParams(result, frozenset(unreached))
+
+
+def _check_foreign(values: Mapping[str, ir.Value], observers: Mapping[str, Observer]) -> None:
+    """Calibration made elsewhere (a stats file) holds only tensors of this model."""
+    foreign = next((name for name in observers if name not in values), None)
+    if foreign is not None:
+        raise CalibrationDataError(
+            f"the calibration result holds tensor {foreign!r}, which this model does not have: "
+            "it was made for another model"
+        )
+
+
+def _check_kinds(plan: QuantPlan, observers: Mapping[str, Observer]) -> None:
+    """Every planned tensor was observed the way its spec asks."""
+    for name, spec in plan.observed_values().items():
+        kind = getattr(observers[name], "kind", spec.observer)
+        if kind != spec.observer:
+            raise CalibrationDataError(
+                f"tensor {name!r} was calibrated with observer {kind!r}, but the qconfig asks for "
+                f"{spec.observer!r}: calibrate again with the same qconfig"
+            )
 
 
 def _fills(qp: QParams, fixed_range: tuple[float, float]) -> bool:

@@ -97,3 +97,49 @@ def test_load_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(CalibrationDataError, match="not a regular file"):
         CalibrationResult.load(fifo)  # would block forever if opened
+
+
+# --- the calibration file's JSON Schema (schemas/calibration.schema.json) ---------------------
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "calibration.schema.json"
+
+
+def _schema_validator():  # type: ignore[no-untyped-def]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_schema_lists_every_registered_observer() -> None:
+    from onnxq.calibration.observers import observer_names
+
+    schema = json.loads(SCHEMA.read_text())
+    assert set(schema["$defs"]) - {"observer"} == set(observer_names())
+
+
+@pytest.mark.parametrize("reached", [True, False])
+def test_every_observers_state_validates(reached: bool) -> None:
+    from onnxq.calibration.observers import make_observer, observer_names, observer_supports_axis
+
+    validator = _schema_validator()
+    observers = {}
+    for name in observer_names():
+        try:
+            obs = make_observer(name, 1 if observer_supports_axis(name) else None)
+        except Exception:
+            obs = make_observer(name, None)
+        if reached:
+            obs.update(np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32))
+        observers[f"t_{name}"] = obs
+    state = json.loads(json.dumps(CalibrationResult(observers, 2 if reached else 0).state_dict()))
+    errors = sorted(validator.iter_errors(state), key=str)
+    assert not errors, errors[0].message
+
+
+def test_schema_refuses_what_load_refuses() -> None:
+    validator = _schema_validator()
+    assert not validator.is_valid({"version": 2, "num_samples": 0, "observers": {}})
+    assert not validator.is_valid({"version": 1, "num_samples": -1, "observers": {}})
+    unknown = {"t": {"observer": "nonesuch"}}
+    assert not validator.is_valid({"version": 1, "num_samples": 0, "observers": unknown})
