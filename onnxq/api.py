@@ -23,9 +23,8 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -52,7 +51,10 @@ logger = logging.getLogger(__name__)
 
 ModelSource = Union[str, "os.PathLike[str]", onnx.ModelProto, ir.Model]
 QConfigLike = Union[str, "os.PathLike[str]", QConfig, QConfigMapping, None]
-Batches = Iterable[Mapping[str, np.ndarray]]
+#: What calibration takes (:mod:`onnxq.calibration.adapters`): ``{input name: array}`` dicts, tuples
+#: of arrays or tensors in input order (a ``DataLoader``'s ``(x, y)``: labels ignored), bare arrays
+#: for a one-input model, or a source of :mod:`onnxq.calibration.sources` (files, image folders).
+Batches = Iterable[Any]
 CHECKER_MAX_BYTES = 1_800_000_000
 
 
@@ -191,8 +193,8 @@ class PreparedModel:
         return self._conversion
 
     def calibrate(self, batches: Batches, *, progress: bool = True) -> CalibrationResult:
-        """Run the fp32 model over ``batches`` ({input name: array}); statistics accumulate over
-        calls. Returns the accumulated result (a copy: later calls do not change it)."""
+        """Run the fp32 model over ``batches`` (:data:`Batches`); statistics accumulate over calls.
+        Returns the accumulated result (a copy: later calls do not change it)."""
         from onnxq.calibration.engine import calibrate  # lazy: the engine loads onnxruntime
 
         start = self._calibration.copy() if self._calibration is not None else None

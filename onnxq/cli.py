@@ -3,6 +3,7 @@
 ::
 
     onnxq quantize model.onnx -o model.int8.onnx --calib calib.npz --qconfig x86 [--report r.json]
+    onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq demo
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from onnxq import __version__
+from onnxq.calibration.preprocess import PREPROCESS_PRESETS
 from onnxq.errors import OnnxqError
 from onnxq.qconfig import PRESETS
 from onnxq.targets import DEFAULT_TARGET, TARGETS
@@ -73,8 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--calib",
         type=Path,
         default=None,
-        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files; "
-        "needed unless the qconfig is weight-only",
+        help=".npz or .npy file, a directory of .npz/.npy files (see docs/calibration-data.md), or "
+        "a directory of JPEG/PNG images; needed unless the qconfig is weight-only",
+    )
+    q.add_argument(
+        "--preprocess",
+        default=None,
+        help=f"for an image --calib: a preset ({', '.join(PREPROCESS_PRESETS)}) or a JSON "
+        "ImagePreprocess file (default: what the model's input shape tells)",
     )
     q.add_argument(
         "--qconfig",
@@ -215,10 +223,15 @@ def _quantize(args: argparse.Namespace) -> None:
             raise OnnxqError(f"{what} '{path}': directory '{_parent(path)}' does not exist")
         if path is not None and path.is_dir():
             raise OnnxqError(f"{what} '{path}' is a directory; give a file name")
-    calib = load_calibration_data(args.calib) if args.calib is not None else None
+    if args.preprocess is not None and args.calib is None:
+        raise OnnxqError("--preprocess applies to image calibration data: give --calib too")
+    calib = load_calibration_data(args.calib, preprocess=args.preprocess) if args.calib is not None else None
     inputs = {
         "input model": [args.model],
         "calibration data": list(calib.files) if calib is not None else [],
+        "preprocessing file": [Path(args.preprocess)]
+        if args.preprocess is not None and Path(args.preprocess).exists()
+        else [],
         "qconfig file": [Path(args.qconfig)]
         if args.qconfig is not None and Path(args.qconfig).exists()
         else [],
