@@ -77,7 +77,8 @@ class Adapted:
             if len(names) != 1:
                 raise CalibrationDataError(
                     f"{where}: a single array feeds a model with one input; this one has "
-                    f"{len(names)} ({', '.join(map(repr, names))}): give a tuple or a mapping"
+                    f"{len(names)} ({', '.join(map(repr, names))}): give a tuple or a mapping "
+                    "(on disk: .npz files, or a directory per input)"
                 )
             return {names[0]: to_numpy(item, f"{where}: input {names[0]!r}")}
         if not isinstance(item, (tuple, list)):

@@ -160,3 +160,10 @@ def test_json_file_errors_name_the_file_and_path(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"pre\.json: not valid JSON"):
         ImagePreprocess.from_json_file(path)
+
+
+def test_the_documented_example_is_valid(validator: jsonschema.Draft202012Validator) -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "calibration-data.md"
+    example = doc.read_text(encoding="utf-8").split("```json\n", 1)[1].split("```", 1)[0]
+    validator.validate(json.loads(example))
+    assert ImagePreprocess.from_dict(json.loads(example)).complete
