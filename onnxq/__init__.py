@@ -6,7 +6,8 @@ Static post-training quantization to portable int8 QDQ ONNX, the same flow as Py
     import onnxq
 
     prepared = onnxq.prepare("model.onnx", onnxq.get_default_qconfig("x86"))
-    prepared.calibrate(batches)              # any iterable of {input_name: ndarray}
+    prepared.calibrate(batches)              # {input_name: ndarray} dicts, tuples, a DataLoader,
+                                             # or onnxq.load_calibration_data("calib/")
     qmodel = prepared.convert()              # onnx.ModelProto in QDQ format
     onnxq.save_model(qmodel, "model.int8.onnx")
 
@@ -17,6 +18,8 @@ Everything public is listed in ``__all__``; anything else is internal.
 
 from onnxq import errors
 from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
+from onnxq.calibration.images import ImageFolder
+from onnxq.calibration.preprocess import ImagePreprocess
 from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.sources import load_calibration_data
 from onnxq.errors import (
@@ -50,6 +53,8 @@ __all__ = [
     "CalibrationResult",
     "ConfigError",
     "Conversion",
+    "ImageFolder",
+    "ImagePreprocess",
     "ModelLoadError",
     "ModelSummary",
     "OnnxqError",

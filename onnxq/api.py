@@ -23,9 +23,8 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -54,7 +53,10 @@ logger = logging.getLogger(__name__)
 
 ModelSource = Union[str, "os.PathLike[str]", onnx.ModelProto, ir.Model]
 QConfigLike = Union[str, "os.PathLike[str]", QConfig, QConfigMapping, None]
-Batches = Iterable[Mapping[str, np.ndarray]]
+#: What calibration takes (:mod:`onnxq.calibration.adapters`): ``{input name: array}`` dicts, tuples
+#: of arrays or tensors in input order (a ``DataLoader``'s ``(x, y)``: labels ignored), bare arrays
+#: for a one-input model, or a source of :mod:`onnxq.calibration.sources` (files, image folders).
+Batches = Iterable[Any]
 CHECKER_MAX_BYTES = 1_800_000_000
 
 
@@ -200,8 +202,8 @@ class PreparedModel:
         shard: Shard | str | None = None,
         max_memory: int | str | None = None,
     ) -> CalibrationResult:
-        """Run the fp32 model over ``batches`` ({input name: array}); statistics accumulate over
-        calls. Returns the accumulated result (a copy: later calls do not change it).
+        """Run the fp32 model over ``batches`` (:data:`Batches`); statistics accumulate over calls.
+        Returns the accumulated result (a copy: later calls do not change it).
 
         ``shard`` (``Shard`` or ``"i/N"``) keeps every N-th sample, for results merged later;
         ``max_memory`` (bytes or ``"2GB"``; default: half the machine's memory, at most 8 GiB)

@@ -6,6 +6,7 @@
     onnxq calibrate model.onnx --calib calib.npz -o stats.json [--shard i/N | --dask ADDRESS]
     onnxq merge-stats shard0.json shard1.json ... -o stats.json
     onnxq quantize model.onnx -o model.int8.onnx --stats stats.json
+    onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq demo
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from onnxq import __version__
+from onnxq.calibration.preprocess import PREPROCESS_PRESETS
 from onnxq.errors import OnnxqError
 from onnxq.qconfig import PRESETS
 from onnxq.targets import DEFAULT_TARGET, TARGETS
@@ -105,8 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--calib",
         type=Path,
         default=None,
-        help=".npz file (keys = input names, axis 0 = samples) or a directory of .npz files; "
-        "needed unless the qconfig is weight-only",
+        help=".npz or .npy file, a directory of .npz/.npy files (see docs/calibration-data.md), or "
+        "a directory of JPEG/PNG images; needed unless the qconfig is weight-only",
+    )
+    copts.add_argument(
+        "--preprocess",
+        default=None,
+        help=f"for an image --calib: a preset ({', '.join(PREPROCESS_PRESETS)}) or a JSON "
+        "ImagePreprocess file (default: what the model's input shape tells)",
     )
     copts.add_argument(
         "--max-memory",

@@ -19,8 +19,9 @@ from onnxq.errors import OnnxqError
 
 if TYPE_CHECKING:
     from onnxq.api import PreparedModel
+    from onnxq.calibration.images import ImageFolder
     from onnxq.calibration.result import CalibrationResult
-    from onnxq.calibration.sources import NpzCalibrationData
+    from onnxq.calibration.sources import CalibrationFiles
 
 
 def parent(path: Path) -> Path:
@@ -42,7 +43,7 @@ def prepare_from_args(
     args: argparse.Namespace,
     outputs: Mapping[str, Path | None],
     more_inputs: Mapping[str, Iterable[Path]] = {},
-) -> tuple[PreparedModel, NpzCalibrationData | None]:
+) -> tuple[PreparedModel, CalibrationFiles | ImageFolder | None]:
     """The model prepared as the qconfig options say, and the ``--calib`` source (not read yet).
 
     Every output is checked against every input (model, its external data, calibration files,
@@ -54,10 +55,15 @@ def prepare_from_args(
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
     from onnxq.targets import target_mapping
 
-    calib = load_calibration_data(args.calib) if args.calib is not None else None
+    if args.preprocess is not None and args.calib is None:
+        raise OnnxqError("--preprocess applies to image calibration data: give --calib too")
+    calib = load_calibration_data(args.calib, preprocess=args.preprocess) if args.calib is not None else None
     inputs = {
         "input model": [args.model],
         "calibration data": list(calib.files) if calib is not None else [],
+        "preprocessing file": [Path(args.preprocess)]
+        if args.preprocess is not None and Path(args.preprocess).exists()
+        else [],
         "qconfig file": [Path(args.qconfig)]
         if args.qconfig is not None and Path(args.qconfig).exists()
         else [],
@@ -85,7 +91,7 @@ def prepare_from_args(
 
 
 def calibrate_from_args(
-    args: argparse.Namespace, prepared: PreparedModel, calib: NpzCalibrationData | None
+    args: argparse.Namespace, prepared: PreparedModel, calib: CalibrationFiles | ImageFolder | None
 ) -> CalibrationResult:
     """``prepared.calibrate`` on ``--calib`` with ``--shard``, ``--max-memory``, ``--no-progress``."""
     if calib is None:

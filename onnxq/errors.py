@@ -35,6 +35,13 @@ class KernelError(OnnxqError):
     """A native kernel refused its arguments (returned a non-zero status)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), for one-line errors
+    that wrap what a library raised."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 __all__ = [
     "CalibrationDataError",
     "ConfigError",
@@ -43,4 +50,5 @@ __all__ = [
     "ModelLoadError",
     "OnnxqError",
     "UnsupportedModelError",
+    "first_line",
 ]

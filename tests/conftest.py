@@ -43,14 +43,19 @@ Fixtures (request them by name in a test's arguments):
 
 ``make_plan(text, mapping) -> (onnx_ir.Model, QuantPlan)``
     The quantization plan of an ONNX-text model (fusion groups of its weighted ops included).
+
+``json_schema(name) -> jsonschema.Draft202012Validator`` (session scope)
+    The JSON Schema ``schemas/<name>``, itself checked, as a validator (with format checks).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -237,3 +242,19 @@ def make_plan() -> Callable[..., tuple[ir.Model, Any]]:
         return model, build_plan(model, mapping, find_fusion_groups(model.graph))
 
     return make
+
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def load_schema_validator(name: str) -> Any:
+    """The checked JSON Schema ``schemas/<name>`` as a Draft 2020-12 validator."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+@pytest.fixture(scope="session")
+def json_schema() -> Callable[[str], Any]:
+    return load_schema_validator

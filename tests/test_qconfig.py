@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "qconfig.schema.
 
 
 @pytest.fixture(scope="module")
-def validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+def validator(json_schema: Callable[[str], Any]) -> jsonschema.Draft202012Validator:
+    return json_schema("qconfig.schema.json")
 
 
 def _custom_qconfig() -> QConfig:

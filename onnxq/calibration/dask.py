@@ -87,7 +87,7 @@ def calibrate_on_dask(
     ``address``, or a ``distributed.Client``); default: one shard per worker thread.
 
     ``batches`` is pickled to every worker, which iterates it itself: give a source that reads
-    files (``NpzCalibrationData``, an image folder) rather than arrays held in memory here.
+    files (``CalibrationFiles``, an ``ImageFolder``) rather than arrays held in memory here.
     """
     from tqdm.auto import tqdm
 

@@ -6,7 +6,7 @@ A *batch* is a mapping ``{input_name: array}``. Two conventions say how it becom
   declared dims is one run of the model, fed as it is: a 0-d sample rate is a 0-d array, a
   recurrent state ``[2, batch, 128]`` is passed whole. A dict that does not fit as given is read
   as samples on axis 0, below.
-* **Samples on axis 0** (``.npz`` files, :mod:`onnxq.calibration.sources`): every array holds its
+* **Samples on axis 0** (files and image folders, :mod:`onnxq.calibration.sources`): every array holds its
   samples on axis 0, either as the input's own leading (batch) axis (the array has the input's
   rank) or as one extra leading axis (rank + 1: each item is one complete input). The extra axis is
   how a file says an input has no sample axis of its own: ``sr`` of shape ``(samples,)`` for a 0-d
@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxq.calibration.sources import Batch
+from onnxq.calibration.adapters import adapt
 from onnxq.errors import CalibrationDataError
 
 logger = logging.getLogger(__name__)
@@ -196,30 +196,32 @@ def _check_batch(
     return out, next(iter(counts.values()), 0)
 
 
-def runs_as_given(batches: Iterable[Batch]) -> bool:
+def runs_as_given(batches: Iterable[object]) -> bool:
     """Whether ``batches``' dicts are runs of the model as given (any iterable) or hold samples on
-    axis 0 (sources that say ``samples_on_axis0 = True``: .npz files)."""
+    axis 0 (sources that say ``samples_on_axis0 = True``: files, image folders)."""
     return not getattr(batches, "samples_on_axis0", False)
 
 
 def validate_batches(
-    specs: Sequence[InputSpec], batches: Iterable[Batch], as_given: bool | None = None
+    specs: Sequence[InputSpec], batches: Iterable[object], as_given: bool | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield each batch after checking names, ranks, static dims and dtypes against ``specs``.
 
-    A single mapping is taken as one batch. ``as_given`` (default: :func:`runs_as_given` of the
-    source) accepts a dict whose arrays fit the inputs exactly as one run. Raises
-    :class:`CalibrationDataError` naming the batch (its file for .npz sources) and input on a
-    mismatch, and at the end if no sample at all was seen (an empty calibration set).
+    Batches enter through :func:`onnxq.calibration.adapters.adapt` (tensors, tuples, bare arrays,
+    sources bound to the model); a single mapping or array is one batch. A file source's headers
+    are all checked before the first batch is yielded, so a bad file stops calibration before any
+    run. ``as_given`` (default: :func:`runs_as_given` of the source) accepts a dict whose arrays fit
+    the inputs exactly as one run. Raises :class:`CalibrationDataError` naming the batch (its file
+    for file sources) and input on a mismatch, and at the end if no sample at all was seen (an
+    empty calibration set).
     """
-    if isinstance(batches, Mapping):  # one batch given on its own
-        batches = [batches]
-    as_given = runs_as_given(batches) if as_given is None else as_given
+    source = adapt(specs, batches)
+    as_given = runs_as_given(source) if as_given is None else as_given
+    for where, stand_in in source.stand_ins():
+        _check_batch(specs, stand_in, where, as_given)
     total = 0
-    label = getattr(batches, "batch_label", None)
-    for index, batch in enumerate(batches):
-        where = label(index) if label is not None else f"calibration batch {index}"
-        checked, n = _check_batch(specs, batch, where, as_given)
+    for index, batch in enumerate(source):
+        checked, n = _check_batch(specs, batch, source.batch_label(index), as_given)
         total += n
         if n:
             yield checked

@@ -1,4 +1,4 @@
-"""Read ``.npz`` archives without trusting them.
+"""Read ``.npz`` archives and ``.npy`` files without trusting them.
 
 ``numpy.load`` believes what a file says: a zip entry that inflates to 4 GiB of zeros is inflated,
 an ``.npy`` header that declares ``(10**12,)`` elements is allocated before the data is found
@@ -13,25 +13,29 @@ assorted exceptions. Here every size is checked before anything is allocated:
 * the header's shape times the dtype's item size must equal the bytes the entry holds after the
   header; only then is the array allocated, once, and filled in chunks.
 
-Every failure is one :class:`~onnxq.errors.CalibrationDataError` line naming the file and entry.
-Arrays come back in native byte order.
+A lone ``.npy`` file is checked the same way: at most ``max_bytes`` on disk, the same header
+rules, and its header's size must equal the bytes after it. Every failure is one
+:class:`~onnxq.errors.CalibrationDataError` line naming the file (and entry). Arrays come back in
+native byte order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import lzma
 import math
 import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from onnxq.errors import CalibrationDataError
+from onnxq.errors import CalibrationDataError, first_line
 
 #: Largest total of array bytes one calibration file may hold (a bigger set goes in a directory
 #: of files, which are read one at a time).
@@ -85,12 +89,12 @@ def read_npz(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> d
             where = f"{p}: entry '{info.filename}'"
             try:
                 with zf.open(info) as f:
-                    header = _read_header(f, info, where)
+                    header = _read_header(f, _entry_name(info), info.file_size, where)
                     out[header.name] = _read_data(f, header, where)
             except CalibrationDataError:
                 raise
             except _READ_ERRORS as e:
-                raise CalibrationDataError(f"{where}: cannot read it ({_first_line(e)})") from None
+                raise CalibrationDataError(f"{where}: cannot read it ({first_line(e)})") from None
     return out
 
 
@@ -105,12 +109,49 @@ def read_npz_headers(
             where = f"{p}: entry '{info.filename}'"
             try:
                 with zf.open(info) as f:
-                    headers.append(_read_header(f, info, where))
+                    headers.append(_read_header(f, _entry_name(info), info.file_size, where))
             except CalibrationDataError:
                 raise
             except _READ_ERRORS as e:
-                raise CalibrationDataError(f"{where}: cannot read it ({_first_line(e)})") from None
+                raise CalibrationDataError(f"{where}: cannot read it ({first_line(e)})") from None
     return tuple(headers)
+
+
+def read_npy(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
+    """The array of the ``.npy`` file at ``path``."""
+    p = Path(path)
+    with _npy_file(p, max_bytes) as (f, size):
+        return _read_data(f, _read_header(f, p.stem, size, str(p), "file"), str(p))
+
+
+def read_npy_header(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> ArrayHeader:
+    """The checked header of the ``.npy`` file at ``path``, without reading its data."""
+    p = Path(path)
+    with _npy_file(p, max_bytes) as (f, size):
+        return _read_header(f, p.stem, size, str(p), "file")
+
+
+@contextlib.contextmanager
+def _npy_file(p: Path, max_bytes: int) -> Iterator[tuple[IO[bytes], int]]:
+    """The open file and its size, once it is known to be a regular file of at most ``max_bytes``;
+    OS errors while reading become one line naming the file."""
+    _check_regular(p)
+    try:
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise CalibrationDataError(
+                    f"{p}: holds more than {max_bytes} bytes; split the samples over several files"
+                )
+            yield f, size
+    except OSError as e:
+        raise CalibrationDataError(f"{p}: cannot read it ({e.strerror or e})") from None
+
+
+def _check_regular(p: Path) -> None:
+    if not p.is_file():  # a FIFO would block, a device never end
+        what = "does not exist" if not p.exists() else "is not a regular file"
+        raise CalibrationDataError(f"{p}: calibration file {what}")
 
 
 class _archive:
@@ -123,15 +164,13 @@ class _archive:
 
     def __enter__(self) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
         p = self.path
-        if not p.is_file():  # a FIFO would block, a device never end
-            what = "does not exist" if not p.exists() else "is not a regular file"
-            raise CalibrationDataError(f"{p}: calibration file {what}")
+        _check_regular(p)
         try:
             self.zf = zipfile.ZipFile(p)
             infos = self.zf.infolist()
         except _READ_ERRORS as e:
             self.__exit__()
-            raise CalibrationDataError(f"{p}: not an .npz archive ({_first_line(e)})") from None
+            raise CalibrationDataError(f"{p}: not an .npz archive ({first_line(e)})") from None
         try:
             _check_entries(p, infos, self.max_bytes)
         except CalibrationDataError:
@@ -152,7 +191,7 @@ def _check_entries(path: Path, infos: list[zipfile.ZipInfo], max_bytes: int) -> 
         where = f"{path}: entry '{info.filename}'"
         if not info.filename.endswith(".npy"):
             raise CalibrationDataError(f"{where} is not an .npy array")
-        name = info.filename[: -len(".npy")]
+        name = _entry_name(info)
         if name in seen:
             raise CalibrationDataError(f"{where} appears twice")
         seen.add(name)
@@ -173,7 +212,12 @@ def _check_entries(path: Path, infos: list[zipfile.ZipInfo], max_bytes: int) -> 
         raise CalibrationDataError(f"{path}: the archive holds no arrays")
 
 
-def _read_header(f: IO[bytes], info: zipfile.ZipInfo, where: str) -> ArrayHeader:
+def _entry_name(info: zipfile.ZipInfo) -> str:
+    return info.filename[: -len(".npy")]
+
+
+def _read_header(f: IO[bytes], name: str, size: int, where: str, holder: str = "entry") -> ArrayHeader:
+    """The header at the start of ``f`` (``size`` bytes in all), checked against the data after it."""
     try:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -185,17 +229,17 @@ def _read_header(f: IO[bytes], info: zipfile.ZipInfo, where: str) -> ArrayHeader
     except CalibrationDataError:
         raise
     except (zlib.error, lzma.LZMAError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise CalibrationDataError(f"{where}: cannot read it ({_first_line(e)})") from None
+        raise CalibrationDataError(f"{where}: cannot read it ({first_line(e)})") from None
     except Exception as e:  # numpy parses the header text with tokenize and ast: many error types
-        raise CalibrationDataError(f"{where}: not a valid .npy header ({_first_line(e)})") from None
+        raise CalibrationDataError(f"{where}: not a valid .npy header ({first_line(e)})") from None
     if dtype.kind not in _DTYPE_KINDS:  # objects (pickles), structured and sub-array dtypes
         raise CalibrationDataError(f"{where}: arrays of dtype {dtype} are not calibration data")
-    header = ArrayHeader(info.filename[: -len(".npy")], dtype, tuple(int(d) for d in shape), bool(fortran))
-    payload = info.file_size - f.tell()
+    header = ArrayHeader(name, dtype, tuple(int(d) for d in shape), bool(fortran))
+    payload = size - f.tell()
     if header.nbytes != payload:
         raise CalibrationDataError(
             f"{where}: the header declares {dtype}{list(header.shape)} ({header.nbytes} bytes) "
-            f"but the entry holds {max(payload, 0)} bytes of data"
+            f"but the {holder} holds {max(payload, 0)} bytes of data"
         )
     return header
 
@@ -216,9 +260,4 @@ def _read_data(f: IO[bytes], header: ArrayHeader, where: str) -> np.ndarray:
     return arr
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-__all__ = ["MAX_FILE_BYTES", "ArrayHeader", "read_npz", "read_npz_headers"]
+__all__ = ["MAX_FILE_BYTES", "ArrayHeader", "read_npy", "read_npy_header", "read_npz", "read_npz_headers"]

@@ -12,7 +12,7 @@ import pytest
 
 from onnxq.api import prepare
 from onnxq.calibration import dask as onnxq_dask
-from onnxq.calibration.sources import NpzCalibrationData, load_calibration_data
+from onnxq.calibration.sources import CalibrationFiles, load_calibration_data
 from onnxq.demo import asset_path
 from onnxq.errors import OnnxqError
 from onnxq.qconfig import QConfig, QSpec
@@ -31,7 +31,7 @@ class KillOnce:
 
     samples_on_axis0 = True
 
-    def __init__(self, source: NpzCalibrationData, marker: Path) -> None:
+    def __init__(self, source: CalibrationFiles, marker: Path) -> None:
         self.source, self.marker = source, marker
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -51,7 +51,7 @@ def cluster():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> NpzCalibrationData:
+def files(tmp_path: Path) -> CalibrationFiles:
     with np.load(asset_path("digits_calib.npz")) as z:
         x = z["input"]
     for i in range(4):  # four files of 16 samples: each shard reads all of them, keeps its rows
@@ -59,7 +59,7 @@ def files(tmp_path: Path) -> NpzCalibrationData:
     return load_calibration_data(tmp_path)
 
 
-def _one_run(files: NpzCalibrationData) -> bytes:
+def _one_run(files: CalibrationFiles) -> bytes:
     p = prepare(str(asset_path("digits_cnn.onnx")), MINMAX)
     p.calibrate(files, progress=False)
     return p.convert().SerializeToString()
@@ -72,7 +72,7 @@ def _on_dask(cluster, data, shards: int | None = None) -> tuple[bytes, int]:  # 
 
 
 @pytest.mark.parametrize("shards", [None, 5])
-def test_shards_on_two_workers_give_one_run(cluster, files: NpzCalibrationData, shards: int | None) -> None:
+def test_shards_on_two_workers_give_one_run(cluster, files: CalibrationFiles, shards: int | None) -> None:
     got, n = _on_dask(cluster, files, shards)
     assert n == 64
     assert got == _one_run(files)

@@ -73,8 +73,8 @@ def _touch(path: Path) -> Path:
     ("make", "message"),
     [
         (lambda p: p / "missing.npz", "calibration data not found"),
-        (lambda p: p, "holds no .npz calibration files"),
-        (lambda p: _touch(p / "x.npy"), "expected an .npz file"),
+        (lambda p: p, r"holds no \.npz, \.npy or image calibration files"),
+        (lambda p: _touch(p / "x.txt"), r"expected an \.npz or \.npy file, an image"),
     ],
 )
 def test_bad_paths_are_reported(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -136,9 +136,12 @@ def test_empty_calibration_set_is_an_error(source) -> None:  # type: ignore[no-u
         list(validate_batches(SPECS, source))
 
 
-def test_non_mapping_batch_is_an_error() -> None:
-    with pytest.raises(CalibrationDataError, match="expected a mapping of input name to array, got list"):
-        list(validate_batches(SPECS, [[np.zeros(3)]]))
+def test_batch_of_no_known_form_is_an_error() -> None:
+    with pytest.raises(
+        CalibrationDataError,
+        match=r"calibration batch 0: expected a mapping of input name to array, a tuple .* got str",
+    ):
+        list(validate_batches(SPECS, ["x.npz"]))
 
 
 def test_dynamic_batch_is_regrouped_into_chunks_of_16() -> None:

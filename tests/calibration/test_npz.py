@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxq.calibration.npz import read_npz, read_npz_headers
+from onnxq.calibration.npz import read_npy, read_npy_header, read_npz, read_npz_headers
 from onnxq.calibration.sources import load_calibration_data
 from onnxq.errors import CalibrationDataError
 
@@ -164,12 +164,73 @@ def test_empty_archive_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
-    fifo = tmp_path / "calib.npz"
+@pytest.mark.parametrize(("name", "read"), [("calib.npz", read_npz), ("calib.npy", read_npy)])
+def test_fifo_is_refused_not_waited_on(tmp_path: Path, name: str, read) -> None:  # type: ignore[no-untyped-def]
+    fifo = tmp_path / name
     os.mkfifo(fifo)
     with pytest.raises(CalibrationDataError, match="not a regular file"):
         load_calibration_data(fifo)
     with pytest.raises(CalibrationDataError, match="not a regular file"):
-        read_npz(fifo)
+        read(fifo)
     _save(tmp_path / "real.npz", x=np.zeros(2, dtype=np.float32))
     assert [p.name for p in load_calibration_data(tmp_path).files] == ["real.npz"]  # the FIFO is skipped
+
+
+# ---------------------------------------------------------------- lone .npy files
+
+
+def test_npy_round_trip_and_header(tmp_path: Path) -> None:
+    a = np.arange(12, dtype=">i4").reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    got = read_npy(tmp_path / "a.npy")
+    assert got.dtype == np.int32 and got.dtype.isnative
+    np.testing.assert_array_equal(got, a)
+    header = read_npy_header(tmp_path / "a.npy")
+    assert (header.name, header.shape, header.dtype) == ("a", (3, 4), np.dtype(">i4"))
+
+
+def test_npy_header_that_lies_about_its_size_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "lie.npy"
+    path.write_bytes(_npy_bytes({"descr": "<f4", "fortran_order": False, "shape": (10**12,)}, b"\0" * 16))
+    for read in (read_npy, read_npy_header):
+        with pytest.raises(
+            CalibrationDataError,
+            match=r"lie\.npy: the header declares float32\[1000000000000\] .* but the file holds 16 bytes",
+        ):
+            read(path)
+
+
+def test_truncated_npy_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.npy"
+    np.save(path, np.zeros(100, np.float32))
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(
+        CalibrationDataError, match=r"t\.npy: the header declares float32\[100\] \(400 bytes\)"
+    ):
+        read_npy(path)
+
+
+def test_npy_over_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.npy"
+    np.save(path, np.zeros(1000, np.float32))
+    with pytest.raises(CalibrationDataError, match=r"big\.npy: holds more than 1000 bytes"):
+        read_npy(path, max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a valid .npy header"),
+        (b"PK\x03\x04 an npz renamed", "not a valid .npy header"),
+        (
+            _npy_bytes({"descr": "|O", "fortran_order": False, "shape": (1,)}, b"\0" * 8),
+            "arrays of dtype object are not calibration data",
+        ),
+    ],
+)
+def test_bad_npy_files_are_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    with pytest.raises(CalibrationDataError, match=rf"bad\.npy: {message}") as info:
+        read_npy(path)
+    assert "\n" not in str(info.value)
