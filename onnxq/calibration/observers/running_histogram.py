@@ -1,0 +1,302 @@
+"""The running histogram that the histogram-based observers share, and its two array operations.
+
+State: ``bins`` counts over ``[lo, hi]``, the range of every finite value seen so far. An update
+whose values stay inside the range adds its counts; one that widens it re-bins the old histogram
+onto the new range the way PyTorch does (each old bin split into ``upsample_rate`` equal parts,
+each part's mass moved to the new bin holding its mid-point) and adds the new counts, binned on
+the new range. Memory is ``O(bins)`` whatever the number of samples; there is no per-sample history.
+
+``merge`` re-bins both histograms onto the union range and adds them: exact when the two ranges
+are equal (re-binning onto the same range is the identity), within one bin's mass placement
+otherwise. :class:`RunningHistogramObserver` holds this state; a subclass only says how a range is
+chosen from the histogram (:meth:`RunningHistogramObserver.choose_range`), and ``qparams`` hands
+that range to :func:`onnxq.qparams.choose_qparams`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from onnxq.calibration.observers._util import as_float, finite_min_max
+from onnxq.errors import ConfigError
+from onnxq.qparams import QParams, choose_qparams
+
+_CHUNK = 1 << 16  # elements binned per step: keeps the temporaries in cache
+_LANES = 4  # interleaved sub-histograms: runs of equal values (ReLU zeros) do not serialise
+_LANE_OF = np.arange(_CHUNK) % _LANES
+
+
+#: Bounds of the constructor's arguments: memory is O(bins x upsample_rate) while re-binning.
+MAX_BINS = 1 << 16
+MAX_UPSAMPLE_RATE = 1 << 10
+MAX_FINE_BINS = 1 << 22
+#: Most values a loaded histogram may have counted (merging many stays far from float64 overflow).
+MAX_TOTAL_COUNT = 2.0**62
+
+
+def bin_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Counts of the finite values ``x`` (all within ``[lo, hi]``) in ``bins`` equal bins.
+
+    Bin ``i`` holds ``lo + i w <= v < lo + (i+1) w`` (``w = (hi - lo) / bins``, up to float32
+    rounding at the edges, as PyTorch's ``histc``); ``hi`` goes in the last bin. With
+    ``hi == lo`` everything goes in bin 0.
+
+    Element ``k`` of each chunk counts into sub-histogram ``k % 4`` of ``bins + 2`` slots, so that
+    runs of equal values do not serialise one counter: its slot ``lane * (bins + 2) + 1 +
+    (v - lo) / w`` is computed with the lane offset folded into one multiply-add, truncated and
+    counted by a single ``np.bincount``. The two guard slots of each lane catch positions that
+    rounding pushes just outside ``[0, bins)`` (and ``hi`` itself) and are folded into the end bins.
+    When ``lo`` is far from zero relative to the range it is subtracted first (no cancellation).
+    """
+    flat = x.reshape(-1)
+    counts = np.zeros(bins, dtype=np.float64)
+    if flat.size == 0:
+        return counts
+    if not hi > lo:
+        counts[0] = flat.size
+        return counts
+    dt = np.dtype(np.float64) if flat.dtype == np.float64 or bins > 8192 else np.dtype(np.float32)
+    slots = bins + 2
+    width = _LANES * slots
+    scale = bins / (hi - lo)
+    subtract_first = abs(lo) > 8.0 * (hi - lo)
+    n0 = min(_CHUNK, flat.size)
+    offset = _LANE_OF[:n0] * float(slots) + 1.0 - (0.0 if subtract_first else lo * scale)
+    offset = offset.astype(dt)
+    scale_t, lo_t = dt.type(scale), dt.type(lo)
+    tmp = np.empty(n0, dtype=dt)
+    idx = np.empty(n0, dtype=np.intp)
+    lanes = np.zeros(width, dtype=np.float64)
+    for begin in range(0, flat.size, _CHUNK):
+        part = flat[begin : begin + _CHUNK]
+        n = part.size
+        t, ix = tmp[:n], idx[:n]
+        if subtract_first:
+            np.subtract(part, lo_t, out=t)
+            np.multiply(t, scale_t, out=t)
+        else:
+            np.multiply(part, scale_t, out=t)
+        np.add(t, offset[:n], out=t)
+        np.copyto(ix, t, casting="unsafe")  # truncation; t >= 1 - rounding > 0
+        got = np.bincount(ix, minlength=width)
+        lanes += got[:width]
+        if got.size > width:  # rounding beyond the last guard slot: count it in the last bin
+            lanes[width - 1] += got[width:].sum()
+    per_lane = lanes.reshape(_LANES, slots).sum(axis=0)
+    counts += per_lane[1 : bins + 1]
+    counts[0] += per_lane[0]
+    counts[-1] += per_lane[bins + 1]
+    return counts
+
+
+def rebin(
+    hist: np.ndarray, lo: float, hi: float, new_lo: float, new_hi: float, upsample_rate: int
+) -> np.ndarray:
+    """Move a histogram over ``[lo, hi]`` onto the same number of bins over ``[new_lo, new_hi]``.
+
+    ``[new_lo, new_hi]`` must contain ``[lo, hi]``. Each bin is split into ``upsample_rate``
+    parts of equal mass; each part lands in the new bin containing its mid-point.
+    """
+    bins = hist.shape[0]
+    if lo == new_lo and hi == new_hi:
+        return hist.copy()
+    if not hi > lo:  # all mass at one point
+        return bin_counts(np.asarray([lo]), new_lo, new_hi, bins) * float(hist.sum())
+    fine = bins * upsample_rate
+    mids = lo + (np.arange(fine, dtype=np.float64) + 0.5) * ((hi - lo) / fine)
+    target = np.floor((mids - new_lo) * (bins / (new_hi - new_lo))).astype(np.intp)
+    np.clip(target, 0, bins - 1, out=target)
+    weights = np.repeat(hist / upsample_rate, upsample_rate)
+    return np.bincount(target, weights=weights, minlength=bins)
+
+
+class RunningHistogramObserver:
+    """Running histogram of one tensor (per tensor only); subclasses choose the range from it.
+
+    The constructor's arguments are the observer's settings: ``bins`` and ``upsample_rate`` here,
+    plus each subclass's own, stored as attributes of the same names. They are what
+    ``state_dict`` records and what two observers must share to be merged.
+    """
+
+    kind: ClassVar[str]
+    supports_axis: ClassVar[bool] = False
+
+    def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
+        if axis is not None:
+            raise ConfigError(f"observer {self.kind!r} is per-tensor only, got axis={axis}")
+        for name, v, most in (("bins", bins, MAX_BINS), ("upsample_rate", upsample_rate, MAX_UPSAMPLE_RATE)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise ConfigError(f"observer {self.kind!r}: {name} must be an int in [1, {most}], got {v!r}")
+        if bins * upsample_rate > MAX_FINE_BINS:
+            raise ConfigError(
+                f"observer {self.kind!r}: bins x upsample_rate must be at most {MAX_FINE_BINS} "
+                f"(re-binning works on that many sub-bins), got {bins} x {upsample_rate}"
+            )
+        self.axis = None
+        self.bins = bins
+        self.upsample_rate = upsample_rate
+        self._hist = np.zeros(bins, dtype=np.float64)
+        self._lo = math.inf
+        self._hi = -math.inf
+        self._nonfinite = 0
+        self._ranges: dict[tuple[str, bool, bool], tuple[float, float]] = {}
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The constructor's arguments other than ``axis``: the settings ``state_dict`` records."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "axis"))
+
+    def settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.setting_names()}
+
+    # -- statistics -------------------------------------------------------------------------
+    @property
+    def histogram(self) -> np.ndarray:
+        return self._hist.copy()
+
+    @property
+    def min_val(self) -> float:
+        return self._lo
+
+    @property
+    def max_val(self) -> float:
+        return self._hi
+
+    @property
+    def reached(self) -> bool:
+        return self._lo <= self._hi
+
+    @property
+    def nonfinite_count(self) -> int:
+        return self._nonfinite
+
+    def update(self, x: np.ndarray) -> None:
+        """Add one batch; NaN/Inf entries are ignored and counted."""
+        arr = as_float(x)
+        x_lo, x_hi, bad, finite = finite_min_max(arr)
+        self._nonfinite += bad
+        if not x_lo <= x_hi:
+            return
+        self._ranges.clear()
+        if not self.reached:
+            self._lo, self._hi = x_lo, x_hi
+            self._hist = bin_counts(finite, x_lo, x_hi, self.bins)
+            return
+        new_lo, new_hi = min(self._lo, x_lo), max(self._hi, x_hi)
+        counts = bin_counts(finite, new_lo, new_hi, self.bins)
+        if new_lo != self._lo or new_hi != self._hi:
+            self._hist = rebin(self._hist, self._lo, self._hi, new_lo, new_hi, self.upsample_rate)
+            self._lo, self._hi = new_lo, new_hi
+        self._hist += counts
+
+    def merge(self, other: RunningHistogramObserver) -> Any:
+        """The histogram of both data sets, re-binned onto the union of the two ranges."""
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if other.bins != self.bins:
+            raise ValueError(f"cannot merge histograms of {self.bins} and {other.bins} bins")
+        if other.settings() != self.settings():
+            raise ValueError(
+                f"cannot merge {self.kind} observers of different settings: "
+                f"{self.settings()} and {other.settings()}"
+            )
+        out = type(self)(**self.settings())
+        out._nonfinite = self._nonfinite + other._nonfinite
+        parts = [o for o in (self, other) if o.reached]
+        if parts:
+            out._lo = min(o._lo for o in parts)
+            out._hi = max(o._hi for o in parts)
+            out._hist = sum(
+                (rebin(o._hist, o._lo, o._hi, out._lo, out._hi, self.upsample_rate) for o in parts),
+                np.zeros(self.bins),
+            )
+        return out
+
+    # -- results -----------------------------------------------------------------------------
+    def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
+        """The ``(lo, hi)`` to quantize with, from a reached histogram (the subclass's statistic)."""
+        raise NotImplementedError
+
+    def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams:
+        """:func:`~onnxq.qparams.choose_qparams` of :meth:`choose_range` (scale 1 before any data)."""
+        if not self.reached:
+            return choose_qparams(0.0, 0.0, dtype, symmetric, reduce_range)
+        key = (dtype, symmetric, reduce_range)
+        if key not in self._ranges:
+            self._ranges[key] = self.choose_range(dtype, symmetric, reduce_range)
+        lo, hi = self._ranges[key]
+        return choose_qparams(lo, hi, dtype, symmetric, reduce_range)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        reached = self.reached
+        return {
+            "observer": self.kind,
+            "axis": None,
+            **self.settings(),
+            "min": self._lo if reached else None,
+            "max": self._hi if reached else None,
+            "histogram": self._hist.tolist(),
+            "nonfinite": self._nonfinite,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Any:
+        """Rebuild an observer from :meth:`state_dict` output; a bad field is a one-line ValueError."""
+        kind = state.get("observer") if isinstance(state, dict) else None
+        if kind != cls.kind:
+            raise ValueError(f"state of {kind!r} given to the {cls.kind} observer")
+        settings = cls.setting_names()
+        fields = {"observer", "axis", *settings, "min", "max", "histogram", "nonfinite"}
+        missing, unknown = sorted(fields - state.keys()), sorted(state.keys() - fields)
+        if missing or unknown:
+            what = f"lacks field {missing[0]!r}" if missing else f"has unknown field {unknown[0]!r}"
+            raise ValueError(f"{cls.kind} observer state {what}")
+        if state["axis"] is not None:
+            raise ValueError(f"{cls.kind} observer state: 'axis' must be null, got {state['axis']!r}")
+        try:
+            obs = cls(**{name: state[name] for name in settings})
+        except ConfigError as e:
+            raise ValueError(f"{cls.kind} observer state: {e}") from None
+        obs._hist = _histogram_field(state["histogram"], obs.bins)
+        if state["min"] is None or state["max"] is None:
+            if state["min"] is not None or state["max"] is not None or obs._hist.any():
+                raise ValueError("'min' and 'max' must both be numbers, or both null with no counts")
+        else:
+            obs._lo, obs._hi = _range_fields(state["min"], state["max"])
+            if not obs._hist.any():
+                raise ValueError("'histogram' has no counts although 'min' and 'max' are set")
+        nonfinite = state["nonfinite"]
+        if isinstance(nonfinite, bool) or not isinstance(nonfinite, int) or nonfinite < 0:
+            raise ValueError(f"'nonfinite' must be a non-negative int, got {nonfinite!r}")
+        obs._nonfinite = nonfinite
+        return obs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings()}, min={self._lo}, max={self._hi})"
+
+
+def _histogram_field(value: object, bins: int) -> np.ndarray:
+    if not isinstance(value, list) or len(value) != bins:
+        size = len(value) if isinstance(value, list) else type(value).__name__
+        raise ValueError(f"'histogram' must be a list of {bins} counts, got {size}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError("'histogram' must hold numbers only")
+    hist = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(hist)) or np.any(hist < 0) or hist.sum() > MAX_TOTAL_COUNT:
+        raise ValueError(f"'histogram' counts must be non-negative, their total at most {MAX_TOTAL_COUNT:g}")
+    return hist
+
+
+def _range_fields(lo: object, hi: object) -> tuple[float, float]:
+    big = float(np.finfo(np.float32).max)  # observed float32 tensors never go beyond it
+    for name, v in (("min", lo), ("max", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= big:
+            raise ValueError(f"{name!r} must be a float32 number (magnitude at most {big:.4g}), got {v!r}")
+    if not lo <= hi:  # type: ignore[operator]
+        raise ValueError(f"'min' must not exceed 'max', got [{lo}, {hi}]")
+    return float(lo), float(hi)  # type: ignore[arg-type]
