@@ -20,11 +20,13 @@ from onnxq.calibration.observers.minmax import (
     MovingAverageMinMaxObserver,
     PerChannelMinMaxObserver,
 )
+from onnxq.calibration.observers.moving_average_per_channel import MovingAveragePerChannelMinMaxObserver
 
 __all__ = [
     "HistogramObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
     "Observer",
     "PerChannelMinMaxObserver",
     "check_observer_args",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +80,16 @@ def from_json_floats(v: float | list[float | None] | None, missing: float) -> np
     if isinstance(v, list):
         return np.asarray([missing if e is None else e for e in v], dtype=np.float64)
     return np.asarray(float(v), dtype=np.float64)
+
+
+def constructor_args(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s arguments (without ``self``): the settings a state records."""
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+
+def check_state_fields(kind: str, state: dict[str, Any], fields: Collection[str]) -> None:
+    """Raise a one-line ValueError naming the first field ``state`` lacks or has beyond ``fields``."""
+    missing, unknown = sorted(set(fields) - state.keys()), sorted(state.keys() - set(fields))
+    if missing or unknown:
+        what = f"lacks field {missing[0]!r}" if missing else f"has unknown field {unknown[0]!r}"
+        raise ValueError(f"{kind} observer state {what}")

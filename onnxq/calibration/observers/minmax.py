@@ -23,6 +23,8 @@ from onnxq.calibration.observers._util import (
     as_float,
     channel_min_max,
     channels_first,
+    check_state_fields,
+    constructor_args,
     finite_min_max,
     from_json_floats,
     to_json_floats,
@@ -133,10 +135,9 @@ class _RangeObserver:
         """Rebuild an observer from :meth:`state_dict` output."""
         if state.get("observer") != cls.kind:
             raise ValueError(f"state of {state.get('observer')!r} given to the {cls.kind} observer")
-        kwargs = {
-            k: v for k, v in state.items() if k not in ("observer", "min", "max", "updates", "nonfinite")
-        }
-        obs = cls(**kwargs)
+        args = [a for a in constructor_args(cls) if a != "axis" or cls.supports_axis]
+        check_state_fields(cls.kind, state, {"observer", *args, "min", "max", "updates", "nonfinite"})
+        obs = cls(**{k: state[k] for k in args})
         lo, hi = from_json_floats(state["min"], np.inf), from_json_floats(state["max"], -np.inf)
         if lo.shape != hi.shape or lo.ndim > 1:
             raise ValueError(

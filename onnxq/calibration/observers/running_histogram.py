@@ -15,13 +15,12 @@ that range to :func:`onnxq.qparams.choose_qparams`.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 
-from onnxq.calibration.observers._util import as_float, finite_min_max
+from onnxq.calibration.observers._util import as_float, check_state_fields, constructor_args, finite_min_max
 from onnxq.errors import ConfigError
 from onnxq.qparams import QParams, choose_qparams
 
@@ -148,7 +147,7 @@ class RunningHistogramObserver:
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
         """The constructor's arguments other than ``axis``: the settings ``state_dict`` records."""
-        return tuple(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "axis"))
+        return tuple(p for p in constructor_args(cls) if p != "axis")
 
     def settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.setting_names()}
@@ -251,11 +250,9 @@ class RunningHistogramObserver:
         if kind != cls.kind:
             raise ValueError(f"state of {kind!r} given to the {cls.kind} observer")
         settings = cls.setting_names()
-        fields = {"observer", "axis", *settings, "min", "max", "histogram", "nonfinite"}
-        missing, unknown = sorted(fields - state.keys()), sorted(state.keys() - fields)
-        if missing or unknown:
-            what = f"lacks field {missing[0]!r}" if missing else f"has unknown field {unknown[0]!r}"
-            raise ValueError(f"{cls.kind} observer state {what}")
+        check_state_fields(
+            cls.kind, state, {"observer", "axis", *settings, "min", "max", "histogram", "nonfinite"}
+        )
         if state["axis"] is not None:
             raise ValueError(f"{cls.kind} observer state: 'axis' must be null, got {state['axis']!r}")
         try:
