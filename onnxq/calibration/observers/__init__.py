@@ -14,6 +14,7 @@ from onnxq.calibration.observers.base import (
     observer_supports_axis,
     register_observer,
 )
+from onnxq.calibration.observers.fixed_qparams import FixedQParamsObserver
 from onnxq.calibration.observers.histogram import HistogramObserver
 from onnxq.calibration.observers.minmax import (
     MinMaxObserver,
@@ -21,14 +22,17 @@ from onnxq.calibration.observers.minmax import (
     PerChannelMinMaxObserver,
 )
 from onnxq.calibration.observers.moving_average_per_channel import MovingAveragePerChannelMinMaxObserver
+from onnxq.calibration.observers.percentile import PercentileObserver
 
 __all__ = [
+    "FixedQParamsObserver",
     "HistogramObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "MovingAveragePerChannelMinMaxObserver",
     "Observer",
     "PerChannelMinMaxObserver",
+    "PercentileObserver",
     "check_observer_args",
     "make_observer",
     "observer_from_state",

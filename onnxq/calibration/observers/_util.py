@@ -88,8 +88,20 @@ def constructor_args(cls: type) -> tuple[str, ...]:
 
 
 def check_state_fields(kind: str, state: dict[str, Any], fields: Collection[str]) -> None:
-    """Raise a one-line ValueError naming the first field ``state`` lacks or has beyond ``fields``."""
+    """Raise a one-line ValueError unless ``state`` is a state of the ``kind`` observer with exactly
+    ``fields`` (naming the first field it lacks or has beyond them)."""
+    named = state.get("observer") if isinstance(state, dict) else None
+    if named != kind:
+        raise ValueError(f"state of {named!r} given to the {kind} observer")
     missing, unknown = sorted(set(fields) - state.keys()), sorted(state.keys() - set(fields))
     if missing or unknown:
         what = f"lacks field {missing[0]!r}" if missing else f"has unknown field {unknown[0]!r}"
         raise ValueError(f"{kind} observer state {what}")
+
+
+def count_field(state: dict[str, Any], name: str) -> int:
+    """``state[name]`` checked to be a count (a non-negative int), else a one-line ValueError."""
+    value = state[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name!r} must be a non-negative int, got {value!r}")
+    return value

@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from onnxq.calibration.observers._util import as_float, check_state_fields, constructor_args, finite_min_max
+from onnxq.calibration.observers._util import (
+    as_float,
+    check_state_fields,
+    constructor_args,
+    count_field,
+    finite_min_max,
+)
 from onnxq.errors import ConfigError
 from onnxq.qparams import QParams, choose_qparams
 
@@ -246,9 +252,6 @@ class RunningHistogramObserver:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Any:
         """Rebuild an observer from :meth:`state_dict` output; a bad field is a one-line ValueError."""
-        kind = state.get("observer") if isinstance(state, dict) else None
-        if kind != cls.kind:
-            raise ValueError(f"state of {kind!r} given to the {cls.kind} observer")
         settings = cls.setting_names()
         check_state_fields(
             cls.kind, state, {"observer", "axis", *settings, "min", "max", "histogram", "nonfinite"}
@@ -267,10 +270,7 @@ class RunningHistogramObserver:
             obs._lo, obs._hi = _range_fields(state["min"], state["max"])
             if not obs._hist.any():
                 raise ValueError("'histogram' has no counts although 'min' and 'max' are set")
-        nonfinite = state["nonfinite"]
-        if isinstance(nonfinite, bool) or not isinstance(nonfinite, int) or nonfinite < 0:
-            raise ValueError(f"'nonfinite' must be a non-negative int, got {nonfinite!r}")
-        obs._nonfinite = nonfinite
+        obs._nonfinite = count_field(state, "nonfinite")
         return obs
 
     def __repr__(self) -> str:
