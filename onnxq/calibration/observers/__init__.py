@@ -14,6 +14,7 @@ from onnxq.calibration.observers.base import (
     observer_supports_axis,
     register_observer,
 )
+from onnxq.calibration.observers.entropy import EntropyObserver
 from onnxq.calibration.observers.fixed_qparams import FixedQParamsObserver
 from onnxq.calibration.observers.histogram import HistogramObserver
 from onnxq.calibration.observers.minmax import (
@@ -25,6 +26,7 @@ from onnxq.calibration.observers.moving_average_per_channel import MovingAverage
 from onnxq.calibration.observers.percentile import PercentileObserver
 
 __all__ = [
+    "EntropyObserver",
     "FixedQParamsObserver",
     "HistogramObserver",
     "MinMaxObserver",

@@ -21,15 +21,11 @@ class HistogramObserver(RunningHistogramObserver):
     """Running histogram of a tensor with PyTorch's L2 range search (per-tensor only)."""
 
     kind = "histogram"
+    scheme_dependent = False
 
     def search_range(self) -> tuple[float, float]:
-        """The ``(min, max)`` the L2 search chooses; it does not depend on the quantized dtype."""
-        if not self.reached:
-            return 0.0, 0.0
-        key = ("l2", False, False)  # cached beside qparams' ranges until the next update
-        if key not in self._ranges:
-            self._ranges[key] = search_range(self._hist, self._lo, self._hi, DST_BINS)
-        return self._ranges[key]
+        """The ``(min, max)`` the L2 search chooses (cached until the next update)."""
+        return self.chosen_range("uint8", False, False)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
-        return self.search_range()
+        return search_range(self._hist, self._lo, self._hi, DST_BINS)

@@ -1,6 +1,7 @@
 """The running histogram that the histogram-based observers share, and its two array operations.
 
-State: ``bins`` counts over ``[lo, hi]``, the range of every finite value seen so far. An update
+State: ``bins`` counts over ``[lo, hi]``, the range of every finite value seen so far (over
+``[-T, T]``, ``T = max(|lo|, |hi|)``, for a subclass that says ``centred``), and ``lo``, ``hi``. An update
 whose values stay inside the range adds its counts; one that widens it re-bins the old histogram
 onto the new range the way PyTorch does (each old bin split into ``upsample_rate`` equal parts,
 each part's mass moved to the new bin holding its mid-point) and adds the new counts, binned on
@@ -129,6 +130,10 @@ class RunningHistogramObserver:
 
     kind: ClassVar[str]
     supports_axis: ClassVar[bool] = False
+    #: Whether :meth:`choose_range` depends on ``(dtype, symmetric, reduce_range)``.
+    scheme_dependent: ClassVar[bool] = True
+    #: Bins over ``[-T, T]``, ``T = max(|min|, |max|)``, instead of ``[min, max]`` (onnxruntime's layout).
+    centred: ClassVar[bool] = False
 
     def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
         if axis is not None:
@@ -175,6 +180,14 @@ class RunningHistogramObserver:
     def reached(self) -> bool:
         return self._lo <= self._hi
 
+    def histogram_range(self) -> tuple[float, float]:
+        """The interval the bins cover: ``[min, max]``, or ``[-T, T]`` with ``T = max(|min|, |max|)``
+        for a ``centred`` observer."""
+        if not self.centred:
+            return self._lo, self._hi
+        t = max(-self._lo, self._hi)
+        return -t, t
+
     @property
     def nonfinite_count(self) -> int:
         return self._nonfinite
@@ -187,15 +200,12 @@ class RunningHistogramObserver:
         if not x_lo <= x_hi:
             return
         self._ranges.clear()
-        if not self.reached:
-            self._lo, self._hi = x_lo, x_hi
-            self._hist = bin_counts(finite, x_lo, x_hi, self.bins)
-            return
-        new_lo, new_hi = min(self._lo, x_lo), max(self._hi, x_hi)
-        counts = bin_counts(finite, new_lo, new_hi, self.bins)
-        if new_lo != self._lo or new_hi != self._hi:
-            self._hist = rebin(self._hist, self._lo, self._hi, new_lo, new_hi, self.upsample_rate)
-            self._lo, self._hi = new_lo, new_hi
+        old = self.histogram_range() if self.reached else None
+        self._lo, self._hi = min(self._lo, x_lo), max(self._hi, x_hi)
+        new = self.histogram_range()
+        counts = bin_counts(finite, *new, self.bins)
+        if old is not None and new != old:
+            self._hist = rebin(self._hist, *old, *new, self.upsample_rate)
         self._hist += counts
 
     def merge(self, other: RunningHistogramObserver) -> Any:
@@ -215,8 +225,9 @@ class RunningHistogramObserver:
         if parts:
             out._lo = min(o._lo for o in parts)
             out._hi = max(o._hi for o in parts)
+            span = out.histogram_range()
             out._hist = sum(
-                (rebin(o._hist, o._lo, o._hi, out._lo, out._hi, self.upsample_rate) for o in parts),
+                (rebin(o._hist, *o.histogram_range(), *span, self.upsample_rate) for o in parts),
                 np.zeros(self.bins),
             )
         return out
@@ -226,14 +237,19 @@ class RunningHistogramObserver:
         """The ``(lo, hi)`` to quantize with, from a reached histogram (the subclass's statistic)."""
         raise NotImplementedError
 
-    def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams:
-        """:func:`~onnxq.qparams.choose_qparams` of :meth:`choose_range` (scale 1 before any data)."""
+    def chosen_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
+        """:meth:`choose_range`, cached until the next update (once for every scheme when the
+        subclass's choice does not depend on it); ``(0, 0)`` before any data."""
         if not self.reached:
-            return choose_qparams(0.0, 0.0, dtype, symmetric, reduce_range)
-        key = (dtype, symmetric, reduce_range)
+            return 0.0, 0.0
+        key = (dtype, symmetric, reduce_range) if self.scheme_dependent else ("", False, False)
         if key not in self._ranges:
             self._ranges[key] = self.choose_range(dtype, symmetric, reduce_range)
-        lo, hi = self._ranges[key]
+        return self._ranges[key]
+
+    def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams:
+        """:func:`~onnxq.qparams.choose_qparams` of :meth:`chosen_range` (scale 1 before any data)."""
+        lo, hi = self.chosen_range(dtype, symmetric, reduce_range)
         return choose_qparams(lo, hi, dtype, symmetric, reduce_range)
 
     # -- state -------------------------------------------------------------------------------

@@ -51,6 +51,30 @@ def test_registered_observer_follows_the_protocol(name: str) -> None:
     _same_qparams(back, merged)
 
 
+#: Moving averages have no exact merge (the update-weighted mean of the two; see test_minmax).
+_INEXACT_MERGE = {"moving_average_minmax", "moving_average_per_channel_minmax"}
+
+
+@pytest.mark.parametrize("name", sorted(set(observer_names()) - _INEXACT_MERGE))
+def test_merge_of_halves_equals_one_observer_fed_everything(name: str) -> None:
+    """Exact, including the histogram observers: each half's first batch holds the global min
+    and max, so neither re-bins (with other ranges re-binning moves mass within a bin; each
+    histogram observer's tests bound that)."""
+    rng = np.random.default_rng(3)
+    data = [rng.normal(size=5_000).astype(np.float32) for _ in range(6)]
+    ends = np.array([-6.0, 7.0], np.float32)
+    data[0], data[3] = np.concatenate([ends, data[0]]), np.concatenate([ends, data[3]])
+    data[4][:2] = [np.nan, np.inf]
+    a, b, one = _make(name), _make(name), _make(name)
+    for i, x in enumerate(data):
+        (a if i < 3 else b).update(x)
+        one.update(x)
+    merged = a.merge(b)
+    assert merged.nonfinite_count == one.nonfinite_count == 2
+    _same_qparams(merged, one)
+    assert merged.state_dict() == one.state_dict()
+
+
 @pytest.mark.parametrize("name", observer_names())
 def test_nonfinite_values_are_ignored_and_counted(name: str) -> None:
     x = np.random.default_rng(1).normal(size=200).astype(np.float32)
