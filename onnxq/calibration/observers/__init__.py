@@ -1,8 +1,15 @@
 """Observers: streaming statistics of calibration tensors, registered by name.
 
-Each observer module is imported here explicitly so that its ``@register_observer`` runs:
-``minmax``, ``per_channel_minmax``, ``moving_average_minmax`` (:mod:`.minmax`) and
-``histogram`` (:mod:`.histogram`).
+Each observer module is imported here explicitly so that its ``@register_observer`` runs; these
+imports are the list of built-in observers:
+
+* ``minmax``, ``per_channel_minmax``, ``moving_average_minmax``, ``channel_minmax`` (:mod:`.minmax`),
+  ``moving_average_per_channel_minmax`` (:mod:`.moving_average_per_channel`);
+* on a running histogram (:mod:`.running_histogram`): ``histogram`` (PyTorch's L2 search),
+  ``percentile``, ``entropy`` (KL divergence), ``mse``;
+* ``fixed_qparams`` (:mod:`.fixed_qparams`).
+
+The table of their arguments and defaults is in ``docs/observers.md``.
 """
 
 from onnxq.calibration.observers.base import (
@@ -23,12 +30,14 @@ from onnxq.calibration.observers.minmax import (
     PerChannelMinMaxObserver,
 )
 from onnxq.calibration.observers.moving_average_per_channel import MovingAveragePerChannelMinMaxObserver
+from onnxq.calibration.observers.mse import MSEObserver
 from onnxq.calibration.observers.percentile import PercentileObserver
 
 __all__ = [
     "EntropyObserver",
     "FixedQParamsObserver",
     "HistogramObserver",
+    "MSEObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "MovingAveragePerChannelMinMaxObserver",

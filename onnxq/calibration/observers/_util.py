@@ -105,3 +105,12 @@ def count_field(state: dict[str, Any], name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name!r} must be a non-negative int, got {value!r}")
     return value
+
+
+def int_arg(kind: str, name: str, value: object, least: int, most: int) -> int:
+    """A constructor argument checked to be an int in ``[least, most]``, else a one-line ConfigError."""
+    from onnxq.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise ConfigError(f"observer {kind!r}: {name} must be an int in [{least}, {most}], got {value!r}")
+    return value

@@ -23,10 +23,10 @@ quantized dtype: as in onnxruntime, ``symmetric`` and ``reduce_range`` act throu
 
 from __future__ import annotations
 
+from onnxq.calibration.observers._util import int_arg
 from onnxq.calibration.observers.base import register_observer
 from onnxq.calibration.observers.kl_search import entropy_threshold
 from onnxq.calibration.observers.running_histogram import RunningHistogramObserver
-from onnxq.errors import ConfigError
 
 
 @register_observer("entropy")
@@ -41,12 +41,7 @@ class EntropyObserver(RunningHistogramObserver):
         self, axis: int | None = None, bins: int = 2048, quantized_bins: int = 128, upsample_rate: int = 16
     ) -> None:
         super().__init__(axis, bins, upsample_rate)
-        q = quantized_bins
-        if isinstance(q, bool) or not isinstance(q, int) or not 2 <= q <= bins:
-            raise ConfigError(
-                f"observer 'entropy': quantized_bins must be an int in [2, bins={bins}], got {q!r}"
-            )
-        self.quantized_bins = q
+        self.quantized_bins = int_arg(self.kind, "quantized_bins", quantized_bins, 2, bins)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
         t = self.histogram_range()[1]

@@ -27,6 +27,7 @@ from onnxq.calibration.observers._util import (
     constructor_args,
     count_field,
     finite_min_max,
+    int_arg,
 )
 from onnxq.errors import ConfigError
 from onnxq.qparams import QParams, choose_qparams
@@ -138,9 +139,8 @@ class RunningHistogramObserver:
     def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
         if axis is not None:
             raise ConfigError(f"observer {self.kind!r} is per-tensor only, got axis={axis}")
-        for name, v, most in (("bins", bins, MAX_BINS), ("upsample_rate", upsample_rate, MAX_UPSAMPLE_RATE)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
-                raise ConfigError(f"observer {self.kind!r}: {name} must be an int in [1, {most}], got {v!r}")
+        int_arg(self.kind, "bins", bins, 1, MAX_BINS)
+        int_arg(self.kind, "upsample_rate", upsample_rate, 1, MAX_UPSAMPLE_RATE)
         if bins * upsample_rate > MAX_FINE_BINS:
             raise ConfigError(
                 f"observer {self.kind!r}: bins x upsample_rate must be at most {MAX_FINE_BINS} "
