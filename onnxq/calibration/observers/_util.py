@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +80,37 @@ def from_json_floats(v: float | list[float | None] | None, missing: float) -> np
     if isinstance(v, list):
         return np.asarray([missing if e is None else e for e in v], dtype=np.float64)
     return np.asarray(float(v), dtype=np.float64)
+
+
+def constructor_args(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s arguments (without ``self``): the settings a state records."""
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+
+def check_state_fields(kind: str, state: dict[str, Any], fields: Collection[str]) -> None:
+    """Raise a one-line ValueError unless ``state`` is a state of the ``kind`` observer with exactly
+    ``fields`` (naming the first field it lacks or has beyond them)."""
+    named = state.get("observer") if isinstance(state, dict) else None
+    if named != kind:
+        raise ValueError(f"state of {named!r} given to the {kind} observer")
+    missing, unknown = sorted(set(fields) - state.keys()), sorted(state.keys() - set(fields))
+    if missing or unknown:
+        what = f"lacks field {missing[0]!r}" if missing else f"has unknown field {unknown[0]!r}"
+        raise ValueError(f"{kind} observer state {what}")
+
+
+def count_field(state: dict[str, Any], name: str) -> int:
+    """``state[name]`` checked to be a count (a non-negative int), else a one-line ValueError."""
+    value = state[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name!r} must be a non-negative int, got {value!r}")
+    return value
+
+
+def int_arg(kind: str, name: str, value: object, least: int, most: int) -> int:
+    """A constructor argument checked to be an int in ``[least, most]``, else a one-line ConfigError."""
+    from onnxq.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise ConfigError(f"observer {kind!r}: {name} must be an int in [{least}, {most}], got {value!r}")
+    return value

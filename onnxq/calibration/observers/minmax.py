@@ -23,6 +23,9 @@ from onnxq.calibration.observers._util import (
     as_float,
     channel_min_max,
     channels_first,
+    check_state_fields,
+    constructor_args,
+    count_field,
     finite_min_max,
     from_json_floats,
     to_json_floats,
@@ -131,12 +134,9 @@ class _RangeObserver:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> _RangeObserver:
         """Rebuild an observer from :meth:`state_dict` output."""
-        if state.get("observer") != cls.kind:
-            raise ValueError(f"state of {state.get('observer')!r} given to the {cls.kind} observer")
-        kwargs = {
-            k: v for k, v in state.items() if k not in ("observer", "min", "max", "updates", "nonfinite")
-        }
-        obs = cls(**kwargs)
+        args = [a for a in constructor_args(cls) if a != "axis" or cls.supports_axis]
+        check_state_fields(cls.kind, state, {"observer", *args, "min", "max", "updates", "nonfinite"})
+        obs = cls(**{k: state[k] for k in args})
         lo, hi = from_json_floats(state["min"], np.inf), from_json_floats(state["max"], -np.inf)
         if lo.shape != hi.shape or lo.ndim > 1:
             raise ValueError(
@@ -157,11 +157,7 @@ class _RangeObserver:
         if np.any(seen & ((np.abs(lo) > big) | (np.abs(hi) > big))):
             raise ValueError(f"min and max must be float32 values (magnitude at most {big:.4g})")
         obs._lo, obs._hi = lo, hi
-        for name in ("updates", "nonfinite"):
-            value = state[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        obs._updates, obs._nonfinite = state["updates"], state["nonfinite"]
+        obs._updates, obs._nonfinite = count_field(state, "updates"), count_field(state, "nonfinite")
         return obs
 
     def _copy_with(self, lo: np.ndarray, hi: np.ndarray, updates: int, nonfinite: int) -> Any:
