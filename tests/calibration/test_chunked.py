@@ -9,7 +9,6 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-from onnxq.calibration.budget import resident_bytes
 from onnxq.calibration.chunked import ChunkedSessions
 from onnxq.calibration.engine import calibrate
 from onnxq.calibration.observers import make_observer
@@ -34,6 +33,16 @@ def _chain() -> onnx.ModelProto:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
+RSS = 200 << 20  # the process's resident memory, as the budget sees it (fixed: tests stay exact)
+
+
+@pytest.fixture(autouse=True)
+def fixed_rss(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxq.calibration.chunked as chunked
+
+    monkeypatch.setattr(chunked, "resident_bytes", lambda: RSS)
+
+
 def _data(n: int = 5) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     return [{"x": rng.normal(size=(1, WIDTH)).astype(np.float32)} for _ in range(n)]
@@ -48,7 +57,7 @@ def _states(max_memory: int | None, kind: str = "minmax") -> dict[str, dict]:
 
 @pytest.mark.parametrize("kind", ["minmax", "histogram"])
 def test_chunks_give_what_one_session_gives(kind: str, caplog: pytest.LogCaptureFixture) -> None:
-    budget = resident_bytes() + (72 << 20)  # room for about three tensors a chunk
+    budget = RSS + (72 << 20)  # room for about three tensors a chunk
     with caplog.at_level(logging.INFO, logger="onnxq"):
         chunked = _states(budget, kind)
     assert any(
@@ -63,7 +72,7 @@ def test_every_chunk_stays_within_its_allowance() -> None:
 
     infer_shapes(model)
     names = [f"t{i}" for i in range(len(OPS))]
-    with ChunkedSessions(model, names, resident_bytes() + (72 << 20), {"x": ("n", None)}) as sessions:
+    with ChunkedSessions(model, names, RSS + (72 << 20), {"x": ("n", None)}) as sessions:
         got = {}
         for chunk in sessions.run(_data(1)[0], 0, 1):
             assert sum(v.nbytes for _, v in chunk) <= sessions.plan.allowance  # type: ignore[union-attr]
@@ -78,4 +87,4 @@ def test_every_chunk_stays_within_its_allowance() -> None:
 def test_a_budget_below_the_fixed_part_is_refused() -> None:
     observers = {"t0": make_observer("minmax")}
     with pytest.raises(ConfigError, match=r"--max-memory .* is below what calibrating this model needs"):
-        calibrate(_chain(), observers, _data(1), progress=False, max_memory=resident_bytes() // 2)
+        calibrate(_chain(), observers, _data(1), progress=False, max_memory=RSS // 2)
