@@ -27,7 +27,15 @@ def work(tmp_path: Path) -> Path:
     for name in ("digits_cnn.onnx", "digits_calib.npz"):
         shutil.copy(asset_path(name), tmp_path / name)
     (tmp_path / "minmax.json").write_text(json.dumps(MINMAX.to_dict()))
+    for observer in ("entropy", "percentile", "mse"):
+        mapping = QConfigMapping(QConfig(QSpec(observer=observer), MINMAX.global_qconfig.weight))
+        (tmp_path / f"{observer}.json").write_text(json.dumps(mapping.to_dict()))
     return tmp_path
+
+
+def _qconfig(work: Path, name: str) -> object:
+    """A qconfig file of the work directory, or a preset's name."""
+    return work / name if (work / name).exists() else name
 
 
 def _run(*args: object) -> int:
@@ -45,7 +53,7 @@ def _calibrate(work: Path, out: str, *extra: object, qconfig: str = "minmax.json
             "-o",
             work / out,
             "--qconfig",
-            work / qconfig,
+            _qconfig(work, qconfig),
             "--no-progress",
             *extra,
         )
@@ -55,7 +63,10 @@ def _calibrate(work: Path, out: str, *extra: object, qconfig: str = "minmax.json
 
 def _quantize(work: Path, out: str, *how: object, qconfig: str = "minmax.json") -> bytes:
     model = work / "digits_cnn.onnx"
-    assert _run("quantize", model, "-o", work / out, "--qconfig", work / qconfig, "--no-progress", *how) == 0
+    assert (
+        _run("quantize", model, "-o", work / out, "--qconfig", _qconfig(work, qconfig), "--no-progress", *how)
+        == 0
+    )
     return (work / out).read_bytes()
 
 
@@ -75,11 +86,23 @@ def test_stats_file_gives_the_model_calib_gives(work: Path) -> None:
     assert state["num_samples"] == 64 and state["version"] == 1
 
 
-@pytest.mark.parametrize("count", [2, 3])
-def test_merged_shards_give_the_model_one_run_gives(work: Path, count: int) -> None:
-    _calibrate(work, "all.json")
+@pytest.mark.parametrize(
+    ("count", "qconfig"),
+    [
+        (2, "minmax.json"),
+        (3, "minmax.json"),
+        (3, "x86"),
+        (2, "entropy.json"),
+        (3, "percentile.json"),
+        (2, "mse.json"),
+    ],
+)
+def test_merged_shards_give_the_model_one_run_gives(work: Path, count: int, qconfig: str) -> None:
+    """Shards merge into exactly what one run gives: min/max, and the histograms, whose counts on
+    their power-of-two grids depend on the data set alone (the x86 preset observes histograms)."""
+    _calibrate(work, "all.json", qconfig=qconfig)
     for i in range(count):
-        _calibrate(work, f"s{i}.json", "--shard", f"{i}/{count}")
+        _calibrate(work, f"s{i}.json", "--shard", f"{i}/{count}", qconfig=qconfig)
     shards = [work / f"s{i}.json" for i in range(count)]
     assert _run("merge-stats", *shards, "-o", work / "merged.json") == 0
     merged = json.loads((work / "merged.json").read_text())
@@ -90,8 +113,8 @@ def test_merged_shards_give_the_model_one_run_gives(work: Path, count: int) -> N
         return {k: {f: v for f, v in s.items() if f != "updates"} for k, s in observers.items()}
 
     assert ranges(merged["observers"]) == ranges(one_run)
-    whole = _quantize(work, "whole.onnx", "--stats", work / "all.json")
-    assert _quantize(work, "merged.onnx", "--stats", work / "merged.json") == whole
+    whole = _quantize(work, "whole.onnx", "--stats", work / "all.json", qconfig=qconfig)
+    assert _quantize(work, "merged.onnx", "--stats", work / "merged.json", qconfig=qconfig) == whole
 
 
 def test_stats_of_another_model_are_refused_naming_the_tensor(work: Path, capsys) -> None:

@@ -645,13 +645,12 @@ def test_qconfig_rejects_per_channel_activations() -> None:
 @pytest.mark.parametrize(
     ("observer", "args", "message"),
     [
-        ("histogram", {"upsample_rate": 100000}, r"upsample_rate must be an int in \[1, 1024\], got 100000"),
-        ("histogram", {"bins": 10**9}, r"bins must be an int in \[1, 65536\]"),
-        ("histogram", {"bins": 65536, "upsample_rate": 1024}, "bins x upsample_rate must be at most"),
+        ("histogram", {"bins": 100000}, r"bins must be an int in \[2, 16384\], got 100000"),
+        ("histogram", {"bins": 10**9}, r"bins must be an int in \[2, 16384\]"),
         (
             "histogram",
             {"bin": 64},
-            r"observer 'histogram' has no argument 'bin' \(it takes bins, upsample_rate\)",
+            r"observer 'histogram' has no argument 'bin' \(it takes bins\)",
         ),
         ("minmax", {"foo": 1}, r"observer 'minmax' has no argument 'foo' \(it takes no arguments\)"),
         ("minmax", {"axis": 1}, "has no argument 'axis'"),
@@ -672,10 +671,10 @@ def test_observer_args_are_checked_when_the_spec_is_made(
 
 def test_observer_args_errors_in_a_file_are_one_line_naming_the_file(tmp_path: Path) -> None:
     doc = QConfigMapping(global_qconfig=get_default_qconfig("x86")).to_dict()
-    doc["global"]["activation"]["observer_args"] = {"upsample_rate": 100000}
+    doc["global"]["activation"]["observer_args"] = {"bins": 100000}
     path = tmp_path / "q.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match=r"upsample_rate must be an int in \[1, 1024\]") as info:
+    with pytest.raises(ConfigError, match=r"bins must be an int in \[2, 16384\]") as info:
         QConfigMapping.from_json_file(path)
     assert "\n" not in str(info.value)
     text = json.dumps(doc).replace('"observer_args": {', '"observer_args": {"bins": 8, "bins": 9, ', 1)

@@ -37,16 +37,14 @@ class EntropyObserver(RunningHistogramObserver):
     centred = True
     scheme_dependent = False
 
-    def __init__(
-        self, axis: int | None = None, bins: int = 2048, quantized_bins: int = 128, upsample_rate: int = 16
-    ) -> None:
-        super().__init__(axis, bins, upsample_rate)
+    def __init__(self, axis: int | None = None, bins: int = 2048, quantized_bins: int = 128) -> None:
+        super().__init__(axis, bins)
         self.quantized_bins = int_arg(self.kind, "quantized_bins", quantized_bins, 2, bins)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
         t = self.histogram_range()[1]
         if not t > 0:
             return self._lo, self._hi
-        start, end = entropy_threshold(self._hist, self.quantized_bins)
+        start, end = entropy_threshold(self.histogram, self.quantized_bins)
         width = 2.0 * t / self.bins
         return max(-t + start * width, self._lo), min(-t + end * width, self._hi)

@@ -28,4 +28,4 @@ class HistogramObserver(RunningHistogramObserver):
         return self.chosen_range("uint8", False, False)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
-        return search_range(self._hist, self._lo, self._hi, DST_BINS)
+        return search_range(self.histogram, self._lo, self._hi, DST_BINS)

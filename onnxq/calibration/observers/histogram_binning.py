@@ -1,86 +1,150 @@
-"""The two array operations of the running histograms: counting values into equal bins, and
-moving a histogram onto a wider range (PyTorch's re-binning). Pure numpy, no state."""
+"""The array operations of the running histograms, on a power-of-two grid. Pure numpy, no state.
+
+A histogram of ``B`` bins lives on the grid of width ``w = 2^e``: bin ``i`` holds the values
+``v`` with ``floor(v / w) = k0 + i``, i.e. ``(k0 + i) w <= v < (k0 + i + 1) w``. For a data range
+``[lo, hi]`` (:func:`grid_for`) ``e`` is the smallest exponent whose ``B`` cells, starting at the
+cell of ``lo``, reach the cell of ``hi`` (for a *centred* histogram: the cells ``-B/2 .. B/2 - 1``
+reach ``-T`` and ``T = max(|lo|, |hi|)``). Three properties follow, and make a histogram a
+function of the data set alone, whatever the order, the batching or the sharding of the data:
+
+* a bin index is exact: ``v / 2^e`` is exact in floating point, so is its floor
+  (:func:`grid_counts`); no value moves between bins by rounding;
+* grids nest: a cell of width ``2^e`` lies inside one cell of width ``2^(e + d)``, the one of
+  index ``floor(k / 2^d)``, so moving a histogram to a wider range adds whole counts together
+  (:func:`regrid`), exactly, and binning then coarsening equals binning coarse;
+* ``e`` grows with the range, so the grid of a union of data sets is at least as wide as each
+  part's: merging two histograms is regridding both onto the union's grid and adding them.
+
+The price is resolution: the data range fills between half of the cells and all of them. The
+running histograms therefore keep ``8 x bins`` cells and hand their searches ``bins`` equal bins
+over exactly the data range (:func:`resample`), as PyTorch's and onnxruntime's histograms are
+laid out, each bin within a quarter of a bin of where a direct histogram would put its mass.
+A range of one value (a constant tensor) gets the grid of width ``2^(exponent(|v|) - 60)``,
+fine enough for any float32 range and a fixed function of the value; an all-zero tensor the
+width ``2^-1000``.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 _CHUNK = 1 << 16  # elements binned per step: keeps the temporaries in cache
 _LANES = 4  # interleaved sub-histograms: runs of equal values (ReLU zeros) do not serialise
-_LANE_OF = np.arange(_CHUNK) % _LANES
+_LANE_OF = np.arange(_CHUNK, dtype=np.int64) % _LANES
+#: Finest grid: a range of a single value ``v`` gets width ``2^(exponent(v) - FINEST)``.
+FINEST = 60
+ZERO_EXPONENT = -1000
 
 
-def bin_counts(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    """Counts of the finite values ``x`` (all within ``[lo, hi]``) in ``bins`` equal bins.
+def _cells(lo: float, hi: float, e: int) -> int:
+    return math.floor(math.ldexp(hi, -e)) - math.floor(math.ldexp(lo, -e)) + 1
 
-    Bin ``i`` holds ``lo + i w <= v < lo + (i+1) w`` (``w = (hi - lo) / bins``, up to float32
-    rounding at the edges, as PyTorch's ``histc``); ``hi`` goes in the last bin. With
-    ``hi == lo`` everything goes in bin 0.
 
-    Element ``k`` of each chunk counts into sub-histogram ``k % 4`` of ``bins + 2`` slots, so that
-    runs of equal values do not serialise one counter: its slot ``lane * (bins + 2) + 1 +
-    (v - lo) / w`` is computed with the lane offset folded into one multiply-add, truncated and
-    counted by a single ``np.bincount``. The two guard slots of each lane catch positions that
-    rounding pushes just outside ``[0, bins)`` (and ``hi`` itself) and are folded into the end bins.
-    When ``lo`` is far from zero relative to the range it is subtracted first (no cancellation).
+def _fits(lo: float, hi: float, bins: int, e: int, centred: bool) -> bool:
+    if centred:
+        half = bins // 2
+        return math.floor(math.ldexp(lo, -e)) >= -half and math.floor(math.ldexp(hi, -e)) <= bins - half - 1
+    return _cells(lo, hi, e) <= bins
+
+
+def grid_for(lo: float, hi: float, bins: int, centred: bool = False) -> tuple[int, int]:
+    """``(k0, e)``: the power-of-two grid of ``bins`` cells (module docstring) holding the finite
+    range ``[lo, hi]``; centred: the cells ``-bins // 2 ...`` holding ``[-T, T]``."""
+    if centred:
+        t = max(-lo, hi, 0.0)
+        lo, hi = -t, t
+    magnitude = max(abs(lo), abs(hi))
+    floor_e = math.frexp(magnitude)[1] - FINEST if magnitude > 0 else ZERO_EXPONENT
+    span = hi - lo
+    e = floor_e if not span > 0 else max(floor_e, math.frexp(span / bins)[1] - 1)
+    while not _fits(lo, hi, bins, e, centred):
+        e += 1
+    while e > floor_e and _fits(lo, hi, bins, e - 1, centred):
+        e -= 1
+    k0 = -(bins // 2) if centred else math.floor(math.ldexp(lo, -e))
+    return k0, e
+
+
+def grid_edges(k0: int, e: int, bins: int) -> tuple[float, float]:
+    """The interval ``[k0 w, (k0 + bins) w)`` the bins cover, ``w = 2^e``."""
+    return math.ldexp(float(k0), e), math.ldexp(float(k0 + bins), e)
+
+
+def grid_counts(x: np.ndarray, k0: int, e: int, bins: int) -> np.ndarray:
+    """Counts of the finite values ``x`` (all inside the grid) in the grid's ``bins`` cells.
+
+    The cell ``floor(v 2^-e)`` is computed in float64, where the scaling by a power of two and the
+    floor are exact for every float32 or float64 value in range. Element ``j`` of each chunk counts
+    into sub-histogram ``j % 4`` so that runs of equal values do not serialise one counter; the
+    lane offset and ``-k0`` are added in integers, and a single ``np.bincount`` counts the chunk.
+    A value outside the grid (none, for a grid from :func:`grid_for` of the data) is clipped to
+    the end bin rather than counted elsewhere.
     """
     flat = x.reshape(-1)
     counts = np.zeros(bins, dtype=np.float64)
     if flat.size == 0:
         return counts
-    if not hi > lo:
-        counts[0] = flat.size
-        return counts
-    dt = np.dtype(np.float64) if flat.dtype == np.float64 or bins > 8192 else np.dtype(np.float32)
-    slots = bins + 2
-    width = _LANES * slots
-    scale = bins / (hi - lo)
-    subtract_first = abs(lo) > 8.0 * (hi - lo)
+    inv = np.float64(math.ldexp(1.0, -e))  # a float64 scalar: float32 data is scaled in float64
     n0 = min(_CHUNK, flat.size)
-    offset = _LANE_OF[:n0] * float(slots) + 1.0 - (0.0 if subtract_first else lo * scale)
-    offset = offset.astype(dt)
-    scale_t, lo_t = dt.type(scale), dt.type(lo)
-    tmp = np.empty(n0, dtype=dt)
-    idx = np.empty(n0, dtype=np.intp)
-    lanes = np.zeros(width, dtype=np.float64)
+    offset = _LANE_OF[:n0] * bins
+    tmp = np.empty(n0, dtype=np.float64)
+    idx = np.empty(n0, dtype=np.int64)
+    width = _LANES * bins
+    lanes = np.zeros(width, dtype=np.int64)
     for begin in range(0, flat.size, _CHUNK):
         part = flat[begin : begin + _CHUNK]
         n = part.size
         t, ix = tmp[:n], idx[:n]
-        if subtract_first:
-            np.subtract(part, lo_t, out=t)
-            np.multiply(t, scale_t, out=t)
-        else:
-            np.multiply(part, scale_t, out=t)
-        np.add(t, offset[:n], out=t)
-        np.copyto(ix, t, casting="unsafe")  # truncation; t >= 1 - rounding > 0
-        got = np.bincount(ix, minlength=width)
-        lanes += got[:width]
-        if got.size > width:  # rounding beyond the last guard slot: count it in the last bin
-            lanes[width - 1] += got[width:].sum()
-    per_lane = lanes.reshape(_LANES, slots).sum(axis=0)
-    counts += per_lane[1 : bins + 1]
-    counts[0] += per_lane[0]
-    counts[-1] += per_lane[bins + 1]
+        np.multiply(part, inv, out=t)
+        np.floor(t, out=t)
+        np.subtract(t, float(k0), out=t)  # exact: both are integers below 2^53
+        np.clip(t, 0.0, bins - 1.0, out=t)
+        np.copyto(ix, t, casting="unsafe")
+        ix += offset[:n]
+        lanes += np.bincount(ix, minlength=width)
+    counts += lanes.reshape(_LANES, bins).sum(axis=0)
     return counts
 
 
-def rebin(
-    hist: np.ndarray, lo: float, hi: float, new_lo: float, new_hi: float, upsample_rate: int
-) -> np.ndarray:
-    """Move a histogram over ``[lo, hi]`` onto the same number of bins over ``[new_lo, new_hi]``.
-
-    ``[new_lo, new_hi]`` must contain ``[lo, hi]``. Each bin is split into ``upsample_rate``
-    parts of equal mass; each part lands in the new bin containing its mid-point.
-    """
+def regrid(hist: np.ndarray, k0: int, e: int, new_k0: int, new_e: int) -> np.ndarray:
+    """``hist`` on grid ``(k0, e)`` moved onto the grid ``(new_k0, new_e)`` (``new_e >= e``, the
+    new cells covering the old ones): each cell's count is added to the coarse cell holding it."""
     bins = hist.shape[0]
-    if lo == new_lo and hi == new_hi:
+    if (k0, e) == (new_k0, new_e):
         return hist.copy()
-    if not hi > lo:  # all mass at one point
-        return bin_counts(np.asarray([lo]), new_lo, new_hi, bins) * float(hist.sum())
-    fine = bins * upsample_rate
-    mids = lo + (np.arange(fine, dtype=np.float64) + 0.5) * ((hi - lo) / fine)
-    target = np.floor((mids - new_lo) * (bins / (new_hi - new_lo))).astype(np.intp)
-    np.clip(target, 0, bins - 1, out=target)
-    weights = np.repeat(hist / upsample_rate, upsample_rate)
-    return np.bincount(target, weights=weights, minlength=bins)
+    if new_e < e:
+        raise ValueError(f"cannot regrid a histogram onto a finer grid (2^{e} -> 2^{new_e})")
+    shift = new_e - e
+    cells = np.arange(k0, k0 + bins, dtype=np.int64)
+    # floor division by 2^shift, negatives included; from 2^62 on every cell lands in -1 or 0
+    target = np.right_shift(cells, shift) if shift < 62 else np.where(cells < 0, -1, 0)
+    target = target - new_k0
+    used = hist != 0
+    if np.any((target[used] < 0) | (target[used] >= bins)):
+        raise ValueError("the new grid does not cover the histogram")
+    return np.bincount(target[used], weights=hist[used], minlength=bins)[:bins]
+
+
+def resample(cells: np.ndarray, k0: int, e: int, lo: float, hi: float, bins: int) -> np.ndarray:
+    """The counts of grid ``(k0, e)`` moved onto ``bins`` equal bins over ``[lo, hi]``, each cell's
+    count spread uniformly over the cell: the differences of the piecewise-linear cumulative count
+    at the new edges. With ``hi == lo`` everything goes in bin 0. Counts are kept exactly (the
+    total is the same); a cell's count is split where a new edge cuts it."""
+    out = np.zeros(bins, dtype=np.float64)
+    total = float(cells.sum())
+    if not total:
+        return out
+    if not hi > lo:
+        out[0] = total
+        return out
+    n = cells.shape[0]
+    edges = np.ldexp(np.arange(k0, k0 + n + 1, dtype=np.float64), e)
+    cumulative = np.concatenate(([0.0], np.cumsum(cells)))
+    at = np.interp(np.linspace(lo, hi, bins + 1), edges, cumulative)
+    at[0], at[-1] = 0.0, total  # every value lies within [lo, hi]
+    return np.diff(at)
+
+
+__all__ = ["grid_counts", "grid_edges", "grid_for", "regrid", "resample"]

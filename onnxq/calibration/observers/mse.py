@@ -28,11 +28,9 @@ class MSEObserver(RunningHistogramObserver):
 
     kind = "mse"
 
-    def __init__(
-        self, axis: int | None = None, grid: int = 100, bins: int = 2048, upsample_rate: int = 16
-    ) -> None:
-        super().__init__(axis, bins, upsample_rate)
+    def __init__(self, axis: int | None = None, grid: int = 100, bins: int = 2048) -> None:
+        super().__init__(axis, bins)
         self.grid = int_arg(self.kind, "grid", grid, 1, MAX_GRID)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
-        return mse_range(self._hist, self._lo, self._hi, dtype, symmetric, reduce_range, self.grid)
+        return mse_range(self.histogram, self._lo, self._hi, dtype, symmetric, reduce_range, self.grid)

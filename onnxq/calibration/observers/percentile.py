@@ -84,14 +84,12 @@ class PercentileObserver(RunningHistogramObserver):
 
     kind = "percentile"
 
-    def __init__(
-        self, axis: int | None = None, percentile: float = 99.999, bins: int = 2048, upsample_rate: int = 16
-    ) -> None:
-        super().__init__(axis, bins, upsample_rate)
+    def __init__(self, axis: int | None = None, percentile: float = 99.999, bins: int = 2048) -> None:
+        super().__init__(axis, bins)
         p = percentile
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 50.0 < p <= 100.0:
             raise ConfigError(f"observer 'percentile': percentile must be a number in (50, 100], got {p!r}")
         self.percentile = float(p)
 
     def choose_range(self, dtype: str, symmetric: bool, reduce_range: bool) -> tuple[float, float]:
-        return percentile_range(self._hist, self._lo, self._hi, self.percentile, symmetric)
+        return percentile_range(self.histogram, self._lo, self._hi, self.percentile, symmetric)

@@ -1,15 +1,20 @@
 """The running histogram that the histogram-based observers share.
 
-State: ``bins`` counts over ``[lo, hi]``, the range of every finite value seen so far (over
-``[-T, T]``, ``T = max(|lo|, |hi|)``, for a subclass that says ``centred``), and ``lo``, ``hi``. An update
-whose values stay inside the range adds its counts; one that widens it re-bins the old histogram
-onto the new range the way PyTorch does (each old bin split into ``upsample_rate`` equal parts,
-each part's mass moved to the new bin holding its mid-point) and adds the new counts, binned on
-the new range. Memory is ``O(bins)`` whatever the number of samples; there is no per-sample history.
+State: ``lo``, ``hi``, the range of every finite value seen so far, and ``bins`` counts on the
+power-of-two grid that range determines (:mod:`~onnxq.calibration.observers.histogram_binning`;
+for a subclass that says ``centred``, the grid centred on zero holding ``[-T, T]``,
+``T = max(|lo|, |hi|)``, onnxruntime's layout). An update whose values stay on the grid adds
+their counts; one that widens the range moves the old counts onto the wider grid, whose cells
+hold whole cells of the old one, and adds the new counts. Memory is ``O(bins)`` whatever the
+number of samples; there is no per-sample history.
 
-``merge`` re-bins both histograms onto the union range and adds them: exact when the two ranges
-are equal (re-binning onto the same range is the identity), within one bin's mass placement
-otherwise. :class:`RunningHistogramObserver` holds this state; a subclass only says how a range is
+The histogram is therefore a function of the data set alone: whatever the order, batching or
+sharding of the data, the same values give the same counts, and ``merge`` (both histograms moved
+onto the union's grid and added) gives exactly what one observer fed everything gives. So do
+the ranges chosen from it, and a model calibrated on shards merged with ``onnxq merge-stats`` is
+the same, byte for byte, as one calibrated on all the data. A chosen range is clipped to the
+observed ``[lo, hi]`` (the grid's cells reach beyond it).
+:class:`RunningHistogramObserver` holds this state; a subclass only says how a range is
 chosen from the histogram (:meth:`RunningHistogramObserver.choose_range`), and ``qparams`` hands
 that range to :func:`onnxq.qparams.choose_qparams`.
 """
@@ -29,14 +34,15 @@ from onnxq.calibration.observers._util import (
     finite_min_max,
     int_arg,
 )
-from onnxq.calibration.observers.histogram_binning import bin_counts, rebin
+from onnxq.calibration.observers.histogram_binning import grid_counts, grid_for, regrid, resample
 from onnxq.errors import ConfigError
 from onnxq.qparams import QParams, choose_qparams
 
-#: Bounds of the constructor's arguments: memory is O(bins x upsample_rate) while re-binning.
-MAX_BINS = 1 << 16
-MAX_UPSAMPLE_RATE = 1 << 10
-MAX_FINE_BINS = 1 << 22
+#: Most bins a histogram may have.
+MAX_BINS = 1 << 14
+#: Grid cells kept per bin: the data range fills at least half of them, so the bins handed to the
+#: range searches are built from at least four cells each.
+CELLS_PER_BIN = 8
 #: Most values a loaded histogram may have counted (merging many stays far from float64 overflow).
 MAX_TOTAL_COUNT = 2.0**62
 
@@ -44,7 +50,7 @@ MAX_TOTAL_COUNT = 2.0**62
 class RunningHistogramObserver:
     """Running histogram of one tensor (per tensor only); subclasses choose the range from it.
 
-    The constructor's arguments are the observer's settings: ``bins`` and ``upsample_rate`` here,
+    The constructor's arguments are the observer's settings: ``bins`` here,
     plus each subclass's own, stored as attributes of the same names. They are what
     ``state_dict`` records and what two observers must share to be merged.
     """
@@ -56,20 +62,14 @@ class RunningHistogramObserver:
     #: Bins over ``[-T, T]``, ``T = max(|min|, |max|)``, instead of ``[min, max]`` (onnxruntime's layout).
     centred: ClassVar[bool] = False
 
-    def __init__(self, axis: int | None = None, bins: int = 2048, upsample_rate: int = 16) -> None:
+    def __init__(self, axis: int | None = None, bins: int = 2048) -> None:
         if axis is not None:
             raise ConfigError(f"observer {self.kind!r} is per-tensor only, got axis={axis}")
-        int_arg(self.kind, "bins", bins, 1, MAX_BINS)
-        int_arg(self.kind, "upsample_rate", upsample_rate, 1, MAX_UPSAMPLE_RATE)
-        if bins * upsample_rate > MAX_FINE_BINS:
-            raise ConfigError(
-                f"observer {self.kind!r}: bins x upsample_rate must be at most {MAX_FINE_BINS} "
-                f"(re-binning works on that many sub-bins), got {bins} x {upsample_rate}"
-            )
+        int_arg(self.kind, "bins", bins, 2, MAX_BINS)
         self.axis = None
         self.bins = bins
-        self.upsample_rate = upsample_rate
-        self._hist = np.zeros(bins, dtype=np.float64)
+        self._cells = np.zeros(bins * CELLS_PER_BIN, dtype=np.float64)
+        self._hist: np.ndarray | None = None  # the bins over the data range, made when asked
         self._lo = math.inf
         self._hi = -math.inf
         self._nonfinite = 0
@@ -86,6 +86,11 @@ class RunningHistogramObserver:
     # -- statistics -------------------------------------------------------------------------
     @property
     def histogram(self) -> np.ndarray:
+        """``bins`` equal bins over :meth:`data_range` (from the grid cells; cached until the next
+        update). The range searches read this."""
+        if self._hist is None:
+            lo, hi = self.data_range() if self.reached else (0.0, 0.0)
+            self._hist = resample(self._cells, *self.bin_grid(), lo, hi, self.bins)
         return self._hist.copy()
 
     @property
@@ -100,13 +105,22 @@ class RunningHistogramObserver:
     def reached(self) -> bool:
         return self._lo <= self._hi
 
-    def histogram_range(self) -> tuple[float, float]:
-        """The interval the bins cover: ``[min, max]``, or ``[-T, T]`` with ``T = max(|min|, |max|)``
-        for a ``centred`` observer."""
+    def data_range(self) -> tuple[float, float]:
+        """``[min, max]``, or ``[-T, T]`` with ``T = max(|min|, |max|)`` for a ``centred`` observer."""
         if not self.centred:
             return self._lo, self._hi
         t = max(-self._lo, self._hi)
         return -t, t
+
+    def bin_grid(self) -> tuple[int, int]:
+        """The cells' grid ``(k0, e)``: cell ``i`` is ``[(k0 + i) 2^e, (k0 + i + 1) 2^e)``."""
+        if not self.reached:
+            return 0, 0
+        return grid_for(self._lo, self._hi, self._cells.shape[0], self.centred)
+
+    def histogram_range(self) -> tuple[float, float]:
+        """The interval :attr:`histogram`'s bins cover: :meth:`data_range`."""
+        return self.data_range()
 
     @property
     def nonfinite_count(self) -> int:
@@ -120,16 +134,16 @@ class RunningHistogramObserver:
         if not x_lo <= x_hi:
             return
         self._ranges.clear()
-        old = self.histogram_range() if self.reached else None
+        self._hist = None
+        old = self.bin_grid() if self.reached else None
         self._lo, self._hi = min(self._lo, x_lo), max(self._hi, x_hi)
-        new = self.histogram_range()
-        counts = bin_counts(finite, *new, self.bins)
+        new = self.bin_grid()
         if old is not None and new != old:
-            self._hist = rebin(self._hist, *old, *new, self.upsample_rate)
-        self._hist += counts
+            self._cells = regrid(self._cells, *old, *new)
+        self._cells += grid_counts(finite, *new, self._cells.shape[0])
 
     def merge(self, other: RunningHistogramObserver) -> Any:
-        """The histogram of both data sets, re-binned onto the union of the two ranges."""
+        """The histogram of both data sets: both moved onto the union's grid and added (exact)."""
         if type(other) is not type(self):
             raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         if other.bins != self.bins:
@@ -145,11 +159,9 @@ class RunningHistogramObserver:
         if parts:
             out._lo = min(o._lo for o in parts)
             out._hi = max(o._hi for o in parts)
-            span = out.histogram_range()
-            out._hist = sum(
-                (rebin(o._hist, *o.histogram_range(), *span, self.upsample_rate) for o in parts),
-                np.zeros(self.bins),
-            )
+            grid = out.bin_grid()
+            moved = (regrid(o._cells, *o.bin_grid(), *grid) for o in parts)
+            out._cells = sum(moved, np.zeros(out._cells.shape))
         return out
 
     # -- results -----------------------------------------------------------------------------
@@ -164,7 +176,9 @@ class RunningHistogramObserver:
             return 0.0, 0.0
         key = (dtype, symmetric, reduce_range) if self.scheme_dependent else ("", False, False)
         if key not in self._ranges:
-            self._ranges[key] = self.choose_range(dtype, symmetric, reduce_range)
+            lo, hi = self.choose_range(dtype, symmetric, reduce_range)
+            data_lo, data_hi = self.data_range()
+            self._ranges[key] = (min(max(lo, data_lo), data_hi), max(min(hi, data_hi), data_lo))
         return self._ranges[key]
 
     def qparams(self, dtype: str, symmetric: bool, reduce_range: bool) -> QParams:
@@ -174,14 +188,21 @@ class RunningHistogramObserver:
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Settings, range, and the grid cells from the first to the last one holding a count
+        (``cells_offset``: the index of the first; the grid itself follows from the range)."""
         reached = self.reached
+        used = np.flatnonzero(self._cells)
+        first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+        counts = self._cells[first:last]
+        whole = bool(np.all(counts == np.floor(counts)) and counts.max(initial=0) < 2.0**53)
         return {
             "observer": self.kind,
             "axis": None,
             **self.settings(),
             "min": self._lo if reached else None,
             "max": self._hi if reached else None,
-            "histogram": self._hist.tolist(),
+            "cells_offset": first,
+            "cells": [int(c) for c in counts] if whole else counts.tolist(),
             "nonfinite": self._nonfinite,
         }
 
@@ -190,7 +211,9 @@ class RunningHistogramObserver:
         """Rebuild an observer from :meth:`state_dict` output; a bad field is a one-line ValueError."""
         settings = cls.setting_names()
         check_state_fields(
-            cls.kind, state, {"observer", "axis", *settings, "min", "max", "histogram", "nonfinite"}
+            cls.kind,
+            state,
+            {"observer", "axis", *settings, "min", "max", "cells_offset", "cells", "nonfinite"},
         )
         if state["axis"] is not None:
             raise ValueError(f"{cls.kind} observer state: 'axis' must be null, got {state['axis']!r}")
@@ -198,14 +221,25 @@ class RunningHistogramObserver:
             obs = cls(**{name: state[name] for name in settings})
         except ConfigError as e:
             raise ValueError(f"{cls.kind} observer state: {e}") from None
-        obs._hist = _histogram_field(state["histogram"], obs.bins)
+        counts = _cells_field(state["cells"], obs._cells.shape[0])
+        offset = count_field(state, "cells_offset")
         if state["min"] is None or state["max"] is None:
-            if state["min"] is not None or state["max"] is not None or obs._hist.any():
+            if state["min"] is not None or state["max"] is not None or counts.any():
                 raise ValueError("'min' and 'max' must both be numbers, or both null with no counts")
         else:
             obs._lo, obs._hi = _range_fields(state["min"], state["max"])
-            if not obs._hist.any():
-                raise ValueError("'histogram' has no counts although 'min' and 'max' are set")
+            if not counts.any():
+                raise ValueError("'cells' has no counts although 'min' and 'max' are set")
+            k0, e = obs.bin_grid()
+            low, high = obs.data_range()
+            first = math.floor(math.ldexp(low, -e)) - k0
+            last = math.floor(math.ldexp(high, -e)) - k0
+            if offset < first or offset + counts.size - 1 > last:
+                raise ValueError(
+                    f"'cells' ({counts.size} from {offset}) reach beyond the cells {first}..{last} "
+                    "that 'min' and 'max' cover"
+                )
+            obs._cells[offset : offset + counts.size] = counts
         obs._nonfinite = count_field(state, "nonfinite")
         return obs
 
@@ -213,16 +247,18 @@ class RunningHistogramObserver:
         return f"{type(self).__name__}({self.settings()}, min={self._lo}, max={self._hi})"
 
 
-def _histogram_field(value: object, bins: int) -> np.ndarray:
-    if not isinstance(value, list) or len(value) != bins:
-        size = len(value) if isinstance(value, list) else type(value).__name__
-        raise ValueError(f"'histogram' must be a list of {bins} counts, got {size}")
+def _cells_field(value: object, size: int) -> np.ndarray:
+    if not isinstance(value, list) or len(value) > size:
+        got = len(value) if isinstance(value, list) else type(value).__name__
+        raise ValueError(f"'cells' must be a list of at most {size} counts, got {got}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise ValueError("'histogram' must hold numbers only")
-    hist = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(hist)) or np.any(hist < 0) or hist.sum() > MAX_TOTAL_COUNT:
-        raise ValueError(f"'histogram' counts must be non-negative, their total at most {MAX_TOTAL_COUNT:g}")
-    return hist
+        raise ValueError("'cells' must hold numbers only")
+    if any(isinstance(v, int) and abs(v) > MAX_TOTAL_COUNT for v in value):
+        raise ValueError(f"'cells' counts must be at most {MAX_TOTAL_COUNT:g}")
+    cells = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(cells)) or np.any(cells < 0) or cells.sum() > MAX_TOTAL_COUNT:
+        raise ValueError(f"'cells' counts must be non-negative, their total at most {MAX_TOTAL_COUNT:g}")
+    return cells
 
 
 def _range_fields(lo: object, hi: object) -> tuple[float, float]:

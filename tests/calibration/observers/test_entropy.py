@@ -52,18 +52,19 @@ def _fed(data: list[np.ndarray], **kwargs: int) -> EntropyObserver:
     ("name", "bins"), [*((name, 512) for name in sorted(DISTRIBUTIONS)), ("normal", 2048), ("relu", 2048)]
 )
 def test_threshold_matches_onnxruntime_entropy_calibration(name: str, bins: int) -> None:
-    """Same batches, same bins and quantized bins (128): the same threshold. The tolerance is one
-    bin width (2 max|x| / bins) plus float32 rounding of onnxruntime's edges; measured: the same
-    bin every time (differences of 1e-5 relative, float32 against float64 edges)."""
+    """Same batches, same bins and quantized bins (128): nearly the same threshold. Our bins over
+    ``[-T, T]`` are built from a power-of-two grid eight times finer (so that shards merge
+    exactly), which places each bin's mass within a quarter bin of onnxruntime's; the KL
+    divergence is flat near its minimum, so that moves the threshold by a few bins in some cases.
+    Measured: the same threshold in 6 of the 10 cases, at most 8.2% apart (laplace, 2048 bins);
+    the tolerance is 10%."""
     data = DISTRIBUTIONS[name](np.random.default_rng(0))
     ort_lo, ort_hi, ort_bins = _ort_range(data, bins, 128)
     assert ort_bins == bins  # its histogram did not grow
     obs = _fed(data, bins=bins)
     lo, hi = obs.choose_range("uint8", False, False)
-    width = 2 * max(-obs.min_val, obs.max_val) / bins
-    assert lo == pytest.approx(ort_lo, abs=width, rel=1e-5)
-    assert hi == pytest.approx(ort_hi, abs=width, rel=1e-5)
-    assert abs(lo - ort_lo) <= 1e-5 * abs(ort_lo) + 1e-6 and abs(hi - ort_hi) <= 1e-5 * abs(ort_hi) + 1e-6
+    assert lo == pytest.approx(ort_lo, rel=0.10, abs=1e-6)
+    assert hi == pytest.approx(ort_hi, rel=0.10, abs=1e-6)
 
 
 def test_a_growing_range_is_rebinned_where_onnxruntime_adds_bins() -> None:
@@ -127,7 +128,7 @@ def test_state_dict_round_trips_through_json() -> None:
         ({"quantized_bins": 1}, r"quantized_bins must be an int in \[2, 2048\], got 1"),
         ({"bins": 64, "quantized_bins": 128}, r"quantized_bins must be an int in \[2, 64\]"),
         ({"quantized_bins": 12.5}, "quantized_bins must be an int"),
-        ({"bins": -3}, r"bins must be an int in \[1, 65536\]"),
+        ({"bins": -3}, r"bins must be an int in \[2, 16384\]"),
         ({"axis": 1}, "per-tensor only"),
     ],
 )

@@ -36,12 +36,14 @@ def test_update_keeps_exact_range_and_total_count() -> None:
 
 
 def test_histogram_of_one_batch_matches_numpy() -> None:
+    """The bins over [min, max] are built from a power-of-two grid of eight cells per bin, each
+    cell's count spread over it: the cumulative counts at the bin edges stay within 0.1% of the
+    samples of numpy's (measured: 6 of 20,000)."""
     x = np.random.default_rng(2).normal(size=20_000).astype(np.float32)
     obs = HistogramObserver(bins=256)
     obs.update(x)
     want = np.histogram(x.astype(np.float64), bins=256, range=(float(x.min()), float(x.max())))[0]
-    # float32 positions: only values within ~1e-3 of a bin width from an edge may move
-    assert np.abs(obs.histogram - want).sum() <= 0.005 * x.size
+    assert np.abs(np.cumsum(obs.histogram) - np.cumsum(want)).max() <= 0.001 * x.size
     assert obs.histogram.sum() == x.size
 
 
@@ -153,6 +155,6 @@ def test_state_dict_round_trips_through_json() -> None:
 def test_per_channel_and_bad_arguments_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="per-tensor only"):
         make_observer("histogram", axis=1)
-    with pytest.raises(ConfigError, match=r"bins must be an int in \[1, 65536\]"):
+    with pytest.raises(ConfigError, match=r"bins must be an int in \[2, 16384\]"):
         make_observer("histogram", bins=0)
-    assert make_observer("histogram", bins=256, upsample_rate=8).bins == 256
+    assert make_observer("histogram", bins=256).bins == 256

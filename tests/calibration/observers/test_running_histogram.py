@@ -19,15 +19,17 @@ def _state() -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"bins": 0}, r"bins must be an int in \[1, 65536\]"),
+        ({"bins": 0}, r"bins must be an int in \[2, 16384\]"),
         ({"axis": 1}, "'axis' must be null"),
-        ({"histogram": [1.0] * 7}, "'histogram' must be a list of 8 counts, got 7"),
-        ({"histogram": [-1.0] * 8}, "'histogram' counts must be non-negative"),
-        ({"histogram": ["1"] * 8}, "'histogram' must hold numbers only"),
+        ({"cells": [1.0] * 65}, "'cells' must be a list of at most 64 counts, got 65"),
+        ({"cells": [-1.0] * 8}, "'cells' counts must be non-negative"),
+        ({"cells": ["1"] * 8}, "'cells' must hold numbers only"),
+        ({"cells_offset": 60}, r"'cells' \(\d+ from 60\) reach beyond the cells"),
+        ({"cells_offset": -1}, "'cells_offset' must be a non-negative int"),
         ({"min": 3.0}, "'min' must not exceed 'max'"),
         ({"min": -1e300}, "'min' must be a float32 number"),
         ({"max": None}, "'min' and 'max' must both be numbers"),
-        ({"histogram": [0.0] * 8}, "'histogram' has no counts"),
+        ({"cells": [0.0] * 8}, "'cells' has no counts"),
         ({"nonfinite": -1}, "'nonfinite' must be a non-negative int"),
         ({"extra": 1}, "unknown field 'extra'"),
     ],
@@ -40,6 +42,6 @@ def test_a_bad_state_field_is_a_one_line_error_naming_it(change: dict, message: 
 
 def test_a_missing_state_field_is_named() -> None:
     state = _state()
-    del state["upsample_rate"]
-    with pytest.raises(ValueError, match="lacks field 'upsample_rate'"):
+    del state["cells_offset"]
+    with pytest.raises(ValueError, match="lacks field 'cells_offset'"):
         HistogramObserver.from_state_dict(state)
