@@ -258,3 +258,14 @@ def load_schema_validator(name: str) -> Any:
 @pytest.fixture(scope="session")
 def json_schema() -> Callable[[str], Any]:
     return load_schema_validator
+
+
+def _observer_ranges(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: {f: v for f, v in s.items() if f != "updates"} for k, s in state["observers"].items()}
+
+
+@pytest.fixture
+def observer_ranges() -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A calibration file's observer states without their update counts (how many update calls an
+    observer saw depends on how the data was batched and sharded; nothing else may)."""
+    return _observer_ranges

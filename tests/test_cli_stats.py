@@ -97,7 +97,9 @@ def test_stats_file_gives_the_model_calib_gives(work: Path) -> None:
         (2, "mse.json"),
     ],
 )
-def test_merged_shards_give_the_model_one_run_gives(work: Path, count: int, qconfig: str) -> None:
+def test_merged_shards_give_the_model_one_run_gives(
+    work: Path, count: int, qconfig: str, observer_ranges
+) -> None:
     """Shards merge into exactly what one run gives: min/max, and the histograms, whose counts on
     their power-of-two grids depend on the data set alone (the x86 preset observes histograms)."""
     _calibrate(work, "all.json", qconfig=qconfig)
@@ -107,12 +109,7 @@ def test_merged_shards_give_the_model_one_run_gives(work: Path, count: int, qcon
     assert _run("merge-stats", *shards, "-o", work / "merged.json") == 0
     merged = json.loads((work / "merged.json").read_text())
     assert merged["num_samples"] == 64
-    one_run = json.loads((work / "all.json").read_text())["observers"]
-
-    def ranges(observers: dict) -> dict:  # how many update calls each saw depends on the batching
-        return {k: {f: v for f, v in s.items() if f != "updates"} for k, s in observers.items()}
-
-    assert ranges(merged["observers"]) == ranges(one_run)
+    assert observer_ranges(merged) == observer_ranges(json.loads((work / "all.json").read_text()))
     whole = _quantize(work, "whole.onnx", "--stats", work / "all.json", qconfig=qconfig)
     assert _quantize(work, "merged.onnx", "--stats", work / "merged.json", qconfig=qconfig) == whole
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -103,3 +104,25 @@ def test_a_data_error_on_a_worker_names_the_shard(cluster, files, tmp_path: Path
         onnxq_dask.calibrate_on_dask(
             cluster.scheduler_address, p, load_calibration_data(bad), shards=2, progress=False
         )
+
+
+def test_the_command_line_writes_what_one_run_writes(
+    cluster, files, tmp_path: Path, capsys, observer_ranges
+) -> None:
+    from onnxq.cli import main
+
+    model = str(asset_path("digits_cnn.onnx"))
+    calib = str(files.files[0].parent)
+    one = tmp_path / "one.json"
+    fanned = tmp_path / "fanned.json"
+    assert main(["calibrate", model, "--calib", calib, "-o", str(one), "--no-progress"]) == 0
+    args = ["calibrate", model, "--calib", calib, "-o", str(fanned), "--no-progress"]
+    assert main([*args, "--dask", cluster.scheduler_address, "--shards", "3"]) == 0
+    # the default observes histograms: their merge is exact, so the files agree
+    assert observer_ranges(json.loads(fanned.read_text())) == observer_ranges(json.loads(one.read_text()))
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    assert main([*args[:-3], "-o", str(bad), "--dask", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler" in err and len(err.strip().splitlines()) == 1
+    assert not bad.exists()
