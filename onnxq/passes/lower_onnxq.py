@@ -4,7 +4,7 @@ The matchers (one op family per module in :mod:`onnxq.passes.lowering`, with eac
 say what replaces a node, or why it stays; this pass applies what they return and keeps the
 layouts right at the edges. Lowered: Conv (+Relu/Clip) and QLinearConv → ``QLinearConv``; Add
 (+Relu) → ``QLinearAdd``; MaxPool → ``MaxPool``; GlobalAveragePool → ``QLinearGlobalAveragePool``;
-Flatten of a pooled tensor; Gemm → ``QGemm``.
+Flatten of a pooled tensor; Gemm → ``QGemm``; Concat → ``QLinearConcat``.
 
 Activations between two lowered ops stay NHWC uint8: the first op's input comes from
 ``ai.onnxq.Quantize`` (``layout=nchw_to_nhwc``) when a QuantizeLinear made it, else from a
@@ -62,12 +62,9 @@ class LowerToOnnxq(GraphPass):
                 continue
             found = matcher.match(node, self._state)
             if isinstance(found, str):
-                if matcher.noted:
-                    kept = (
-                        "stays QDQ"
-                        if domain == "" and node.op_type == "Conv"
-                        else "stays on onnxruntime's kernels"
-                    )
+                if matcher.noted and found:  # "": not a candidate (a float op)
+                    qdq = domain == "" and not node.op_type.startswith("QLinear")  # a float op
+                    kept = "stays QDQ" if qdq else "stays on onnxruntime's kernels"
                     notes.append(f"{node.op_type} '{node.name}' {kept}: {found}")
                 continue
             why = self._unreadable(found)
@@ -132,12 +129,20 @@ class LowerToOnnxq(GraphPass):
             self._state.unit_spatial.add(id(low.y_q))
 
     def _to_nhwc(self, x_q: ir.Value, qp: QParams, before: ir.Node) -> ir.Value:
-        """The NHWC twin of the uint8 NCHW tensor ``x_q`` (made once)."""
+        """The NHWC twin of the uint8 NCHW tensor ``x_q`` (made once): from the float tensor a
+        QuantizeLinear made it of, else a Transpose of ``x_q`` (or of the NCHW tensor one of our
+        ops makes in its place)."""
         if id(x_q) in self._nhwc:
             return self._nhwc[id(x_q)]
-        made = x_q.producer()
+        plain = self._plain.get(id(x_q))
+        made = x_q.producer() if plain is None else plain.producer()
         out = _permuted(x_q, NCHW_TO_NHWC, self._names.value(f"{x_q.name}_nhwc"))
-        if is_op(made, "QuantizeLinear") and made is not None and made.inputs[0] is not None:
+        if (
+            plain is None
+            and is_op(made, "QuantizeLinear")
+            and made is not None
+            and made.inputs[0] is not None
+        ):
             same = activation_qparams(made)
             if isinstance(same, QParams) and same.scale_value == qp.scale_value:
                 node = ir.node(
@@ -153,7 +158,7 @@ class LowerToOnnxq(GraphPass):
                 return out
         node = ir.node(
             "Transpose",
-            [x_q],
+            [x_q if plain is None else plain],
             {"perm": list(NCHW_TO_NHWC)},
             outputs=[out],
             name=self._names.node(f"{x_q.name}_to_nhwc"),
@@ -240,7 +245,7 @@ class LowerToOnnxq(GraphPass):
             if not isinstance(item, Act) or not item.qp.signed:
                 continue
             value = item.value
-            ours = id(value) in (self._nhwc if item.nhwc else self._plain)
+            ours = id(value) in self._plain or (item.nhwc and id(value) in self._nhwc)
             made = value.producer()
             quantized = (
                 item.nhwc
