@@ -1,7 +1,8 @@
 """onnx schemas of onnxq's custom ops (domain ``ai.onnxq``), so ``onnx.checker`` and onnx's shape
 inference know them.
 
-:data:`OPS` is the one table of the domain: every op's inputs and outputs (name, type, optional),
+:data:`OPS` is the one table of the domain: every op's inputs and outputs (name, type, and
+``"optional"`` or, for the last input only, ``"variadic"``: one or more values of that type),
 attributes and output-shape rule. ``schemas/ai.onnxq.opset1.json`` is the same table as a file
 for other tools (a test keeps the two in step); docs/custom_ops.md gives the arithmetic and
 ``native/src/ort/`` the kernels. :func:`register_op_schemas` adds the schemas to onnx's registry
@@ -19,6 +20,8 @@ Shape rules (NHWC activations; a dimension that is not known stays unknown):
   ``ceil_mode`` (and, as ONNX, a last window must start inside the padded input);
 * ``global_pool_nhwc``: ``[N, 1, 1, C]``;
 * ``gemm``: ``a [M, K]``, ``w [N, K]`` (``transB = 1``) or ``[K, N]`` -> ``[M, N]``;
+* ``concat``: the tensors (inputs 4 on) of one rank, concatenated along ``axis`` (negative from
+  the end): the sum of their extents there, the others as they are;
 * ``same_as_first_input``.
 """
 
@@ -79,7 +82,15 @@ OPS: dict[str, OpDef] = {
     ),
     "QLinearGlobalAveragePool": OpDef((*_q("x"), *Y_QPARAMS), U8_OUT, {}, "global_pool_nhwc"),
     "QGemm": OpDef((*_q("a"), *WEIGHT, *Y_QPARAMS, *BIAS), U8_OUT, {"transB": "int", **CLAMP}, "gemm"),
+    "QLinearConcat": OpDef(
+        (*Y_QPARAMS, ("x_scales", "tensor(float)"), ("x_zero_points", "tensor(uint8)"),
+         ("x", "tensor(uint8)", "variadic")),
+        U8_OUT, {"axis": "int"}, "concat",
+    ),
 }  # fmt: skip
+
+#: Where QLinearConcat's tensors start (its qparams come first: only the last input is variadic).
+CONCAT_TENSORS = 4
 
 
 def ops_document() -> dict[str, object]:
@@ -188,12 +199,28 @@ def _gemm(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     return [a[0], n]
 
 
+def _concat(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
+    shapes = [_dims(ctx, i) for i in range(CONCAT_TENSORS, ctx.get_num_inputs())]
+    known = [s for s in shapes if s is not None]
+    if not known or any(len(s) != len(known[0]) for s in known):
+        return None
+    rank, axis = len(known[0]), _int(ctx, "axis", 0)
+    if not -rank <= axis < rank:
+        return None
+    axis %= rank
+    out: list[Dim] = [next((s[d] for s in known if s[d] is not None), None) for d in range(rank)]
+    extents = [s[axis] if s is not None else None for s in shapes]
+    out[axis] = sum(extents) if all(isinstance(e, int) for e in extents) else None  # type: ignore[arg-type]
+    return out
+
+
 SHAPE_RULES: dict[str, Callable[[onnx.shape_inference.InferenceContext], list[Dim] | None]] = {
     "layout": _layout,
     "conv_nhwc": _conv_nhwc,
     "pool_nhwc": _pool_nhwc,
     "global_pool_nhwc": _global_pool_nhwc,
     "gemm": _gemm,
+    "concat": _concat,
     "same_as_first_input": lambda ctx: _dims(ctx, 0),
 }
 
@@ -229,8 +256,8 @@ def _schema(name: str, op: OpDef) -> onnx.defs.OpSchema:
     def param(p: tuple[str, ...]) -> onnx.defs.OpSchema.FormalParameter:
         constraint = "T_" + p[1][len("tensor(") : -1]
         types[constraint] = p[1]
-        opt = option.Optional if len(p) > 2 and p[2] == "optional" else option.Single
-        return formal(p[0], constraint, param_option=opt)
+        kinds = {"optional": option.Optional, "variadic": option.Variadic}
+        return formal(p[0], constraint, param_option=kinds[p[2]] if len(p) > 2 else option.Single)
 
     inputs, outputs = [param(p) for p in op.inputs], [param(p) for p in op.outputs]
     schema = onnx.defs.OpSchema(
@@ -251,4 +278,4 @@ def register_op_schemas() -> None:
             onnx.defs.register_schema(_schema(name, op))
 
 
-__all__ = ["OPS", "SHAPE_RULES", "OpDef", "ops_document", "register_op_schemas"]
+__all__ = ["CONCAT_TENSORS", "OPS", "SHAPE_RULES", "OpDef", "ops_document", "register_op_schemas"]

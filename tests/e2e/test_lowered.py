@@ -1,6 +1,7 @@
 """Lowered to onnxq's kernels, the zoo's and the digits CNN's QDQ models give the same bytes.
 
-Convolutions, residual adds, max pools and global average pools are lowered (the rest stays).
+Convolutions, residual adds, max pools, global average pools and concats are lowered (the rest
+stays).
 
 Each convolutional zoo module (both exporters, two opsets each; both presets) is quantized as in
 ``test_zoo.py``, lowered with :func:`onnxq.lower.lower` and run through
@@ -38,6 +39,8 @@ pytestmark = pytest.mark.filterwarnings(
 
 # zoo case -> 2-D convolutions it holds (all lowered)
 CONV_CASES = {"squeeze_excite": 3, "unet": 4, "depthwise_hardswish": 3, "dynamic_batch": 1, "conv1d": 0}
+# zoo case -> Concats it holds (all lowered: the U-Net's two skip connections)
+CONCAT_CASES = {"unet": 2}
 
 
 def _same_outputs(
@@ -69,6 +72,9 @@ def test_lowered_zoo_model_gives_the_qdq_models_bytes(name: str, export_torch, t
         assert result.lowered >= CONV_CASES[name], f"{label}: {result.notes}"
         convs = [n for n in result.model.graph.node if n.domain == DOMAIN and n.op_type == "QLinearConv"]
         assert len(convs) == CONV_CASES[name]
+        ours = [n.op_type for n in result.model.graph.node if n.domain == DOMAIN]
+        assert ours.count("QLinearConcat") == CONCAT_CASES.get(name, 0), f"{label}: {result.notes}"
+        assert not [n for n in result.model.graph.node if n.op_type == "Concat" and n.domain == ""]
         assert (
             not [n for n in result.model.graph.node if n.op_type == "Conv" and n.domain == ""]
             or name == "conv1d"

@@ -152,3 +152,33 @@ def test_a_wrong_attribute_type_fails_the_checker() -> None:
     ]
     with pytest.raises(onnx.checker.ValidationError, match="layout"):
         _infer(node, [helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 3])], inits, rank=2)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "axis", "want"),
+    [
+        ([["n", 5, 7, 1], ["n", 5, 7, 2], ["n", 5, 7, 6]], 3, ["n", 5, 7, 9]),  # NHWC channels
+        ([["n", 5, 7, 1], ["n", 5, 7, 2]], -1, ["n", 5, 7, 3]),
+        ([[2, 4, 3, 3], [5, 4, 3, 3]], 0, [7, 4, 3, 3]),
+        ([["n", 4, 3, 3], [5, 4, 3, 3]], 0, [None, 4, 3, 3]),  # a sum with an unknown: unknown
+    ],
+)
+def test_concat_shape_sums_the_axis_and_keeps_the_other_extents(
+    shapes: list[list[int | str]], axis: int, want: list[int | str | None]
+) -> None:
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node(
+        "QLinearConcat", ["y_scale", "y_zero_point", "x_scales", "x_zero_points", *names], ["y"],
+        domain=DOMAIN, axis=axis,
+    )  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "y_zero_point"),
+        numpy_helper.from_array(np.ones(len(shapes), np.float32), "x_scales"),
+        numpy_helper.from_array(np.zeros(len(shapes), np.uint8), "x_zero_points"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.UINT8, s) for n, s in zip(names, shapes, strict=True)
+    ]
+    got = _infer(node, inputs, inits)
+    assert [None if isinstance(d, str) and d != "n" else d for d in got] == want  # onnx names unknowns

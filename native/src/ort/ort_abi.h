@@ -8,8 +8,9 @@
  * libonnxruntime; every call goes through the OrtApiBase passed to RegisterCustomOps.
  *
  * ORT_TARGET_API is the API version requested: 18 (onnxruntime 1.18, the oldest onnxq supports;
- * every slot below was in the table by then). tests/kernels/test_ort_abi.py calls every slot
- * used (through onnxq_ort_selftest) and checks what comes back.
+ * every slot below was in the table by then, and variadic custom-op inputs came with 14).
+ * tests/kernels/test_custom_ops.py exercises every slot used through the ops and checks what
+ * comes back (a wrong slot crashes, fails or gives other bytes).
  */
 #ifndef ONNXQ_ORT_ABI_H
 #define ONNXQ_ORT_ABI_H
@@ -48,8 +49,8 @@ enum {
     ORT_TYPE_INT64 = 7
 };
 
-/* OrtCustomOpInputOutputCharacteristic, OrtMemType. */
-enum { ORT_IO_REQUIRED = 0, ORT_IO_OPTIONAL = 1 };
+/* OrtCustomOpInputOutputCharacteristic (VARIADIC: only the last input, API 14+), OrtMemType. */
+enum { ORT_IO_REQUIRED = 0, ORT_IO_OPTIONAL = 1, ORT_IO_VARIADIC = 2 };
 enum { ORT_MEM_DEFAULT = 0 };
 
 /* The OrtApi slots used, by index. */
@@ -67,6 +68,7 @@ typedef enum ort_slot {
     ORT_SLOT_GetTensorTypeAndShape = 65,
     ORT_SLOT_KernelInfoGetAttribute_int64 = 86,
     ORT_SLOT_KernelInfoGetAttribute_string = 87,
+    ORT_SLOT_KernelContext_GetInputCount = 88,
     ORT_SLOT_KernelContext_GetInput = 90,
     ORT_SLOT_KernelContext_GetOutput = 91,
     ORT_SLOT_ReleaseStatus = 93,
@@ -95,6 +97,8 @@ typedef OrtStatus* ort_KernelInfoGetAttribute_int64_fn(const OrtKernelInfo* info
 /* out NULL: *size = bytes needed including the NUL; too small a buffer fails and sets *size. */
 typedef OrtStatus* ort_KernelInfoGetAttribute_string_fn(const OrtKernelInfo* info, const char* name,
                                                         char* out, size_t* size);
+/* the node's inputs at run time, a variadic input's values each counted */
+typedef OrtStatus* ort_KernelContext_GetInputCount_fn(const OrtKernelContext* ctx, size_t* out);
 /* an absent optional input: success with *out NULL */
 typedef OrtStatus* ort_KernelContext_GetInput_fn(const OrtKernelContext* ctx, size_t index,
                                                  const OrtValue** out);
@@ -131,6 +135,7 @@ typedef struct onnxq_ort {
     ort_GetTensorTypeAndShape_fn* GetTensorTypeAndShape;
     ort_KernelInfoGetAttribute_int64_fn* KernelInfoGetAttribute_int64;
     ort_KernelInfoGetAttribute_string_fn* KernelInfoGetAttribute_string;
+    ort_KernelContext_GetInputCount_fn* KernelContext_GetInputCount;
     ort_KernelContext_GetInput_fn* KernelContext_GetInput;
     ort_KernelContext_GetOutput_fn* KernelContext_GetOutput;
     ort_ReleaseStatus_fn* ReleaseStatus;
@@ -143,9 +148,11 @@ typedef struct onnxq_ort {
 } onnxq_ort;
 
 /* struct OrtCustomOp (64-bit layout: uint32_t version, then 25 callbacks). The runtime reads
- * the callbacks added up to `version`: CreateKernelV2/KernelComputeV2 from 16 (V1 ones are then
- * not called), Get{Start,End}Version and InferOutputShapeFn from 17, the in-place/alias maps
- * from 18 (NULL: none). GetInputMemoryType is called for every input from 13. */
+ * the callbacks added up to `version`: GetInputMemoryType from 13 (called for every input), the
+ * variadic arity and homogeneity callbacks from 14 (asked only of an input or output whose
+ * characteristic is VARIADIC, which only the last may be), CreateKernelV2/KernelComputeV2 from 16
+ * (V1 ones are then not called), Get{Start,End}Version and InferOutputShapeFn from 17, the
+ * in-place/alias maps from 18 (NULL: none). */
 typedef struct OrtCustomOp {
     uint32_t version;
     void* (*CreateKernel)(const struct OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info);

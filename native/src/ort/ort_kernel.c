@@ -185,6 +185,12 @@ OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_
     return NULL;
 }
 
+OrtStatus* onnxq_ort_input_count(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t* count) {
+    *count = 0;
+    OrtStatus* s = onnxq_ort_api.KernelContext_GetInputCount(ctx, count);
+    return s == NULL ? NULL : onnxq_ort_wrap(node, s, "input count");
+}
+
 OrtStatus* onnxq_ort_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
                            const char* what, int want, onnxq_ort_tensor* t) {
     const OrtValue* value = NULL;
@@ -245,7 +251,18 @@ static int op_output_type(const OrtCustomOp* op, size_t i) {
 }
 static size_t op_output_count(const OrtCustomOp* op) { return def_of(op)->n_outputs; }
 static int op_input_characteristic(const OrtCustomOp* op, size_t i) {
-    return i < def_of(op)->n_required ? ORT_IO_REQUIRED : ORT_IO_OPTIONAL;
+    const onnxq_ort_opdef* def = def_of(op);
+    if (def->variadic_min > 0 && i + 1 == def->n_inputs) return ORT_IO_VARIADIC;
+    return i < def->n_required ? ORT_IO_REQUIRED : ORT_IO_OPTIONAL;
+}
+static int op_variadic_input_min(const OrtCustomOp* op) { return (int)def_of(op)->variadic_min; }
+static int op_variadic_homogeneous(const OrtCustomOp* op) {
+    (void)op;
+    return 1; /* a variadic input's values all have the input's one type */
+}
+static int op_variadic_output_min(const OrtCustomOp* op) {
+    (void)op;
+    return 1; /* never asked: no output is variadic */
 }
 static int op_output_characteristic(const OrtCustomOp* op, size_t i) {
     (void)op;
@@ -301,6 +318,10 @@ void onnxq_ort_opdef_init(onnxq_ort_opdef* def) {
     b->GetInputCharacteristic = op_input_characteristic;
     b->GetOutputCharacteristic = op_output_characteristic;
     b->GetInputMemoryType = op_input_memory;
+    b->GetVariadicInputMinArity = op_variadic_input_min;
+    b->GetVariadicInputHomogeneity = op_variadic_homogeneous;
+    b->GetVariadicOutputMinArity = op_variadic_output_min;
+    b->GetVariadicOutputHomogeneity = op_variadic_homogeneous;
     b->CreateKernelV2 = op_create;
     b->KernelComputeV2 = def->compute;
     b->GetStartVersion = op_version;
@@ -317,6 +338,7 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_maxpool,
     &onnxq_ort_op_qlinearglobalaveragepool,
     &onnxq_ort_op_qgemm,
+    &onnxq_ort_op_qlinearconcat,
 };
 
 static void bind(const OrtApi* api) {
@@ -336,6 +358,7 @@ static void bind(const OrtApi* api) {
     ONNXQ_BIND(GetTensorTypeAndShape);
     ONNXQ_BIND(KernelInfoGetAttribute_int64);
     ONNXQ_BIND(KernelInfoGetAttribute_string);
+    ONNXQ_BIND(KernelContext_GetInputCount);
     ONNXQ_BIND(KernelContext_GetInput);
     ONNXQ_BIND(KernelContext_GetOutput);
     ONNXQ_BIND(ReleaseStatus);

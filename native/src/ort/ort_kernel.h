@@ -29,6 +29,7 @@ typedef struct onnxq_ort_opdef {
     const char* name;
     size_t n_inputs;
     size_t n_required; /* inputs [n_required, n_inputs) are optional */
+    size_t variadic_min; /* > 0: the last input is variadic, at least this many values of its type */
     int input_types[ONNXQ_ORT_MAX_IO];
     size_t n_outputs;
     int output_types[ONNXQ_ORT_MAX_IO];
@@ -80,6 +81,8 @@ OrtStatus* onnxq_ort_constant(const OrtKernelInfo* info, const onnxq_ort_node* n
 /* A constant that holds one value (a scalar or a 1-element tensor). */
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t);
+/* How many inputs the node has at run time (a variadic input's values each counted). */
+OrtStatus* onnxq_ort_input_count(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t* count);
 /* Input `index` at run time. */
 OrtStatus* onnxq_ort_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
                            const char* what, int want, onnxq_ort_tensor* t);
@@ -104,5 +107,6 @@ extern onnxq_ort_opdef onnxq_ort_op_qlinearadd;
 extern onnxq_ort_opdef onnxq_ort_op_maxpool;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 extern onnxq_ort_opdef onnxq_ort_op_qgemm;
+extern onnxq_ort_opdef onnxq_ort_op_qlinearconcat;
 
 #endif /* ONNXQ_ORT_KERNEL_H */
