@@ -56,12 +56,12 @@ def kl_divergences(hist: np.ndarray, quantized_bins: int) -> np.ndarray:
     total = cum[-1]
     halves = np.arange(q_bins // 2, z + 1)
     out = np.empty(halves.size)
-    cols = np.arange(bins)
     for b0 in range(0, halves.size, _BLOCK):
         i = halves[b0 : b0 + _BLOCK]
         start = z - i
         end = np.minimum(z + i + 1, bins)
         length, m = end - start, (end - start) // q_bins
+        cols = np.arange(int(length.max()))  # a block's candidates keep at most this many bins
         valid = cols[None, :] < length[:, None]
         idx = np.minimum(start[:, None] + cols[None, :], bins - 1)
         p = np.where(valid, hist[idx], 0.0)
