@@ -2,7 +2,8 @@
 """Fuzzer of the public native-kernel API: every ``onnxq.kernels`` wrapper and packed-weight class.
 
 Each case is built from one integer seed: a target (quantize, dequantize, gemm, conv, qadd, pools,
-qconcat, dynamic quantization / matmul, LSTM / GRU, ISA control), an ISA to run under, and
+qconcat, histogram grid counts, dynamic quantization / matmul, LSTM / GRU, ISA control), an ISA to
+run under, and
 arguments drawn from valid ones mutated at random: shapes with 0 and huge declared sizes (fields,
 pads, strides, input shapes, hidden sizes), wrong dtypes, non-contiguous / reversed / misaligned /
 read-only views, Python scalars of the wrong kind, huge integers, NaN / Inf / subnormal values,
@@ -656,6 +657,19 @@ def t_concat(ctx: Ctx) -> None:
         check_equal("qconcat", y, ref.qconcat(inputs, scales, zps, y_scale, y_zp, axis))
 
 
+def t_hist(ctx: Ctx) -> None:
+    from onnxq.kernels.hist import grid_counts_f32
+    from onnxq.kernels.reference.hist import grid_counts
+
+    x = f32_values(ctx, (dim(ctx, 40), dim(ctx, 40)), special=0.0)
+    cells = int_arg(ctx, 1, 5000)
+    k0 = int_arg(ctx, -(2**40), 2**40)
+    e = int_arg(ctx, -60, 30)
+    got = grid_counts_f32(mutate_array(ctx, x, 0.04), k0, e, cells)
+    if ctx.valid:
+        check_equal("grid_counts_f32", got, grid_counts(x, k0, e, cells))
+
+
 def t_dynamic(ctx: Ctx) -> None:
     from onnxq.errors import KernelError
     from onnxq.kernels import PackedDynamicWeights, dynamic_matmul, dynamic_quantize, pack_dynamic_weights
@@ -819,6 +833,7 @@ TARGETS: dict[str, Callable[[Ctx], None]] = {
     "qadd": t_qadd,
     "pool": t_pool,
     "concat": t_concat,
+    "hist": t_hist,
     "dynamic": t_dynamic,
     "rnn": t_rnn,
     "isa": t_isa,
@@ -830,6 +845,7 @@ WEIGHTS = {
     "qadd": 2,
     "pool": 2,
     "concat": 1,
+    "hist": 1,
     "dynamic": 3,
     "rnn": 2,
     "isa": 0.3,

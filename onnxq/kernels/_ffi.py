@@ -65,6 +65,7 @@ _CTYPES = {
     np.dtype(np.uint8): "uint8_t[]",
     np.dtype(np.int8): "int8_t[]",
     np.dtype(np.int32): "int32_t[]",
+    np.dtype(np.int64): "int64_t[]",
     np.dtype(np.float32): "float[]",
 }
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

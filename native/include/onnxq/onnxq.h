@@ -21,6 +21,7 @@ extern "C" {
 #include "onnxq/eltwise.h"
 #include "onnxq/pool.h"
 #include "onnxq/rnn.h"
+#include "onnxq/hist.h"
 
 #ifdef __cplusplus
 }

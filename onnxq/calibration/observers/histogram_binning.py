@@ -30,9 +30,9 @@ import math
 
 import numpy as np
 
-_CHUNK = 1 << 16  # elements binned per step: keeps the temporaries in cache
-_LANES = 4  # interleaved sub-histograms: runs of equal values (ReLU zeros) do not serialise
-_LANE_OF = np.arange(_CHUNK, dtype=np.int64) % _LANES
+from onnxq.kernels.hist import grid_counts_f32
+from onnxq.kernels.reference.hist import grid_counts as reference_grid_counts
+
 #: Finest grid: a range of a single value ``v`` gets width ``2^(exponent(v) - FINEST)``.
 FINEST = 60
 ZERO_EXPONENT = -1000
@@ -73,39 +73,12 @@ def grid_edges(k0: int, e: int, bins: int) -> tuple[float, float]:
 
 
 def grid_counts(x: np.ndarray, k0: int, e: int, bins: int) -> np.ndarray:
-    """Counts of the finite values ``x`` (all inside the grid) in the grid's ``bins`` cells.
-
-    The cell ``floor(v 2^-e)`` is computed in float64, where the scaling by a power of two and the
-    floor are exact for every float32 or float64 value in range. Element ``j`` of each chunk counts
-    into sub-histogram ``j % 4`` so that runs of equal values do not serialise one counter; the
-    lane offset and ``-k0`` are added in integers, and a single ``np.bincount`` counts the chunk.
-    A value outside the grid (none, for a grid from :func:`grid_for` of the data) is clipped to
-    the end bin rather than counted elsewhere.
-    """
-    flat = x.reshape(-1)
-    counts = np.zeros(bins, dtype=np.float64)
-    if flat.size == 0:
-        return counts
-    inv = np.float64(math.ldexp(1.0, -e))  # a float64 scalar: float32 data is scaled in float64
-    n0 = min(_CHUNK, flat.size)
-    offset = _LANE_OF[:n0] * bins
-    tmp = np.empty(n0, dtype=np.float64)
-    idx = np.empty(n0, dtype=np.int64)
-    width = _LANES * bins
-    lanes = np.zeros(width, dtype=np.int64)
-    for begin in range(0, flat.size, _CHUNK):
-        part = flat[begin : begin + _CHUNK]
-        n = part.size
-        t, ix = tmp[:n], idx[:n]
-        np.multiply(part, inv, out=t)
-        np.floor(t, out=t)
-        np.subtract(t, float(k0), out=t)  # exact: both are integers below 2^53
-        np.clip(t, 0.0, bins - 1.0, out=t)
-        np.copyto(ix, t, casting="unsafe")
-        ix += offset[:n]
-        lanes += np.bincount(ix, minlength=width)
-    counts += lanes.reshape(_LANES, bins).sum(axis=0)
-    return counts
+    """Counts of the finite values ``x`` (all inside the grid) in the grid's ``bins`` cells: the
+    native kernel for float32 data (:func:`onnxq.kernels.hist.grid_counts_f32`), its numpy
+    reference (:func:`onnxq.kernels.reference.hist.grid_counts`, the same counts) otherwise."""
+    if x.dtype == np.float32:
+        return grid_counts_f32(x, k0, e, bins)
+    return reference_grid_counts(x, k0, e, bins)
 
 
 def regrid(hist: np.ndarray, k0: int, e: int, new_k0: int, new_e: int) -> np.ndarray:
