@@ -28,10 +28,12 @@ proportionally more.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +99,28 @@ def resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory of freed tensors back to the system (glibc's ``malloc_trim``).
+
+    Observed tensors are a few to tens of MB each, and glibc raises its mmap threshold after
+    freeing such blocks, so later ones come from the heap, whose free pages it keeps: resident
+    memory then creeps up run after run (measured on a ResNet-18: 360 MB after 32 samples, 427 MB
+    after 512). Trimming after each run keeps it where the first runs put it. A no-op off glibc.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def dim_sizes(symbols: Mapping[str, Sequence[str | None]], feed: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -180,6 +204,7 @@ __all__ = [
     "fixed_bytes",
     "parse_memory",
     "plan_chunks",
+    "release_freed_memory",
     "resident_bytes",
     "value_bytes",
 ]

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxq.calibration.budget import release_freed_memory
 from onnxq.calibration.chunked import ChunkedSessions
 from onnxq.calibration.data import (
     model_input_specs,
@@ -157,6 +158,7 @@ def calibrate(
                     job = worker.submit(_update_all, observers, [(k, feed[k]) for k in from_feed])
                 num_samples += n
                 bar.update(n)
+                release_freed_memory()  # the previous run's tensors, freed by now
             if job is not None:
                 job.result()
         finally:

@@ -41,6 +41,16 @@ def test_parse_memory_refuses(text: str) -> None:
         parse_memory(text)
 
 
+def test_freed_memory_is_released() -> None:
+    from onnxq.calibration.budget import release_freed_memory
+
+    before = resident_bytes()
+    blocks = [np.ones(1 << 20, np.float32) * i for i in range(64)]  # 256 MiB, then freed
+    del blocks
+    release_freed_memory()
+    assert resident_bytes() < before + (64 << 20)
+
+
 def test_default_is_bounded() -> None:
     assert MIN_MEMORY <= default_max_memory() <= 8 << 30
     assert resident_bytes() > 0
