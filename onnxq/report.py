@@ -150,7 +150,7 @@ def build_dynamic_report(plan: DynamicPlan, pass_notes: tuple[str, ...] = ()) ->
     """The report of a dynamic quantization: per node what it became (``kind``: dynamic_matmul,
     dynamic_lstm, weight_only) or why it stayed float, and the plan's and passes' notes."""
     nodes = tuple(
-        NodeEntry(d.name, d.op_type, None if d.action is None else d.action.value, d.reason)
+        NodeEntry(d.name, d.op_type, None if d.action is None else d.action.value, d.reason, d.anchor)
         for d in plan.decisions
     )
     return QuantizationReport(nodes=nodes, pass_notes=(*plan.notes, *pass_notes), mode="dynamic")

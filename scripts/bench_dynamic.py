@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = bench(models, x, threads, args.rounds)
                 base = t["ort-dyn"][0]
                 cells = "  ".join(
-                    f"{k} {ms:7.2f} {base / ms:4.2f}x cos {cos:.4f}" for k, (ms, cos) in t.items()
+                    f"{k} {ms:7.2f} {base / ms:4.2f}x cos {cos:.6f}" for k, (ms, cos) in t.items()
                 )
                 print(f"  {threads} thread(s): {cells}", flush=True)
     return 0

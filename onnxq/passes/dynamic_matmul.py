@@ -17,7 +17,8 @@ DynamicQuantizeLinear feeds one matmul only, ``DynamicQuantizeMatMul``)::
 Format ``onnxruntime`` writes ``com.microsoft.DynamicQuantizeMatMul(x, W_q, s_w, z_w, b)``, one
 node computing the same. A Gemm becomes the matmul of
 :func:`onnxq.weights.dynamic.gemm_as_matmul` (``alpha`` folded into ``W``, ``beta * C`` the
-bias). A weight read by several nodes is stored once.
+bias); a MatMul takes the bias of the Add the plan gives it (``bias_add``). A weight read by
+several nodes is stored once.
 """
 
 from __future__ import annotations
@@ -45,12 +46,16 @@ logger = logging.getLogger(__name__)
 MS_DOMAIN = "com.microsoft"
 
 
-def matmul_weight(node: ir.Node) -> tuple[np.ndarray, np.ndarray | None]:
-    """The node's ``(W [K, N], bias or None)`` as the matmul ``x W + bias`` it computes."""
+def matmul_weight(node: ir.Node, bias_add: ir.Node | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The node's ``(W [K, N], bias or None)`` as the matmul ``x W + bias`` it computes (a MatMul's
+    bias from the ``bias_add`` it absorbs)."""
     b = constant_array(node.inputs[1])
     assert b is not None
     if node.op_type == "MatMul":
-        return np.asarray(b, np.float32), None
+        bias = None
+        if bias_add is not None:
+            bias = next(a for a in map(constant_array, bias_add.inputs) if a is not None)
+        return np.asarray(b, np.float32), bias
     c = constant_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
     alpha, beta = float_attr(node, "alpha", 1.0), float_attr(node, "beta", 1.0)
     return gemm_as_matmul(b, c, alpha, beta, bool(int_attr(node, "transB", 0)))
@@ -71,7 +76,10 @@ class DynamicMatMul(PlannedRewrite):
     def rewrite(self, model: ir.Model, names: NameAuthority, node: ir.Node, decision: DynamicDecision) -> int:
         graph = model.graph
         (slot,) = decision.weights
-        w_q, w_scale, w_zp, bias = self._weight(graph, names, node, slot)
+        # the plan's bias Add alone reads the MatMul's output: the Add's output is the result
+        bias_add = next(u.node for u in node.outputs[0].uses()) if decision.bias_add else None
+        result = node.outputs[0] if bias_add is None else bias_add.outputs[0]
+        w_q, w_scale, w_zp, bias = self._weight(graph, names, node, slot, bias_add)
         x = node.inputs[0]
         assert x is not None
         hint = node.name or node.op_type
@@ -88,17 +96,19 @@ class DynamicMatMul(PlannedRewrite):
             if key not in self.cache:
                 self.cache[key] = _dynamic_quantize(graph, names, x)
             y = _integer_matmul(graph, names, hint, self.cache[key], w_q, w_scale, w_zp, bias)
-        y.type, y.shape = node.outputs[0].type, node.outputs[0].shape  # the same tensor
-        replace_all_uses(node.outputs[0], y, names)
+        y.type, y.shape = result.type, result.shape  # the same tensor
+        replace_all_uses(result, y, names)
+        if bias_add is not None:
+            remove_node(bias_add)
         remove_node(node)
         return 1
 
     def _weight(
-        self, graph: ir.Graph, names: NameAuthority, node: ir.Node, slot: WeightSlot
+        self, graph: ir.Graph, names: NameAuthority, node: ir.Node, slot: WeightSlot, bias_add: ir.Node | None
     ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value | None]:
         """The stored ``(W_q, s_w, z_w)`` of the node (quantized once per weight and Gemm form)
         and its bias initializer."""
-        weight, bias = matmul_weight(node)
+        weight, bias = matmul_weight(node, bias_add)
         source = node.inputs[slot.input]
         assert source is not None
         key = (id(source), node.op_type, float_attr(node, "alpha", 1.0), int_attr(node, "transB", 0),
@@ -113,8 +123,7 @@ class DynamicMatMul(PlannedRewrite):
             )
         bias_value = None
         if bias is not None:
-            hint = node.inputs[2].name or "bias"  # type: ignore[union-attr]
-            bias_value = new_initializer(graph, bias, names, f"{hint}_folded")
+            bias_value = new_initializer(graph, bias, names, f"{node.name or 'matmul'}_bias")
         return (*self.cache[key], bias_value)
 
 

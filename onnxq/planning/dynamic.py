@@ -5,7 +5,9 @@ run time (``DynamicQuantizeLinear``: uint8, per tensor, from each input's own ra
 no calibration. :func:`build_dynamic_plan` decides per node, for a :class:`DynamicFormat`:
 
 * MatMul / Gemm with a constant 2-D float weight and a dynamic qconfig: ``dynamic_matmul``
-  (``qdq``: DynamicQuantizeLinear + MatMulInteger + scale; ``onnxruntime``: DynamicQuantizeMatMul);
+  (``qdq``: DynamicQuantizeLinear + MatMulInteger + scale; ``onnxruntime``: DynamicQuantizeMatMul),
+  a MatMul with the Add of a constant bias vector that alone reads it (the Add's decision names
+  the MatMul as its ``anchor``);
 * LSTM in the ``onnxruntime`` format: ``dynamic_lstm`` (``com.microsoft.DynamicQuantizeLSTM``),
   unless its ``layout`` is 1, which that op lacks;
 * LSTM / GRU / RNN otherwise, Conv / ConvTranspose / Gather (embedding tables), and MatMul / Gemm
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx_ir as ir
@@ -75,13 +77,19 @@ class WeightSlot:
 
 @dataclass(frozen=True)
 class DynamicDecision:
-    """One node: ``action`` and ``weights`` when it is planned, else the ``reason`` it stays float."""
+    """One node: ``action`` and ``weights`` when it is planned, else the ``reason`` it stays float.
+
+    ``bias_add`` names the Add of a constant bias vector a MatMul absorbs (the Add's ``anchor``
+    then names the MatMul).
+    """
 
     name: str
     op_type: str
     action: DynamicAction | None
     reason: str | None
     weights: tuple[WeightSlot, ...] = ()
+    bias_add: str | None = None
+    anchor: str | None = None
 
     @property
     def quantized(self) -> bool:
@@ -128,11 +136,20 @@ def build_dynamic_plan(
     ``source_op_types`` gives the op type a node had in the user's model when a structural pass
     changed it (MatMul + Add fused into a Gemm): the mapping and ``op_types`` see that one.
     """
-    decisions, notes = [], []
+    decisions: dict[str, DynamicDecision] = {}
+    notes = []
     for node in graph:
+        if (node.name or "") in decisions:  # a bias Add its MatMul absorbed
+            continue
         op_type = (source_op_types or {}).get(node.name or "", node.op_type)
         decision = _decide(node, op_type, mapping, op_types, fmt)
-        decisions.append(decision)
+        decisions[decision.name] = decision
+        if decision.action is DynamicAction.MATMUL and (add := _bias_add(node)) is not None:
+            decisions[decision.name] = replace(decision, bias_add=add.name)
+            decisions[add.name or ""] = DynamicDecision(
+                add.name or "", "Add", None, None, anchor=decision.name
+            )
+            continue
         if decision.quantized and fmt is DynamicFormat.ONNXRUNTIME and node.op_type in ("GRU", "RNN"):
             notes.append(f"{node.name}: " + NO_CONTRIB_RNN.format(op=node.op_type))
         elif (
@@ -142,7 +159,23 @@ def build_dynamic_plan(
             and decision.action is DynamicAction.WEIGHT_ONLY
         ):
             notes.append(f"{node.name}: layout=1, which DynamicQuantizeLSTM lacks: weight-only")
-    return DynamicPlan(tuple(decisions), fmt, tuple(notes))
+    return DynamicPlan(tuple(decisions.values()), fmt, tuple(notes))
+
+
+def _bias_add(node: ir.Node) -> ir.Node | None:
+    """The Add of a constant float bias vector ``[N]`` that alone reads a MatMul's output (the
+    matmul absorbs it: DynamicQuantizeMatMul's bias input), or None."""
+    out = node.outputs[0]
+    uses = list(out.uses())
+    if node.op_type != "MatMul" or out.is_graph_output() or len(uses) != 1:
+        return None
+    add, index = uses[0].node, uses[0].idx
+    if add.op_type != "Add" or not is_onnx_domain(add.domain) or add.graph is not node.graph or not add.name:
+        return None
+    bias, weight = constant_array(add.inputs[1 - index]), constant_array(node.inputs[1])
+    if bias is None or weight is None or bias.dtype != np.float32 or bias.shape != weight.shape[-1:]:
+        return None
+    return add if bool(np.all(np.isfinite(bias))) else None
 
 
 def _decide(

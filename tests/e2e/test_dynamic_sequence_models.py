@@ -76,7 +76,7 @@ def test_dynamic_keeps_accuracy_and_shrinks_sequence_models(exported, digits, na
     assert _cosine(fp32, int8) >= MIN_COSINE
     assert ratio <= MAX_SIZE_RATIO
 
-    kinds = {n.op_type: n.kind for n in conversion.report.nodes if n.quantized}
+    kinds = {n.op_type: n.kind for n in conversion.report.nodes if n.quantized and n.fused_into is None}
     for op, kind in kinds.items():
         assert kind == RECURRENT_KIND.get((op, fmt), "dynamic_matmul"), (op, kind)
     ops = collections.Counter(n.op_type for n in conversion.model.graph.node)

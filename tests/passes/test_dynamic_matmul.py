@@ -68,3 +68,29 @@ def test_matmuls_compute_the_reference_dynamic_matmul(fmt: str, run_ort) -> None
     np.testing.assert_array_equal(got, expected)  # bit for bit: onnxruntime computes the same maths
     fp32 = (0.5 * (2 * x.reshape(6, 16) @ W) @ G.T + 2 * C).astype(np.float32)
     assert np.abs(got - fp32).max() < 0.02 * np.abs(fp32).max()
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+def test_matmul_absorbs_the_bias_add_that_alone_reads_it(fmt: str, run_ort) -> None:
+    bias = RNG.standard_normal(24).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
+         helper.make_node("Add", ["b", "a"], ["y"], name="bias_add")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 24])],
+        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(bias, "b")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    conversion = onnxq.convert_dynamic(model, format=fmt)
+    entries = {n.name: (n.quantized, n.kind, n.fused_into) for n in conversion.report.nodes}
+    assert entries == {"mm": (True, "dynamic_matmul", None), "bias_add": (True, None, "mm")}
+    nodes = conversion.model.graph.node
+    if fmt == "onnxruntime":
+        assert [n.op_type for n in nodes] == ["DynamicQuantizeMatMul"] and len(nodes[0].input) == 5
+    else:
+        assert [n.op_type for n in nodes][-1] == "Add"  # after the scale Mul, as onnxruntime fuses it
+    x = RNG.standard_normal((2, 3, 16)).astype(np.float32)
+    (got,) = run_ort(conversion.model, {"x": x})
+    w = quantize_channels(W, onnxq.get_default_qconfig("per_channel_dynamic").weight, (1,))
+    expected = dynamic_matmul(x.reshape(6, 16), w.values.T, w.scale, bias=bias).reshape(2, 3, 24)
+    np.testing.assert_array_equal(got, expected)
