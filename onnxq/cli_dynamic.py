@@ -40,7 +40,7 @@ def convert_dynamic_from_args(
     for option, given in (("--activation-dtype", args.activation_dtype), ("--requantize", args.requantize),
                           ("--preprocess", args.preprocess)):  # fmt: skip
         if given:
-            raise OnnxqError(f"{option} does not apply to --mode dynamic (DynamicQuantizeLinear: uint8)")
+            raise OnnxqError(f"{option} does not apply to --mode dynamic")
     fmt = "qdq" if args.format == "qdq-uint8" else args.format
     dynamic_format(fmt)  # 'onnxq' and unknown formats are refused before the model is read
     op_types = None if args.op_types is None else [t.strip() for t in args.op_types.split(",") if t.strip()]

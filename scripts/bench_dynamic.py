@@ -5,6 +5,7 @@ Models (torch, random weights, exported with the TorchScript exporter at opset 1
 
 - ``encoder-256`` / ``encoder-768``: ``nn.TransformerEncoder``, 2 layers of multi-head attention
   (4 / 12 heads), LayerNorm and GELU, feed-forward 4 x d_model, on a sequence of 128 tokens;
+  every parameter perturbed as training would (random weights, nonzero biases);
 - ``lstm``: a 2-layer ``nn.LSTM`` (512 inputs, 512 hidden) over 128 steps and a Linear head.
 
 Each runs at batch 1 as
@@ -57,8 +58,9 @@ def build(name: str) -> tuple[Any, Any]:
             d, d // 64, 4 * d, dropout=0.0, activation="gelu", batch_first=True
         )
         module = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        for p in module.parameters():  # the two layers start as copies of one: make them differ
-            nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
+        with torch.no_grad():  # as if trained: no two initializers equal (torch's export would share
+            for p in module.parameters():  # them, and onnxruntime's fusions then differ)
+                p.copy_(torch.randn_like(p) * 0.02 + (p if p.dim() == 1 else 0))
         return module, torch.randn(1, SEQ, d)
 
     class LSTMHead(nn.Module):

@@ -176,6 +176,4 @@ class DigitsTransformer(_RowSequence):
         return self.fc(self.encoder(self.embed(self.rows(x)) + self.position).mean(dim=1))
 
 
-MODELS.update(
-    {"lstm": DigitsLSTM, "gru": DigitsGRU, "rnn": DigitsRNN, "transformer": DigitsTransformer}
-)
+MODELS.update({"lstm": DigitsLSTM, "gru": DigitsGRU, "rnn": DigitsRNN, "transformer": DigitsTransformer})
