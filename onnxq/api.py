@@ -370,12 +370,13 @@ def convert_dynamic(
     ir_model, results = run_passes(ir_model, dynamic_passes(plan))
     remove_unused_initializers(ir_model.graph)
     proto = to_proto(ir_model)
-    # no intermediate shapes: onnxruntime infers its own; given every one (as the structural passes'
-    # shape inference leaves them), it fuses LayerNormalization into SkipLayerNormalization, which
-    # ran slower (an encoder, 1 thread: 5.2 ms instead of 4.6, scripts/bench_dynamic.py)
-    del proto.graph.value_info[:]
     if weight_dtype == "uint8":
         proto = uint8_twin(proto)
+    # no intermediate shapes: onnxruntime infers its own; given every one (as the structural passes'
+    # and the twin's shape inference leave them), it fuses LayerNormalization into
+    # SkipLayerNormalization, which ran slower (an encoder, 1 thread: 5.2 ms instead of 4.6,
+    # scripts/bench_dynamic.py)
+    del proto.graph.value_info[:]
     if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
         try:
             onnx.checker.check_model(proto)

@@ -60,7 +60,9 @@ def test_mixed_model_stores_conv_weights_int8_and_quantizes_the_gemm(fmt: str, r
 def test_uint8_weights_are_the_int8_models_uint8_twin() -> None:
     int8 = onnxq.quantize_dynamic(_digits())
     uint8 = onnxq.quantize_dynamic(_digits(), weight_dtype="uint8")
-    assert uint8.SerializeToString() == uint8_twin(int8).SerializeToString()
+    twin = uint8_twin(int8)
+    del twin.graph.value_info[:]  # the twin's shape inference adds them; the dynamic model has none
+    assert uint8.SerializeToString() == twin.SerializeToString()
     assert not [t.name for t in uint8.graph.initializer if t.data_type == TensorProto.INT8]
 
 

@@ -8,6 +8,9 @@ and each carries the structure the quantizer must handle:
 - ``DigitsMobileNetV2``: inverted residual blocks (1x1 expand, 3x3 depthwise, 1x1 linear
   projection), BatchNorm, ReLU6, residual Add when the shape is kept.
 - ``DigitsMLP``: Flatten + Linear + ReLU layers.
+- ``DigitsLSTM``, ``DigitsGRU``, ``DigitsRNN``, ``DigitsTransformer``: the 8 rows of a digit as 8
+  time steps of 8 features, through an LSTM / GRU / tanh RNN (Linear head on the last step) or an
+  ``nn.TransformerEncoder`` (mean-pooled): the dynamic-quantization models.
 """
 
 from __future__ import annotations
