@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         "activations quantized at run time, no calibration data",
     )
     q.add_argument(
+        "--weight-dtype",
+        choices=("int8", "uint8"),
+        default=None,
+        help="with --mode dynamic: uint8 stores the int8 weights as uint8, the same model exact on "
+        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8)",
+    )
+    q.add_argument(
         "--op-types",
         metavar="OPS",
         default=None,
@@ -319,9 +326,14 @@ def _quantize(args: argparse.Namespace) -> None:
         conversion = convert_dynamic_from_args(args, outputs)
         _write_quantized(args, conversion.model, conversion.report, None)
         return
-    if args.format == "onnxruntime" or args.op_types is not None:
-        option = "--format onnxruntime" if args.format == "onnxruntime" else "--op-types"
-        raise OnnxqError(f"{option} applies to --mode dynamic")
+    dynamic_only = {
+        "--format onnxruntime": args.format == "onnxruntime",
+        "--op-types": args.op_types is not None,
+        "--weight-dtype": args.weight_dtype is not None,
+    }
+    for option, given in dynamic_only.items():
+        if given:
+            raise OnnxqError(f"{option} applies to --mode dynamic")
     stats_files = [args.stats] if args.stats is not None else []
     prepared, calib = prepare_from_args(args, outputs, {"calibration file": stats_files})
     calibration = None
@@ -373,8 +385,8 @@ def _write_quantized(
         if saturates_here(qmodel):
             print(
                 "note: onnxruntime on this CPU (x86 without VNNI) sums uint8 x int8 products in 16 bits "
-                "with saturation; for the model's exact results there use --format qdq-uint8"
-                + ("" if dynamic else ", or --target x86-avx2")
+                "with saturation; for the model's exact results there use "
+                + ("--weight-dtype uint8" if dynamic else "--format qdq-uint8, or --target x86-avx2")
             )
     if args.report:
         print(f"report: {args.report}")

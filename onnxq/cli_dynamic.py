@@ -2,10 +2,10 @@
 against the outputs, converted by :func:`onnxq.api.convert_dynamic`.
 
 Calibration options do not apply (activations are quantized at run time): ``--calib`` or
-``--stats`` get one warning and are not read. ``--format qdq-uint8`` stores the int8 weights as
-uint8 (exact on onnxruntime on x86 CPUs without VNNI); ``--per-tensor`` gives each weight one
-scale; ``--op-types`` names the op types to quantize (an unknown one is an error listing those
-known).
+``--stats`` get one warning and are not read. ``--weight-dtype uint8`` (``--format qdq-uint8``:
+the qdq format so) stores the int8 weights as uint8 (exact on onnxruntime on x86 CPUs without
+VNNI); ``--per-tensor`` gives each weight one scale; ``--op-types`` names the op types to quantize
+(an unknown one is an error listing those known).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def convert_dynamic_from_args(
         if args.per_tensor:
             mapping = mapping.with_overrides(per_channel=False)
     return convert_dynamic(
-        model, op_types, weight_dtype="uint8" if args.format == "qdq-uint8" else "int8",
+        model, op_types, weight_dtype="uint8" if args.format == "qdq-uint8" else args.weight_dtype or "int8",
         per_channel=not args.per_tensor, format=fmt, qconfig_mapping=mapping,
     )  # fmt: skip
 

@@ -21,10 +21,15 @@ def _one_error(code: int, err: str, needle: str) -> None:
     assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "qdq-uint8"])
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "qdq-uint8", "onnxruntime-uint8"])
 def test_dynamic_mode_writes_the_model_and_a_report_without_calibration(digits_work, onnxq_cli, fmt) -> None:
     report = digits_work / "r.json"
-    code, stdout, err = _quantize(onnxq_cli, digits_work, "--format", fmt, "--report", report)
+    options = (
+        ["--format", "onnxruntime", "--weight-dtype", "uint8"]
+        if fmt == "onnxruntime-uint8"
+        else ["--format", fmt]
+    )
+    code, stdout, err = _quantize(onnxq_cli, digits_work, *options, "--report", report)
     assert code == 0, err
     data = json.loads(report.read_text())
     assert data["mode"] == "dynamic" and data["num_samples"] == 0
@@ -33,10 +38,10 @@ def test_dynamic_mode_writes_the_model_and_a_report_without_calibration(digits_w
     assert "dynamic: activations quantized at run time, no calibration" in stdout
     model = onnx.load(str(digits_work / "q.onnx"))
     ops = {n.op_type for n in model.graph.node}
-    assert ("DynamicQuantizeMatMul" in ops) == (fmt == "onnxruntime")
-    assert ("MatMulInteger" in ops) == (fmt != "onnxruntime")
+    assert ("DynamicQuantizeMatMul" in ops) == fmt.startswith("onnxruntime")
+    assert ("MatMulInteger" in ops) == fmt.startswith("qdq")
     int8 = any(t.data_type == TensorProto.INT8 for t in model.graph.initializer)
-    assert int8 == (fmt != "qdq-uint8")
+    assert int8 == (not fmt.endswith("uint8"))
 
 
 def test_dynamic_mode_warns_once_and_ignores_calibration_data(digits_work, onnxq_cli) -> None:
@@ -82,7 +87,11 @@ def test_bad_dynamic_options_exit_2_with_one_line_and_write_nothing(
 
 @pytest.mark.parametrize(
     ("option", "needle"),
-    [(["--format", "onnxruntime"], "--format onnxruntime"), (["--op-types", "MatMul"], "--op-types")],
+    [
+        (["--format", "onnxruntime"], "--format onnxruntime"),
+        (["--op-types", "MatMul"], "--op-types"),
+        (["--weight-dtype", "uint8"], "--weight-dtype"),
+    ],
 )
 def test_dynamic_options_are_refused_in_static_mode(digits_work, onnxq_cli, option, needle) -> None:
     work = digits_work
