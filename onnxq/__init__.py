@@ -12,12 +12,22 @@ Static post-training quantization to portable int8 QDQ ONNX, the same flow as Py
     onnxq.save_model(qmodel, "model.int8.onnx")
 
     qmodel = onnxq.quantize_static("model.onnx", batches, qconfig="x86")   # in one call
+    qmodel = onnxq.quantize_dynamic("encoder.onnx")    # dynamic: no calibration data
 
 Everything public is listed in ``__all__``; anything else is internal.
 """
 
 from onnxq import errors
-from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
+from onnxq.api import (
+    Conversion,
+    DynamicConversion,
+    PreparedModel,
+    convert,
+    convert_dynamic,
+    prepare,
+    quantize_dynamic,
+    quantize_static,
+)
 from onnxq.calibration.images import ImageFolder
 from onnxq.calibration.preprocess import ImagePreprocess
 from onnxq.calibration.result import CalibrationResult
@@ -53,6 +63,7 @@ __all__ = [
     "CalibrationResult",
     "ConfigError",
     "Conversion",
+    "DynamicConversion",
     "ImageFolder",
     "ImagePreprocess",
     "ModelLoadError",
@@ -71,6 +82,7 @@ __all__ = [
     "WeightRequest",
     "__version__",
     "convert",
+    "convert_dynamic",
     "errors",
     "format_summary",
     "get_default_qconfig",
@@ -78,6 +90,7 @@ __all__ = [
     "load_calibration_data",
     "load_model",
     "prepare",
+    "quantize_dynamic",
     "quantize_static",
     "register_weight_method",
     "save_model",

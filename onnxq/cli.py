@@ -6,6 +6,7 @@
     onnxq calibrate model.onnx --calib calib.npz -o stats.json [--shard i/N | --dask ADDRESS]
     onnxq merge-stats shard0.json shard1.json ... -o stats.json
     onnxq quantize model.onnx -o model.int8.onnx --stats stats.json
+    onnxq quantize model.onnx -o model.int8.onnx --mode dynamic [--format onnxruntime] [--op-types MatMul]
     onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq demo
@@ -36,11 +37,14 @@ from typing import TYPE_CHECKING, NoReturn
 from onnxq import __version__
 from onnxq.calibration.preprocess import PREPROCESS_PRESETS
 from onnxq.errors import OnnxqError
-from onnxq.qconfig import PRESETS
+from onnxq.qconfig import PRESETS, STATIC_PRESETS
 from onnxq.targets import DEFAULT_TARGET, TARGETS
 
 if TYPE_CHECKING:
+    import onnx
+
     from onnxq.lower import Lowering
+    from onnxq.report import QuantizationReport
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -144,12 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--format",
-        choices=("qdq", "qdq-uint8", "onnxq"),
+        choices=("qdq", "qdq-uint8", "onnxruntime", "onnxq"),
         default="qdq",
         help="qdq: standard ops, runs on any onnxruntime (default); qdq-uint8: the same with every "
         "int8 tensor stored as uint8, exact on onnxruntime on every CPU (its uint8 x int8 kernels "
-        "saturate on x86 without VNNI); onnxq: onnxq's kernels as custom ops where they apply (run "
-        "with onnxq.runtime.InferenceSession)",
+        "saturate on x86 without VNNI); onnxruntime (--mode dynamic): onnxruntime's contrib ops "
+        "DynamicQuantizeMatMul and DynamicQuantizeLSTM; onnxq: onnxq's kernels as custom ops where "
+        "they apply (run with onnxq.runtime.InferenceSession; --mode static only, for now)",
+    )
+    q.add_argument(
+        "--mode",
+        choices=("static", "dynamic"),
+        default="static",
+        help="static: activations quantized with calibrated ranges (default); dynamic: weights int8, "
+        "activations quantized at run time, no calibration data",
+    )
+    q.add_argument(
+        "--weight-dtype",
+        choices=("int8", "uint8"),
+        default=None,
+        help="with --mode dynamic: uint8 stores the int8 weights as uint8, the same model exact on "
+        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8)",
+    )
+    q.add_argument(
+        "--op-types",
+        metavar="OPS",
+        default=None,
+        help="with --mode dynamic: the op types to quantize, comma-separated (default: MatMul, Gemm, "
+        "LSTM, GRU, RNN, Conv, ConvTranspose, Gather)",
     )
 
     c = sub.add_parser(
@@ -209,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=30, help="timed runs per model (median reported; default 30)")
     d.add_argument("-o", "--output", type=Path, help="also save the int8 demo model here")
     d.add_argument(
-        "--qconfig", default="qnnpack", choices=PRESETS, help="preset to quantize with (default: qnnpack)"
+        "--qconfig",
+        default="qnnpack",
+        choices=STATIC_PRESETS,
+        help="preset to quantize with (default: qnnpack)",
     )
     return parser
 
@@ -282,7 +311,6 @@ def _run_command(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> None:
     from onnxq.calibration.result import CalibrationResult
     from onnxq.cli_stats import calibrate_from_args, check_output_dirs, prepare_from_args
-    from onnxq.io import atomic_files, save_model
 
     check_output_dirs(output=args.output, report=args.report)
     if args.stats is not None and args.calib is not None:
@@ -292,6 +320,20 @@ def _quantize(args: argparse.Namespace) -> None:
         "output's external data": _data_file(args.output),
         "report": args.report,
     }
+    if args.mode == "dynamic":
+        from onnxq.cli_dynamic import convert_dynamic_from_args
+
+        conversion = convert_dynamic_from_args(args, outputs)
+        _write_quantized(args, conversion.model, conversion.report, None)
+        return
+    dynamic_only = {
+        "--format onnxruntime": args.format == "onnxruntime",
+        "--op-types": args.op_types is not None,
+        "--weight-dtype": args.weight_dtype is not None,
+    }
+    for option, given in dynamic_only.items():
+        if given:
+            raise OnnxqError(f"{option} applies to --mode dynamic")
     stats_files = [args.stats] if args.stats is not None else []
     prepared, calib = prepare_from_args(args, outputs, {"calibration file": stats_files})
     calibration = None
@@ -311,6 +353,16 @@ def _quantize(args: argparse.Namespace) -> None:
         from onnxq.passes.uint8_twin import uint8_twin
 
         qmodel = uint8_twin(qmodel)
+    _write_quantized(args, qmodel, report, lowering)
+
+
+def _write_quantized(
+    args: argparse.Namespace, qmodel: onnx.ModelProto, report: QuantizationReport, lowering: Lowering | None
+) -> None:
+    """Write the model and the report (atomically, the model checked by onnxruntime), then say what
+    was written and what was quantized."""
+    from onnxq.io import atomic_files, save_model
+
     # the report is written first and moved into place only once the model is saved
     with atomic_files(*([args.report] if args.report else [])) as staged:
         for tmp in staged:
@@ -326,14 +378,15 @@ def _quantize(args: argparse.Namespace) -> None:
     print(report.format(max_float=20))
     if lowering is not None:
         _print_lowering(lowering)
-    if args.format == "qdq" and args.target != "x86-avx2":
+    dynamic = args.mode == "dynamic"
+    if args.format in ("qdq", "onnxruntime") and (dynamic or args.target != "x86-avx2"):
         from onnxq.passes.uint8_twin import saturates_here
 
         if saturates_here(qmodel):
             print(
                 "note: onnxruntime on this CPU (x86 without VNNI) sums uint8 x int8 products in 16 bits "
-                "with saturation; for the model's exact results there use --format qdq-uint8, or "
-                "--target x86-avx2"
+                "with saturation; for the model's exact results there use "
+                + ("--weight-dtype uint8" if dynamic else "--format qdq-uint8, or --target x86-avx2")
             )
     if args.report:
         print(f"report: {args.report}")

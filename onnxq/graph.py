@@ -101,6 +101,18 @@ def _constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
     return None
 
 
+def int_attr(node: ir.Node, name: str, default: int) -> int:
+    """The node's integer attribute ``name``, or ``default`` when it is absent."""
+    attr = node.attributes.get(name)
+    return default if attr is None else int(attr.value)
+
+
+def float_attr(node: ir.Node, name: str, default: float) -> float:
+    """The node's float attribute ``name``, or ``default`` when it is absent."""
+    attr = node.attributes.get(name)
+    return default if attr is None else float(attr.value)
+
+
 def opset_version(model: ir.Model, domain: str = "") -> int:
     """The opset the model imports for ``domain`` ("" and "ai.onnx" are the same domain)."""
     imports = model.opset_imports
@@ -276,6 +288,8 @@ __all__ = [
     "constant_array",
     "consumers",
     "count_ops",
+    "float_attr",
+    "int_attr",
     "is_constant",
     "is_onnx_domain",
     "is_op",

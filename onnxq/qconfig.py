@@ -248,13 +248,34 @@ def _qnnpack() -> QConfig:
     return QConfig(QSpec("uint8", observer="histogram"), QSpec("int8", symmetric=True, observer="minmax"))
 
 
+#: Activations quantized at run time (``DynamicQuantizeLinear``: uint8, full range, per tensor).
+DYNAMIC_ACTIVATION = QSpec("uint8", dynamic=True)
+
+
+def _dynamic() -> QConfig:
+    return QConfig(DYNAMIC_ACTIVATION, QSpec("int8", symmetric=True, observer="minmax"))
+
+
+def _per_channel_dynamic() -> QConfig:
+    weight = QSpec("int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax")
+    return QConfig(DYNAMIC_ACTIVATION, weight)
+
+
 #: PyTorch's default post-training qconfig per backend (x86 = fbgemm, arm = qnnpack).
-_PRESET_FACTORIES: dict[str, Callable[[], QConfig]] = {
+_STATIC_FACTORIES: dict[str, Callable[[], QConfig]] = {
     "x86": _x86,
     "fbgemm": _x86,
     "qnnpack": _qnnpack,
     "arm": _qnnpack,
 }
+#: PyTorch's ``default_dynamic_qconfig`` and ``per_channel_dynamic_qconfig`` (for quantize_dynamic).
+_DYNAMIC_FACTORIES: dict[str, Callable[[], QConfig]] = {
+    "dynamic": _dynamic,
+    "per_channel_dynamic": _per_channel_dynamic,
+}
+_PRESET_FACTORIES = {**_STATIC_FACTORIES, **_DYNAMIC_FACTORIES}
+STATIC_PRESETS = tuple(_STATIC_FACTORIES)
+DYNAMIC_PRESETS = tuple(_DYNAMIC_FACTORIES)
 PRESETS = tuple(_PRESET_FACTORIES)
 
 
@@ -263,7 +284,10 @@ def get_default_qconfig(backend: str = "x86") -> QConfig:
 
     x86 / fbgemm: histogram observer on uint8 activations with ``reduce_range``, per-channel
     symmetric int8 weights. qnnpack / arm: histogram on uint8 activations without
-    ``reduce_range``, per-tensor symmetric int8 weights.
+    ``reduce_range``, per-tensor symmetric int8 weights. The dynamic presets (for
+    :func:`onnxq.quantize_dynamic`): ``dynamic`` (PyTorch's ``default_dynamic_qconfig``: uint8
+    activations quantized at run time, per-tensor symmetric int8 weights) and
+    ``per_channel_dynamic`` (``per_channel_dynamic_qconfig``: the same, weights per channel).
     """
     factory = _PRESET_FACTORIES.get(backend)
     if factory is None:
@@ -460,7 +484,10 @@ def _expect_object(
 
 __all__ = [
     "CONFIG_VERSION",
+    "DYNAMIC_ACTIVATION",
+    "DYNAMIC_PRESETS",
     "PRESETS",
+    "STATIC_PRESETS",
     "PerBlock",
     "PerChannel",
     "PerTensor",

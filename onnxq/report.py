@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from onnxq.planning.dynamic import DynamicPlan
 from onnxq.planning.plan import QuantPlan
 
 
@@ -52,8 +53,11 @@ class QuantizationReport:
     nonfinite: Mapping[str, int] = field(default_factory=dict)
     num_samples: int = 0
     pass_notes: tuple[str, ...] = ()
+    mode: str = "static"
 
     def __post_init__(self) -> None:
+        if self.mode not in ("static", "dynamic"):
+            raise ValueError(f"mode must be 'static' or 'dynamic', got {self.mode!r}")
         if self.num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {self.num_samples}")
         if any(count <= 0 for count in self.nonfinite.values()):
@@ -79,6 +83,7 @@ class QuantizationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "mode": self.mode,
             "num_samples": self.num_samples,
             "nodes": [n.to_dict() for n in self.nodes],
             "op_counts": {op: {"quantized": q, "float": f} for op, (q, f) in self.op_counts().items()},
@@ -90,7 +95,12 @@ class QuantizationReport:
     def format(self, max_float: int = 50) -> str:
         """A human-readable summary, at most ``max_float`` float-node lines."""
         q, f = len(self.quantized), len(self.float_nodes)
-        lines = [f"quantized {q} of {q + f} nodes; calibrated on {self.num_samples} samples"]
+        data = (
+            "dynamic: activations quantized at run time, no calibration"
+            if self.mode == "dynamic"
+            else f"calibrated on {self.num_samples} samples"
+        )
+        lines = [f"quantized {q} of {q + f} nodes; {data}"]
         for op, (nq, nf) in self.op_counts().items():
             lines.append(f"  {op:<24} {nq:>5} quantized {nf:>5} float")
         if self.float_nodes:
@@ -136,4 +146,14 @@ def build_report(
     )
 
 
-__all__ = ["NodeEntry", "QuantizationReport", "build_report"]
+def build_dynamic_report(plan: DynamicPlan, pass_notes: tuple[str, ...] = ()) -> QuantizationReport:
+    """The report of a dynamic quantization: per node what it became (``kind``: dynamic_matmul,
+    dynamic_lstm, weight_only) or why it stayed float, and the plan's and passes' notes."""
+    nodes = tuple(
+        NodeEntry(d.name, d.op_type, None if d.action is None else d.action.value, d.reason, d.anchor)
+        for d in plan.decisions
+    )
+    return QuantizationReport(nodes=nodes, pass_notes=(*plan.notes, *pass_notes), mode="dynamic")
+
+
+__all__ = ["NodeEntry", "QuantizationReport", "build_dynamic_report", "build_report"]

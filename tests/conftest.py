@@ -44,6 +44,13 @@ Fixtures (request them by name in a test's arguments):
 ``make_plan(text, mapping) -> (onnx_ir.Model, QuantPlan)``
     The quantization plan of an ONNX-text model (fusion groups of its weighted ops included).
 
+``digits_work -> Path``
+    A temporary directory holding the bundled digits CNN (``model.onnx``: Conv layers and a Gemm
+    head) and its calibration data (``calib.npz``).
+
+``onnxq_cli(*argv) -> (exit status, stdout, stderr)``
+    Run ``onnxq`` in-process (arguments are turned into strings).
+
 ``json_schema(name) -> jsonschema.Draft202012Validator`` (session scope)
     The JSON Schema ``schemas/<name>``, itself checked, as a validator (with format checks).
 """
@@ -53,6 +60,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -242,6 +250,27 @@ def make_plan() -> Callable[..., tuple[ir.Model, Any]]:
         return model, build_plan(model, mapping, find_fusion_groups(model.graph))
 
     return make
+
+
+@pytest.fixture
+def digits_work(tmp_path: Path) -> Path:
+    from onnxq.demo import asset_path
+
+    shutil.copy(asset_path("digits_cnn.onnx"), tmp_path / "model.onnx")
+    shutil.copy(asset_path("digits_calib.npz"), tmp_path / "calib.npz")
+    return tmp_path
+
+
+@pytest.fixture
+def onnxq_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    from onnxq.cli import main
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"

@@ -14,6 +14,12 @@ errors, so a pass's :class:`~onnxq.errors.OnnxqError` reaches the user as its ow
 
 Q/DQ insertion (:class:`~onnxq.passes.insert_qdq.InsertQDQ`) needs calibration results and the
 quantized weights, and runs afterwards, on its own.
+
+Dynamic quantization runs :func:`dynamic_passes` on the structurally prepared model, from a
+:class:`~onnxq.planning.dynamic.DynamicPlan`: :class:`~onnxq.passes.dynamic_matmul.DynamicMatMul`
+(MatMul/Gemm on activations quantized at run time), :class:`~onnxq.passes.dynamic_lstm.DynamicLSTM`
+(onnxruntime's DynamicQuantizeLSTM) and :class:`~onnxq.passes.dequantize_weights.DequantizeWeights`
+(weight-only storage).
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ import onnx_ir as ir
 
 from onnxq.opsets import MIN_OPSET
 from onnxq.passes.base import GraphPass, PassResult
+from onnxq.passes.dequantize_weights import DequantizeWeights
+from onnxq.passes.dynamic_lstm import DynamicLSTM
+from onnxq.passes.dynamic_matmul import DynamicMatMul
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
 from onnxq.passes.matmul_add_to_gemm import MatMulAddToGemm
 from onnxq.passes.normalize import Normalize
+from onnxq.planning.dynamic import DynamicPlan
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,11 @@ logger = logging.getLogger(__name__)
 def structural_passes(min_opset: int = MIN_OPSET) -> tuple[GraphPass, ...]:
     """The structural pipeline, in the order it must run; models older than ``min_opset`` are upgraded."""
     return (Normalize(min_opset=min_opset), ReduceMeanToGlobalPool(), FoldBatchNorm(), MatMulAddToGemm())
+
+
+def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
+    """The rewrites of a dynamic quantization, in order, each doing the part of ``plan`` it owns."""
+    return (DynamicMatMul(plan), DynamicLSTM(plan), DequantizeWeights(plan))
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:
@@ -50,12 +65,16 @@ def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, 
 
 
 __all__ = [
+    "DequantizeWeights",
+    "DynamicLSTM",
+    "DynamicMatMul",
     "FoldBatchNorm",
     "GraphPass",
     "MatMulAddToGemm",
     "Normalize",
     "PassResult",
     "ReduceMeanToGlobalPool",
+    "dynamic_passes",
     "fold_bn_params",
     "run_passes",
     "structural_passes",

@@ -52,7 +52,8 @@ QUANTIZED_OPS = frozenset(
     + [(MS, op) for op in ("QLinearConv", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat",
                            "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSigmoid",
                            "QLinearLeakyRelu", "QLinearSoftmax", "DynamicQuantizeMatMul",
-                           "MatMulIntegerToFloat", "QuantizeLinear", "DequantizeLinear")]
+                           "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QuantizeLinear",
+                           "DequantizeLinear")]
 )  # fmt: skip
 # Ops that move, select or compare integers, so that a shift of every element commutes with them.
 SHIFT_EQUIVARIANT_OPS = frozenset(

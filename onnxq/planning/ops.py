@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from onnxq.graph import constant_array, is_onnx_domain
+from onnxq.graph import constant_array, int_attr, is_onnx_domain
 
 
 class QuantKind(enum.Enum):
@@ -168,14 +168,9 @@ def fusable_activation_ops() -> frozenset[str]:
     return frozenset(a for rule in _REGISTRY.values() for a in rule.fusable_activations)
 
 
-def _int_attr(node: ir.Node, name: str, default: int) -> int:
-    attr = node.attributes.get(name)
-    return default if attr is None else int(attr.value)
-
-
 def _gemm_out_axis(node: ir.Node, rank: int) -> int:
     # B is (K, N) without transB and (N, K) with it; the output channels are N.
-    return 0 if _int_attr(node, "transB", 0) else 1
+    return 0 if int_attr(node, "transB", 0) else 1
 
 
 def _gemm_reduction_axis(node: ir.Node, rank: int) -> int:
@@ -188,7 +183,7 @@ def _gemm_channels(node: ir.Node, w: np.ndarray) -> int:
 
 def _conv_transpose_channels(node: ir.Node, w: np.ndarray) -> int:
     # W is (C_in, C_out / group, k...): axis 1 holds one group's output channels.
-    return int(w.shape[1]) * _int_attr(node, "group", 1)
+    return int(w.shape[1]) * int_attr(node, "group", 1)
 
 
 def _pad_check(node: ir.Node) -> str | None:

@@ -37,7 +37,7 @@ def _load_models_module() -> ModuleType:
 
 
 TEST_SIZE = 500
-EPOCHS = {"resnet": 6, "mobilenetv2": 6, "mlp": 10}
+EPOCHS = {"resnet": 6, "mobilenetv2": 6, "mlp": 10, "lstm": 8, "gru": 8, "rnn": 8, "transformer": 8}
 BATCH = 64
 LEARNING_RATE = 3e-3
 SEED = 0

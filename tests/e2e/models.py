@@ -8,6 +8,9 @@ and each carries the structure the quantizer must handle:
 - ``DigitsMobileNetV2``: inverted residual blocks (1x1 expand, 3x3 depthwise, 1x1 linear
   projection), BatchNorm, ReLU6, residual Add when the shape is kept.
 - ``DigitsMLP``: Flatten + Linear + ReLU layers.
+- ``DigitsLSTM``, ``DigitsGRU``, ``DigitsRNN``, ``DigitsTransformer``: the 8 rows of a digit as 8
+  time steps of 8 features, through an LSTM / GRU / tanh RNN (Linear head on the last step) or an
+  ``nn.TransformerEncoder`` (mean-pooled): the dynamic-quantization models.
 """
 
 from __future__ import annotations
@@ -122,3 +125,58 @@ MODELS: dict[str, type[nn.Module]] = {
 
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class _RowSequence(nn.Module):
+    """A classifier reading a digit's 8 rows as 8 time steps of 8 features: (B, 1, 8, 8) -> (B, 8, 8)."""
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], 8, 8)
+
+
+class DigitsLSTM(_RowSequence):
+    """LSTM over the rows, Linear head on the last hidden state (the weights dominate the file)."""
+
+    cell: type[nn.Module] = nn.LSTM
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.rnn = self.cell(8, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(self.rows(x))
+        return self.fc(y[:, -1])
+
+
+class DigitsGRU(DigitsLSTM):
+    cell = nn.GRU
+
+
+class DigitsRNN(DigitsLSTM):
+    """A plain tanh RNN; 256 hidden units so that its one recurrent matrix outweighs the biases."""
+
+    cell = nn.RNN
+
+    def __init__(self, hidden: int = 256) -> None:
+        super().__init__(hidden)
+
+
+class DigitsTransformer(_RowSequence):
+    """nn.TransformerEncoder (multi-head attention, LayerNorm, GELU) over the rows, mean-pooled."""
+
+    def __init__(self, d_model: int = 192, layers: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, d_model)
+        self.position = nn.Parameter(torch.zeros(1, 8, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model, 4, 2 * d_model, dropout=0.0, activation="gelu", batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.fc = nn.Linear(d_model, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(self.embed(self.rows(x)) + self.position).mean(dim=1))
+
+
+MODELS.update({"lstm": DigitsLSTM, "gru": DigitsGRU, "rnn": DigitsRNN, "transformer": DigitsTransformer})

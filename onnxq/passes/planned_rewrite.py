@@ -1,0 +1,45 @@
+"""The shape every dynamic-quantization pass shares: rewrite the nodes a plan gives one action.
+
+A :class:`PlannedRewrite` is built with the :class:`~onnxq.planning.dynamic.DynamicPlan`; called on
+the prepared model, it finds each main-graph node the plan gives its ``action`` and hands it to
+:meth:`PlannedRewrite.rewrite`, with one name authority and one cache (a weight read by several
+nodes is stored once) for the whole run, then sorts the graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import onnx_ir as ir
+
+from onnxq.graph import NameAuthority
+from onnxq.passes.base import GraphPass, PassResult
+from onnxq.planning.dynamic import DynamicAction, DynamicDecision, DynamicPlan
+
+logger = logging.getLogger(__name__)
+
+
+class PlannedRewrite(GraphPass):
+    """Rewrite every node ``plan`` gives ``action`` (subclasses implement :meth:`rewrite`)."""
+
+    action: DynamicAction
+
+    def __init__(self, plan: DynamicPlan) -> None:
+        self.plan = plan
+        self.cache: dict[Any, Any] = {}
+
+    def call(self, model: ir.Model) -> PassResult:
+        names, self.cache = NameAuthority(model.graph), {}
+        nodes = {node.name: node for node in model.graph}
+        count = sum(self.rewrite(model, names, nodes[d.name], d) for d in self.plan.planned(self.action))
+        model.graph.sort()
+        logger.info("%s: %d rewrite(s)", self.name, count)
+        return PassResult(model, count)
+
+    def rewrite(self, model: ir.Model, names: NameAuthority, node: ir.Node, decision: DynamicDecision) -> int:
+        """Rewrite ``node`` (new names from ``names``); return how many rewrites that made."""
+        raise NotImplementedError
+
+
+__all__ = ["PlannedRewrite"]

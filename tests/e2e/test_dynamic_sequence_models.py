@@ -1,0 +1,93 @@
+"""End-to-end proof of dynamic quantization on sequence models trained on the digits' rows.
+
+An LSTM, a GRU, a plain RNN and an nn.TransformerEncoder classifier (multi-head attention,
+LayerNorm, GELU) read each 8x8 digit as 8 time steps of 8 features (``models.py``); each is
+trained for a few seconds, exported with both torch exporters and quantized with
+``onnxq.quantize_dynamic`` in both formats. On the 500 held-out digits, on stock onnxruntime
+(the model as written: weights int8, or uint8 where this CPU's int8 kernels saturate, below):
+
+- top-1 accuracy within 0.5 point of the fp32 model's and the logits' cosine with fp32 >= 0.995;
+- the file at most 0.30x the fp32 file (the layers are wide enough that weights dominate: the
+  float biases, scales and graph of the smallest, the GRU, are 2% of its fp32 size);
+- what each op became: MatMul/Gemm integer matmuls, LSTM/GRU/RNN weights int8 (the LSTM as
+  DynamicQuantizeLSTM in the onnxruntime format), no float weight left on a quantized node.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import pytest
+
+import onnxq
+from onnxq.runtime import make_session, ort_u8s8_saturates
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
+
+#: int8 weights, but their uint8 twin where onnxruntime's u8 x s8 kernels saturate on this CPU
+#: (x86 AVX2 without VNNI): measured there, int8 weights cost the transformer 1.4 points of top-1
+#: (cosine 0.992) and the dynamo RNN a cosine of 0.9946 on stock onnxruntime, while the same
+#: model's exact integer results (its uint8 twin, bit for bit the same model) keep top-1 and a
+#: cosine >= 0.9999 — the loss is that CPU's kernels, not the quantization.
+WEIGHT_DTYPE = "uint8" if ort_u8s8_saturates() else "int8"
+EXPORTERS = [(False, 17), (True, 18)]  # (dynamo, opset): both torch exporters
+FORMATS = ("qdq", "onnxruntime")
+MAX_TOP1_DROP = 0.5  # points
+MIN_COSINE = 0.995
+MAX_SIZE_RATIO = 0.30
+#: What each recurrent op becomes, per format (the report's kind); MatMul/Gemm: dynamic_matmul.
+RECURRENT_KIND = {
+    ("LSTM", "qdq"): "weight_only",
+    ("LSTM", "onnxruntime"): "dynamic_lstm",
+    ("GRU", "qdq"): "weight_only",
+    ("GRU", "onnxruntime"): "weight_only",
+    ("RNN", "qdq"): "weight_only",
+    ("RNN", "onnxruntime"): "weight_only",
+}
+
+
+def _logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return make_session(model, threads=1).run(None, {"input": x})[0]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("dynamo,opset", EXPORTERS, ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "transformer"])
+def test_dynamic_keeps_accuracy_and_shrinks_sequence_models(exported, digits, name, dynamo, opset, fmt):
+    export = exported(name, dynamo, opset)
+    conversion = onnxq.convert_dynamic(export.proto, format=fmt, weight_dtype=WEIGHT_DTYPE)
+    fp32 = _logits(export.proto, digits.x_test)
+    int8 = _logits(conversion.model, digits.x_test)
+    top1_fp32 = 100 * float(np.mean(fp32.argmax(1) == digits.y_test))
+    top1_int8 = 100 * float(np.mean(int8.argmax(1) == digits.y_test))
+    ratio = conversion.model.ByteSize() / export.proto.ByteSize()
+    print(f"{export.label} {fmt}: top-1 {top1_fp32:.1f} -> {top1_int8:.1f}, "
+          f"cosine {_cosine(fp32, int8):.5f}, size {ratio:.3f}x")  # fmt: skip
+    assert top1_int8 >= top1_fp32 - MAX_TOP1_DROP
+    assert _cosine(fp32, int8) >= MIN_COSINE
+    assert ratio <= MAX_SIZE_RATIO
+
+    kinds = {n.op_type: n.kind for n in conversion.report.nodes if n.quantized and n.fused_into is None}
+    for op, kind in kinds.items():
+        assert kind == RECURRENT_KIND.get((op, fmt), "dynamic_matmul"), (op, kind)
+    ops = collections.Counter(n.op_type for n in conversion.model.graph.node)
+    float_weights = {
+        t.name for t in conversion.model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+    }
+    for node in conversion.model.graph.node:
+        if node.op_type in ("MatMul", "Gemm", "LSTM", "GRU", "RNN"):
+            assert not set(node.input[1:3]) & float_weights, f"{node.name} reads a float weight"
+    if fmt == "onnxruntime":
+        assert ops["DynamicQuantizeMatMul"] >= 1 and ops["MatMulInteger"] == 0
+        assert ops["DynamicQuantizeLSTM"] == (name == "lstm")
+    else:
+        assert ops["MatMulInteger"] >= 1 and not any(n.domain for n in conversion.model.graph.node)

@@ -1,0 +1,96 @@
+"""DynamicMatMul: MatMul/Gemm on activations quantized at run time, in both formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxq
+from onnxq.kernels.reference.dynamic import dynamic_matmul
+from onnxq.weights.dynamic import quantize_channels
+
+RNG = np.random.default_rng(0)
+W = RNG.standard_normal((16, 24)).astype(np.float32)  # MatMul weight [K, N], read by two MatMuls
+G = RNG.standard_normal((12, 24)).astype(np.float32)  # Gemm weight, transB: [N, K]
+C = RNG.standard_normal(12).astype(np.float32)
+
+
+def _model() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["a"], name="mm_a"),
+        helper.make_node("MatMul", ["x", "w"], ["b"], name="mm_b"),
+        helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+        helper.make_node("Reshape", ["s", "shape"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "g", "c"], ["y"], name="gemm", transB=1, alpha=0.5, beta=2.0),
+    ]
+    arrays = {"w": W, "g": G, "c": C, "shape": np.array([-1, 24], np.int64)}
+    inits = [numpy_helper.from_array(a, name) for name, a in arrays.items()]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6, 12])], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ops(model: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+def test_matmuls_compute_the_reference_dynamic_matmul(fmt: str, run_ort) -> None:
+    qmodel = onnxq.quantize_dynamic(_model(), format=fmt)
+    ops = _ops(qmodel)
+    if fmt == "qdq":  # one DynamicQuantizeLinear per activation tensor, shared by both MatMuls
+        assert ops["DynamicQuantizeLinear"] == 2 and ops["MatMulInteger"] == 3 and ops["Cast"] == 3
+        assert not any(n.domain for n in qmodel.graph.node)
+    else:
+        assert ops["DynamicQuantizeMatMul"] == 3 and "MatMulInteger" not in ops
+    assert "MatMul" not in ops and "Gemm" not in ops
+    int8 = [t for t in qmodel.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2]
+    assert len(int8) == 2  # the shared weight once, the Gemm's
+    assert not [
+        t.name for t in qmodel.graph.initializer if t.data_type == TensorProto.FLOAT and len(t.dims) == 2
+    ]
+
+    x = RNG.standard_normal((2, 3, 16)).astype(np.float32)
+    (got,) = run_ort(qmodel, {"x": x})  # the model's exact integer results on this CPU
+    spec = onnxq.get_default_qconfig("per_channel_dynamic").weight
+    w = quantize_channels(W, spec, (1,))
+    a = dynamic_matmul(x.reshape(6, 16), w.values.T, w.scale)
+    s = (a + a).reshape(6, 24)
+    g = quantize_channels((G.T * np.float32(0.5)).astype(np.float32), spec, (1,))
+    expected = dynamic_matmul(s, g.values.T, g.scale, bias=(C * np.float32(2.0)).astype(np.float32))
+    np.testing.assert_array_equal(got, expected)  # bit for bit: onnxruntime computes the same maths
+    fp32 = (0.5 * (2 * x.reshape(6, 16) @ W) @ G.T + 2 * C).astype(np.float32)
+    assert np.abs(got - fp32).max() < 0.02 * np.abs(fp32).max()
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+def test_matmul_absorbs_the_bias_add_that_alone_reads_it(fmt: str, run_ort) -> None:
+    bias = RNG.standard_normal(24).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
+         helper.make_node("Add", ["b", "a"], ["y"], name="bias_add")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 24])],
+        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(bias, "b")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    conversion = onnxq.convert_dynamic(model, format=fmt)
+    entries = {n.name: (n.quantized, n.kind, n.fused_into) for n in conversion.report.nodes}
+    assert entries == {"mm": (True, "dynamic_matmul", None), "bias_add": (True, None, "mm")}
+    nodes = conversion.model.graph.node
+    if fmt == "onnxruntime":
+        assert [n.op_type for n in nodes] == ["DynamicQuantizeMatMul"] and len(nodes[0].input) == 5
+    else:
+        assert [n.op_type for n in nodes][-1] == "Add"  # after the scale Mul, as onnxruntime fuses it
+    x = RNG.standard_normal((2, 3, 16)).astype(np.float32)
+    (got,) = run_ort(conversion.model, {"x": x})
+    w = quantize_channels(W, onnxq.get_default_qconfig("per_channel_dynamic").weight, (1,))
+    expected = dynamic_matmul(x.reshape(6, 16), w.values.T, w.scale, bias=bias).reshape(2, 3, 24)
+    np.testing.assert_array_equal(got, expected)
