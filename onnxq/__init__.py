@@ -18,16 +18,8 @@ Everything public is listed in ``__all__``; anything else is internal.
 """
 
 from onnxq import errors
-from onnxq.api import (
-    Conversion,
-    DynamicConversion,
-    PreparedModel,
-    convert,
-    convert_dynamic,
-    prepare,
-    quantize_dynamic,
-    quantize_static,
-)
+from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
+from onnxq.api_dynamic import DynamicConversion, convert_dynamic, quantize_dynamic
 from onnxq.calibration.images import ImageFolder
 from onnxq.calibration.preprocess import ImagePreprocess
 from onnxq.calibration.result import CalibrationResult

@@ -34,20 +34,17 @@ from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_ob
 from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.shard import Shard
 from onnxq.calibration.subgraphs import untaken_branches
-from onnxq.errors import CalibrationDataError, ConfigError, OnnxqError, UnsupportedModelError
-from onnxq.graph import remove_unused_initializers
+from onnxq.errors import CalibrationDataError, OnnxqError, UnsupportedModelError
 from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.opsets import MIN_OPSET, qdq_opset
-from onnxq.passes import dynamic_passes, run_passes, structural_passes
+from onnxq.passes import run_passes, structural_passes
 from onnxq.passes.insert_qdq import InsertQDQ, QDQEntry
-from onnxq.passes.uint8_twin import uint8_twin
 from onnxq.planning import prequantized
-from onnxq.planning.dynamic import DynamicFormat, DynamicPlan, build_dynamic_plan, check_op_types
 from onnxq.planning.fusion import fusion_groups
 from onnxq.planning.plan import PREQUANTIZED_REASON, QuantPlan, build_plan, plannable_graphs
 from onnxq.planning.transformer import attention_softmaxes
 from onnxq.qconfig import QConfig, QConfigMapping, resolve_qconfig
-from onnxq.report import QuantizationReport, build_dynamic_report, build_report
+from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
 from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
@@ -253,7 +250,7 @@ def required_opset(mapping: QConfigMapping) -> int:
     return max([qdq_opset(s.dtype, isinstance(s.granularity, PerBlock)) for s in specs], default=MIN_OPSET)
 
 
-def _structurally_prepared(
+def structurally_prepared(
     model: ModelSource, min_opset: int, requantize: bool
 ) -> tuple[ir.Model, dict[str, str], tuple[str, ...]]:
     """``model`` loaded (copied), refused when quantized already (unless ``requantize``), after the
@@ -294,7 +291,7 @@ def prepare(
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = resolve_qconfig(qconfig_mapping) if chosen else target_mapping(target)
-    ir_model, source_op_types, notes = _structurally_prepared(model, required_opset(mapping), requantize)
+    ir_model, source_op_types, notes = structurally_prepared(model, required_opset(mapping), requantize)
     attention = len(attention_softmaxes(ir_model.graph))
     if attention:
         advice = (
@@ -334,107 +331,11 @@ def quantize_static(
     return prepared.convert(weight_method=weight_method)
 
 
-@dataclass(frozen=True)
-class DynamicConversion:
-    """A dynamic quantization: the model (checked with ``onnx.checker``), the plan applied, the report."""
-
-    model: onnx.ModelProto
-    plan: DynamicPlan
-    report: QuantizationReport
-
-
-def convert_dynamic(
-    model: ModelSource,
-    op_types: Iterable[str] | None = None,
-    *,
-    weight_dtype: str = "int8",
-    per_channel: bool = True,
-    format: str = "qdq",
-    qconfig_mapping: QConfigLike = None,
-) -> DynamicConversion:
-    """:func:`quantize_dynamic` (see its arguments) with every stage kept: the model, the plan and
-    the report."""
-    fmt = dynamic_format(format)
-    if weight_dtype not in ("int8", "uint8"):
-        raise ConfigError(f"weight_dtype must be 'int8' or 'uint8', got {weight_dtype!r}")
-    if isinstance(qconfig_mapping, os.PathLike):
-        qconfig_mapping = os.fspath(qconfig_mapping)
-    mapping = (
-        resolve_qconfig(qconfig_mapping)
-        if qconfig_mapping is not None
-        else resolve_qconfig("per_channel_dynamic" if per_channel else "dynamic")
-    )
-    chosen = check_op_types(op_types)
-    ir_model, source_op_types, notes = _structurally_prepared(model, MIN_OPSET, requantize=False)
-    plan = build_dynamic_plan(ir_model.graph, mapping, chosen, fmt, source_op_types)
-    ir_model, results = run_passes(ir_model, dynamic_passes(plan))
-    remove_unused_initializers(ir_model.graph)
-    proto = to_proto(ir_model)
-    if weight_dtype == "uint8":
-        proto = uint8_twin(proto)
-    # no intermediate shapes: onnxruntime infers its own; given every one (as the structural passes'
-    # and the twin's shape inference leave them), it fuses LayerNormalization into
-    # SkipLayerNormalization, which ran slower (an encoder, 1 thread: 5.2 ms instead of 4.6,
-    # scripts/bench_dynamic.py)
-    del proto.graph.value_info[:]
-    if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
-            raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
-    report = build_dynamic_report(plan, (*notes, *(note for r in results for note in r.notes)))
-    logger.info("dynamic: %d of %d nodes quantized", len(report.quantized), len(report.nodes))
-    return DynamicConversion(proto, plan, report)
-
-
-def quantize_dynamic(
-    model: ModelSource, op_types: Iterable[str] | None = None, **options: Any
-) -> onnx.ModelProto:
-    """Dynamic quantization: weights stored as 8-bit integers, activations quantized at run time
-    (no calibration data). Returns the quantized ``onnx.ModelProto``; :func:`convert_dynamic`
-    takes the same arguments and returns the plan and the report too.
-
-    Args:
-        model: A path, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (copied, not changed).
-        op_types: The op types to quantize (default: all of MatMul, Gemm, LSTM, GRU, RNN, Conv,
-            ConvTranspose, Gather); another name is a :class:`ConfigError`.
-        weight_dtype: ``"int8"`` (the default, symmetric), or ``"uint8"``: the same model with
-            every int8 tensor stored as uint8 (exact on onnxruntime on x86 CPUs without VNNI,
-            whose uint8 x int8 kernels saturate; :mod:`onnxq.passes.uint8_twin`).
-        per_channel: One weight scale per output channel (``per_channel_dynamic``, the default)
-            or per tensor (``dynamic``), when no ``qconfig_mapping`` is given.
-        format: ``"qdq"`` (the default; standard ops: DynamicQuantizeLinear + MatMulInteger, RNN
-            weights behind DequantizeLinear) or ``"onnxruntime"`` (its contrib ops
-            DynamicQuantizeMatMul and DynamicQuantizeLSTM). ``"onnxq"`` is not supported yet.
-        qconfig_mapping: Which config each node gets (the dynamic presets ``dynamic`` /
-            ``per_channel_dynamic``, a weight-only config, or None: float); it replaces the
-            default that ``per_channel`` chooses.
-    """
-    return convert_dynamic(model, op_types, **options).model
-
-
-def dynamic_format(name: str) -> DynamicFormat:
-    """The :class:`DynamicFormat` called ``name``; ``onnxq`` and unknown names are a ConfigError."""
-    if name == "onnxq":
-        raise ConfigError(
-            "format 'onnxq' is not supported yet for dynamic quantization: use qdq or onnxruntime"
-        )
-    try:
-        return DynamicFormat(name)
-    except ValueError:
-        known = ", ".join(f.value for f in DynamicFormat)
-        raise ConfigError(f"unknown dynamic format {name!r} (expected one of {known})") from None
-
-
 __all__ = [
     "Conversion",
-    "DynamicConversion",
     "PreparedModel",
     "convert",
-    "convert_dynamic",
-    "dynamic_format",
     "prepare",
-    "quantize_dynamic",
     "quantize_static",
     "required_opset",
 ]

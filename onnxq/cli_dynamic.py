@@ -1,5 +1,5 @@
 """What ``onnxq quantize --mode dynamic`` reads from its options: the model and qconfig, checked
-against the outputs, converted by :func:`onnxq.api.convert_dynamic`.
+against the outputs, converted by :func:`onnxq.api_dynamic.convert_dynamic`.
 
 Calibration options do not apply (activations are quantized at run time): ``--calib`` or
 ``--stats`` get one warning and are not read. ``--weight-dtype uint8`` (``--format qdq-uint8``:
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from onnxq.errors import OnnxqError
 
 if TYPE_CHECKING:
-    from onnxq.api import DynamicConversion
+    from onnxq.api_dynamic import DynamicConversion
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def convert_dynamic_from_args(
     args: argparse.Namespace, outputs: Mapping[str, Path | None]
 ) -> DynamicConversion:
     """The dynamic conversion ``quantize --mode dynamic`` asks for (nothing written yet)."""
-    from onnxq.api import convert_dynamic, dynamic_format
+    from onnxq.api_dynamic import convert_dynamic, dynamic_format
     from onnxq.io import check_outputs_apart, external_data_files, load_model
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
 
