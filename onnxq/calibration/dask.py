@@ -19,6 +19,7 @@ nothing is written. Dask is an optional dependency (``pip install "onnxq[dask]"`
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,10 @@ def calibrate_on_dask(
         if count < 1:
             raise ConfigError(f"--shards must be at least 1, got {count}")
         Shard(0, count)  # bounds
-        [model_ref] = client.scatter([model_bytes], broadcast=True)
+        # keys unique to this call (not the data's hash, not an id() Python may reuse): a scheduler
+        # that still releases an earlier run's identical model must not hand its key to this run
+        run = uuid.uuid4().hex
+        [model_ref] = client.scatter([model_bytes], broadcast=True, hash=False)
         futures = [
             client.submit(
                 calibrate_shard,
@@ -123,7 +127,7 @@ def calibrate_on_dask(
                 batches,
                 (i, count),
                 max_memory,
-                key=f"onnxq-calibrate-shard-{i}-of-{count}-{id(model_bytes):x}",
+                key=f"onnxq-calibrate-{run}-shard-{i}-of-{count}",
                 pure=False,
             )
             for i in range(count)
