@@ -280,11 +280,11 @@ def _run_command(args: argparse.Namespace) -> int:
         elif args.command == "calibrate":
             from onnxq.cli_stats import calibrate_command
 
-            calibrate_command(args)
+            print(calibrate_command(args))
         elif args.command == "merge-stats":
             from onnxq.cli_stats import merge_stats_command
 
-            merge_stats_command(args)
+            print(merge_stats_command(args))
         elif args.command == "lower":
             _lower(args)
         elif args.command == "inspect":

@@ -106,8 +106,9 @@ def calibrate_from_args(
     )
 
 
-def calibrate_command(args: argparse.Namespace) -> None:
-    """``onnxq calibrate``: the observers' statistics as a JSON file for ``quantize --stats``."""
+def calibrate_command(args: argparse.Namespace) -> str:
+    """``onnxq calibrate``: the observers' statistics as a JSON file for ``quantize --stats``;
+    returns the line that says what was written."""
     check_output_dirs(output=args.output)
     prepared, calib = prepare_from_args(args, {"output": args.output})
     if not prepared.plan.observed_values():
@@ -126,7 +127,7 @@ def calibrate_command(args: argparse.Namespace) -> None:
         result = calibrate_from_args(args, prepared, calib)
     result.save(args.output)
     shard = f" (shard {args.shard})" if args.shard else ""
-    print(f"wrote {args.output}: {len(result.observers)} tensor(s), {result.num_samples} sample(s){shard}")
+    return f"wrote {args.output}: {len(result.observers)} tensor(s), {result.num_samples} sample(s){shard}"
 
 
 def merge_results(results: Iterable[tuple[Path, CalibrationResult]]) -> CalibrationResult:
@@ -147,8 +148,9 @@ def merge_results(results: Iterable[tuple[Path, CalibrationResult]]) -> Calibrat
     return reduce(CalibrationResult.merge, (r for _, r in items))
 
 
-def merge_stats_command(args: argparse.Namespace) -> None:
-    """``onnxq merge-stats a.json b.json ... -o stats.json``."""
+def merge_stats_command(args: argparse.Namespace) -> str:
+    """``onnxq merge-stats a.json b.json ... -o stats.json``; returns the line that says what was
+    written."""
     from onnxq.calibration.result import CalibrationResult
     from onnxq.io import check_outputs_apart
 
@@ -156,4 +158,4 @@ def merge_stats_command(args: argparse.Namespace) -> None:
     check_outputs_apart({"output": args.output}, {"calibration file": args.stats})
     merged = merge_results((path, CalibrationResult.load(path)) for path in args.stats)
     merged.save(args.output)
-    print(f"wrote {args.output}: {len(args.stats)} file(s), {merged.num_samples} sample(s)")
+    return f"wrote {args.output}: {len(args.stats)} file(s), {merged.num_samples} sample(s)"

@@ -54,28 +54,9 @@ def make_inputs(workdir: Path, counts: list[int]) -> Path:
     """Export the model and write max(counts) samples as .npz files; a directory per count holds
     links to the first count / 32 files."""
     import numpy as np
-    import torch
-    from bench_quantize import build_resnet18
+    from bench_quantize import export_resnet18
 
-    from onnxq.torch import export
-
-    torch.manual_seed(0)
-    model = build_resnet18()
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE))
-    model.eval()
-    model_path = workdir / "resnet18.onnx"
-    export(
-        model,
-        torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE),
-        model_path,
-        dynamo=False,
-        opset=17,
-        input_names=[INPUT_NAME],
-        output_names=["logits"],
-    )
+    model_path = export_resnet18(workdir, "torchscript")
     rng = np.random.default_rng(0)
     files = workdir / "files"
     files.mkdir()

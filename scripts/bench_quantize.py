@@ -91,9 +91,9 @@ def build_resnet18() -> Any:
     return ResNet18()
 
 
-def make_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
-    """Export the ResNet-18 and write the 32 calibration samples; return (model path, data path)."""
-    import numpy as np
+def export_resnet18(workdir: Path, exporter: str) -> Path:
+    """The ResNet-18 with BatchNorm statistics from a few random batches (so activations stay
+    sane), exported to ``workdir/resnet18.onnx`` with a dynamic batch."""
     import torch
 
     from onnxq.torch import export
@@ -101,7 +101,7 @@ def make_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
     torch.manual_seed(0)
     model = build_resnet18()
     model.train()
-    with torch.no_grad():  # BatchNorm statistics from a few random batches, so activations stay sane
+    with torch.no_grad():
         for _ in range(3):
             model(torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE))
     model.eval()
@@ -115,6 +115,14 @@ def make_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
         input_names=[INPUT_NAME],
         output_names=["logits"],
     )
+    return model_path
+
+
+def make_inputs(workdir: Path, exporter: str) -> tuple[Path, Path]:
+    """Export the ResNet-18 and write the 32 calibration samples; return (model path, data path)."""
+    import numpy as np
+
+    model_path = export_resnet18(workdir, exporter)
     rng = np.random.default_rng(0)
     data = rng.standard_normal((NUM_SAMPLES, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     data_path = workdir / "calib.npz"
