@@ -2,14 +2,14 @@
 """Fuzzer of the public native-kernel API: every ``onnxq.kernels`` wrapper and packed-weight class.
 
 Each case is built from one integer seed: a target (quantize, dequantize, gemm, conv, qadd, pools,
-qconcat, histogram grid counts, dynamic quantization / matmul, LSTM / GRU, ISA control), an ISA to
-run under, and
-arguments drawn from valid ones mutated at random: shapes with 0 and huge declared sizes (fields,
-pads, strides, input shapes, hidden sizes), wrong dtypes, non-contiguous / reversed / misaligned /
-read-only views, Python scalars of the wrong kind, huge integers, NaN / Inf / subnormal values,
-random thread counts, and packed buffers that are truncated, extended, misaligned, replaced by
-random bytes or whose header bytes are flipped or overwritten. Cases run in batches in child
-processes, so a crash (a signal) is caught and reported with the seed that reproduces it.
+qconcat, histogram grid counts, the entropy search's KL divergences, dynamic quantization / matmul,
+LSTM / GRU, ISA control), an ISA to run under, and arguments drawn from valid ones mutated at
+random: shapes with 0 and huge declared sizes (fields, pads, strides, input shapes, hidden sizes),
+wrong dtypes, non-contiguous / reversed / misaligned / read-only views, Python scalars of the wrong
+kind, huge integers, NaN / Inf / subnormal values, random thread counts, and packed buffers that are
+truncated, extended, misaligned, replaced by random bytes or whose header bytes are flipped or
+overwritten. Cases run in batches in child processes, so a crash (a signal) is caught and reported
+with the seed that reproduces it.
 
 A finding is: a crash (signal) or a hang of the child; an exception other than
 ``onnxq.errors.OnnxqError`` (``ValueError`` / ``TypeError`` are accepted only when the case passed
@@ -670,6 +670,20 @@ def t_hist(ctx: Ctx) -> None:
         check_equal("grid_counts_f32", got, grid_counts(x, k0, e, cells))
 
 
+def t_kl(ctx: Ctx) -> None:
+    from onnxq.kernels.hist import kl_divergences
+    from onnxq.kernels.reference import hist as ref
+
+    bins = ctx.r.randint(1, 700)
+    counts = np.floor(np.abs(f32_values(ctx, (bins,), special=0.0)).astype(np.float64) * 100)
+    if ctx.p(0.3):
+        counts *= 0.37  # fractional, as a resampled histogram
+    q_bins = int_arg(ctx, 2, max(bins, 2))
+    got = kl_divergences(mutate_array(ctx, counts, 0.04), q_bins)
+    if ctx.valid:
+        check_equal("kl_divergences", got, ref.kl_divergences(counts, q_bins))
+
+
 def t_dynamic(ctx: Ctx) -> None:
     from onnxq.errors import KernelError
     from onnxq.kernels import PackedDynamicWeights, dynamic_matmul, dynamic_quantize, pack_dynamic_weights
@@ -834,6 +848,7 @@ TARGETS: dict[str, Callable[[Ctx], None]] = {
     "pool": t_pool,
     "concat": t_concat,
     "hist": t_hist,
+    "kl": t_kl,
     "dynamic": t_dynamic,
     "rnn": t_rnn,
     "isa": t_isa,
@@ -846,6 +861,7 @@ WEIGHTS = {
     "pool": 2,
     "concat": 1,
     "hist": 1,
+    "kl": 0.5,
     "dynamic": 3,
     "rnn": 2,
     "isa": 0.3,

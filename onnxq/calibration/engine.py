@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxq.calibration.budget import release_freed_memory
+from onnxq.calibration.budget import FreedMemory
 from onnxq.calibration.chunked import ChunkedSessions
 from onnxq.calibration.data import (
     model_input_specs,
@@ -141,6 +141,7 @@ def calibrate(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxq-observe") as worker,
     ):
         runs = rebatch(specs, checked, max_batch=sessions.run_size, as_given=as_given)
+        freed = FreedMemory()
         job: Future[None] | None = None
         try:
             for feed, n in runs:
@@ -158,7 +159,7 @@ def calibrate(
                     job = worker.submit(_update_all, observers, [(k, feed[k]) for k in from_feed])
                 num_samples += n
                 bar.update(n)
-                release_freed_memory()  # the previous run's tensors, freed by now
+                freed.after_run()  # the previous run's tensors are freed by now
             if job is not None:
                 job.result()
         finally:

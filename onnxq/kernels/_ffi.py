@@ -67,6 +67,7 @@ _CTYPES = {
     np.dtype(np.int32): "int32_t[]",
     np.dtype(np.int64): "int64_t[]",
     np.dtype(np.float32): "float[]",
+    np.dtype(np.float64): "double[]",
 }
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 SIZE_MAX = 2**63 - 1  # sizes handed to C as size_t; larger ones are refused before C sees them

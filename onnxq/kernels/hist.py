@@ -12,7 +12,7 @@ import numpy as np
 from onnxq.errors import KernelError
 from onnxq.kernels._ffi import check, ffi, in_ptr, lib, out_ptr, require_array, require_int
 
-__all__ = ["grid_counts_f32"]
+__all__ = ["grid_counts_f32", "kl_divergences"]
 
 MAX_CELLS = 1 << 30
 
@@ -33,3 +33,17 @@ def grid_counts_f32(x: np.ndarray, k0: int, e: int, cells: int) -> np.ndarray:
     status = lib.onnxq_grid_counts_f32(x_ptr, arr.size, inv, k0, out_ptr(counts), counts.size, cells)
     check(status, "grid_counts_f32")
     return counts.reshape(lanes, cells).sum(axis=0).astype(np.float64)
+
+
+def kl_divergences(hist: np.ndarray, quantized_bins: int) -> np.ndarray:
+    """The KL divergence of every candidate window ``i = quantized_bins // 2 .. bins // 2`` of the
+    entropy calibration on ``hist`` (counts over ``[-T, T]``; the maths:
+    :mod:`onnxq.calibration.observers.kl_search`), ``inf`` where a candidate has none. ``hist``
+    is float64; its counts may be fractional (a resampled histogram's)."""
+    counts = require_array(hist, "hist", np.float64).reshape(-1)
+    bins = require_int(counts.size, "bins", 2, int(lib.ONNXQ_KL_MAX_BINS))
+    q_bins = require_int(quantized_bins, "quantized_bins", 2, bins)
+    out = np.empty(bins // 2 - q_bins // 2 + 1, dtype=np.float64)
+    status = lib.onnxq_kl_divergences_f64(in_ptr(counts), bins, q_bins, out_ptr(out), out.size)
+    check(status, "kl_divergences")
+    return out

@@ -83,3 +83,22 @@ def test_allowance_and_refusal() -> None:
     assert chunk_allowance(1000, fixed) == (1000 - fixed) // IN_FLIGHT
     with pytest.raises(ConfigError, match="below what calibrating this model needs"):
         chunk_allowance(200, fixed)
+
+
+def test_freed_memory_trims_only_when_resident_memory_grew(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxq.calibration import budget
+
+    rss = [300 << 20]
+    trims: list[int] = []
+    monkeypatch.setattr(budget, "resident_bytes", lambda: rss[0])
+    monkeypatch.setattr(budget, "release_freed_memory", lambda: trims.append(rss[0]))
+    freed = budget.FreedMemory(slack=32 << 20)
+    freed.after_run()  # the first run sets the level
+    rss[0] += 20 << 20
+    freed.after_run()
+    assert trims == []  # within the slack: the next run reuses the freed memory
+    rss[0] += 20 << 20
+    freed.after_run()
+    assert trims == [340 << 20] and freed.trims == 1
+    freed.after_run()  # the level is now where the trim left it (here: unchanged)
+    assert freed.trims == 1

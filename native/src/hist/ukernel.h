@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* counts[(i % 2) * cells + clamp(floor(x[i] * inv) - k0, 0, cells - 1)] += 1 (NaN -> cell 0). */
+/* counts[lane * cells + clamp(floor(x[i] * inv) - k0, 0, cells - 1)] += 1 (NaN -> cell 0), lane
+ * 0..ONNXQ_HIST_LANES-1 of the kernel's choosing. */
 typedef void onnxq_grid_counts_f32_ukernel_fn(size_t n, const float* x, double inv, double k0,
                                               size_t cells, int64_t* counts);
 
