@@ -3,7 +3,8 @@
 * :func:`make_observers`: one observer per observed value, as its activation QSpec says;
 * :func:`resolve_qparams`: each tensor group's scale/zero point from the merge of its members'
   observers (``merge`` is exact for min/max and histograms: the union of what each saw), plus
-  its constant members' values; fixed-range groups get their fixed parameters — a group fixed
+  its constant members' values (the groups in parallel: the range searches run in native
+  code); fixed-range groups get their fixed parameters — a group fixed
   "when filled" only when the range its observers chose spans at least :data:`FILL` of the known
   range (or nothing reached it), else the observed parameters: a wake-word Sigmoid whose
   probabilities stay below 0.02 keeps them instead of rounding them to 0;
@@ -13,7 +14,9 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 from typing import NamedTuple
 
@@ -38,6 +41,10 @@ class ActivationQParams(NamedTuple):
 
     groups: Mapping[int, QParams]
     unreached: frozenset[str]
+
+
+#: Threads computing the groups' parameters: one per core, at most 8.
+SEARCH_THREADS = max(1, min(8, os.cpu_count() or 1))
 
 
 def make_observers(plan: QuantPlan) -> dict[str, Observer]:
@@ -71,13 +78,13 @@ def resolve_qparams(
             f"{missing[0]!r}: it was made for another model or plan"
         )
     _check_kinds(plan, observers)
-    result: dict[int, QParams] = {}
     unreached = {v for g in plan.groups for v in g.observed if not observers[v].reached}
-    for index, group in enumerate(plan.groups):
+
+    def group_qparams(index: int) -> QParams | None:
+        group = plan.groups[index]
         spec = group.spec
         if group.fixed_range is not None and not group.fixed_when_filled:
-            result[index] = fixed_qparams(group.fixed_range, spec.dtype)
-            continue
+            return fixed_qparams(group.fixed_range, spec.dtype)
         parts = [copy.deepcopy(observers[v]) for v in group.observed if v not in unreached]
         if group.constants:
             name = spec.observer if group.observed else "minmax"
@@ -87,15 +94,20 @@ def resolve_qparams(
             parts.append(const_obs)
         if not parts:
             if group.fixed_range is not None:  # fixed "when filled", and nothing reached it
-                result[index] = fixed_qparams(group.fixed_range, spec.dtype)
-            continue
+                return fixed_qparams(group.fixed_range, spec.dtype)
+            return None
         merged = reduce(lambda a, b: a.merge(b), parts)
         observed = merged.qparams(
             spec.dtype, spec.symmetric, spec.reduce_range or index in reduce_range_groups
         )
         if group.fixed_range is not None and _fills(observed, group.fixed_range):
             observed = fixed_qparams(group.fixed_range, spec.dtype)
-        result[index] = observed
+        return observed
+
+    # range searches (entropy, MSE) spend their time in native code, which releases the GIL
+    with ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="onnxq-qparams") as pool:
+        found = list(pool.map(group_qparams, range(len(plan.groups))))
+    result = {index: qp for index, qp in enumerate(found) if qp is not None}
     unreached -= {v for g in plan.groups if g.fixed_range is not None for v in g.observed}
     return ActivationQParams(result, frozenset(unreached))
 

@@ -90,15 +90,24 @@ def test_freed_memory_trims_only_when_resident_memory_grew(monkeypatch: pytest.M
 
     rss = [300 << 20]
     trims: list[int] = []
+
+    def trim() -> None:  # the trim hands back what was freed: 310 MiB stay in use
+        trims.append(rss[0])
+        rss[0] = 310 << 20
+
     monkeypatch.setattr(budget, "resident_bytes", lambda: rss[0])
-    monkeypatch.setattr(budget, "release_freed_memory", lambda: trims.append(rss[0]))
+    monkeypatch.setattr(budget, "release_freed_memory", trim)
     freed = budget.FreedMemory(slack=32 << 20)
-    freed.after_run()  # the first run sets the level
+    freed.after_run()  # the first run sets the level: 300 MiB
     rss[0] += 20 << 20
     freed.after_run()
     assert trims == []  # within the slack: the next run reuses the freed memory
     rss[0] += 20 << 20
     freed.after_run()
-    assert trims == [340 << 20] and freed.trims == 1
-    freed.after_run()  # the level is now where the trim left it (here: unchanged)
-    assert freed.trims == 1
+    assert trims == [340 << 20] and freed.trims == 1  # 340 > 300 + 32; the level is now 310
+    rss[0] = 340 << 20
+    freed.after_run()
+    assert freed.trims == 1  # 340 <= 310 + 32
+    rss[0] = 343 << 20
+    freed.after_run()
+    assert freed.trims == 2

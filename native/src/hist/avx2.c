@@ -1,7 +1,8 @@
 /* Grid counts, AVX2: 8 values per step. Each value's cell is computed as the scalar kernel's
- * (double multiply by a power of two, floor, - k0, clamp; NaN to cell 0), 8 at a time; a step
- * whose 8 cells are one (ReLU's runs of zeros) adds 8 to that cell at once, the others add 1 per
- * value over the four lanes, so that nearby equal cells do not serialise one counter. */
+ * (double multiply by a power of two, floor, - k0, clamp; NaN to cell 0), 8 at a time, and
+ * counted in lane i % 4, so that runs of one cell (ReLU's zeros) do not serialise one counter.
+ * (Adding 8 at once when a step's 8 cells are one was measured slower on ResNet-18 activations:
+ * the branch mispredicts more than it saves.) */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
@@ -32,11 +33,6 @@ void onnxq_grid_counts_f32_ukernel_8__avx2(size_t n, const float* x, double inv,
         const __m128i lo = cells4(_mm256_castps256_ps128(v), vinv, vk0, vtop);
         const __m128i hi = cells4(_mm256_extractf128_ps(v, 1), vinv, vk0, vtop);
         const __m256i idx = _mm256_set_m128i(hi, lo);
-        const __m256i first = _mm256_permutevar8x32_epi32(idx, _mm256_setzero_si256());
-        if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(idx, first)) == -1) {
-            l0[_mm_cvtsi128_si32(lo)] += 8;
-            continue;
-        }
         _mm256_storeu_si256((__m256i*)c, idx);
         l0[c[0]] += 1;
         l1[c[1]] += 1;
