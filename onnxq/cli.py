@@ -9,6 +9,7 @@
     onnxq quantize model.onnx -o model.int8.onnx --mode dynamic [--format onnxruntime] [--op-types MatMul]
     onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
+    onnxq compare model.onnx model.int8.onnx --calib calib.npz [--html r.html] [--json r.json] [--limit N]
     onnxq demo
 
 Any :class:`~onnxq.errors.OnnxqError` (bad model, bad data, bad config) and any OS error on the
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{quantize,calibrate,merge-stats,lower,inspect,demo}"
+        dest="command", required=True, metavar="{quantize,calibrate,merge-stats,lower,inspect,compare,demo}"
     )
 
     # how the model is quantized: quantize and calibrate must plan the same observers
@@ -229,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--nodes", action="store_true", help="list every quantized node, not only the float ones")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    cmp = sub.add_parser(
+        "compare", parents=[common], help="per-layer error of a quantized model against its fp32 model"
+    )
+    cmp.add_argument("model", type=Path, help="fp32 .onnx model")
+    cmp.add_argument("quantized", type=Path, help="its QDQ .onnx model (onnxq's or another tool's)")
+    cmp.add_argument("--calib", type=Path, required=True, help="data to compare on, as quantize's --calib")
+    cmp.add_argument("--preprocess", help="for an image --calib: as quantize's --preprocess")
+    cmp.add_argument("--html", type=Path, help="write the self-contained HTML report here")
+    cmp.add_argument("--json", type=Path, help="write the JSON report here (schemas/compare.schema.json)")
+    cmp.add_argument("--limit", type=int, help="compare on at most N samples")
+
     d = sub.add_parser(
         "demo", help="quantize the bundled digits CNN; print fp32 vs int8 accuracy, size, speed"
     )
@@ -289,6 +301,10 @@ def _run_command(args: argparse.Namespace) -> int:
             _lower(args)
         elif args.command == "inspect":
             _inspect(args)
+        elif args.command == "compare":
+            from onnxq.cli_compare import compare_command
+
+            print(compare_command(args))
         else:
             _demo(args)
     except OnnxqError as e:
