@@ -387,3 +387,36 @@ def test_int8_error_not_worse_than_onnxruntime_quantizer_at_equal_settings(
     assert ours_agree >= theirs_agree - 0.002, (
         f"{q.export.label}: agreement ours {ours_agree}, theirs {theirs_agree}"
     )
+
+
+@pytest.mark.parametrize(
+    ("model_name", "dynamo", "opset"),
+    [c for c in CASES if c.values[0] != "mlp" and c.values[1:] in ((True, 18), (False, 13))],
+)
+def test_compare_matches_every_quantized_layer_of_torch_exports(
+    model_name, dynamo, opset, quantized, digits, tmp_path
+):
+    """``onnxq compare`` on torch exports (both exporters) quantized by onnxq and by onnxruntime:
+    every QuantizeLinear of an fp32 tensor is matched, the logits' accumulated SQNR is the one
+    numpy computes from the two models' outputs, and every layer's introduced error is finite."""
+    from onnxq.compare import compare
+
+    q = quantized(model_name, dynamo, opset, qconfig="minmax")
+    theirs = ort_quantize_static(q.export.path, tmp_path / "ort.int8.onnx", digits.calibration_batches())
+    x = digits.x_test[:48]
+    fp32 = ort_logits(q.export.path, x, "unoptimized")
+    input_name = q.export.proto.graph.input[0].name
+    fp32_names = {o for n in q.export.proto.graph.node for o in n.output} | {input_name}
+    for path in (q.path, theirs):
+        proto = onnx.load(path)
+        quantized_fp32 = {n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+        outputs = {o.name for o in proto.graph.output}  # a quantized graph output keeps its name on its DQ
+        quantized_fp32 |= {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"} & outputs
+        report = compare(q.export.path, path, [{input_name: x}])
+        assert {layer.tensor for layer in report.layers} == quantized_fp32 & fp32_names
+        logits = next(layer for layer in report.layers if layer.tensor == "logits")
+        got = ort_logits(path, x, "unoptimized").astype(np.float64)
+        want = 10 * np.log10(np.sum(fp32.astype(np.float64) ** 2) / np.sum((fp32 - got) ** 2))
+        assert logits.accumulated.sqnr_db == pytest.approx(float(want), rel=1e-6)
+        for layer in report.layers:
+            assert np.isfinite(layer.introduced.sqnr_db) and layer.introduced.cosine > 0.9, layer.tensor
