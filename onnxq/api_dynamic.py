@@ -21,6 +21,7 @@ from onnxq.api import CHECKER_MAX_BYTES, ModelSource, QConfigLike, structurally_
 from onnxq.errors import ConfigError, OnnxqError
 from onnxq.graph import remove_unused_initializers
 from onnxq.io import tensor_bytes, to_proto
+from onnxq.kernels.op_schemas import register_op_schemas
 from onnxq.opsets import MIN_OPSET
 from onnxq.passes import dynamic_passes, run_passes
 from onnxq.passes.uint8_twin import uint8_twin
@@ -54,6 +55,11 @@ def convert_dynamic(
     fmt = dynamic_format(format)
     if weight_dtype not in ("int8", "uint8"):
         raise ConfigError(f"weight_dtype must be 'int8' or 'uint8', got {weight_dtype!r}")
+    if weight_dtype == "uint8" and fmt is DynamicFormat.ONNXQ:
+        raise ConfigError(
+            "weight_dtype 'uint8' is for onnxruntime's saturating kernels; format 'onnxq' runs int8 "
+            "weights on onnxq's kernels, exact on every CPU"
+        )
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = (
@@ -74,6 +80,8 @@ def convert_dynamic(
     # SkipLayerNormalization, which ran slower (an encoder, 1 thread: 5.2 ms instead of 4.6,
     # scripts/bench_dynamic.py)
     del proto.graph.value_info[:]
+    if fmt is DynamicFormat.ONNXQ:
+        register_op_schemas()  # the checker then knows ai.onnxq.DynamicMatMul
     if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
         try:
             onnx.checker.check_model(proto)
@@ -101,8 +109,10 @@ def quantize_dynamic(
         per_channel: One weight scale per output channel (``per_channel_dynamic``, the default)
             or per tensor (``dynamic``), when no ``qconfig_mapping`` is given.
         format: ``"qdq"`` (the default; standard ops: DynamicQuantizeLinear + MatMulInteger, RNN
-            weights behind DequantizeLinear) or ``"onnxruntime"`` (its contrib ops
-            DynamicQuantizeMatMul and DynamicQuantizeLSTM). ``"onnxq"`` is not supported yet.
+            weights behind DequantizeLinear), ``"onnxruntime"`` (its contrib ops
+            DynamicQuantizeMatMul and DynamicQuantizeLSTM) or ``"onnxq"`` (MatMul / Gemm as
+            ``ai.onnxq.DynamicMatMul`` on onnxq's kernels, run with
+            :func:`onnxq.runtime.InferenceSession`; LSTM / GRU / RNN as in ``qdq`` for now).
         qconfig_mapping: Which config each node gets (the dynamic presets ``dynamic`` /
             ``per_channel_dynamic``, a weight-only config, or None: float); it replaces the
             default that ``per_channel`` chooses.
@@ -111,11 +121,7 @@ def quantize_dynamic(
 
 
 def dynamic_format(name: str) -> DynamicFormat:
-    """The :class:`DynamicFormat` called ``name``; ``onnxq`` and unknown names are a ConfigError."""
-    if name == "onnxq":
-        raise ConfigError(
-            "format 'onnxq' is not supported yet for dynamic quantization: use qdq or onnxruntime"
-        )
+    """The :class:`DynamicFormat` called ``name``; an unknown name is a ConfigError."""
     try:
         return DynamicFormat(name)
     except ValueError:

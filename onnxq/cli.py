@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "int8 tensor stored as uint8, exact on onnxruntime on every CPU (its uint8 x int8 kernels "
         "saturate on x86 without VNNI); onnxruntime (--mode dynamic): onnxruntime's contrib ops "
         "DynamicQuantizeMatMul and DynamicQuantizeLSTM; onnxq: onnxq's kernels as custom ops where "
-        "they apply (run with onnxq.runtime.InferenceSession; --mode static only, for now)",
+        "they apply (run with onnxq.runtime.InferenceSession; --mode dynamic: MatMul/Gemm only, for now)",
     )
     q.add_argument(
         "--mode",

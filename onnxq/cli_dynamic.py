@@ -42,7 +42,7 @@ def convert_dynamic_from_args(
         if given:
             raise OnnxqError(f"{option} does not apply to --mode dynamic")
     fmt = "qdq" if args.format == "qdq-uint8" else args.format
-    dynamic_format(fmt)  # 'onnxq' and unknown formats are refused before the model is read
+    dynamic_format(fmt)  # an unknown format is refused before the model is read
     op_types = None if args.op_types is None else [t.strip() for t in args.op_types.split(",") if t.strip()]
     qconfig = None if args.qconfig is None else Path(args.qconfig)
     inputs = {"input model": [args.model], "qconfig file": [qconfig] if qconfig and qconfig.exists() else []}

@@ -16,7 +16,9 @@ Each runs at batch 1 as
 - ``qdq`` / ``qdq-u8``: ``onnxq.quantize_dynamic(format="qdq")``, int8 / uint8 weights per channel
   (onnxruntime fuses its DynamicQuantizeLinear + MatMulInteger + scale into MatMulIntegerToFloat);
 - ``ort`` / ``ort-u8``: ``onnxq.quantize_dynamic(format="onnxruntime")`` (DynamicQuantizeMatMul,
-  DynamicQuantizeLSTM), int8 / uint8 weights.
+  DynamicQuantizeLSTM), int8 / uint8 weights;
+- ``onnxq``: ``onnxq.quantize_dynamic(format="onnxq")``, MatMul/Gemm as ai.onnxq.DynamicMatMul on
+  onnxq's kernels (exact on every CPU; LSTM weight-only for now), run with onnxq's custom ops.
 
 All runs of one model are interleaved (order rotating per round), so a noisy neighbour slows them
 alike; the medians (ms), each one's ratio ``ort-dyn / it`` (above 1: faster than onnxruntime's
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 SEQ = 128
-KINDS = ("fp32", "ort-dyn", "qdq", "qdq-u8", "ort", "ort-u8")
+KINDS = ("fp32", "ort-dyn", "qdq", "qdq-u8", "ort", "ort-u8", "onnxq")
 
 
 def build(name: str) -> tuple[Any, Any]:
@@ -95,13 +97,16 @@ def make_models(name: str, workdir: Path) -> tuple[dict[str, bytes], np.ndarray]
         for dtype, suffix in (("int8", ""), ("uint8", "-u8")):
             model = onnxq.quantize_dynamic(str(path), format=fmt, weight_dtype=dtype)
             models[kind + suffix] = model.SerializeToString()
+    models["onnxq"] = onnxq.quantize_dynamic(str(path), format="onnxq").SerializeToString()
     return models, example.numpy()
 
 
 def session(model: bytes, threads: int) -> Any:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from onnxq.runtime import register_custom_ops
+
+    opts = register_custom_ops(ort.SessionOptions())  # for the onnxq format's ai.onnxq ops
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

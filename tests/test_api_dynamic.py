@@ -34,7 +34,7 @@ def test_dynamic_presets_are_pytorchs_dynamic_qconfigs() -> None:
     assert QConfig.from_dict("per_channel_dynamic") == per_channel
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "onnxq"])
 def test_mixed_model_stores_conv_weights_int8_and_quantizes_the_gemm(fmt: str, run_ort, tmp_path) -> None:
     conversion = onnxq.convert_dynamic(_digits(), format=fmt)
     kinds = {n.op_type: n.kind for n in conversion.report.nodes if n.quantized}
@@ -105,8 +105,8 @@ def test_mapping_none_keeps_a_node_float() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"format": "onnxq"}, "format 'onnxq' is not supported yet for dynamic quantization"),
-        ({"format": "qoperator"}, "unknown dynamic format 'qoperator' (expected one of qdq, onnxruntime)"),
+        ({"format": "onnxq", "weight_dtype": "uint8"}, "format 'onnxq' runs int8 weights on onnxq's kernels"),
+        ({"format": "qoperator"}, "dynamic format 'qoperator' (expected one of qdq, onnxruntime, onnxq"),
         ({"weight_dtype": "int4"}, "weight_dtype must be 'int8' or 'uint8', got 'int4'"),
         ({"op_types": {"Linear"}}, "unknown op type(s) for dynamic quantization: 'Linear' (known: MatMul"),
     ],

@@ -21,7 +21,7 @@ def _one_error(code: int, err: str, needle: str) -> None:
     assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "qdq-uint8", "onnxruntime-uint8"])
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "qdq-uint8", "onnxruntime-uint8", "onnxq"])
 def test_dynamic_mode_writes_the_model_and_a_report_without_calibration(digits_work, onnxq_cli, fmt) -> None:
     report = digits_work / "r.json"
     options = (
@@ -40,6 +40,7 @@ def test_dynamic_mode_writes_the_model_and_a_report_without_calibration(digits_w
     ops = {n.op_type for n in model.graph.node}
     assert ("DynamicQuantizeMatMul" in ops) == fmt.startswith("onnxruntime")
     assert ("MatMulInteger" in ops) == fmt.startswith("qdq")
+    assert ("DynamicMatMul" in ops) == (fmt == "onnxq")
     int8 = any(t.data_type == TensorProto.INT8 for t in model.graph.initializer)
     assert int8 == (not fmt.endswith("uint8"))
 
@@ -73,7 +74,7 @@ def test_dynamic_mode_op_types_and_per_tensor(digits_work, onnxq_cli) -> None:
     [
         (["--op-types", "MatMul,Lstm"],
          "unknown op type(s) for dynamic quantization: 'Lstm' (known: MatMul, Gemm, LSTM, GRU, RNN"),
-        (["--format", "onnxq"], "format 'onnxq' is not supported yet"),
+        (["--format", "onnxq", "--weight-dtype", "uint8"], "format 'onnxq' runs int8 weights"),
         (["--activation-dtype", "int8"], "--activation-dtype does not apply"),
     ],
 )  # fmt: skip

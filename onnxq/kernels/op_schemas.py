@@ -20,6 +20,7 @@ Shape rules (NHWC activations; a dimension that is not known stays unknown):
   ``ceil_mode`` (and, as ONNX, a last window must start inside the padded input);
 * ``global_pool_nhwc``: ``[N, 1, 1, C]``;
 * ``gemm``: ``a [M, K]``, ``w [N, K]`` (``transB = 1``) or ``[K, N]`` -> ``[M, N]``;
+* ``matmul``: ``a [..., K]``, ``w [K, N]`` -> ``[..., N]``;
 * ``concat``: the tensors (inputs 4 on) of one rank, concatenated along ``axis`` (negative from
   the end): the sum of their extents there, the others as they are;
 * ``same_as_first_input``.
@@ -86,6 +87,10 @@ OPS: dict[str, OpDef] = {
         (*Y_QPARAMS, ("x_scales", "tensor(float)"), ("x_zero_points", "tensor(uint8)"),
          ("x", "tensor(uint8)", "variadic")),
         U8_OUT, {"axis": "int"}, "concat",
+    ),
+    "DynamicMatMul": OpDef(
+        (("a", "tensor(float)"), *WEIGHT, ("B", "tensor(float)", "optional")),
+        (("y", "tensor(float)"),), {}, "matmul",
     ),
 }  # fmt: skip
 
@@ -199,6 +204,13 @@ def _gemm(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     return [a[0], n]
 
 
+def _matmul(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
+    a, w = _dims(ctx, 0), _dims(ctx, 1)
+    if a is None or not a:
+        return None
+    return [*a[:-1], w[1] if w is not None and len(w) == 2 else None]
+
+
 def _concat(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     shapes = [_dims(ctx, i) for i in range(CONCAT_TENSORS, ctx.get_num_inputs())]
     known = [s for s in shapes if s is not None]
@@ -220,6 +232,7 @@ SHAPE_RULES: dict[str, Callable[[onnx.shape_inference.InferenceContext], list[Di
     "pool_nhwc": _pool_nhwc,
     "global_pool_nhwc": _global_pool_nhwc,
     "gemm": _gemm,
+    "matmul": _matmul,
     "concat": _concat,
     "same_as_first_input": lambda ctx: _dims(ctx, 0),
 }

@@ -15,7 +15,9 @@ DynamicQuantizeLinear feeds one matmul only, ``DynamicQuantizeMatMul``)::
     MatMulInteger(x_q, W_q, z_x, z_w) -> Cast(float) -> Mul(., Mul(s_x, s_w)) [-> Add(., b)]
 
 Format ``onnxruntime`` writes ``com.microsoft.DynamicQuantizeMatMul(x, W_q, s_w, z_w, b)``, one
-node computing the same. A Gemm becomes the matmul of
+node computing the same; format ``onnxq`` writes ``ai.onnxq.DynamicMatMul(x, W_q, s_w, z_w, b)``,
+the same on onnxq's kernels (symmetric int8 weights only: other weights get the ``qdq`` form,
+as the plan notes). A Gemm becomes the matmul of
 :func:`onnxq.weights.dynamic.gemm_as_matmul` (``alpha`` folded into ``W``, ``beta * C`` the
 bias); a MatMul takes the bias of the Add the plan gives it (``bias_add``). A weight read by
 several nodes is stored once.
@@ -37,8 +39,15 @@ from onnxq.graph import (
     remove_node,
     replace_all_uses,
 )
+from onnxq.kernels.custom_ops import DOMAIN, OPSET
 from onnxq.passes.planned_rewrite import PlannedRewrite
-from onnxq.planning.dynamic import DynamicAction, DynamicDecision, DynamicFormat, WeightSlot
+from onnxq.planning.dynamic import (
+    DynamicAction,
+    DynamicDecision,
+    DynamicFormat,
+    WeightSlot,
+    onnxq_matmul_refusal,
+)
 from onnxq.weights.dynamic import ChannelWeight, gemm_as_matmul, quantize_channels
 
 logger = logging.getLogger(__name__)
@@ -83,14 +92,15 @@ class DynamicMatMul(PlannedRewrite):
         x = node.inputs[0]
         assert x is not None
         hint = node.name or node.op_type
-        if self.plan.format is DynamicFormat.ONNXRUNTIME:
-            model.opset_imports.setdefault(MS_DOMAIN, 1)
+        fused = _fused_op(self.plan.format, slot)
+        if fused is not None:
+            domain, op_type, opset = fused
+            model.opset_imports.setdefault(domain, opset)
             inputs = [x, w_q, w_scale, w_zp, *([bias] if bias is not None else [])]
             y = _value(names, f"{hint}_out", ir.DataType.FLOAT)
             graph.append(
-                ir.Node(MS_DOMAIN, "DynamicQuantizeMatMul", inputs, outputs=[y],
-                        name=names.node(f"{hint}_DynamicQuantizeMatMul"))
-            )  # fmt: skip
+                ir.Node(domain, op_type, inputs, outputs=[y], name=names.node(f"{hint}_{op_type}"))
+            )
         else:
             key = ("input", id(x))  # one DynamicQuantizeLinear per activation tensor
             if key not in self.cache:
@@ -125,6 +135,16 @@ class DynamicMatMul(PlannedRewrite):
         if bias is not None:
             bias_value = new_initializer(graph, bias, names, f"{node.name or 'matmul'}_bias")
         return (*self.cache[key], bias_value)
+
+
+def _fused_op(fmt: DynamicFormat, slot: WeightSlot) -> tuple[str, str, int] | None:
+    """``(domain, op type, opset)`` of the one op computing the matmul in ``fmt``, or None for
+    the ``qdq`` form (format qdq, or an onnxq weight its op does not take)."""
+    if fmt is DynamicFormat.ONNXRUNTIME:
+        return MS_DOMAIN, "DynamicQuantizeMatMul", 1
+    if fmt is DynamicFormat.ONNXQ and onnxq_matmul_refusal(slot.spec) is None:
+        return DOMAIN, "DynamicMatMul", OPSET
+    return None
 
 
 def _value(names: NameAuthority, hint: str, dtype: ir.DataType, shape: ir.Shape | None = None) -> ir.Value:

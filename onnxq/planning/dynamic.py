@@ -5,7 +5,8 @@ run time (``DynamicQuantizeLinear``: uint8, per tensor, from each input's own ra
 no calibration. :func:`build_dynamic_plan` decides per node, for a :class:`DynamicFormat`:
 
 * MatMul / Gemm with a constant 2-D float weight and a dynamic qconfig: ``dynamic_matmul``
-  (``qdq``: DynamicQuantizeLinear + MatMulInteger + scale; ``onnxruntime``: DynamicQuantizeMatMul),
+  (``qdq``: DynamicQuantizeLinear + MatMulInteger + scale; ``onnxruntime``: DynamicQuantizeMatMul;
+  ``onnxq``: ``ai.onnxq.DynamicMatMul`` for symmetric int8 weights, else the ``qdq`` form, noted),
   a MatMul with the Add of a constant bias vector that alone reads it (the Add's decision names
   the MatMul as its ``anchor``);
 * LSTM in the ``onnxruntime`` format: ``dynamic_lstm`` (``com.microsoft.DynamicQuantizeLSTM``),
@@ -43,6 +44,7 @@ class DynamicFormat(enum.Enum):
 
     QDQ = "qdq"  # standard ops only
     ONNXRUNTIME = "onnxruntime"  # onnxruntime's com.microsoft contrib ops
+    ONNXQ = "onnxq"  # onnxq's kernels as custom ops (ai.onnxq), the rest as qdq
 
 
 class DynamicAction(enum.Enum):
@@ -60,6 +62,21 @@ WEIGHT_ONLY_OPS = ("Conv", "ConvTranspose", "Gather")
 DYNAMIC_OP_TYPES = (*MATMUL_OPS, *RECURRENT_OPS, *WEIGHT_ONLY_OPS)
 #: Why a GRU / RNN keeps a float op in the onnxruntime format.
 NO_CONTRIB_RNN = "onnxruntime has no dynamically quantized {op}: weight-only (int8 behind DequantizeLinear)"
+#: Why a recurrent op keeps a float op in the onnxq format.
+NO_ONNXQ_RNN = (
+    "onnxq has no custom op for a dynamically quantized {op} yet: weight-only (int8 behind DequantizeLinear)"
+)
+
+
+def onnxq_matmul_refusal(spec: QSpec) -> str | None:
+    """Why a weight of ``spec`` cannot go to ``ai.onnxq.DynamicMatMul`` (None when it can): its
+    kernel takes int8 weights with zero point 0."""
+    if spec.dtype != "int8" or not spec.symmetric:
+        return (
+            f"its weights are {'symmetric' if spec.symmetric else 'asymmetric'} {spec.dtype}, and "
+            "onnxq's DynamicMatMul takes symmetric int8 weights: DynamicQuantizeLinear + MatMulInteger"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,13 @@ def build_dynamic_plan(
         op_type = (source_op_types or {}).get(node.name or "", node.op_type)
         decision = _decide(node, op_type, mapping, op_types, fmt)
         decisions[decision.name] = decision
+        if (
+            decision.quantized
+            and decision.action is DynamicAction.MATMUL
+            and fmt is DynamicFormat.ONNXQ
+            and (why := onnxq_matmul_refusal(decision.weights[0].spec)) is not None
+        ):
+            notes.append(f"{node.name}: {why}")
         if decision.action is DynamicAction.MATMUL and (add := _bias_add(node)) is not None:
             decisions[decision.name] = replace(decision, bias_add=add.name)
             decisions[add.name or ""] = DynamicDecision(
@@ -152,6 +176,9 @@ def build_dynamic_plan(
             continue
         if decision.quantized and fmt is DynamicFormat.ONNXRUNTIME and node.op_type in ("GRU", "RNN"):
             notes.append(f"{node.name}: " + NO_CONTRIB_RNN.format(op=node.op_type))
+        elif decision.quantized and fmt is DynamicFormat.ONNXQ and node.op_type in RECURRENT_OPS:
+            notes.append(f"{node.name}: " + NO_ONNXQ_RNN.format(op=node.op_type))
+
         elif (
             decision.quantized
             and fmt is DynamicFormat.ONNXRUNTIME
@@ -283,4 +310,5 @@ __all__ = [
     "WeightSlot",
     "build_dynamic_plan",
     "check_op_types",
+    "onnxq_matmul_refusal",
 ]

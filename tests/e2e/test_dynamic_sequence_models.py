@@ -3,14 +3,17 @@
 An LSTM, a GRU, a plain RNN and an nn.TransformerEncoder classifier (multi-head attention,
 LayerNorm, GELU) read each 8x8 digit as 8 time steps of 8 features (``models.py``); each is
 trained for a few seconds, exported with both torch exporters and quantized with
-``onnxq.quantize_dynamic`` in both formats. On the 500 held-out digits, on stock onnxruntime
+``onnxq.quantize_dynamic`` in every format. On the 500 held-out digits, on stock onnxruntime
 (the model as written: weights int8, or uint8 where this CPU's int8 kernels saturate, below):
 
 - top-1 accuracy within 0.5 point of the fp32 model's and the logits' cosine with fp32 >= 0.995;
 - the file at most 0.30x the fp32 file (the layers are wide enough that weights dominate: the
   float biases, scales and graph of the smallest, the GRU, are 2% of its fp32 size);
 - what each op became: MatMul/Gemm integer matmuls, LSTM/GRU/RNN weights int8 (the LSTM as
-  DynamicQuantizeLSTM in the onnxruntime format), no float weight left on a quantized node.
+  DynamicQuantizeLSTM in the onnxruntime format), no float weight left on a quantized node;
+- the ``onnxq`` format (MatMul/Gemm as ai.onnxq.DynamicMatMul on onnxq's kernels) gives the bytes
+  of the ``qdq`` format computed exactly (its uint8 twin where this CPU's kernels saturate), whose
+  integer matmuls are the numpy reference's (tests/passes/test_dynamic_matmul.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import onnx
 import pytest
 
 import onnxq
+from onnxq.passes.uint8_twin import exact_on_onnxruntime
 from onnxq.runtime import make_session, ort_u8s8_saturates
 
 pytestmark = pytest.mark.filterwarnings(
@@ -35,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings(
 #: cosine >= 0.9999 — the loss is that CPU's kernels, not the quantization.
 WEIGHT_DTYPE = "uint8" if ort_u8s8_saturates() else "int8"
 EXPORTERS = [(False, 17), (True, 18)]  # (dynamo, opset): both torch exporters
-FORMATS = ("qdq", "onnxruntime")
+FORMATS = ("qdq", "onnxruntime", "onnxq")
 MAX_TOP1_DROP = 0.5  # points
 MIN_COSINE = 0.995
 MAX_SIZE_RATIO = 0.30
@@ -47,6 +51,9 @@ RECURRENT_KIND = {
     ("GRU", "onnxruntime"): "weight_only",
     ("RNN", "qdq"): "weight_only",
     ("RNN", "onnxruntime"): "weight_only",
+    ("LSTM", "onnxq"): "weight_only",
+    ("GRU", "onnxq"): "weight_only",
+    ("RNN", "onnxq"): "weight_only",
 }
 
 
@@ -64,7 +71,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "transformer"])
 def test_dynamic_keeps_accuracy_and_shrinks_sequence_models(exported, digits, name, dynamo, opset, fmt):
     export = exported(name, dynamo, opset)
-    conversion = onnxq.convert_dynamic(export.proto, format=fmt, weight_dtype=WEIGHT_DTYPE)
+    weight_dtype = "int8" if fmt == "onnxq" else WEIGHT_DTYPE  # onnxq's kernels are exact everywhere
+    conversion = onnxq.convert_dynamic(export.proto, format=fmt, weight_dtype=weight_dtype)
     fp32 = _logits(export.proto, digits.x_test)
     int8 = _logits(conversion.model, digits.x_test)
     top1_fp32 = 100 * float(np.mean(fp32.argmax(1) == digits.y_test))
@@ -89,5 +97,15 @@ def test_dynamic_keeps_accuracy_and_shrinks_sequence_models(exported, digits, na
     if fmt == "onnxruntime":
         assert ops["DynamicQuantizeMatMul"] >= 1 and ops["MatMulInteger"] == 0
         assert ops["DynamicQuantizeLSTM"] == (name == "lstm")
+    elif fmt == "onnxq":
+        assert ops["DynamicMatMul"] >= 1 and ops["MatMulInteger"] == 0
+        for op in {"LSTM", "GRU", "RNN"} & set(kinds):  # the dynamo exporter unrolls nn.RNN
+            assert any(f"onnxq has no custom op for a dynamically quantized {op}" in note
+                       for note in conversion.report.pass_notes)  # fmt: skip
+        qdq = onnxq.quantize_dynamic(export.proto, format="qdq")
+        feeds = {"input": digits.x_test}  # unoptimised: the float ops between the matmuls run alike
+        exact = make_session(exact_on_onnxruntime(qdq), threads=1, optimize=False).run(None, feeds)[0]
+        ours = make_session(conversion.model, threads=1, optimize=False).run(None, feeds)[0]
+        np.testing.assert_array_equal(ours, exact)
     else:
         assert ops["MatMulInteger"] >= 1 and not any(n.domain for n in conversion.model.graph.node)

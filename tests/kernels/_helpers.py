@@ -3,7 +3,7 @@
 The ``isa`` and ``rng`` fixtures live in ``conftest.py``; this module holds the plain values and
 functions the tests use in ``parametrize`` lists and bodies::
 
-    from _helpers import DTYPES, ZERO_POINTS, assert_same_bits, ort_session, random_q
+    from _helpers import DTYPES, ZERO_POINTS, assert_same_bits, ort_session, random_q, weight_as_input
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
-from onnx import NodeProto, TensorProto, ValueInfoProto, helper
+from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto, helper
 
 from onnxq.passes.uint8_twin import exact_on_onnxruntime
 
@@ -49,3 +49,11 @@ def ort_session(nodes: Sequence[NodeProto], inputs: Sequence[ValueInfoProto],
     return ort.InferenceSession(
         exact_on_onnxruntime(model).SerializeToString(), so, providers=["CPUExecutionProvider"]
     )
+
+
+def weight_as_input(model: ModelProto, name: str = "w") -> None:
+    """Turn the initializer ``name`` of ``model`` into a graph input of its type and shape (a
+    custom op's weight that is no longer a constant)."""
+    w = next(t for t in model.graph.initializer if t.name == name)
+    model.graph.initializer.remove(w)
+    model.graph.input.append(helper.make_tensor_value_info(name, w.data_type, list(w.dims)))

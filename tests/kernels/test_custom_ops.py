@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _helpers import weight_as_input
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.kernels.custom_ops import DOMAIN, OPSET, library_path
@@ -245,12 +246,6 @@ def _set_attr(name: str, value: object):  # type: ignore[no-untyped-def]
     return edit
 
 
-def _weight_as_input(m: onnx.ModelProto) -> None:
-    w = next(t for t in m.graph.initializer if t.name == "w")
-    m.graph.initializer.remove(w)
-    m.graph.input.append(helper.make_tensor_value_info("w", TensorProto.INT8, list(w.dims)))
-
-
 def _nonzero_weight_zero_point(m: onnx.ModelProto) -> None:
     wz = next(t for t in m.graph.initializer if t.name == "wz")
     wz.CopyFrom(numpy_helper.from_array(np.full(16, 3, np.int8), "wz"))
@@ -271,7 +266,7 @@ def _zero_scale(m: onnx.ModelProto) -> None:
         (_set_attr("qmin", 300), "node 'conv': attribute qmin is 300, expected 0 to 255"),
         (_set_attr("group", None), "node 'conv': group: "),  # the runtime's own message follows
         (_set_attr("group", 3), "node 'conv': group 3 does not divide the 16 output channels"),
-        (_weight_as_input, "node 'conv': w must be a constant (an initializer)"),
+        (weight_as_input, "node 'conv': w must be a constant (an initializer)"),
         (_nonzero_weight_zero_point, "node 'conv': w_zero_point[0] is 3; onnxq's conv takes symmetric"),
         (_zero_scale, "node 'conv': y_scale is 0, expected a finite scale > 0"),
     ],

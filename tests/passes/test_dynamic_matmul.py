@@ -1,4 +1,4 @@
-"""DynamicMatMul: MatMul/Gemm on activations quantized at run time, in both formats."""
+"""DynamicMatMul: MatMul/Gemm on activations quantized at run time, in every format."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxq
 from onnxq.kernels.reference.dynamic import dynamic_matmul
+from onnxq.qconfig import get_default_qconfig
 from onnxq.weights.dynamic import quantize_channels
 
 RNG = np.random.default_rng(0)
@@ -41,7 +42,7 @@ def _ops(model: onnx.ModelProto) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "onnxq"])
 def test_matmuls_compute_the_reference_dynamic_matmul(fmt: str, run_ort) -> None:
     qmodel = onnxq.quantize_dynamic(_model(), format=fmt)
     ops = _ops(qmodel)
@@ -49,7 +50,8 @@ def test_matmuls_compute_the_reference_dynamic_matmul(fmt: str, run_ort) -> None
         assert ops["DynamicQuantizeLinear"] == 2 and ops["MatMulInteger"] == 3 and ops["Cast"] == 3
         assert not any(n.domain for n in qmodel.graph.node)
     else:
-        assert ops["DynamicQuantizeMatMul"] == 3 and "MatMulInteger" not in ops
+        fused = "DynamicQuantizeMatMul" if fmt == "onnxruntime" else "DynamicMatMul"
+        assert ops[fused] == 3 and "MatMulInteger" not in ops
     assert "MatMul" not in ops and "Gemm" not in ops
     int8 = [t for t in qmodel.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2]
     assert len(int8) == 2  # the shared weight once, the Gemm's
@@ -70,7 +72,7 @@ def test_matmuls_compute_the_reference_dynamic_matmul(fmt: str, run_ort) -> None
     assert np.abs(got - fp32).max() < 0.02 * np.abs(fp32).max()
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime"])
+@pytest.mark.parametrize("fmt", ["qdq", "onnxruntime", "onnxq"])
 def test_matmul_absorbs_the_bias_add_that_alone_reads_it(fmt: str, run_ort) -> None:
     bias = RNG.standard_normal(24).astype(np.float32)
     graph = helper.make_graph(
@@ -85,8 +87,9 @@ def test_matmul_absorbs_the_bias_add_that_alone_reads_it(fmt: str, run_ort) -> N
     entries = {n.name: (n.quantized, n.kind, n.fused_into) for n in conversion.report.nodes}
     assert entries == {"mm": (True, "dynamic_matmul", None), "bias_add": (True, None, "mm")}
     nodes = conversion.model.graph.node
-    if fmt == "onnxruntime":
-        assert [n.op_type for n in nodes] == ["DynamicQuantizeMatMul"] and len(nodes[0].input) == 5
+    if fmt != "qdq":
+        fused = "DynamicQuantizeMatMul" if fmt == "onnxruntime" else "DynamicMatMul"
+        assert [n.op_type for n in nodes] == [fused] and len(nodes[0].input) == 5
     else:
         assert [n.op_type for n in nodes][-1] == "Add"  # after the scale Mul, as onnxruntime fuses it
     x = RNG.standard_normal((2, 3, 16)).astype(np.float32)
@@ -94,3 +97,32 @@ def test_matmul_absorbs_the_bias_add_that_alone_reads_it(fmt: str, run_ort) -> N
     w = quantize_channels(W, onnxq.get_default_qconfig("per_channel_dynamic").weight, (1,))
     expected = dynamic_matmul(x.reshape(6, 16), w.values.T, w.scale, bias=bias).reshape(2, 3, 24)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_onnxq_format_keeps_the_qdq_form_for_weights_with_zero_points_and_says_why(run_ort) -> None:
+    from onnxq.qconfig import DYNAMIC_ACTIVATION, QConfig, QConfigMapping, QSpec
+
+    asymmetric = QConfig(DYNAMIC_ACTIVATION, QSpec("uint8", observer="minmax"))
+    mapping = QConfigMapping(get_default_qconfig("per_channel_dynamic")).set_node_name("gemm", asymmetric)
+    conversion = onnxq.convert_dynamic(_model(), format="onnxq", qconfig_mapping=mapping)
+    ops = _ops(conversion.model)
+    assert ops["DynamicMatMul"] == 2 and ops["MatMulInteger"] == 1
+    assert any(n.startswith("gemm: its weights are asymmetric uint8") for n in conversion.report.pass_notes)
+    x = RNG.standard_normal((2, 3, 16)).astype(np.float32)
+    (fp32,) = run_ort(_model(), {"x": x})
+    (got,) = run_ort(conversion.model, {"x": x})
+    assert np.abs(got - fp32).max() < 0.02 * np.abs(fp32).max()
+
+
+def test_onnxq_format_keeps_a_matmul_with_a_weight_that_is_not_constant_in_float(run_ort) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [16, 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 24])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    conversion = onnxq.convert_dynamic(model, format="onnxq")
+    (entry,) = conversion.report.nodes
+    assert not entry.quantized and entry.reason == "weight 'w' is not a constant"
+    assert [n.op_type for n in conversion.model.graph.node] == ["MatMul"]

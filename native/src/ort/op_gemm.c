@@ -9,8 +9,6 @@
  * Every input but a is a constant, packed once when the session is created. Attributes transB,
  * qmin / qmax (the fused ReLU as a clamp). Rows are split over the session's intra-op threads.
  */
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,39 +68,23 @@ static OrtStatus* create(const OrtKernelInfo* info, onnxq_ort_node node, void** 
     if (w.ndim != 2 || w.count == 0) return fail_free(g, onnxq_ort_fail(nd, "w is not a non-empty matrix"));
     g->n = (size_t)(trans_b ? w.dims[0] : w.dims[1]);
     g->k = (size_t)(trans_b ? w.dims[1] : w.dims[0]);
-    if (ws.count != 1 && ws.count != g->n)
-        return fail_free(g, onnxq_ort_fail(nd, "w_scale has %zu values, expected 1 or %zu", ws.count, g->n));
-    if (wz.count != 1 && wz.count != g->n)
-        return fail_free(g, onnxq_ort_fail(nd, "w_zero_point has %zu values, expected 1 or %zu", wz.count, g->n));
-    for (size_t i = 0; i < wz.count; i++)
-        if (((const int8_t*)wz.data)[i] != 0)
-            return fail_free(g, onnxq_ort_fail(nd, "w_zero_point[%zu] is not 0 (symmetric weights only)", i));
     if (b.data != NULL && b.count != g->n)
         return fail_free(g, onnxq_ort_fail(nd, "B has %zu values, expected %zu", b.count, g->n));
+    if ((s = onnxq_ort_weight_scales(nd, &ws, &wz, g->n, &g->scale)) != NULL) return fail_free(g, s);
     g->scale_len = ws.count;
-    g->scale = malloc(ws.count * sizeof *g->scale);
-    if (b.data != NULL) g->bias = malloc(g->n * sizeof *g->bias);
-    if (g->scale == NULL || (b.data != NULL && g->bias == NULL))
-        return fail_free(g, onnxq_ort_fail_code(ORT_FAIL, nd, "out of memory"));
-    for (size_t i = 0; i < ws.count; i++) {
-        onnxq_ort_tensor one = ws;
-        one.data = (float*)ws.data + i;
-        float v;
-        if ((s = onnxq_ort_scale(nd, &one, "w_scale", &v)) != NULL) return fail_free(g, s);
-        g->scale[i] = (a_scale * v) / y_scale;
+    for (size_t i = 0; i < ws.count; i++) g->scale[i] = (a_scale * g->scale[i]) / y_scale;
+    if (b.data != NULL) {
+        if ((g->bias = malloc(g->n * sizeof *g->bias)) == NULL)
+            return fail_free(g, onnxq_ort_fail_code(ORT_FAIL, nd, "out of memory"));
+        memcpy(g->bias, b.data, g->n * sizeof *g->bias);
     }
-    if (b.data != NULL) memcpy(g->bias, b.data, g->n * sizeof *g->bias);
     g->a_zp = onnxq_ort_zero_point(&az);
     g->y_zp = onnxq_ort_zero_point(&yz);
     g->qmin = (int32_t)qmin;
     g->qmax = (int32_t)qmax;
-    g->packed_size = onnxq_gemm_u8s8_packed_size(g->k, g->n);
-    if (g->packed_size == 0) return fail_free(g, onnxq_ort_fail(nd, "w is too large to pack"));
-    g->packed = aligned_alloc(64, (g->packed_size + 63) & ~(size_t)63);
-    if (g->packed == NULL) return fail_free(g, onnxq_ort_fail_code(ORT_FAIL, nd, "out of memory"));
     ptrdiff_t stride_k = trans_b ? 1 : (ptrdiff_t)g->n, stride_n = trans_b ? (ptrdiff_t)g->k : 1;
-    int st = onnxq_gemm_u8s8_pack(w.data, w.count, g->k, g->n, stride_k, stride_n, 0, g->packed, g->packed_size);
-    if (st) return fail_free(g, onnxq_ort_kernel_error(nd, st));
+    if ((s = onnxq_ort_pack_gemm(nd, &w, g->k, g->n, stride_k, stride_n, &g->packed, &g->packed_size)) != NULL)
+        return fail_free(g, s);
     *kernel = g;
     return NULL;
 }
@@ -112,8 +94,7 @@ typedef struct gemm_job {
     const uint8_t* a;
     uint8_t* y;
     size_t m;
-    atomic_int failed;
-    char error[256];
+    onnxq_ort_job_error error;
 } gemm_job;
 
 static onnxq_gemm_u8s8_params rows_params(const gemm_kernel* g, const uint8_t* a, uint8_t* y, size_t m) {
@@ -133,12 +114,7 @@ static void run_rows(void* data, size_t i) {
     gemm_job* job = data;
     size_t r0 = i * GEMM_ROWS, m = job->m - r0 < GEMM_ROWS ? job->m - r0 : GEMM_ROWS;
     onnxq_gemm_u8s8_params p = rows_params(job->g, job->a + r0 * job->g->k, job->y + r0 * job->g->n, m);
-    int st = onnxq_gemm_u8s8_run(job->g->packed, job->g->packed_size, &p);
-    if (st != 0) {
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&job->failed, &expected, st))
-            snprintf(job->error, sizeof job->error, "%s", onnxq_last_error());
-    }
+    onnxq_ort_job_fail(&job->error, onnxq_gemm_u8s8_run(job->g->packed, job->g->packed_size, &p));
 }
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
@@ -155,10 +131,8 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     gemm_job job;
     memset(&job, 0, sizeof job);
     job.g = g, job.a = a.data, job.y = y.data, job.m = m;
-    atomic_init(&job.failed, 0);
     if ((s = onnxq_ort_parallel(ctx, &g->node, run_rows, (m + GEMM_ROWS - 1) / GEMM_ROWS, &job)) != NULL) return s;
-    if (atomic_load(&job.failed)) return onnxq_ort_fail_code(ORT_FAIL, &g->node, "%s", job.error);
-    return NULL;
+    return onnxq_ort_job_status(&g->node, &job.error);
 }
 
 onnxq_ort_opdef onnxq_ort_op_qgemm = {

@@ -8,6 +8,7 @@
  */
 #ifndef ONNXQ_ORT_KERNEL_H
 #define ONNXQ_ORT_KERNEL_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -95,6 +96,28 @@ OrtStatus* onnxq_ort_scale(const onnxq_ort_node* node, const onnxq_ort_tensor* t
 /* A zero point from a u8 or s8 constant's one value (as int32). */
 int32_t onnxq_ort_zero_point(const onnxq_ort_tensor* t);
 
+/* The scales of symmetric int8 weights with n output channels: w_scale holds 1 or n finite
+ * values > 0 and w_zero_point 1 or n zeros; *scales gets a malloc'd copy of w_scale's values
+ * (the caller frees it; NULL on error). */
+OrtStatus* onnxq_ort_weight_scales(const onnxq_ort_node* node, const onnxq_ort_tensor* w_scale,
+                                   const onnxq_ort_tensor* w_zero_point, size_t n, float** scales);
+/* Packs the int8 weights B[k, n] (element (i, j) at stride_k * i + stride_n * j of w) for
+ * onnxq_gemm_u8s8_run into a new 64-byte aligned buffer (*packed, freed by the caller). */
+OrtStatus* onnxq_ort_pack_gemm(const onnxq_ort_node* node, const onnxq_ort_tensor* w, size_t k,
+                               size_t n, ptrdiff_t stride_k, ptrdiff_t stride_n, void** packed,
+                               size_t* packed_size);
+
+/* The first failure of the tasks of one parallel run: its status and onnxq_last_error() as the
+ * failing thread saw it (the message is thread-local). Zero-initialise before the run. */
+typedef struct onnxq_ort_job_error {
+    atomic_int status;
+    char message[256];
+} onnxq_ort_job_error;
+/* Records status (!= 0) unless a task failed already. */
+void onnxq_ort_job_fail(onnxq_ort_job_error* e, int status);
+/* NULL when no task failed, else a status naming the node with the first failure's message. */
+OrtStatus* onnxq_ort_job_status(const onnxq_ort_node* node, onnxq_ort_job_error* e);
+
 /* Runs fn(data, i) for i in [0, n) on the session's intra-op threads (inline when n <= 1). */
 OrtStatus* onnxq_ort_parallel(OrtKernelContext* ctx, const onnxq_ort_node* node,
                               void (*fn)(void* data, size_t i), size_t n, void* data);
@@ -108,5 +131,6 @@ extern onnxq_ort_opdef onnxq_ort_op_maxpool;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 extern onnxq_ort_opdef onnxq_ort_op_qgemm;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearconcat;
+extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmul;
 
 #endif /* ONNXQ_ORT_KERNEL_H */
