@@ -15,6 +15,12 @@ tensor to its Q/DQ pair) -> ``onnx.checker`` -> the report. :func:`convert` retu
 as one :class:`Conversion`. Loading is :mod:`onnxq.io`, the structural rewrites :mod:`onnxq.passes`,
 the decisions :mod:`onnxq.planning`, statistics :mod:`onnxq.calibration`, the weights
 :mod:`onnxq.weights`, the summary :mod:`onnxq.report`. Nothing here writes files.
+
+Two post-training algorithms are off by default: ``prepare(..., equalize=True)`` runs cross-layer
+equalisation (:mod:`onnxq.passes.equalize`) with the structural passes, and
+``prepare(..., bias_correction=True)`` also observes the mean of each layer's input while
+calibrating (in the same runs: :mod:`onnxq.accuracy.input_means`) and corrects the biases for
+the weights' rounding at conversion (:mod:`onnxq.weights.bias_correction`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Union
 import onnx
 import onnx_ir as ir
 
+from onnxq.accuracy.input_means import ChannelMean, with_means, without_means
 from onnxq.accuracy.saturation import audit_layers
 from onnxq.calibration.budget import default_max_memory, parse_memory
 from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_observers, resolve_qparams
@@ -48,6 +55,7 @@ from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
 from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
+from onnxq.weights.bias_correction import CORRECTED_INPUT_AXES
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +97,14 @@ def convert(
     weight_method: str = "rtn",
     pass_notes: tuple[str, ...] = (),
     saturation_audit: bool = False,
+    input_means: Mapping[str, Any] | None = None,
 ) -> Conversion:
     """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
     statistics (None only when the plan observes nothing: fixed ranges, weight-only).
 
     ``saturation_audit`` (the ``x86-avx2`` target) gives 7-bit inputs to the layers whose 8-bit
     ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
+    ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name.
     """
     if calibration is None:
         if plan.observed_values():
@@ -113,7 +123,7 @@ def convert(
             dropped,
         )
     pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
-    weights = quantize_weights(applied, model, qparams.groups, weight_method)
+    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
     if saturation_audit:
         narrow, lines = audit_layers(applied, model, qparams.groups, weights, calibration.observers)
         audited = sum(1 for w in applied.weights.values() if w.activation is not None)
@@ -122,7 +132,7 @@ def convert(
         if narrow:
             qparams = resolve_qparams(plan, model, calibration, narrow)
             applied = drop_unreached(plan, qparams.groups)
-            weights = quantize_weights(applied, model, qparams.groups, weight_method)
+            weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
     if tensor_bytes(result.model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
@@ -155,6 +165,7 @@ class PreparedModel:
         pass_notes: tuple[str, ...] = (),
         *,
         saturation_audit: bool = False,
+        bias_correction: bool = False,
     ) -> None:
         self._model = model
         self._plan = plan
@@ -162,6 +173,7 @@ class PreparedModel:
         self._saturation_audit = saturation_audit
         self._calibration: CalibrationResult | None = None
         self._conversion: Conversion | None = None
+        self._means = _layer_input_means(model, plan) if bias_correction else None
 
     @property
     def model(self) -> ir.Model:
@@ -218,10 +230,13 @@ class PreparedModel:
             max_memory = parse_memory(max_memory)
         start = self._calibration.copy() if self._calibration is not None else None
         observers = start.observers if start is not None else make_observers(self._plan)
+        if self._means is not None:  # bias correction: the layers' input means, in the same runs
+            observers = with_means(observers, self._means)
         run = calibrate(
             self._model, observers, batches, progress=progress, shard=shard, max_memory=max_memory
         )
-        self._calibration = CalibrationResult(run.observers, run.num_samples + self.num_samples)
+        observed = without_means(run.observers)
+        self._calibration = CalibrationResult(observed, run.num_samples + self.num_samples)
         return self._calibration.copy()
 
     def convert(
@@ -233,6 +248,14 @@ class PreparedModel:
     ) -> onnx.ModelProto:
         """The QDQ model (checked with ``onnx.checker``) from ``calibration`` (default: what
         :meth:`calibrate` gathered) and ``plan`` (default: the prepared one)."""
+        means = None
+        if self._means is not None:
+            if not any(m.reached for m in self._means.values()):
+                raise CalibrationDataError(
+                    "bias correction needs the layers' input means: call calibrate(batches) on data "
+                    "(a loaded calibration result does not hold them)"
+                )
+            means = {name: m.mean for name, m in self._means.items() if m.reached}
         self._conversion = convert(
             self._model,
             self._plan if plan is None else plan,
@@ -240,6 +263,7 @@ class PreparedModel:
             weight_method=weight_method,
             pass_notes=self._pass_notes,
             saturation_audit=self._saturation_audit,
+            input_means=means,
         )
         return self._conversion.model
 
@@ -250,11 +274,27 @@ def required_opset(mapping: QConfigMapping) -> int:
     return max([qdq_opset(s.dtype, isinstance(s.granularity, PerBlock)) for s in specs], default=MIN_OPSET)
 
 
+def _layer_input_means(model: ir.Model, plan: QuantPlan) -> dict[str, ChannelMean]:
+    """A mean accumulator for the input of every layer whose bias correction can correct."""
+    op_types = {node.name: node.op_type for graph in plannable_graphs(model.graph) for node in graph}
+    return {
+        wp.activation: ChannelMean(CORRECTED_INPUT_AXES[op_types[wp.node]])
+        for wp in plan.weights.values()
+        if wp.activation is not None and wp.bias is not None and op_types.get(wp.node) in CORRECTED_INPUT_AXES
+    }
+
+
 def structurally_prepared(
-    model: ModelSource, min_opset: int, requantize: bool
+    model: ModelSource,
+    min_opset: int,
+    requantize: bool,
+    *,
+    equalize: bool = False,
+    bias_correction: bool = False,
 ) -> tuple[ir.Model, dict[str, str], tuple[str, ...]]:
     """``model`` loaded (copied), refused when quantized already (unless ``requantize``), after the
-    structural passes; with each node's op type in the user's model and the passes' notes."""
+    structural passes (with cross-layer equalisation and zero biases when asked); with each node's
+    op type in the user's model and the passes' notes."""
     ir_model = model.clone() if isinstance(model, ir.Model) else load_model(model)
     if not requantize and (found := prequantized.describe(ir_model.graph)):
         raise UnsupportedModelError(
@@ -262,7 +302,8 @@ def structurally_prepared(
             "what is still float (requantize=True, --requantize)"
         )
     source_op_types = {node.name: node.op_type for node in ir_model.graph if node.name}
-    ir_model, results = run_passes(ir_model, structural_passes(min_opset))
+    passes = structural_passes(min_opset, equalize=equalize, bias_correction=bias_correction)
+    ir_model, results = run_passes(ir_model, passes)
     return ir_model, source_op_types, tuple(note for r in results for note in r.notes)
 
 
@@ -272,6 +313,8 @@ def prepare(
     *,
     target: str = DEFAULT_TARGET,
     requantize: bool = False,
+    equalize: bool = False,
+    bias_correction: bool = False,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -286,12 +329,20 @@ def prepare(
         requantize: For a model quantized already: quantize only what is still float (its
             quantized part is left as it is; the report says which nodes). Without it such a
             model is refused.
+        equalize: Cross-layer equalisation of Conv -> (ReLU) -> Conv pairs before planning
+            (:mod:`onnxq.passes.equalize`): the float model computes the same, its weights
+            quantize better per tensor.
+        bias_correction: Correct each Conv/Gemm bias for the mean output shift its weight's
+            rounding causes (:mod:`onnxq.weights.bias_correction`), from the means of the layers'
+            inputs observed while calibrating; layers without a bias get one.
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = resolve_qconfig(qconfig_mapping) if chosen else target_mapping(target)
-    ir_model, source_op_types, notes = structurally_prepared(model, required_opset(mapping), requantize)
+    ir_model, source_op_types, notes = structurally_prepared(
+        model, required_opset(mapping), requantize, equalize=equalize, bias_correction=bias_correction
+    )
     attention = len(attention_softmaxes(ir_model.graph))
     if attention:
         advice = (
@@ -313,7 +364,13 @@ def prepare(
         len(plan.quantized_nodes()),
         len(plan.observed_values()),
     )
-    return PreparedModel(ir_model, plan, notes, saturation_audit=not chosen and target in AUDITED_TARGETS)
+    return PreparedModel(
+        ir_model,
+        plan,
+        notes,
+        saturation_audit=not chosen and target in AUDITED_TARGETS,
+        bias_correction=bias_correction,
+    )
 
 
 def quantize_static(
@@ -324,9 +381,11 @@ def quantize_static(
     target: str = DEFAULT_TARGET,
     progress: bool = True,
     weight_method: str = "rtn",
+    equalize: bool = False,
+    bias_correction: bool = False,
 ) -> onnx.ModelProto:
     """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``."""
-    prepared = prepare(model, qconfig, target=target)
+    prepared = prepare(model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method)
 

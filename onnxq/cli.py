@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-tensor", action="store_true", help="one weight scale per tensor, not per channel"
     )
     qopts.add_argument(
+        "--equalize",
+        action="store_true",
+        help="cross-layer equalisation of Conv -> (ReLU) -> Conv pairs before quantizing (helps "
+        "per-tensor weights of MobileNet-style models; the float model computes the same)",
+    )
+    qopts.add_argument(
         "--requantize",
         action="store_true",
         help="the model is quantized already: quantize only what is still float (the report says what)",
@@ -142,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a calibration file from 'onnxq calibrate' or 'onnxq merge-stats', instead of --calib",
     )
     q.add_argument("--report", type=Path, help="write the quantization report as JSON here")
+    q.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="correct each Conv/Gemm bias for the mean output shift of its weight's rounding, from "
+        "the layer inputs' means over --calib (not with --stats)",
+    )
     q.add_argument(
         "--external-data",
         action="store_true",
@@ -331,6 +343,11 @@ def _quantize(args: argparse.Namespace) -> None:
     check_output_dirs(output=args.output, report=args.report)
     if args.stats is not None and args.calib is not None:
         raise OnnxqError("give --calib or --stats, not both")
+    for option, given in {"--equalize": args.equalize, "--bias-correction": args.bias_correction}.items():
+        if given and args.mode == "dynamic":
+            raise OnnxqError(f"{option} applies to --mode static")
+    if args.bias_correction and args.stats is not None:
+        raise OnnxqError("--bias-correction needs --calib, not --stats: it observes the layer inputs' means")
     outputs = {
         "output": args.output,
         "output's external data": _data_file(args.output),

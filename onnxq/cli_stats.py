@@ -83,7 +83,14 @@ def prepare_from_args(
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
-    prepared = prepare(args.model, mapping, target=args.target, requantize=args.requantize)
+    prepared = prepare(
+        args.model,
+        mapping,
+        target=args.target,
+        requantize=args.requantize,
+        equalize=args.equalize,
+        bias_correction=getattr(args, "bias_correction", False),
+    )
     check_outputs_apart(
         outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}
     )

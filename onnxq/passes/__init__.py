@@ -6,7 +6,11 @@ The structural pipeline prepares a float model for quantization without changing
    ``Sum`` -> ``Add``, every node named;
 2. :class:`~onnxq.passes.global_pool.ReduceMeanToGlobalPool` - spatial ``ReduceMean`` -> global pool;
 3. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
-4. :class:`~onnxq.passes.matmul_add_to_gemm.MatMulAddToGemm` - ``MatMul + Add`` -> ``Gemm`` where legal.
+4. :class:`~onnxq.passes.matmul_add_to_gemm.MatMulAddToGemm` - ``MatMul + Add`` -> ``Gemm`` where legal;
+5. :class:`~onnxq.passes.equalize.EqualizeConvPairs` - cross-layer equalisation of Conv -> (ReLU) ->
+   Conv pairs, only when asked (``equalize=True``): it changes the weights, not what the model computes;
+6. :class:`~onnxq.passes.zero_bias.GiveZeroBias` - a zero bias for every Conv/Gemm without one, only
+   for bias correction (``bias_correction=True``).
 
 Every pass is an ``onnx_ir`` in-place pass (:mod:`onnxq.passes.base`). :func:`run_passes` runs a
 sequence of them and keeps each one's result (its notes go into the report); it does not wrap
@@ -34,18 +38,31 @@ from onnxq.passes.base import GraphPass, PassResult
 from onnxq.passes.dequantize_weights import DequantizeWeights
 from onnxq.passes.dynamic_lstm import DynamicLSTM
 from onnxq.passes.dynamic_matmul import DynamicMatMul
+from onnxq.passes.equalize import EqualizeConvPairs
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
 from onnxq.passes.matmul_add_to_gemm import MatMulAddToGemm
 from onnxq.passes.normalize import Normalize
+from onnxq.passes.zero_bias import GiveZeroBias
 from onnxq.planning.dynamic import DynamicPlan
 
 logger = logging.getLogger(__name__)
 
 
-def structural_passes(min_opset: int = MIN_OPSET) -> tuple[GraphPass, ...]:
-    """The structural pipeline, in the order it must run; models older than ``min_opset`` are upgraded."""
-    return (Normalize(min_opset=min_opset), ReduceMeanToGlobalPool(), FoldBatchNorm(), MatMulAddToGemm())
+def structural_passes(
+    min_opset: int = MIN_OPSET, *, equalize: bool = False, bias_correction: bool = False
+) -> tuple[GraphPass, ...]:
+    """The structural pipeline, in the order it must run; models older than ``min_opset`` are upgraded.
+    ``equalize`` adds cross-layer equalisation after BatchNorm folding, ``bias_correction`` zero
+    biases where layers have none."""
+    passes: tuple[GraphPass, ...] = (
+        Normalize(min_opset=min_opset),
+        ReduceMeanToGlobalPool(),
+        FoldBatchNorm(),
+        MatMulAddToGemm(),
+    )
+    passes += (EqualizeConvPairs(),) if equalize else ()
+    return (*passes, GiveZeroBias()) if bias_correction else passes
 
 
 def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
@@ -68,7 +85,9 @@ __all__ = [
     "DequantizeWeights",
     "DynamicLSTM",
     "DynamicMatMul",
+    "EqualizeConvPairs",
     "FoldBatchNorm",
+    "GiveZeroBias",
     "GraphPass",
     "MatMulAddToGemm",
     "Normalize",

@@ -4,7 +4,9 @@
 :class:`QuantizedWeights` value that :class:`~onnxq.passes.insert_qdq.InsertQDQ` stores in the
 model. A weight read by several nodes with the same spec and granularity is quantized once (one
 :class:`QuantizedTensor`, one DequantizeLinear). A bias needs its input's scale (``scale_x *
-scale_w``), so it comes from the activation parameters resolved from calibration.
+scale_w``), so it comes from the activation parameters resolved from calibration. Given the
+means of the layers' inputs, each float bias is first corrected for the output shift its weight's
+rounding causes (:mod:`onnxq.weights.bias_correction`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from onnxq.graph import constant_array, iter_graphs
 from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
 from onnxq.planning.weight_plan import WeightPlan
-from onnxq.qparams import QParams
+from onnxq.qparams import QParams, dequantize
 from onnxq.weights.bias import bias_qparams
+from onnxq.weights.bias_correction import corrected_bias
 from onnxq.weights.registry import QuantizedTensor, WeightRequest, get_weight_method
 
 logger = logging.getLogger(__name__)
@@ -59,11 +62,14 @@ def quantize_weights(
     model: ir.Model,
     act_qparams: Mapping[int, QParams],
     method: str = "rtn",
+    input_means: Mapping[str, np.ndarray] | None = None,
 ) -> QuantizedWeights:
     """Quantize every weight of ``plan`` with the weight method registered as ``method``.
 
     ``act_qparams`` are the activation parameters by tensor group (biases need their input's
-    scale). The model is not changed.
+    scale). ``input_means`` (bias correction), by input tensor name: the per-channel mean of each
+    layer's input; the biases of the layers reading one are corrected before they become int32.
+    The model is not changed.
     """
     fn = get_weight_method(method)
     values = values_by_name(model.graph)
@@ -81,18 +87,30 @@ def quantize_weights(
             )
             shared[key] = _checked(fn(request), request, method)
         weight = shared[key]
-        out[wp.node] = NodeWeights(weight, _bias(wp, values, input_qp, weight.qparams))
+        mean = None if input_means is None or wp.activation is None else input_means.get(wp.activation)
+        correction = None if mean is None else (nodes[wp.node], constant_array(values[wp.weight]), mean)
+        out[wp.node] = NodeWeights(weight, _bias(wp, values, input_qp, weight, correction))
     logger.info("weights: %d tensor(s) quantized with %r for %d node(s)", len(shared), method, len(out))
     return QuantizedWeights(method, out)
 
 
 def _bias(
-    wp: WeightPlan, values: Mapping[str, ir.Value], input_qp: QParams | None, w_qp: QParams
+    wp: WeightPlan,
+    values: Mapping[str, ir.Value],
+    input_qp: QParams | None,
+    weight: QuantizedTensor,
+    correction: tuple[ir.Node, np.ndarray | None, np.ndarray] | None,
 ) -> QuantizedBias | None:
     if wp.bias is None or input_qp is None:
         return None
     b = constant_array(values[wp.bias])
     assert b is not None
+    w_qp = weight.qparams
+    if correction is not None:
+        node, w, mean = correction
+        assert w is not None
+        fixed = corrected_bias(node, b, w, dequantize(weight.values, w_qp), mean)
+        b = b if fixed is None else fixed
     q, scale = bias_qparams(b, input_qp.scale, w_qp.scale, wp.bias_repeats)
     return QuantizedBias(q, scale, None if w_qp.axis is None else 0)
 
