@@ -18,6 +18,7 @@ Everything public is listed in ``__all__``; anything else is internal.
 """
 
 from onnxq import errors
+from onnxq.accuracy.fallback import BudgetResult, quantize_with_budget
 from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
 from onnxq.api_dynamic import DynamicConversion, convert_dynamic, quantize_dynamic
 from onnxq.calibration.images import ImageFolder
@@ -51,6 +52,7 @@ def _version() -> str:
 __version__ = _version()
 
 __all__ = [
+    "BudgetResult",
     "CalibrationDataError",
     "CalibrationResult",
     "ConfigError",
@@ -84,6 +86,7 @@ __all__ = [
     "prepare",
     "quantize_dynamic",
     "quantize_static",
+    "quantize_with_budget",
     "register_weight_method",
     "save_model",
 ]

@@ -166,9 +166,13 @@ class PreparedModel:
         *,
         saturation_audit: bool = False,
         bias_correction: bool = False,
+        mapping: QConfigMapping | None = None,
+        source_op_types: Mapping[str, str] | None = None,
     ) -> None:
         self._model = model
         self._plan = plan
+        self._mapping = mapping
+        self._source_op_types = dict(source_op_types or {})
         self._pass_notes = pass_notes
         self._saturation_audit = saturation_audit
         self._calibration: CalibrationResult | None = None
@@ -183,6 +187,17 @@ class PreparedModel:
     @property
     def plan(self) -> QuantPlan:
         return self._plan
+
+    @property
+    def mapping(self) -> QConfigMapping | None:
+        """The QConfigMapping the plan was made from (None when the plan was given directly)."""
+        return self._mapping
+
+    def plan_for(self, mapping: QConfigMapping) -> QuantPlan:
+        """The plan ``mapping`` gives on the prepared model, for ``convert(plan=...)``: a node
+        mapped to None stays float. Its observers are a subset of the prepared plan's when only
+        None entries were added, so one calibration serves every such plan."""
+        return plan_model(self._model, mapping, self._source_op_types)
 
     @property
     def calibration(self) -> CalibrationResult | None:
@@ -354,8 +369,7 @@ def prepare(
             advice += "; activations are kept in float and weights stored int8"
         logger.log(logging.INFO if chosen else logging.WARNING, "%s", advice)
         notes += (advice,)
-    groups = [group for graph in plannable_graphs(ir_model.graph) for group in fusion_groups(graph)]
-    plan = build_plan(ir_model, mapping, groups, source_op_types)
+    plan = plan_model(ir_model, mapping, source_op_types)
     if requantize and (found := prequantized.describe(ir_model.graph)):
         kept = sum(d.reason == PREQUANTIZED_REASON for d in plan.decisions)
         notes += (f"requantize: the input model's quantization ({found}; {kept} node(s)) is kept as it is",)
@@ -364,13 +378,22 @@ def prepare(
         len(plan.quantized_nodes()),
         len(plan.observed_values()),
     )
+    audit = not chosen and target in AUDITED_TARGETS
     return PreparedModel(
         ir_model,
         plan,
         notes,
-        saturation_audit=not chosen and target in AUDITED_TARGETS,
+        saturation_audit=audit,
         bias_correction=bias_correction,
+        mapping=mapping,
+        source_op_types=source_op_types,
     )
+
+
+def plan_model(model: ir.Model, mapping: QConfigMapping, source_op_types: Mapping[str, str]) -> QuantPlan:
+    """The quantization plan of the prepared ``model`` under ``mapping`` (its fusion groups found)."""
+    groups = [group for graph in plannable_graphs(model.graph) for group in fusion_groups(graph)]
+    return build_plan(model, mapping, groups, source_op_types)
 
 
 def quantize_static(

@@ -184,6 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8)",
     )
     q.add_argument(
+        "--accuracy-budget",
+        type=float,
+        metavar="B",
+        default=None,
+        help="keep the fewest layers float that meet B on held-out data (docs/accuracy.md): with "
+        "--metric top1, B points of top-1 agreement with fp32 may be lost; with sqnr, B is the least "
+        "output SQNR in dB. Exit status 1 (model and report still written) when no choice meets it",
+    )
+    q.add_argument("--metric", choices=("top1", "sqnr"), default="top1", help="with --accuracy-budget")
+    q.add_argument(
+        "--held-out",
+        type=Path,
+        default=None,
+        help="with --accuracy-budget: data to measure on, as --calib (default: every 5th --calib sample)",
+    )
+    q.add_argument(
+        "--ranking",
+        choices=("introduced", "measured"),
+        default="introduced",
+        help="with --accuracy-budget: rank layers by the SQNR they introduce (one run) or by the metric "
+        "with each alone kept float (one conversion per layer)",
+    )
+    q.add_argument(
         "--op-types",
         metavar="OPS",
         default=None,
@@ -300,7 +323,7 @@ def _terminate_as_exception() -> Iterator[None]:
 def _run_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "quantize":
-            _quantize(args)
+            return _quantize(args)
         elif args.command == "calibrate":
             from onnxq.cli_stats import calibrate_command
 
@@ -336,7 +359,7 @@ def _run_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quantize(args: argparse.Namespace) -> None:
+def _quantize(args: argparse.Namespace) -> int:
     from onnxq.calibration.result import CalibrationResult
     from onnxq.cli_stats import calibrate_from_args, check_output_dirs, prepare_from_args
 
@@ -353,12 +376,16 @@ def _quantize(args: argparse.Namespace) -> None:
         "output's external data": _data_file(args.output),
         "report": args.report,
     }
+    if args.accuracy_budget is None and args.held_out is not None:
+        raise OnnxqError("--held-out applies to --accuracy-budget")
+    if args.accuracy_budget is not None and args.mode == "dynamic":
+        raise OnnxqError("--accuracy-budget applies to --mode static")
     if args.mode == "dynamic":
         from onnxq.cli_dynamic import convert_dynamic_from_args
 
         conversion = convert_dynamic_from_args(args, outputs)
         _write_quantized(args, conversion.model, conversion.report, None)
-        return
+        return EXIT_OK
     dynamic_only = {
         "--format onnxruntime": args.format == "onnxruntime",
         "--op-types": args.op_types is not None,
@@ -367,15 +394,21 @@ def _quantize(args: argparse.Namespace) -> None:
     for option, given in dynamic_only.items():
         if given:
             raise OnnxqError(f"{option} applies to --mode dynamic")
-    stats_files = [args.stats] if args.stats is not None else []
-    prepared, calib = prepare_from_args(args, outputs, {"calibration file": stats_files})
-    calibration = None
-    if args.stats is not None:
-        calibration = CalibrationResult.load(args.stats)
-    elif prepared.plan.observed_values():
-        calibrate_from_args(args, prepared, calib)
-    qmodel = prepared.convert(calibration)
-    report = prepared.report
+    extra, status = None, EXIT_OK
+    if args.accuracy_budget is not None:
+        from onnxq.cli_fallback import fit_budget_from_args
+
+        qmodel, report, extra, status = fit_budget_from_args(args, outputs)
+    else:
+        stats_files = [args.stats] if args.stats is not None else []
+        prepared, calib = prepare_from_args(args, outputs, {"calibration file": stats_files})
+        calibration = None
+        if args.stats is not None:
+            calibration = CalibrationResult.load(args.stats)
+        elif prepared.plan.observed_values():
+            calibrate_from_args(args, prepared, calib)
+        qmodel = prepared.convert(calibration)
+        report = prepared.report
     lowering = None
     if args.format == "onnxq":
         from onnxq.lower import lower
@@ -386,20 +419,26 @@ def _quantize(args: argparse.Namespace) -> None:
         from onnxq.passes.uint8_twin import uint8_twin
 
         qmodel = uint8_twin(qmodel)
-    _write_quantized(args, qmodel, report, lowering)
+    _write_quantized(args, qmodel, report, lowering, extra)
+    return status
 
 
 def _write_quantized(
-    args: argparse.Namespace, qmodel: onnx.ModelProto, report: QuantizationReport, lowering: Lowering | None
+    args: argparse.Namespace,
+    qmodel: onnx.ModelProto,
+    report: QuantizationReport,
+    lowering: Lowering | None,
+    extra: dict[str, object] | None = None,
 ) -> None:
-    """Write the model and the report (atomically, the model checked by onnxruntime), then say what
-    was written and what was quantized."""
+    """Write the model and the report (with ``extra`` sections; atomically, the model checked by
+    onnxruntime), then say what was written and what was quantized."""
     from onnxq.io import atomic_files, save_model
 
     # the report is written first and moved into place only once the model is saved
     with atomic_files(*([args.report] if args.report else [])) as staged:
         for tmp in staged:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+            data = {**report.to_dict(), **(extra or {})}
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         save_model(
             qmodel,
             args.output,

@@ -90,7 +90,7 @@ def isolated_model(quantized: ir.Model, matches: Sequence[TensorMatch]) -> tuple
     return model, fed
 
 
-def _runs(
+def model_runs(
     float_model: ir.Model, batches: Iterable[object], limit: int | None
 ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """The model's runs of the data, cut after ``limit`` samples."""
@@ -126,7 +126,7 @@ def accumulate(
         session_with_outputs(quantized_model, dequantized, what="quantized model", optimize=False) as qdq,
         session_with_outputs(isolated, dequantized, what="isolated quantized model", optimize=False) as iso,
     ):
-        for feed, n in _runs(float_model, batches, limit):
+        for feed, n in model_runs(float_model, batches, limit):
             ref = {**feed, **dict(zip(fetched, fp32.run(fetched, feed), strict=True))}
             got = qdq.run(dequantized, feed)
             alone = iso.run(dequantized, {**feed, **{fed[m.name]: ref[m.name] for m in matches}})
@@ -140,4 +140,4 @@ def accumulate(
     return stats, samples
 
 
-__all__ = ["HISTOGRAM_BINS", "TensorStats", "accumulate", "isolated_model"]
+__all__ = ["HISTOGRAM_BINS", "TensorStats", "accumulate", "isolated_model", "model_runs"]
