@@ -159,17 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--mode",
-        choices=("static", "dynamic"),
+        choices=("static", "dynamic", "weight-only"),
         default="static",
         help="static: activations quantized with calibrated ranges (default); dynamic: weights int8, "
-        "activations quantized at run time, no calibration data",
+        "activations quantized at run time, no calibration data; weight-only: weights int8 or 4-bit, "
+        "activations float, no calibration data",
     )
     q.add_argument(
         "--weight-dtype",
-        choices=("int8", "uint8"),
+        choices=("int8", "uint8", "int4", "uint4"),
         default=None,
         help="with --mode dynamic: uint8 stores the int8 weights as uint8, the same model exact on "
-        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8)",
+        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8); "
+        "with --mode weight-only: int8 (per channel), int4 (default) or uint4 (per block)",
+    )
+    q.add_argument(
+        "--block-size", type=int, default=None, help="with --mode weight-only: 4-bit block size (default 32)"
     )
     q.add_argument(
         "--op-types",
@@ -336,10 +341,18 @@ def _quantize(args: argparse.Namespace) -> None:
         "output's external data": _data_file(args.output),
         "report": args.report,
     }
+    if args.block_size is not None and args.mode != "weight-only":
+        raise OnnxqError("--block-size applies to --mode weight-only")
     if args.mode == "dynamic":
         from onnxq.cli_dynamic import convert_dynamic_from_args
 
         conversion = convert_dynamic_from_args(args, outputs)
+        _write_quantized(args, conversion.model, conversion.report, None)
+        return
+    if args.mode == "weight-only":
+        from onnxq.cli_weight_only import convert_weight_only_from_args
+
+        conversion = convert_weight_only_from_args(args, outputs)
         _write_quantized(args, conversion.model, conversion.report, None)
         return
     dynamic_only = {

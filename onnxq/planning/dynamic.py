@@ -205,7 +205,7 @@ def _decide(
     for index, axes in slots:
         value = node.inputs[index]
         assert value is not None
-        why = _weight_refusal(value)
+        why = weight_refusal(value)
         if why is not None:
             return refuse(why)
         granular = isinstance(qconfig.weight.granularity, PerChannel)
@@ -249,7 +249,8 @@ def _weight_slots(node: ir.Node) -> list[tuple[int, tuple[int, ...]]] | str:
     return [(rule.weight_input, (rule.weight_axis(node, rank),))]
 
 
-def _weight_refusal(value: ir.Value) -> str | None:
+def weight_refusal(value: ir.Value) -> str | None:
+    """Why ``value`` cannot be stored quantized (not a constant, not float32, NaN/Inf), or None."""
     array = constant_array(value)
     if array is None:
         return f"weight '{value.name}' is not a constant"
@@ -283,4 +284,5 @@ __all__ = [
     "WeightSlot",
     "build_dynamic_plan",
     "check_op_types",
+    "weight_refusal",
 ]
