@@ -7,6 +7,7 @@
     onnxq merge-stats shard0.json shard1.json ... -o stats.json
     onnxq quantize model.onnx -o model.int8.onnx --stats stats.json
     onnxq quantize model.onnx -o model.int8.onnx --mode dynamic [--format onnxruntime] [--op-types MatMul]
+    onnxq quantize model.onnx -o model.int4.onnx --mode weight-only --weight-dtype int4 --block-size 32
     onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq compare model.onnx model.int8.onnx --calib calib.npz [--html r.html] [--json r.json] [--limit N]
