@@ -13,6 +13,7 @@ Static post-training quantization to portable int8 QDQ ONNX, the same flow as Py
 
     qmodel = onnxq.quantize_static("model.onnx", batches, qconfig="x86")   # in one call
     qmodel = onnxq.quantize_dynamic("encoder.onnx")    # dynamic: no calibration data
+    qmodel = onnxq.quantize_weight_only("decoder.onnx", "int4", 32)   # weight-only, data-free
 
 Everything public is listed in ``__all__``; anything else is internal.
 """
@@ -21,6 +22,7 @@ from onnxq import errors
 from onnxq.accuracy.fallback import BudgetResult, quantize_with_budget
 from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
 from onnxq.api_dynamic import DynamicConversion, convert_dynamic, quantize_dynamic
+from onnxq.api_weight_only import WeightOnlyConversion, convert_weight_only, quantize_weight_only
 from onnxq.calibration.images import ImageFolder
 from onnxq.calibration.preprocess import ImagePreprocess
 from onnxq.calibration.result import CalibrationResult
@@ -73,10 +75,12 @@ __all__ = [
     "QuantizationReport",
     "QuantizedTensor",
     "UnsupportedModelError",
+    "WeightOnlyConversion",
     "WeightRequest",
     "__version__",
     "convert",
     "convert_dynamic",
+    "convert_weight_only",
     "errors",
     "format_summary",
     "get_default_qconfig",
@@ -86,6 +90,7 @@ __all__ = [
     "prepare",
     "quantize_dynamic",
     "quantize_static",
+    "quantize_weight_only",
     "quantize_with_budget",
     "register_weight_method",
     "save_model",

@@ -7,6 +7,7 @@
     onnxq merge-stats shard0.json shard1.json ... -o stats.json
     onnxq quantize model.onnx -o model.int8.onnx --stats stats.json
     onnxq quantize model.onnx -o model.int8.onnx --mode dynamic [--format onnxruntime] [--op-types MatMul]
+    onnxq quantize model.onnx -o model.int4.onnx --mode weight-only --weight-dtype int4 --block-size 32
     onnxq quantize model.onnx -o model.int8.onnx --calib images/ --preprocess imagenet
     onnxq inspect model.int8.onnx [--scales] [--nodes] [--json]
     onnxq compare model.onnx model.int8.onnx --calib calib.npz [--html r.html] [--json r.json] [--limit N]
@@ -171,17 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--mode",
-        choices=("static", "dynamic"),
+        choices=("static", "dynamic", "weight-only"),
         default="static",
         help="static: activations quantized with calibrated ranges (default); dynamic: weights int8, "
-        "activations quantized at run time, no calibration data",
+        "activations quantized at run time, no calibration data; weight-only: weights int8 or 4-bit, "
+        "activations float, no calibration data",
     )
     q.add_argument(
         "--weight-dtype",
-        choices=("int8", "uint8"),
+        choices=("int8", "uint8", "int4", "uint4"),
         default=None,
         help="with --mode dynamic: uint8 stores the int8 weights as uint8, the same model exact on "
-        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8)",
+        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8); "
+        "with --mode weight-only: int8 (per channel), int4 (default) or uint4 (per block)",
+    )
+    q.add_argument(
+        "--block-size", type=int, default=None, help="with --mode weight-only: 4-bit block size (default 32)"
     )
     q.add_argument(
         "--accuracy-budget",
@@ -367,7 +373,7 @@ def _quantize(args: argparse.Namespace) -> int:
     if args.stats is not None and args.calib is not None:
         raise OnnxqError("give --calib or --stats, not both")
     for option, given in {"--equalize": args.equalize, "--bias-correction": args.bias_correction}.items():
-        if given and args.mode == "dynamic":
+        if given and args.mode != "static":
             raise OnnxqError(f"{option} applies to --mode static")
     if args.bias_correction and args.stats is not None:
         raise OnnxqError("--bias-correction needs --calib, not --stats: it observes the layer inputs' means")
@@ -378,12 +384,20 @@ def _quantize(args: argparse.Namespace) -> int:
     }
     if args.accuracy_budget is None and args.held_out is not None:
         raise OnnxqError("--held-out applies to --accuracy-budget")
-    if args.accuracy_budget is not None and args.mode == "dynamic":
+    if args.accuracy_budget is not None and args.mode != "static":
         raise OnnxqError("--accuracy-budget applies to --mode static")
+    if args.block_size is not None and args.mode != "weight-only":
+        raise OnnxqError("--block-size applies to --mode weight-only")
     if args.mode == "dynamic":
         from onnxq.cli_dynamic import convert_dynamic_from_args
 
         conversion = convert_dynamic_from_args(args, outputs)
+        _write_quantized(args, conversion.model, conversion.report, None)
+        return EXIT_OK
+    if args.mode == "weight-only":
+        from onnxq.cli_weight_only import convert_weight_only_from_args
+
+        conversion = convert_weight_only_from_args(args, outputs)
         _write_quantized(args, conversion.model, conversion.report, None)
         return EXIT_OK
     dynamic_only = {

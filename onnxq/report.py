@@ -56,8 +56,8 @@ class QuantizationReport:
     mode: str = "static"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("static", "dynamic"):
-            raise ValueError(f"mode must be 'static' or 'dynamic', got {self.mode!r}")
+        if self.mode not in ("static", "dynamic", "weight_only"):
+            raise ValueError(f"mode must be 'static', 'dynamic' or 'weight_only', got {self.mode!r}")
         if self.num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {self.num_samples}")
         if any(count <= 0 for count in self.nonfinite.values()):
@@ -95,11 +95,10 @@ class QuantizationReport:
     def format(self, max_float: int = 50) -> str:
         """A human-readable summary, at most ``max_float`` float-node lines."""
         q, f = len(self.quantized), len(self.float_nodes)
-        data = (
-            "dynamic: activations quantized at run time, no calibration"
-            if self.mode == "dynamic"
-            else f"calibrated on {self.num_samples} samples"
-        )
+        data = {
+            "dynamic": "dynamic: activations quantized at run time, no calibration",
+            "weight_only": "weight-only: activations stay float, no calibration",
+        }.get(self.mode, f"calibrated on {self.num_samples} samples")
         lines = [f"quantized {q} of {q + f} nodes; {data}"]
         for op, (nq, nf) in self.op_counts().items():
             lines.append(f"  {op:<24} {nq:>5} quantized {nf:>5} float")
@@ -149,11 +148,17 @@ def build_report(
 def build_dynamic_report(plan: DynamicPlan, pass_notes: tuple[str, ...] = ()) -> QuantizationReport:
     """The report of a dynamic quantization: per node what it became (``kind``: dynamic_matmul,
     dynamic_lstm, weight_only) or why it stayed float, and the plan's and passes' notes."""
+    return build_planned_report(plan, pass_notes, "dynamic")
+
+
+def build_planned_report(plan: Any, pass_notes: tuple[str, ...], mode: str) -> QuantizationReport:
+    """The report of a plan of per-node decisions (dynamic or weight-only: each with ``name``,
+    ``op_type``, ``action``, ``reason``, ``anchor``) and its ``notes``, in ``mode``."""
     nodes = tuple(
         NodeEntry(d.name, d.op_type, None if d.action is None else d.action.value, d.reason, d.anchor)
         for d in plan.decisions
     )
-    return QuantizationReport(nodes=nodes, pass_notes=(*plan.notes, *pass_notes), mode="dynamic")
+    return QuantizationReport(nodes=nodes, pass_notes=(*plan.notes, *pass_notes), mode=mode)
 
 
-__all__ = ["NodeEntry", "QuantizationReport", "build_dynamic_report", "build_report"]
+__all__ = ["NodeEntry", "QuantizationReport", "build_dynamic_report", "build_planned_report", "build_report"]

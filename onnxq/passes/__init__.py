@@ -24,6 +24,11 @@ Dynamic quantization runs :func:`dynamic_passes` on the structurally prepared mo
 (MatMul/Gemm on activations quantized at run time), :class:`~onnxq.passes.dynamic_lstm.DynamicLSTM`
 (onnxruntime's DynamicQuantizeLSTM) and :class:`~onnxq.passes.dequantize_weights.DequantizeWeights`
 (weight-only storage).
+
+Weight-only quantization runs :func:`weight_only_passes` from a
+:class:`~onnxq.planning.weight_only.WeightOnlyPlan`: :class:`~onnxq.passes.matmul_nbits.MatMulNBits`
+(onnxruntime's 4-bit matmul) and :class:`~onnxq.passes.dequantize_blocks.DequantizeBlocks` (int8
+or 4-bit weights behind DequantizeLinear).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import onnx_ir as ir
 
 from onnxq.opsets import MIN_OPSET
 from onnxq.passes.base import GraphPass, PassResult
+from onnxq.passes.dequantize_blocks import DequantizeBlocks
 from onnxq.passes.dequantize_weights import DequantizeWeights
 from onnxq.passes.dynamic_lstm import DynamicLSTM
 from onnxq.passes.dynamic_matmul import DynamicMatMul
@@ -42,9 +48,11 @@ from onnxq.passes.equalize import EqualizeConvPairs
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
 from onnxq.passes.matmul_add_to_gemm import MatMulAddToGemm
+from onnxq.passes.matmul_nbits import MatMulNBits
 from onnxq.passes.normalize import Normalize
 from onnxq.passes.zero_bias import GiveZeroBias
 from onnxq.planning.dynamic import DynamicPlan
+from onnxq.planning.weight_only import WeightOnlyPlan
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +78,11 @@ def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
     return (DynamicMatMul(plan), DynamicLSTM(plan), DequantizeWeights(plan))
 
 
+def weight_only_passes(plan: WeightOnlyPlan, method: str = "rtn") -> tuple[GraphPass, ...]:
+    """The rewrites of a weight-only quantization, weights rounded by the weight method ``method``."""
+    return (MatMulNBits(plan, method), DequantizeBlocks(plan, method))
+
+
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:
     """Run ``passes`` in order, each on the previous one's model; return the last model and every result."""
     results: list[PassResult] = []
@@ -82,6 +95,7 @@ def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, 
 
 
 __all__ = [
+    "DequantizeBlocks",
     "DequantizeWeights",
     "DynamicLSTM",
     "DynamicMatMul",
@@ -90,6 +104,7 @@ __all__ = [
     "GiveZeroBias",
     "GraphPass",
     "MatMulAddToGemm",
+    "MatMulNBits",
     "Normalize",
     "PassResult",
     "ReduceMeanToGlobalPool",
@@ -97,4 +112,5 @@ __all__ = [
     "fold_bn_params",
     "run_passes",
     "structural_passes",
+    "weight_only_passes",
 ]

@@ -68,27 +68,45 @@ class DequantizeWeights(PlannedRewrite):
         array = constant_array(source)
         assert array is not None
         values, scale, zp, axis = dequantize_layout(quantize_channels(array, slot.spec, slot.channel_axes))
-        hint = source.name or "weight"
-        inputs = [
-            new_initializer(graph, values, names, f"{hint}_quantized"),
-            new_initializer(graph, scale.astype(np.float32), names, f"{hint}_scale"),
-            new_initializer(graph, zp, names, f"{hint}_zero_point"),
-        ]
-        out = ir.Value(name=names.value(f"{hint}_dequantized"), type=ir.TensorType(ir.DataType.FLOAT),
-                       shape=ir.Shape(values.shape))  # fmt: skip
-        attrs = [] if axis is None else [ir.AttrInt64("axis", axis)]
-        graph.append(
-            ir.Node("", "DequantizeLinear", inputs, attrs, outputs=[out], name=names.node(f"{hint}_DQ"))
-        )
-        if values.shape == array.shape:
-            return out
-        shape = new_initializer(graph, np.asarray(array.shape, np.int64), names, f"{hint}_shape")
-        reshaped = ir.Value(name=names.value(f"{hint}_dequantized"), type=ir.TensorType(ir.DataType.FLOAT),
-                            shape=ir.Shape(array.shape))  # fmt: skip
-        graph.append(
-            ir.Node("", "Reshape", [out, shape], outputs=[reshaped], name=names.node(f"{hint}_Reshape"))
-        )
-        return reshaped
+        return dequantized_initializer(graph, names, source.name or "weight", values, scale, zp,
+                                       array.shape, axis=axis)  # fmt: skip
 
 
-__all__ = ["DequantizeWeights", "dequantize_layout"]
+def dequantized_initializer(
+    graph: ir.Graph,
+    names: NameAuthority,
+    hint: str,
+    values: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray | None,
+    shape: tuple[int, ...],
+    *,
+    axis: int | None = None,
+    block_size: int | None = None,
+) -> ir.Value:
+    """``values`` (and ``scale``, ``zero_point``: None leaves it out, 0) stored as initializers
+    behind a new ``DequantizeLinear`` (``axis``, ``block_size`` when given), reshaped to ``shape``
+    when the stored integers have another; returns the float value."""
+    inputs = [
+        new_initializer(graph, values, names, f"{hint}_quantized"),
+        new_initializer(graph, np.asarray(scale, np.float32), names, f"{hint}_scale"),
+    ]
+    if zero_point is not None:
+        inputs.append(new_initializer(graph, zero_point, names, f"{hint}_zero_point"))
+    out = ir.Value(name=names.value(f"{hint}_dequantized"), type=ir.TensorType(ir.DataType.FLOAT),
+                   shape=ir.Shape(values.shape))  # fmt: skip
+    attrs = [] if axis is None else [ir.AttrInt64("axis", axis)]
+    if block_size is not None:
+        attrs.append(ir.AttrInt64("block_size", block_size))
+    graph.append(ir.Node("", "DequantizeLinear", inputs, attrs, outputs=[out], name=names.node(f"{hint}_DQ")))
+    if tuple(values.shape) == tuple(shape):
+        return out
+    target = new_initializer(graph, np.asarray(shape, np.int64), names, f"{hint}_shape")
+    reshaped = ir.Value(name=names.value(f"{hint}_dequantized"), type=ir.TensorType(ir.DataType.FLOAT),
+                        shape=ir.Shape(shape))  # fmt: skip
+    reshape = ir.Node("", "Reshape", [out, target], outputs=[reshaped], name=names.node(f"{hint}_Reshape"))
+    graph.append(reshape)
+    return reshaped
+
+
+__all__ = ["DequantizeWeights", "dequantize_layout", "dequantized_initializer"]

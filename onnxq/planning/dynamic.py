@@ -232,7 +232,7 @@ def _decide(
     for index, axes in slots:
         value = node.inputs[index]
         assert value is not None
-        why = _weight_refusal(value)
+        why = weight_refusal(value)
         if why is not None:
             return refuse(why)
         granular = isinstance(qconfig.weight.granularity, PerChannel)
@@ -276,7 +276,8 @@ def _weight_slots(node: ir.Node) -> list[tuple[int, tuple[int, ...]]] | str:
     return [(rule.weight_input, (rule.weight_axis(node, rank),))]
 
 
-def _weight_refusal(value: ir.Value) -> str | None:
+def weight_refusal(value: ir.Value) -> str | None:
+    """Why ``value`` cannot be stored quantized (not a constant, not float32, NaN/Inf), or None."""
     array = constant_array(value)
     if array is None:
         return f"weight '{value.name}' is not a constant"
@@ -311,4 +312,5 @@ __all__ = [
     "build_dynamic_plan",
     "check_op_types",
     "onnxq_matmul_refusal",
+    "weight_refusal",
 ]

@@ -1,0 +1,116 @@
+"""Weight-only quantization, the Python API: weights stored as int8 or 4-bit integers, data-free
+(no calibration), activations left in float.
+
+``quantize_weight_only(model, dtype, block_size, ...)`` returns the model; ``convert_weight_only``
+the model, the plan (:mod:`onnxq.planning.weight_only`) and the report. The model goes through the
+same structural passes as for the other modes (its opset raised to 21 for 4-bit weights, which
+DequantizeLinear's ``block_size`` needs), then the weight-only passes
+(:func:`onnxq.passes.weight_only_passes`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+from onnxq.api import CHECKER_MAX_BYTES, ModelSource, structurally_prepared
+from onnxq.errors import OnnxqError, UnsupportedModelError
+from onnxq.graph import remove_unused_initializers
+from onnxq.io import tensor_bytes, to_proto
+from onnxq.opsets import qdq_opset
+from onnxq.passes import run_passes, weight_only_passes
+from onnxq.planning.weight_only import (
+    WeightOnlyPlan,
+    build_weight_only_plan,
+    check_weight_only_op_types,
+    weight_only_format,
+    weight_only_spec,
+)
+from onnxq.report import QuantizationReport, build_planned_report
+from onnxq.scheme import PerBlock
+from onnxq.weights.registry import get_weight_method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WeightOnlyConversion:
+    """A weight-only quantization: the model (checked with ``onnx.checker``), the plan, the report."""
+
+    model: onnx.ModelProto
+    plan: WeightOnlyPlan
+    report: QuantizationReport
+
+
+def convert_weight_only(
+    model: ModelSource,
+    dtype: str = "int4",
+    block_size: int = 32,
+    *,
+    symmetric: bool = True,
+    method: str = "rtn",
+    op_types: Iterable[str] | None = None,
+    format: str = "qdq",
+) -> WeightOnlyConversion:
+    """:func:`quantize_weight_only` (see its arguments) with every stage kept: the model, the plan
+    and the report."""
+    spec = weight_only_spec(dtype, block_size, symmetric)
+    fmt = weight_only_format(format)
+    get_weight_method(method)  # an unknown method is refused before the model is read
+    chosen = check_weight_only_op_types(op_types)
+    opset = qdq_opset(spec.dtype, isinstance(spec.granularity, PerBlock))
+    _check_runtime_opset(opset)
+    ir_model, source_op_types, notes = structurally_prepared(model, opset, requantize=False)
+    plan = build_weight_only_plan(ir_model.graph, spec, chosen, fmt, source_op_types)
+    ir_model, results = run_passes(ir_model, weight_only_passes(plan, method))
+    remove_unused_initializers(ir_model.graph)
+    proto = to_proto(ir_model)
+    del proto.graph.value_info[:]  # onnxruntime infers its own (as in dynamic mode)
+    if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
+            raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    report = build_planned_report(plan, (*notes, *(n for r in results for n in r.notes)), "weight_only")
+    logger.info("weight-only: %d of %d nodes quantized", len(report.quantized), len(report.nodes))
+    return WeightOnlyConversion(proto, plan, report)
+
+
+def quantize_weight_only(
+    model: ModelSource, dtype: str = "int4", block_size: int = 32, **options: Any
+) -> onnx.ModelProto:
+    """Weight-only quantization (data-free): constant weights stored as integers, activations in
+    float. Returns the quantized ``onnx.ModelProto``; :func:`convert_weight_only` takes the same
+    arguments and returns the plan and the report too.
+
+    Args:
+        model: A path, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (copied, not changed).
+        dtype: ``"int8"`` (one scale per output channel), ``"int4"`` or ``"uint4"`` (one scale
+            per block of ``block_size`` along the reduction axis; the model's opset becomes 21).
+        block_size: For 4-bit weights: a power of two >= 16 (32, 64, 128); ignored for int8.
+        symmetric: Zero points 0 (int4 in [-7, 7], int8 in [-127, 127]; uint4 around 8), or
+            chosen per channel / block (``False``).
+        method: The registered weight method that rounds the weights (``"rtn"``: round to nearest).
+        op_types: The op types to quantize (default: all of MatMul, Gemm, Conv, Gather).
+        format: ``"qdq"`` (the default: DequantizeLinear feeding the float op) or
+            ``"onnxruntime"`` (``com.microsoft.MatMulNBits`` for MatMul / Gemm with 4-bit weights,
+            the qdq form for the other ops and for int8).
+    """
+    return convert_weight_only(model, dtype, block_size, **options).model
+
+
+def _check_runtime_opset(opset: int) -> None:
+    from onnxq.runtime import max_opset
+
+    if max_opset() < opset:
+        raise UnsupportedModelError(
+            f"4-bit weights need DequantizeLinear of opset {opset}, which the installed onnxruntime "
+            f"(up to opset {max_opset()}) cannot run: upgrade onnxruntime or use dtype int8"
+        )
+
+
+__all__ = ["WeightOnlyConversion", "convert_weight_only", "quantize_weight_only"]

@@ -1,0 +1,53 @@
+"""``onnxq quantize --mode weight-only``: no calibration, dtypes and formats, the report; bad options
+exit 2 with one line and write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+
+def _quantize(onnxq_cli, work, *options: object) -> tuple[int, str, str]:
+    return onnxq_cli(
+        "quantize", work / "model.onnx", "-o", work / "q.onnx", "--mode", "weight-only", *options
+    )
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int4"])
+def test_weight_only_mode_writes_the_model_and_a_report(digits_work, onnxq_cli, dtype) -> None:
+    report = digits_work / "r.json"
+    code, stdout, err = _quantize(onnxq_cli, digits_work, "--weight-dtype", dtype, "--block-size", "32",
+                                  "--report", report)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(report.read_text())
+    assert data["mode"] == "weight_only" and data["num_samples"] == 0
+    assert {n["op_type"] for n in data["nodes"] if n["quantized"]} == {"Conv", "Gemm"}
+    assert "weight-only: activations stay float, no calibration" in stdout
+    model = onnx.load(str(digits_work / "q.onnx"))
+    assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["--weight-dtype", "int4", "--block-size", "33"], "block_size must be a power of two"),
+        (["--weight-dtype", "uint8"], "unknown weight dtype 'uint8'"),
+        (["--format", "qdq-uint8"], "unknown weight-only format 'qdq-uint8'"),
+        (["--op-types", "LSTM"], "unknown op type(s)"),
+        (["--per-tensor"], "--per-tensor does not apply to --mode weight-only"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(digits_work, onnxq_cli, options, needle) -> None:
+    code, _, err = _quantize(onnxq_cli, digits_work, *options)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("onnxq: error: "), err
+    assert needle in lines[0]
+    assert not (digits_work / "q.onnx").exists()
+
+
+def test_block_size_belongs_to_weight_only(digits_work, onnxq_cli) -> None:
+    code, _, err = onnxq_cli("quantize", digits_work / "model.onnx", "-o", digits_work / "q.onnx",
+                             "--mode", "dynamic", "--block-size", "32")  # fmt: skip
+    assert code == 2 and "--block-size applies to --mode weight-only" in err
