@@ -1,5 +1,6 @@
-"""Weight-only quantization, the Python API: weights stored as int8 or 4-bit integers, data-free
-(no calibration), activations left in float.
+"""Weight-only quantization, the Python API: weights stored as int8 or 4-bit integers, activations
+left in float; data-free with ``method="rtn"``, with calibration data for ``method="gptq"`` (the
+layers' input Hessians, :mod:`onnxq.weights.hessian`, gathered in one run over the fp32 model).
 
 ``quantize_weight_only(model, dtype, block_size, ...)`` returns the model; ``convert_weight_only``
 the model, the plan (:mod:`onnxq.planning.weight_only`) and the report. The model goes through the
@@ -18,7 +19,7 @@ from typing import Any
 import onnx
 
 from onnxq.api import CHECKER_MAX_BYTES, ModelSource, structurally_prepared
-from onnxq.errors import OnnxqError, UnsupportedModelError
+from onnxq.errors import ConfigError, OnnxqError, UnsupportedModelError
 from onnxq.graph import remove_unused_initializers
 from onnxq.io import tensor_bytes, to_proto
 from onnxq.opsets import qdq_opset
@@ -32,7 +33,7 @@ from onnxq.planning.weight_only import (
 )
 from onnxq.report import QuantizationReport, build_planned_report
 from onnxq.scheme import PerBlock
-from onnxq.weights.registry import get_weight_method
+from onnxq.weights.registry import weight_method_needs_data
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +56,29 @@ def convert_weight_only(
     method: str = "rtn",
     op_types: Iterable[str] | None = None,
     format: str = "qdq",
+    data: Iterable[Any] | None = None,
+    progress: bool = True,
 ) -> WeightOnlyConversion:
     """:func:`quantize_weight_only` (see its arguments) with every stage kept: the model, the plan
     and the report."""
     spec = weight_only_spec(dtype, block_size, symmetric)
     fmt = weight_only_format(format)
-    get_weight_method(method)  # an unknown method is refused before the model is read
+    needs_data = weight_method_needs_data(method)  # an unknown method is refused before the model is read
+    if needs_data and data is None:
+        raise ConfigError(f"weight method {method!r} needs calibration data (data=..., --calib)")
     chosen = check_weight_only_op_types(op_types)
     opset = qdq_opset(spec.dtype, isinstance(spec.granularity, PerBlock))
     _check_runtime_opset(opset)
     ir_model, source_op_types, notes = structurally_prepared(model, opset, requantize=False)
     plan = build_weight_only_plan(ir_model.graph, spec, chosen, fmt, source_op_types)
-    ir_model, results = run_passes(ir_model, weight_only_passes(plan, method))
+    hessians = None
+    if needs_data:  # the layers' input Hessians, over the fp32 model in one calibration run
+        from onnxq.weights.hessian import layer_hessians
+
+        assert data is not None
+        hessians = layer_hessians(ir_model, plan, data, progress=progress)
+        logger.info("weight-only: input Hessians of %d layer(s) for %s", len(hessians), method)
+    ir_model, results = run_passes(ir_model, weight_only_passes(plan, method, hessians))
     remove_unused_initializers(ir_model.graph)
     proto = to_proto(ir_model)
     del proto.graph.value_info[:]  # onnxruntime infers its own (as in dynamic mode)
@@ -94,11 +106,15 @@ def quantize_weight_only(
         block_size: For 4-bit weights: a power of two >= 16 (32, 64, 128); ignored for int8.
         symmetric: Zero points 0 (int4 in [-7, 7], int8 in [-127, 127]; uint4 around 8), or
             chosen per channel / block (``False``).
-        method: The registered weight method that rounds the weights (``"rtn"``: round to nearest).
+        method: The registered weight method that rounds the weights: ``"rtn"`` (round to
+            nearest, data-free) or ``"gptq"`` (:mod:`onnxq.weights.gptq`: MatMul / Gemm weights
+            from the Hessian of their inputs over ``data``; the other ops round to nearest).
         op_types: The op types to quantize (default: all of MatMul, Gemm, Conv, Gather).
         format: ``"qdq"`` (the default: DequantizeLinear feeding the float op) or
             ``"onnxruntime"`` (``com.microsoft.MatMulNBits`` for MatMul / Gemm with 4-bit weights,
             the qdq form for the other ops and for int8).
+        data: Calibration batches, as for ``quantize_static`` (needed by ``gptq``).
+        progress: Show a progress bar while ``data`` is read.
     """
     return convert_weight_only(model, dtype, block_size, **options).model
 

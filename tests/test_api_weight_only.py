@@ -140,7 +140,8 @@ def test_a_reduction_axis_block_size_does_not_divide_ends_in_a_short_block() -> 
         ({"block_size": 33}, "block_size must be a power of two >= 16"),
         ({"block_size": 8}, "block_size must be a power of two >= 16"),
         ({"format": "onnxq"}, "unknown weight-only format 'onnxq'"),
-        ({"method": "gptq"}, "unknown weight method 'gptq'"),
+        ({"method": "adaround"}, "unknown weight method 'adaround'"),
+        ({"method": "gptq"}, "weight method 'gptq' needs calibration data"),
         ({"op_types": ["LSTM"]}, "unknown op type(s) for weight-only quantization: 'LSTM'"),
     ],
 )

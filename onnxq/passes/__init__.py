@@ -34,8 +34,9 @@ or 4-bit weights behind DequantizeLinear).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxq.opsets import MIN_OPSET
@@ -78,9 +79,12 @@ def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
     return (DynamicMatMul(plan), DynamicLSTM(plan), DequantizeWeights(plan))
 
 
-def weight_only_passes(plan: WeightOnlyPlan, method: str = "rtn") -> tuple[GraphPass, ...]:
-    """The rewrites of a weight-only quantization, weights rounded by the weight method ``method``."""
-    return (MatMulNBits(plan, method), DequantizeBlocks(plan, method))
+def weight_only_passes(
+    plan: WeightOnlyPlan, method: str = "rtn", hessians: Mapping[str, np.ndarray] | None = None
+) -> tuple[GraphPass, ...]:
+    """The rewrites of a weight-only quantization, weights rounded by the weight method ``method``
+    (with the layers' input ``hessians`` by node name, for ``gptq``)."""
+    return (MatMulNBits(plan, method, hessians), DequantizeBlocks(plan, method, hessians))
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:

@@ -41,8 +41,9 @@ class MatMulNBits(PlannedRewrite):
         key = (id(source), node.op_type, float_attr(node, "alpha", 1.0), int_attr(node, "transB", 0))
         if key not in self.cache:
             block = PerBlock(1, decision.granularity.block_size)  # type: ignore[union-attr]
+            hessian = self.hessians.get(decision.name)
             q = quantize_weight_only(weight.T, decision.spec, block, self.method, node=decision.name,
-                                     op_type=node.op_type)  # fmt: skip
+                                     op_type=node.op_type, hessian=hessian)  # fmt: skip
             self.cache[key] = self._stored(graph, names, source.name or "weight", matmul_nbits_layout(q))
         inputs, nbits = self.cache[key]
         model.opset_imports.setdefault(MS_DOMAIN, 1)

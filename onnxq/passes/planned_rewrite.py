@@ -11,8 +11,10 @@ nodes is stored once) for the whole run, then sorts the graph.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxq.graph import NameAuthority
@@ -32,9 +34,12 @@ class PlannedRewrite(GraphPass):
 
     action: Any  # the plan's action enum member this rewrite owns
 
-    def __init__(self, plan: Plan, method: str = "rtn") -> None:
+    def __init__(
+        self, plan: Plan, method: str = "rtn", hessians: Mapping[str, np.ndarray] | None = None
+    ) -> None:
         self.plan = plan
         self.method = method  # the weight method that rounds weights (weight-only passes)
+        self.hessians = dict(hessians or {})  # by node name: input Hessians for methods like gptq
         self.cache: dict[Any, Any] = {}
 
     def call(self, model: ir.Model) -> PassResult:

@@ -32,6 +32,8 @@ class WeightRequest:
         granularity: The granularity with its axis resolved for this node.
         input_qparams: The parameters of the node's quantized activation input (None when the
             activations stay float).
+        hessian: For methods that use data (``gptq``): ``H = 2 X^T X / rows`` of the node's
+            input rows ``X`` (float64, ``[K, K]`` over the weight's reduction axis), or None.
     """
 
     node: str
@@ -40,6 +42,7 @@ class WeightRequest:
     spec: QSpec
     granularity: Granularity
     input_qparams: QParams | None = None
+    hessian: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,18 +59,28 @@ class QuantizedTensor:
 
 WeightMethod = Callable[[WeightRequest], QuantizedTensor]
 _REGISTRY: dict[str, WeightMethod] = {}
+_NEEDS_DATA: set[str] = set()
 
 
-def register_weight_method(name: str) -> Callable[[WeightMethod], WeightMethod]:
-    """Decorator: make a weight method available as ``method=name``; a name is registered once."""
+def register_weight_method(name: str, *, needs_data: bool = False) -> Callable[[WeightMethod], WeightMethod]:
+    """Decorator: make a weight method available as ``method=name``; a name is registered once.
+    ``needs_data``: the method uses statistics of the layers' inputs (calibration data)."""
 
     def deco(fn: WeightMethod) -> WeightMethod:
         if name in _REGISTRY:
             raise ValueError(f"weight method {name!r} registered twice")
         _REGISTRY[name] = fn
+        if needs_data:
+            _NEEDS_DATA.add(name)
         return fn
 
     return deco
+
+
+def weight_method_needs_data(name: str) -> bool:
+    """Whether the method ``name`` needs calibration data (the layers' input Hessians)."""
+    get_weight_method(name)
+    return name in _NEEDS_DATA
 
 
 def weight_method_names() -> tuple[str, ...]:
@@ -90,4 +103,5 @@ __all__ = [
     "get_weight_method",
     "register_weight_method",
     "weight_method_names",
+    "weight_method_needs_data",
 ]

@@ -1,7 +1,8 @@
 """The weights of a weight-only quantization (pure numpy, no graph edits).
 
 A weight ``W`` is rounded by a registered weight method (``rtn``:
-:func:`onnxq.weights.rtn.round_to_nearest`; GPTQ will register beside it) for its granularity:
+:func:`onnxq.weights.rtn.round_to_nearest`; ``gptq``: :mod:`onnxq.weights.gptq`, from the
+Hessian of the layer's inputs) for its granularity:
 
 * int8, per output channel ``c`` (every element whose channel index is ``c``)::
 
@@ -46,14 +47,16 @@ def quantize_weight_only(
     flatten: bool = False,
     node: str = "",
     op_type: str = "",
+    hessian: np.ndarray | None = None,
 ) -> QuantizedTensor:
     """``w`` (float32) quantized by the weight method ``method`` for ``granularity`` (axis
     resolved); with ``flatten`` the weight is first viewed as ``[w.shape[0], rest]`` (a Conv's
-    input-channel x kernel axis as one reduction axis), and the result keeps that 2-D shape."""
+    input-channel x kernel axis as one reduction axis), and the result keeps that 2-D shape.
+    ``hessian``: the layer's input Hessian over the reduction axis, for methods that use it."""
     w = np.asarray(w, dtype=np.float32)
     if flatten:
         w = w.reshape(w.shape[0], -1)
-    return get_weight_method(method)(WeightRequest(node, op_type, w, spec, granularity))
+    return get_weight_method(method)(WeightRequest(node, op_type, w, spec, granularity, hessian=hessian))
 
 
 def dequantize_weight(q: QuantizedTensor) -> np.ndarray:
