@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-size", type=int, default=None, help="with --mode weight-only: 4-bit block size (default 32)"
     )
     q.add_argument(
+        "--method",
+        default=None,
+        help="with --mode weight-only: rtn (round to nearest, the default) or gptq (needs --calib)",
+    )
+    q.add_argument(
         "--accuracy-budget",
         type=float,
         metavar="B",
@@ -388,6 +393,8 @@ def _quantize(args: argparse.Namespace) -> int:
         raise OnnxqError("--accuracy-budget applies to --mode static")
     if args.block_size is not None and args.mode != "weight-only":
         raise OnnxqError("--block-size applies to --mode weight-only")
+    if args.method is not None and args.mode != "weight-only":
+        raise OnnxqError("--method applies to --mode weight-only")
     if args.mode == "dynamic":
         from onnxq.cli_dynamic import convert_dynamic_from_args
 

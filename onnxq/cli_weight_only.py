@@ -2,9 +2,10 @@
 outputs, converted by :func:`onnxq.api_weight_only.convert_weight_only`.
 
 ``--weight-dtype`` is int8, int4 (the default) or uint4, ``--block-size`` the 4-bit block (default
-32), ``--format`` qdq or onnxruntime, ``--op-types`` the op types to quantize. Calibration options
-do not apply (the mode is data-free): ``--calib`` or ``--stats`` get one warning and are not read;
-options of the other modes are refused in one line.
+32), ``--format`` qdq or onnxruntime, ``--op-types`` the op types to quantize, ``--method`` rtn
+(the default, data-free: ``--calib`` or ``--stats`` get one warning and are not read) or gptq
+(reads ``--calib``, with ``--preprocess`` for images and ``--no-progress``; ``--stats`` cannot
+serve: it holds no Hessians). Options of the other modes are refused in one line.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ def convert_weight_only_from_args(
     from onnxq.api_weight_only import convert_weight_only
     from onnxq.io import check_outputs_apart, external_data_files, load_model
     from onnxq.planning.weight_only import check_weight_only_op_types, weight_only_format, weight_only_spec
+    from onnxq.weights.registry import weight_method_needs_data
 
-    for option, given in (("--calib", args.calib), ("--stats", args.stats)):
+    method = args.method or "rtn"
+    needs_data = weight_method_needs_data(method)
+    if needs_data and (args.calib is None or args.stats is not None):
+        raise OnnxqError(f"--method {method} needs --calib (the layers' inputs; --stats does not hold them)")
+    for option, given in (("--calib", None if needs_data else args.calib), ("--stats", args.stats)):
         if given is not None:
-            logger.warning("--mode weight-only needs no calibration data: %s %s is ignored", option, given)
+            logger.warning("--method %s needs no calibration data: %s %s is ignored", method, option, given)
+    preprocess = None if needs_data else args.preprocess  # images for gptq's --calib
     for option, given in (("--activation-dtype", args.activation_dtype), ("--requantize", args.requantize),
-                          ("--preprocess", args.preprocess), ("--qconfig", args.qconfig),
+                          ("--preprocess", preprocess), ("--qconfig", args.qconfig),
                           ("--per-tensor", args.per_tensor)):  # fmt: skip
         if given:
             raise OnnxqError(f"{option} does not apply to --mode weight-only")
@@ -46,11 +53,17 @@ def convert_weight_only_from_args(
     weight_only_spec(dtype, block_size, True)
     weight_only_format(args.format)
     check_weight_only_op_types(op_types)
-    inputs = {"input model": [args.model]}
+    calib = None
+    if needs_data:
+        from onnxq.calibration.sources import load_calibration_data
+
+        calib = load_calibration_data(args.calib, preprocess=args.preprocess)
+    inputs = {"input model": [args.model], "calibration data": list(calib.files) if calib is not None else []}
     check_outputs_apart(outputs, inputs)
     model = load_model(args.model)
     check_outputs_apart(outputs, {**inputs, "input model's external data": external_data_files(model)})
-    return convert_weight_only(model, dtype, block_size, op_types=op_types, format=args.format)
+    return convert_weight_only(model, dtype, block_size, op_types=op_types, format=args.format, method=method,
+                               data=calib, progress=not args.no_progress)  # fmt: skip
 
 
 __all__ = ["convert_weight_only_from_args"]

@@ -37,6 +37,8 @@ def test_weight_only_mode_writes_the_model_and_a_report(digits_work, onnxq_cli, 
         (["--format", "qdq-uint8"], "unknown weight-only format 'qdq-uint8'"),
         (["--op-types", "LSTM"], "unknown op type(s)"),
         (["--per-tensor"], "--per-tensor does not apply to --mode weight-only"),
+        (["--method", "gptq"], "--method gptq needs --calib"),
+        (["--method", "sgd"], "unknown weight method 'sgd'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(digits_work, onnxq_cli, options, needle) -> None:
@@ -51,3 +53,12 @@ def test_block_size_belongs_to_weight_only(digits_work, onnxq_cli) -> None:
     code, _, err = onnxq_cli("quantize", digits_work / "model.onnx", "-o", digits_work / "q.onnx",
                              "--mode", "dynamic", "--block-size", "32")  # fmt: skip
     assert code == 2 and "--block-size applies to --mode weight-only" in err
+
+
+def test_gptq_reads_the_calibration_data(digits_work, onnxq_cli) -> None:
+    report = digits_work / "r.json"
+    code, _, err = _quantize(onnxq_cli, digits_work, "--method", "gptq", "--calib", digits_work / "calib.npz",
+                             "--no-progress", "--report", report)  # fmt: skip
+    assert code == 0, err
+    nodes = json.loads(report.read_text())["nodes"]
+    assert {n["op_type"] for n in nodes if n["quantized"]} == {"Conv", "Gemm"}
