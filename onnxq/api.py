@@ -41,7 +41,7 @@ from onnxq.calibration.resolve import ActivationQParams, drop_unreached, make_ob
 from onnxq.calibration.result import CalibrationResult
 from onnxq.calibration.shard import Shard
 from onnxq.calibration.subgraphs import untaken_branches
-from onnxq.errors import CalibrationDataError, OnnxqError, UnsupportedModelError
+from onnxq.errors import CalibrationDataError, ConfigError, OnnxqError, UnsupportedModelError
 from onnxq.io import load_model, tensor_bytes, to_proto
 from onnxq.opsets import MIN_OPSET, qdq_opset
 from onnxq.passes import run_passes, structural_passes
@@ -56,6 +56,7 @@ from onnxq.scheme import PerBlock
 from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
 from onnxq.weights.bias_correction import CORRECTED_INPUT_AXES
+from onnxq.weights.registry import weight_method_needs_data
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ def convert(
     ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
     ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name.
     """
+    if weight_method_needs_data(weight_method):
+        raise ConfigError(
+            f"weight method {weight_method!r} needs the layers' input statistics, which static "
+            "conversion does not gather: use it in weight-only mode (quantize_weight_only(..., "
+            "data=...), or onnxq quantize --mode weight-only --calib DATA)"
+        )
     if calibration is None:
         if plan.observed_values():
             raise CalibrationDataError("no calibration data: call calibrate(batches) before convert()")

@@ -192,3 +192,12 @@ def test_convert_function_returns_every_stage() -> None:
     assert set(conversion.weights.nodes) == set(prepared.plan.weights)
     assert len(conversion.report.quantized) == len(conversion.report.nodes)
     assert conversion.model.SerializeToString() == prepared.convert().SerializeToString()
+
+
+def test_a_weight_method_that_needs_data_is_refused_in_static_mode() -> None:
+    """gptq needs the layers' input statistics, which only weight-only mode gathers: static
+    conversion says so instead of rounding to nearest behind the user's back."""
+    prepared = onnxq.prepare(asset_path("digits_cnn.onnx"))
+    prepared.calibrate([{"input": np.load(asset_path("digits_calib.npz"))["input"][:4]}], progress=False)
+    with pytest.raises(ConfigError, match="'gptq' needs the layers' input statistics"):
+        prepared.convert(weight_method="gptq")
