@@ -20,7 +20,9 @@ Two post-training algorithms are off by default: ``prepare(..., equalize=True)``
 equalisation (:mod:`onnxq.passes.equalize`) with the structural passes, and
 ``prepare(..., bias_correction=True)`` also observes the mean of each layer's input while
 calibrating (in the same runs: :mod:`onnxq.accuracy.input_means`) and corrects the biases for
-the weights' rounding at conversion (:mod:`onnxq.weights.bias_correction`).
+the weights' rounding at conversion (:mod:`onnxq.weights.bias_correction`). SmoothQuant needs
+data before planning: :func:`smooth_quant` returns the smoothed float model
+(:mod:`onnxq.accuracy.smoothing`), and ``quantize_static(..., smooth_quant=0.5)`` uses it.
 """
 
 from __future__ import annotations
@@ -322,6 +324,27 @@ def structurally_prepared(
     return ir_model, source_op_types, tuple(note for r in results for note in r.notes)
 
 
+def smooth_quant(
+    model: ModelSource,
+    batches: Batches,
+    alpha: float = 0.5,
+    *,
+    progress: bool = True,
+    max_memory: int | str | None = None,
+) -> ir.Model:
+    """The float ``model`` after the structural passes and SmoothQuant (strength ``alpha`` in
+    [0, 1]), from the LayerNorm outputs' channel maxima over ``batches`` (re-iterable): it computes
+    the same, and quantizes with per-tensor activations better. Give it to :func:`prepare`."""
+    from onnxq.accuracy.smoothing import smooth_prepared
+
+    ir_model, _, _ = structurally_prepared(model, MIN_OPSET, requantize=False)
+    memory = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
+    smoothed, _ = smooth_prepared(
+        ir_model, batches, alpha, progress=progress, max_memory=memory or default_max_memory()
+    )
+    return smoothed
+
+
 def prepare(
     model: ModelSource,
     qconfig_mapping: QConfigLike = None,
@@ -406,8 +429,13 @@ def quantize_static(
     weight_method: str = "rtn",
     equalize: bool = False,
     bias_correction: bool = False,
+    smooth_quant_alpha: float | None = None,
 ) -> onnx.ModelProto:
-    """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``."""
+    """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``.
+    ``smooth_quant_alpha`` (e.g. 0.5) first smooths the model (:func:`smooth_quant`; ``batches``
+    are then read twice)."""
+    if smooth_quant_alpha is not None:
+        model = smooth_quant(model, batches, smooth_quant_alpha, progress=progress)
     prepared = prepare(model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction)
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method)
@@ -420,4 +448,5 @@ __all__ = [
     "prepare",
     "quantize_static",
     "required_opset",
+    "smooth_quant",
 ]
