@@ -57,6 +57,7 @@ from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
 from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
+from onnxq.weights.adaround import AdaRoundConfig
 from onnxq.weights.bias_correction import CORRECTED_INPUT_AXES
 
 logger = logging.getLogger(__name__)
@@ -100,13 +101,15 @@ def convert(
     pass_notes: tuple[str, ...] = (),
     saturation_audit: bool = False,
     input_means: Mapping[str, Any] | None = None,
+    layer_inputs: Mapping[str, Any] | None = None,
 ) -> Conversion:
     """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
     statistics (None only when the plan observes nothing: fixed ranges, weight-only).
 
     ``saturation_audit`` (the ``x86-avx2`` target) gives 7-bit inputs to the layers whose 8-bit
     ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
-    ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name.
+    ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name;
+    ``layer_inputs`` (AdaRound): a sample of each layer's input rows, by node name.
     """
     if calibration is None:
         if plan.observed_values():
@@ -125,7 +128,7 @@ def convert(
             dropped,
         )
     pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
-    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
+    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means, layer_inputs)
     if saturation_audit:
         narrow, lines = audit_layers(applied, model, qparams.groups, weights, calibration.observers)
         audited = sum(1 for w in applied.weights.values() if w.activation is not None)
@@ -134,7 +137,9 @@ def convert(
         if narrow:
             qparams = resolve_qparams(plan, model, calibration, narrow)
             applied = drop_unreached(plan, qparams.groups)
-            weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
+            weights = quantize_weights(
+                applied, model, qparams.groups, weight_method, input_means, layer_inputs
+            )
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
     if tensor_bytes(result.model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
@@ -170,6 +175,7 @@ class PreparedModel:
         bias_correction: bool = False,
         mapping: QConfigMapping | None = None,
         source_op_types: Mapping[str, str] | None = None,
+        layer_inputs: int = 0,
     ) -> None:
         self._model = model
         self._plan = plan
@@ -180,6 +186,7 @@ class PreparedModel:
         self._calibration: CalibrationResult | None = None
         self._conversion: Conversion | None = None
         self._means = _layer_input_means(model, plan) if bias_correction else None
+        self._reservoirs = _layer_reservoirs(model, plan, layer_inputs) if layer_inputs else {}
 
     @property
     def model(self) -> ir.Model:
@@ -249,10 +256,14 @@ class PreparedModel:
         observers = start.observers if start is not None else make_observers(self._plan)
         if self._means is not None:  # bias correction: the layers' input means, in the same runs
             observers = with_means(observers, self._means)
+        for layers in _distinct_inputs(self._reservoirs):  # AdaRound's input rows, in the same runs
+            observers = with_means(observers, layers)
         run = calibrate(
             self._model, observers, batches, progress=progress, shard=shard, max_memory=max_memory
         )
-        observed = without_means(run.observers)
+        observed = dict(run.observers)
+        for _ in range(1 + len(list(_distinct_inputs(self._reservoirs)))):
+            observed = without_means(observed)
         self._calibration = CalibrationResult(observed, run.num_samples + self.num_samples)
         return self._calibration.copy()
 
@@ -281,6 +292,7 @@ class PreparedModel:
             pass_notes=self._pass_notes,
             saturation_audit=self._saturation_audit,
             input_means=means,
+            layer_inputs={node: r.data for node, (_, r) in self._reservoirs.items() if r.reached},
         )
         return self._conversion.model
 
@@ -299,6 +311,34 @@ def _layer_input_means(model: ir.Model, plan: QuantPlan) -> dict[str, ChannelMea
         for wp in plan.weights.values()
         if wp.activation is not None and wp.bias is not None and op_types.get(wp.node) in CORRECTED_INPUT_AXES
     }
+
+
+def _layer_reservoirs(model: ir.Model, plan: QuantPlan, rows: int) -> dict[str, tuple[str, Any]]:
+    """By node: its input tensor's name and a reservoir of at most ``rows`` of its input rows."""
+    from onnxq.accuracy.layer_inputs import reservoir_for
+    from onnxq.graph import constant_array
+
+    nodes = {node.name: node for graph in plannable_graphs(model.graph) for node in graph}
+    out: dict[str, tuple[str, Any]] = {}
+    for wp in plan.weights.values():
+        node = nodes.get(wp.node)
+        w = None if node is None else constant_array(node.inputs[1])
+        if node is not None and w is not None and wp.activation is not None:
+            reservoir = reservoir_for(node, tuple(w.shape), rows)
+            if reservoir is not None:
+                out[wp.node] = (wp.activation, reservoir)
+    return out
+
+
+def _distinct_inputs(reservoirs: Mapping[str, tuple[str, Any]]) -> Iterable[dict[str, Any]]:
+    """The reservoirs in rounds keyed by input tensor, each tensor at most once a round."""
+    rounds: list[dict[str, Any]] = []
+    for name, reservoir in reservoirs.values():
+        free = next((r for r in rounds if name not in r), None)
+        if free is None:
+            rounds.append(free := {})
+        free[name] = reservoir
+    return rounds
 
 
 def structurally_prepared(
@@ -353,6 +393,7 @@ def prepare(
     requantize: bool = False,
     equalize: bool = False,
     bias_correction: bool = False,
+    layer_inputs: int = 0,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -373,6 +414,8 @@ def prepare(
         bias_correction: Correct each Conv/Gemm bias for the mean output shift its weight's
             rounding causes (:mod:`onnxq.weights.bias_correction`), from the means of the layers'
             inputs observed while calibrating; layers without a bias get one.
+        layer_inputs: Keep a sample of at most this many input rows per Conv/Gemm/MatMul while
+            calibrating (:mod:`onnxq.accuracy.layer_inputs`), for ``convert(weight_method="adaround")``.
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
@@ -410,6 +453,7 @@ def prepare(
         bias_correction=bias_correction,
         mapping=mapping,
         source_op_types=source_op_types,
+        layer_inputs=layer_inputs,
     )
 
 
@@ -436,7 +480,10 @@ def quantize_static(
     are then read twice)."""
     if smooth_quant_alpha is not None:
         model = smooth_quant(model, batches, smooth_quant_alpha, progress=progress)
-    prepared = prepare(model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction)
+    rows = AdaRoundConfig().rows if weight_method == "adaround" else 0
+    prepared = prepare(
+        model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction, layer_inputs=rows
+    )
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method)
 

@@ -54,6 +54,7 @@ def prepare_from_args(
     from onnxq.io import check_outputs_apart, external_data_files
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
     from onnxq.targets import target_mapping
+    from onnxq.weights.adaround import AdaRoundConfig
 
     if args.preprocess is not None and args.calib is None:
         raise OnnxqError("--preprocess applies to image calibration data: give --calib too")
@@ -95,6 +96,7 @@ def prepare_from_args(
         requantize=args.requantize,
         equalize=args.equalize,
         bias_correction=getattr(args, "bias_correction", False),
+        layer_inputs=AdaRoundConfig().rows if getattr(args, "weight_method", "rtn") == "adaround" else 0,
     )
     check_outputs_apart(
         outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}

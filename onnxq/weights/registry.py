@@ -32,6 +32,10 @@ class WeightRequest:
         granularity: The granularity with its axis resolved for this node.
         input_qparams: The parameters of the node's quantized activation input (None when the
             activations stay float).
+        inputs: A sample of the node's input rows as its matmul sees them (``[N, K]``: a Conv's
+            patches, a Gemm/MatMul's rows), for methods that learn from data (``adaround``);
+            None unless calibration kept them (:mod:`onnxq.accuracy.layer_inputs`).
+        trans_b: For a Gemm, its ``transB`` (the weight is ``[N, K]``).
     """
 
     node: str
@@ -40,6 +44,8 @@ class WeightRequest:
     spec: QSpec
     granularity: Granularity
     input_qparams: QParams | None = None
+    inputs: np.ndarray | None = None
+    trans_b: bool = False
 
 
 @dataclass(frozen=True, eq=False)
