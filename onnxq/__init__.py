@@ -20,7 +20,7 @@ Everything public is listed in ``__all__``; anything else is internal.
 
 from onnxq import errors
 from onnxq.accuracy.fallback import BudgetResult, quantize_with_budget
-from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static
+from onnxq.api import Conversion, PreparedModel, convert, prepare, quantize_static, smooth_quant
 from onnxq.api_dynamic import DynamicConversion, convert_dynamic, quantize_dynamic
 from onnxq.api_weight_only import WeightOnlyConversion, convert_weight_only, quantize_weight_only
 from onnxq.calibration.images import ImageFolder
@@ -94,4 +94,5 @@ __all__ = [
     "quantize_with_budget",
     "register_weight_method",
     "save_model",
+    "smooth_quant",
 ]

@@ -20,7 +20,9 @@ Two post-training algorithms are off by default: ``prepare(..., equalize=True)``
 equalisation (:mod:`onnxq.passes.equalize`) with the structural passes, and
 ``prepare(..., bias_correction=True)`` also observes the mean of each layer's input while
 calibrating (in the same runs: :mod:`onnxq.accuracy.input_means`) and corrects the biases for
-the weights' rounding at conversion (:mod:`onnxq.weights.bias_correction`).
+the weights' rounding at conversion (:mod:`onnxq.weights.bias_correction`). SmoothQuant needs
+data before planning: :func:`smooth_quant` returns the smoothed float model
+(:mod:`onnxq.accuracy.smoothing`), and ``quantize_static(..., smooth_quant=0.5)`` uses it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from onnxq.report import QuantizationReport, build_report
 from onnxq.scheme import PerBlock
 from onnxq.targets import AUDITED_TARGETS, DEFAULT_TARGET, target_mapping, weight_only
 from onnxq.weights import QuantizedWeights, quantize_weights
+from onnxq.weights.adaround import AdaRoundConfig
 from onnxq.weights.bias_correction import CORRECTED_INPUT_AXES
 from onnxq.weights.registry import weight_method_needs_data
 
@@ -99,13 +102,15 @@ def convert(
     pass_notes: tuple[str, ...] = (),
     saturation_audit: bool = False,
     input_means: Mapping[str, Any] | None = None,
+    layer_inputs: Mapping[str, Any] | None = None,
 ) -> Conversion:
     """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
     statistics (None only when the plan observes nothing: fixed ranges, weight-only).
 
     ``saturation_audit`` (the ``x86-avx2`` target) gives 7-bit inputs to the layers whose 8-bit
     ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
-    ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name.
+    ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name;
+    ``layer_inputs`` (AdaRound): a sample of each layer's input rows, by node name.
     """
     if weight_method_needs_data(weight_method):
         raise ConfigError(
@@ -130,7 +135,7 @@ def convert(
             dropped,
         )
     pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
-    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
+    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means, layer_inputs)
     if saturation_audit:
         narrow, lines = audit_layers(applied, model, qparams.groups, weights, calibration.observers)
         audited = sum(1 for w in applied.weights.values() if w.activation is not None)
@@ -139,7 +144,9 @@ def convert(
         if narrow:
             qparams = resolve_qparams(plan, model, calibration, narrow)
             applied = drop_unreached(plan, qparams.groups)
-            weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means)
+            weights = quantize_weights(
+                applied, model, qparams.groups, weight_method, input_means, layer_inputs
+            )
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
     if tensor_bytes(result.model) < CHECKER_MAX_BYTES:  # the checker serialises: protobuf's 2 GB limit
@@ -175,6 +182,7 @@ class PreparedModel:
         bias_correction: bool = False,
         mapping: QConfigMapping | None = None,
         source_op_types: Mapping[str, str] | None = None,
+        layer_inputs: int = 0,
     ) -> None:
         self._model = model
         self._plan = plan
@@ -185,6 +193,7 @@ class PreparedModel:
         self._calibration: CalibrationResult | None = None
         self._conversion: Conversion | None = None
         self._means = _layer_input_means(model, plan) if bias_correction else None
+        self._reservoirs = _layer_reservoirs(model, plan, layer_inputs) if layer_inputs else {}
 
     @property
     def model(self) -> ir.Model:
@@ -254,10 +263,14 @@ class PreparedModel:
         observers = start.observers if start is not None else make_observers(self._plan)
         if self._means is not None:  # bias correction: the layers' input means, in the same runs
             observers = with_means(observers, self._means)
+        for layers in _distinct_inputs(self._reservoirs):  # AdaRound's input rows, in the same runs
+            observers = with_means(observers, layers)
         run = calibrate(
             self._model, observers, batches, progress=progress, shard=shard, max_memory=max_memory
         )
-        observed = without_means(run.observers)
+        observed = dict(run.observers)
+        for _ in range(1 + len(list(_distinct_inputs(self._reservoirs)))):
+            observed = without_means(observed)
         self._calibration = CalibrationResult(observed, run.num_samples + self.num_samples)
         return self._calibration.copy()
 
@@ -286,6 +299,7 @@ class PreparedModel:
             pass_notes=self._pass_notes,
             saturation_audit=self._saturation_audit,
             input_means=means,
+            layer_inputs={node: r.data for node, (_, r) in self._reservoirs.items() if r.reached},
         )
         return self._conversion.model
 
@@ -304,6 +318,34 @@ def _layer_input_means(model: ir.Model, plan: QuantPlan) -> dict[str, ChannelMea
         for wp in plan.weights.values()
         if wp.activation is not None and wp.bias is not None and op_types.get(wp.node) in CORRECTED_INPUT_AXES
     }
+
+
+def _layer_reservoirs(model: ir.Model, plan: QuantPlan, rows: int) -> dict[str, tuple[str, Any]]:
+    """By node: its input tensor's name and a reservoir of at most ``rows`` of its input rows."""
+    from onnxq.accuracy.layer_inputs import reservoir_for
+    from onnxq.graph import constant_array
+
+    nodes = {node.name: node for graph in plannable_graphs(model.graph) for node in graph}
+    out: dict[str, tuple[str, Any]] = {}
+    for wp in plan.weights.values():
+        node = nodes.get(wp.node)
+        w = None if node is None else constant_array(node.inputs[1])
+        if node is not None and w is not None and wp.activation is not None:
+            reservoir = reservoir_for(node, tuple(w.shape), rows)
+            if reservoir is not None:
+                out[wp.node] = (wp.activation, reservoir)
+    return out
+
+
+def _distinct_inputs(reservoirs: Mapping[str, tuple[str, Any]]) -> Iterable[dict[str, Any]]:
+    """The reservoirs in rounds keyed by input tensor, each tensor at most once a round."""
+    rounds: list[dict[str, Any]] = []
+    for name, reservoir in reservoirs.values():
+        free = next((r for r in rounds if name not in r), None)
+        if free is None:
+            rounds.append(free := {})
+        free[name] = reservoir
+    return rounds
 
 
 def structurally_prepared(
@@ -329,6 +371,27 @@ def structurally_prepared(
     return ir_model, source_op_types, tuple(note for r in results for note in r.notes)
 
 
+def smooth_quant(
+    model: ModelSource,
+    batches: Batches,
+    alpha: float = 0.5,
+    *,
+    progress: bool = True,
+    max_memory: int | str | None = None,
+) -> ir.Model:
+    """The float ``model`` after the structural passes and SmoothQuant (strength ``alpha`` in
+    [0, 1]), from the LayerNorm outputs' channel maxima over ``batches`` (re-iterable): it computes
+    the same, and quantizes with per-tensor activations better. Give it to :func:`prepare`."""
+    from onnxq.accuracy.smoothing import smooth_prepared
+
+    ir_model, _, _ = structurally_prepared(model, MIN_OPSET, requantize=False)
+    memory = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
+    smoothed, _ = smooth_prepared(
+        ir_model, batches, alpha, progress=progress, max_memory=memory or default_max_memory()
+    )
+    return smoothed
+
+
 def prepare(
     model: ModelSource,
     qconfig_mapping: QConfigLike = None,
@@ -337,6 +400,7 @@ def prepare(
     requantize: bool = False,
     equalize: bool = False,
     bias_correction: bool = False,
+    layer_inputs: int = 0,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -357,6 +421,8 @@ def prepare(
         bias_correction: Correct each Conv/Gemm bias for the mean output shift its weight's
             rounding causes (:mod:`onnxq.weights.bias_correction`), from the means of the layers'
             inputs observed while calibrating; layers without a bias get one.
+        layer_inputs: Keep a sample of at most this many input rows per Conv/Gemm/MatMul while
+            calibrating (:mod:`onnxq.accuracy.layer_inputs`), for ``convert(weight_method="adaround")``.
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
@@ -394,6 +460,7 @@ def prepare(
         bias_correction=bias_correction,
         mapping=mapping,
         source_op_types=source_op_types,
+        layer_inputs=layer_inputs,
     )
 
 
@@ -413,9 +480,17 @@ def quantize_static(
     weight_method: str = "rtn",
     equalize: bool = False,
     bias_correction: bool = False,
+    smooth_quant_alpha: float | None = None,
 ) -> onnx.ModelProto:
-    """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``."""
-    prepared = prepare(model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction)
+    """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``.
+    ``smooth_quant_alpha`` (e.g. 0.5) first smooths the model (:func:`smooth_quant`; ``batches``
+    are then read twice)."""
+    if smooth_quant_alpha is not None:
+        model = smooth_quant(model, batches, smooth_quant_alpha, progress=progress)
+    rows = AdaRoundConfig().rows if weight_method == "adaround" else 0
+    prepared = prepare(
+        model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction, layer_inputs=rows
+    )
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method)
 
@@ -427,4 +502,5 @@ __all__ = [
     "prepare",
     "quantize_static",
     "required_opset",
+    "smooth_quant",
 ]

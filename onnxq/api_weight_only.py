@@ -33,7 +33,7 @@ from onnxq.planning.weight_only import (
 )
 from onnxq.report import QuantizationReport, build_planned_report
 from onnxq.scheme import PerBlock
-from onnxq.weights.registry import weight_method_needs_data
+from onnxq.weights.registry import weight_method_data, weight_method_needs_data
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,12 @@ def convert_weight_only(
     and the report."""
     spec = weight_only_spec(dtype, block_size, symmetric)
     fmt = weight_only_format(format)
-    needs_data = weight_method_needs_data(method)  # an unknown method is refused before the model is read
+    if weight_method_data(method) == "inputs":  # an unknown method is refused before the model is read
+        raise ConfigError(
+            f"weight method {method!r} learns from samples of the layers' inputs, which static "
+            "quantization keeps: use it with --mode static (--weight-method, or weight_method=)"
+        )
+    needs_data = weight_method_needs_data(method)
     if needs_data and data is None:
         raise ConfigError(f"weight method {method!r} needs calibration data (data=..., --calib)")
     chosen = check_weight_only_op_types(op_types)

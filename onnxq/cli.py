@@ -156,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         "the layer inputs' means over --calib (not with --stats)",
     )
     q.add_argument(
+        "--smooth-quant",
+        metavar="ALPHA",
+        nargs="?",
+        type=float,
+        const=0.5,
+        default=None,
+        help="SmoothQuant: move LayerNorm outputs' outlier channels into the following matmul weights "
+        "(strength ALPHA in [0, 1], default 0.5; reads --calib twice, not with --stats)",
+    )
+    q.add_argument(
+        "--weight-method",
+        default="rtn",
+        help="how weights are rounded: rtn (nearest, default) or adaround (learned on --calib)",
+    )
+    q.add_argument(
         "--external-data",
         action="store_true",
         help="store tensors in <output>.data beside the model (automatic above 2 GB)",
@@ -380,6 +395,10 @@ def _quantize(args: argparse.Namespace) -> int:
     for option, given in {"--equalize": args.equalize, "--bias-correction": args.bias_correction}.items():
         if given and args.mode != "static":
             raise OnnxqError(f"{option} applies to --mode static")
+    if args.smooth_quant is not None and args.mode != "static":
+        raise OnnxqError("--smooth-quant applies to --mode static")
+    if args.smooth_quant is not None and args.stats is not None:
+        raise OnnxqError("--smooth-quant needs --calib, not --stats: it observes the LayerNorm outputs first")
     if args.bias_correction and args.stats is not None:
         raise OnnxqError("--bias-correction needs --calib, not --stats: it observes the layer inputs' means")
     outputs = {
@@ -428,7 +447,7 @@ def _quantize(args: argparse.Namespace) -> int:
             calibration = CalibrationResult.load(args.stats)
         elif prepared.plan.observed_values():
             calibrate_from_args(args, prepared, calib)
-        qmodel = prepared.convert(calibration)
+        qmodel = prepared.convert(calibration, weight_method=args.weight_method)
         report = prepared.report
     lowering = None
     if args.format == "onnxq":

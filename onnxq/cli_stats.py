@@ -49,11 +49,12 @@ def prepare_from_args(
     Every output is checked against every input (model, its external data, calibration files,
     the qconfig file and ``more_inputs``) before anything is written.
     """
-    from onnxq.api import prepare
+    from onnxq.api import prepare, smooth_quant
     from onnxq.calibration.sources import load_calibration_data
     from onnxq.io import check_outputs_apart, external_data_files
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
     from onnxq.targets import target_mapping
+    from onnxq.weights.adaround import AdaRoundConfig
 
     if args.preprocess is not None and args.calib is None:
         raise OnnxqError("--preprocess applies to image calibration data: give --calib too")
@@ -83,13 +84,19 @@ def prepare_from_args(
         mapping = mapping.with_overrides(
             activation_dtype=args.activation_dtype, per_channel=False if args.per_tensor else None
         )
+    model = args.model
+    if getattr(args, "smooth_quant", None) is not None:
+        if calib is None:
+            raise OnnxqError("--smooth-quant needs --calib")
+        model = smooth_quant(args.model, calib, args.smooth_quant, progress=not args.no_progress)
     prepared = prepare(
-        args.model,
+        model,
         mapping,
         target=args.target,
         requantize=args.requantize,
         equalize=args.equalize,
         bias_correction=getattr(args, "bias_correction", False),
+        layer_inputs=AdaRoundConfig().rows if getattr(args, "weight_method", "rtn") == "adaround" else 0,
     )
     check_outputs_apart(
         outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}

@@ -1,4 +1,5 @@
-"""Per-channel means of layer inputs, observed during calibration (for bias correction).
+"""Per-channel statistics of layer inputs observed during calibration: means (for bias correction)
+and absolute maxima (for SmoothQuant).
 
 :class:`ChannelMean` keeps, per channel along ``axis``, the sum of the finite values (float64) and
 their count: memory ``O(channels)`` whatever the number of samples, and two of them merge exactly
@@ -60,6 +61,37 @@ class ChannelMean:
         return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), 0.0)
 
 
+class ChannelAbsMax:
+    """Streaming per-channel ``max |x|`` along ``axis`` (SmoothQuant's activation statistic);
+    NaN/Inf are ignored and counted. Two of them merge exactly (elementwise maximum)."""
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+        self.max: np.ndarray | None = None
+        self.nonfinite_count = 0
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -1)
+        finite = np.isfinite(rows)
+        self.nonfinite_count += int(finite.size - finite.sum())
+        got = np.where(finite, np.abs(rows), 0).max(axis=1, initial=0.0).astype(np.float64)
+        if self.max is not None and self.max.shape != got.shape:
+            raise ValueError(f"{got.shape[0]} channels on axis {self.axis}, earlier {self.max.shape[0]}")
+        self.max = got if self.max is None else np.maximum(self.max, got)
+
+    def merge(self, other: ChannelAbsMax) -> ChannelAbsMax:
+        out = ChannelAbsMax(self.axis)
+        parts = [p.max for p in (self, other) if p.max is not None]
+        out.max = np.maximum.reduce(parts) if parts else None
+        out.nonfinite_count = self.nonfinite_count + other.nonfinite_count
+        return out
+
+    @property
+    def reached(self) -> bool:
+        return self.max is not None
+
+
 class _Tee:
     """An observer slot feeding a plan observer (None: none) and a :class:`ChannelMean`."""
 
@@ -97,4 +129,4 @@ def without_means(observers: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["ChannelMean", "with_means", "without_means"]
+__all__ = ["ChannelAbsMax", "ChannelMean", "with_means", "without_means"]

@@ -20,7 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxq.errors import OnnxqError
-from onnxq.graph import constant_array, iter_graphs
+from onnxq.graph import constant_array, int_attr, iter_graphs
 from onnxq.planning.plan import QuantPlan
 from onnxq.planning.tensor_groups import values_by_name
 from onnxq.planning.weight_plan import WeightPlan
@@ -63,12 +63,14 @@ def quantize_weights(
     act_qparams: Mapping[int, QParams],
     method: str = "rtn",
     input_means: Mapping[str, np.ndarray] | None = None,
+    layer_inputs: Mapping[str, np.ndarray] | None = None,
 ) -> QuantizedWeights:
     """Quantize every weight of ``plan`` with the weight method registered as ``method``.
 
     ``act_qparams`` are the activation parameters by tensor group (biases need their input's
     scale). ``input_means`` (bias correction), by input tensor name: the per-channel mean of each
     layer's input; the biases of the layers reading one are corrected before they become int32.
+    ``layer_inputs``, by node name: a sample of each layer's input rows (``WeightRequest.inputs``).
     The model is not changed.
     """
     fn = get_weight_method(method)
@@ -82,9 +84,12 @@ def quantize_weights(
         if key not in shared:
             w = constant_array(values[wp.weight])
             assert w is not None
+            node = nodes[wp.node]
             request = WeightRequest(
-                wp.node, nodes[wp.node].op_type, np.asarray(w, np.float32), wp.spec, wp.granularity, input_qp
-            )
+                wp.node, node.op_type, np.asarray(w, np.float32), wp.spec, wp.granularity, input_qp,
+                inputs=None if layer_inputs is None else layer_inputs.get(wp.node),
+                trans_b=bool(int_attr(node, "transB", 0)),
+            )  # fmt: skip
             shared[key] = _checked(fn(request), request, method)
         weight = shared[key]
         mean = None if input_means is None or wp.activation is None else input_means.get(wp.activation)

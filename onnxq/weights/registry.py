@@ -34,6 +34,10 @@ class WeightRequest:
             activations stay float).
         hessian: For methods that use data (``gptq``): ``H = 2 X^T X / rows`` of the node's
             input rows ``X`` (float64, ``[K, K]`` over the weight's reduction axis), or None.
+        inputs: A sample of the node's input rows as its matmul sees them (``[N, K]``: a Conv's
+            patches, a Gemm/MatMul's rows), for methods that learn from data (``adaround``);
+            None unless calibration kept them (:mod:`onnxq.accuracy.layer_inputs`).
+        trans_b: For a Gemm, its ``transB`` (the weight is ``[N, K]``).
     """
 
     node: str
@@ -43,6 +47,8 @@ class WeightRequest:
     granularity: Granularity
     input_qparams: QParams | None = None
     hessian: np.ndarray | None = None
+    inputs: np.ndarray | None = None
+    trans_b: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,28 +65,42 @@ class QuantizedTensor:
 
 WeightMethod = Callable[[WeightRequest], QuantizedTensor]
 _REGISTRY: dict[str, WeightMethod] = {}
-_NEEDS_DATA: set[str] = set()
+#: What each data-driven method learns from: "hessian" (the layers' input Hessians, which
+#: weight-only mode gathers) or "inputs" (samples of the layers' inputs, which static mode keeps).
+_DATA: dict[str, str] = {}
+DATA_KINDS = ("hessian", "inputs")
 
 
-def register_weight_method(name: str, *, needs_data: bool = False) -> Callable[[WeightMethod], WeightMethod]:
+def register_weight_method(
+    name: str, *, needs_data: bool = False, data: str | None = None
+) -> Callable[[WeightMethod], WeightMethod]:
     """Decorator: make a weight method available as ``method=name``; a name is registered once.
-    ``needs_data``: the method uses statistics of the layers' inputs (calibration data)."""
+    ``data``: what the method learns from (:data:`DATA_KINDS`); ``needs_data=True`` is
+    ``data="hessian"``."""
+    kind = "hessian" if needs_data and data is None else data
+    if kind is not None and kind not in DATA_KINDS:
+        raise ValueError(f"weight method {name!r}: data {kind!r} is not one of {DATA_KINDS}")
 
     def deco(fn: WeightMethod) -> WeightMethod:
         if name in _REGISTRY:
             raise ValueError(f"weight method {name!r} registered twice")
         _REGISTRY[name] = fn
-        if needs_data:
-            _NEEDS_DATA.add(name)
+        if kind is not None:
+            _DATA[name] = kind
         return fn
 
     return deco
 
 
+def weight_method_data(name: str) -> str | None:
+    """What the method ``name`` learns from (:data:`DATA_KINDS`), None for a data-free one."""
+    get_weight_method(name)
+    return _DATA.get(name)
+
+
 def weight_method_needs_data(name: str) -> bool:
     """Whether the method ``name`` needs calibration data (the layers' input Hessians)."""
-    get_weight_method(name)
-    return name in _NEEDS_DATA
+    return weight_method_data(name) == "hessian"
 
 
 def weight_method_names() -> tuple[str, ...]:
@@ -102,6 +122,7 @@ __all__ = [
     "WeightRequest",
     "get_weight_method",
     "register_weight_method",
+    "weight_method_data",
     "weight_method_names",
     "weight_method_needs_data",
 ]
