@@ -38,6 +38,7 @@ from onnxq.passes.base import GraphPass, PassResult
 from onnxq.passes.dequantize_weights import DequantizeWeights
 from onnxq.passes.dynamic_lstm import DynamicLSTM
 from onnxq.passes.dynamic_matmul import DynamicMatMul
+from onnxq.passes.dynamic_rnn import DynamicRecurrent
 from onnxq.passes.equalize import EqualizeConvPairs
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
@@ -67,7 +68,7 @@ def structural_passes(
 
 def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
     """The rewrites of a dynamic quantization, in order, each doing the part of ``plan`` it owns."""
-    return (DynamicMatMul(plan), DynamicLSTM(plan), DequantizeWeights(plan))
+    return (DynamicMatMul(plan), DynamicLSTM(plan), DynamicRecurrent(plan), DequantizeWeights(plan))
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:
@@ -85,6 +86,7 @@ __all__ = [
     "DequantizeWeights",
     "DynamicLSTM",
     "DynamicMatMul",
+    "DynamicRecurrent",
     "EqualizeConvPairs",
     "FoldBatchNorm",
     "GiveZeroBias",
