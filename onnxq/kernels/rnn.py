@@ -374,9 +374,8 @@ def gru(
     h = np.empty((batch, hidden), dtype=np.float32)
     check(
         lib.onnxq_gru(
-            p, x.shape[0], _ptr(x), x.size, _ptr(h0a), _size(h0a), _ptr(y, True), y.size,
-            _ptr(h, True), h.size,
-        )  # fmt: skip
+            p, seq, _ptr(x), x.size, _ptr(h0a), _size(h0a), _ptr(y, True), y.size, _ptr(h, True), h.size
+        )
     )
     return (np.ascontiguousarray(y[::-1]) if reverse else y), h
 
@@ -398,6 +397,6 @@ def rnn(
         lib.onnxq_rnn(
             p, x.shape[0], _ptr(x), x.size, _ptr(h0a), _size(h0a), _ptr(y, True), y.size,
             _ptr(h, True), h.size,
-        )  # fmt: skip
+        )
     )
     return (np.ascontiguousarray(y[::-1]) if reverse else y), h
