@@ -18,7 +18,7 @@ Each runs at batch 1 as
 - ``ort`` / ``ort-u8``: ``onnxq.quantize_dynamic(format="onnxruntime")`` (DynamicQuantizeMatMul,
   DynamicQuantizeLSTM), int8 / uint8 weights;
 - ``onnxq``: ``onnxq.quantize_dynamic(format="onnxq")``, MatMul/Gemm as ai.onnxq.DynamicMatMul on
-  onnxq's kernels (exact on every CPU; LSTM weight-only for now), run with onnxq's custom ops.
+  onnxq's kernels and LSTM as ai.onnxq.DynamicLSTM (exact on every CPU), run with onnxq's custom ops.
 
 All runs of one model are interleaved (order rotating per round), so a noisy neighbour slows them
 alike; the medians (ms), each one's ratio ``ort-dyn / it`` (above 1: faster than onnxruntime's

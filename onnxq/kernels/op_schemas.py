@@ -23,7 +23,10 @@ Shape rules (NHWC activations; a dimension that is not known stays unknown):
 * ``matmul``: ``a [..., K]``, ``w [K, N]`` -> ``[..., N]``;
 * ``concat``: the tensors (inputs 4 on) of one rank, concatenated along ``axis`` (negative from
   the end): the sum of their extents there, the others as they are;
-* ``same_as_first_input``.
+* ``same_as_first_input``;
+* ``rnn`` (every output): ``X [T, N, I]`` (``layout`` 1: ``[N, T, I]``) -> ``Y [T, D, N, H]``
+  (``[N, T, D, H]``) and each state ``[D, N, H]`` (``[N, D, H]``), ``D`` = 2 when ``direction``
+  is ``"bidirectional"``, ``H`` = ``hidden_size``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ def _q(*names: str) -> tuple[tuple[str, ...], ...]:
         for n in names
         for t in ((n, "tensor(uint8)"), (f"{n}_scale", "tensor(float)"), (f"{n}_zero_point", "tensor(uint8)"))
     )
+
+
+def _weight(name: str) -> tuple[tuple[str, ...], ...]:
+    """A recurrent op's int8 weight, its scales and zero points."""
+    scale, zero_point = (f"{name}_scale", "tensor(float)"), (f"{name}_zero_point", "tensor(int8)")
+    return ((name, "tensor(int8)"), scale, zero_point)
+
+
+def _states(kind: str, prefix: str, out: bool = False) -> tuple[tuple[str, ...], ...]:
+    """``initial_h`` (and ``initial_c``), optional inputs, or the outputs ``Y_h`` (and ``Y_c``)."""
+    names = [f"{prefix}_h", f"{prefix}_c"][: 2 if kind == "LSTM" else 1]
+    return tuple((n, "tensor(float)") if out else (n, "tensor(float)", "optional") for n in names)
 
 
 WEIGHT = (("w", "tensor(int8)"), ("w_scale", "tensor(float)"), ("w_zero_point", "tensor(int8)"))
@@ -92,6 +107,17 @@ OPS: dict[str, OpDef] = {
         (("a", "tensor(float)"), *WEIGHT, ("B", "tensor(float)", "optional")),
         (("y", "tensor(float)"),), {}, "matmul",
     ),
+    **{
+        f"Dynamic{kind}": OpDef(
+            (("X", "tensor(float)"), *_weight("W"), *_weight("R"), ("B", "tensor(float)", "optional"),
+             ("sequence_lens", "tensor(int32)", "optional"), *_states(kind, "initial")),
+            (("Y", "tensor(float)"), *_states(kind, "Y", out=True)),
+            {"direction": "string", "hidden_size": "int", "layout": "int",
+             **({"linear_before_reset": "int"} if kind == "GRU" else {})},
+            "rnn",
+        )
+        for kind in ("LSTM", "GRU", "RNN")
+    },
 }  # fmt: skip
 
 #: Where QLinearConcat's tensors start (its qparams come first: only the last input is variadic).
@@ -226,6 +252,22 @@ def _concat(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     return out
 
 
+def _rnn(ctx: onnx.shape_inference.InferenceContext) -> list[list[Dim] | None]:
+    """Every output's shape: ``Y`` then the states (module docstring)."""
+    x = _dims(ctx, 0)
+    attr = ctx.get_attribute("direction")
+    dirs = 2 if attr is not None and attr.s == b"bidirectional" else 1
+    hidden: Dim = _int(ctx, "hidden_size", 0) or None
+    layout = _int(ctx, "layout", 0)
+    steps, batch = (None, None) if x is None or len(x) != 3 else ((x[1], x[0]) if layout else (x[0], x[1]))
+    y = [batch, steps, dirs, hidden] if layout else [steps, dirs, batch, hidden]
+    state = [batch, dirs, hidden] if layout else [dirs, batch, hidden]
+    return [y, *([state] * (ctx.get_num_outputs() - 1))]
+
+
+#: Rules that give every output's shape (the others give output 0's).
+MULTI_OUTPUT = {"rnn": _rnn}
+
 SHAPE_RULES: dict[str, Callable[[onnx.shape_inference.InferenceContext], list[Dim] | None]] = {
     "layout": _layout,
     "conv_nhwc": _conv_nhwc,
@@ -246,17 +288,19 @@ _ATTR = {
 
 
 def _inference(op: OpDef) -> Callable[[onnx.shape_inference.InferenceContext], None]:
-    rule, elem = SHAPE_RULES[op.shape], _ELEM[op.outputs[0][1]]
+    elem = _ELEM[op.outputs[0][1]]
 
     def infer(ctx: onnx.shape_inference.InferenceContext) -> None:
-        dims = rule(ctx)
-        shape = None if dims is None else [d if d is not None else "" for d in dims]
-        out = helper.make_tensor_type_proto(elem, shape)
-        if dims is not None:  # unknown dims: no value, no name
-            for d, value in zip(out.tensor_type.shape.dim, dims, strict=True):
-                if value is None:
-                    d.ClearField("dim_param")
-        ctx.set_output_type(0, out)
+        multi = MULTI_OUTPUT.get(op.shape)
+        shapes = multi(ctx) if multi is not None else [SHAPE_RULES[op.shape](ctx)]
+        for index, dims in enumerate(shapes):
+            shape = None if dims is None else [d if d is not None else "" for d in dims]
+            out = helper.make_tensor_type_proto(elem, shape)
+            if dims is not None:  # unknown dims: no value, no name
+                for d, value in zip(out.tensor_type.shape.dim, dims, strict=True):
+                    if value is None:
+                        d.ClearField("dim_param")
+            ctx.set_output_type(index, out)
 
     return infer
 

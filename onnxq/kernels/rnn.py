@@ -1,8 +1,8 @@
-"""LSTM and GRU on the dynamic-quantization matmul (native sequence drivers).
+"""LSTM, GRU and RNN on the dynamic-quantization matmul (native sequence drivers).
 
 Weights follow ONNX (one direction): ``W[gates*H, I]``, ``R[gates*H, H]`` in gate order LSTM
-``i, o, f, c`` / GRU ``z, r, h``, quantized s8 per output row with fp32 scales; biases ``Wb``, ``Rb``
-fp32 ``[gates*H]``. See :mod:`onnxq.kernels.reference.rnn` for the exact arithmetic.
+``i, o, f, c`` / GRU ``z, r, h`` / RNN one gate, quantized s8 per output row with fp32 scales;
+biases ``Wb``, ``Rb`` fp32 ``[gates*H]``. See :mod:`onnxq.kernels.reference.rnn` for the exact arithmetic.
 """
 
 from __future__ import annotations
@@ -29,7 +29,17 @@ from onnxq.kernels._ffi import (
 )
 from onnxq.kernels.dynamic import PackedDynamicWeights, pack_dynamic_weights
 
-__all__ = ["GruWeights", "LstmWeights", "gru", "lstm", "pack_gru_weights", "pack_lstm_weights"]
+__all__ = [
+    "GruWeights",
+    "LstmWeights",
+    "RnnWeights",
+    "gru",
+    "lstm",
+    "pack_gru_weights",
+    "pack_lstm_weights",
+    "pack_rnn_weights",
+    "rnn",
+]
 
 
 def _packed(value: object, name: str, k: int | None, n: int) -> tuple[int, np.ndarray]:
@@ -60,11 +70,13 @@ class LstmWeights:
     w_bias: np.ndarray | None
     r_bias: np.ndarray | None
 
+    GATES = 4
+
     def validated(self, name: str = "weights") -> dict[str, object]:
         """The arrays C reads, after checking them: ``w`` packed as K=I x N=4H, ``r`` as H x 4H,
-        their scales float32 [4H], the biases None or C-contiguous float32 [4H]."""
+        their scales float32 [4H], the biases None or C-contiguous float32 [4H] (RNN: H rows)."""
         hidden = require_int(self.hidden, f"{name}.hidden", 1, SIZE_MAX // 16)
-        rows = 4 * hidden
+        rows = self.GATES * hidden
         inp, w_buf = _packed(self.w, f"{name}.w", None, rows)
         _, r_buf = _packed(self.r, f"{name}.r", hidden, rows)
         return {
@@ -77,6 +89,12 @@ class LstmWeights:
             "w_bias": _bias_buffer(self.w_bias, f"{name}.w_bias", rows),
             "r_bias": _bias_buffer(self.r_bias, f"{name}.r_bias", rows),
         }
+
+
+class RnnWeights(LstmWeights):
+    """Packed plain-RNN weights of one direction (build with :func:`pack_rnn_weights`): one gate."""
+
+    GATES = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,9 +180,33 @@ def pack_lstm_weights(
     r_bias: np.ndarray | None = None,
 ) -> LstmWeights:
     """Pack s8 ``W[4H, I]`` and ``R[4H, H]`` with their per-row scales and optional biases."""
-    w, r, hidden = _weights(w, r, 4, "lstm")
-    rows = 4 * hidden
-    return LstmWeights(
+    return _pack_single(LstmWeights, w, w_scale, r, r_scale, w_bias, r_bias)
+
+
+def pack_rnn_weights(
+    w: np.ndarray,
+    w_scale: np.ndarray | float,
+    r: np.ndarray,
+    r_scale: np.ndarray | float,
+    w_bias: np.ndarray | None = None,
+    r_bias: np.ndarray | None = None,
+) -> RnnWeights:
+    """Pack s8 ``W[H, I]`` and ``R[H, H]`` of a plain RNN with per-row scales and optional biases."""
+    return _pack_single(RnnWeights, w, w_scale, r, r_scale, w_bias, r_bias)  # type: ignore[return-value]
+
+
+def _pack_single(
+    cls: type[LstmWeights],
+    w: np.ndarray,
+    w_scale: np.ndarray | float,
+    r: np.ndarray,
+    r_scale: np.ndarray | float,
+    w_bias: np.ndarray | None,
+    r_bias: np.ndarray | None,
+) -> LstmWeights:
+    w, r, hidden = _weights(w, r, cls.GATES, "lstm" if cls.GATES == 4 else "rnn")
+    rows = cls.GATES * hidden
+    return cls(
         hidden,
         pack_dynamic_weights(w, _rows_scale(w_scale, rows, "w_scale")),
         pack_dynamic_weights(r, _rows_scale(r_scale, rows, "r_scale")),
@@ -245,33 +287,15 @@ def lstm(
     """Run an LSTM over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H], c_T[B, H])``; ``reverse``
     runs from the last step to the first (ONNX direction "reverse"; y stays in input order).
     ``xs``, ``h0``, ``c0`` are float32 (finite); ``weights`` is checked field by field."""
-    if not isinstance(weights, LstmWeights):
+    if not isinstance(weights, LstmWeights) or isinstance(weights, RnnWeights):
         raise KernelError(f"weights: expected LstmWeights, got {type(weights).__name__}")
-    v = weights.validated()
-    x = _sequence(xs, v["input"], "xs")  # type: ignore[arg-type]
-    if reverse:
-        x = np.ascontiguousarray(x[::-1])
-    seq, batch, _ = x.shape
-    hidden: int = v["hidden"]  # type: ignore[assignment]
-    h0a = _state(h0, (batch, hidden), "h0")
-    c0a = _state(c0, (batch, hidden), "c0")
-    p = ffi.new("onnxq_lstm_params*")
-    p.batch, p.input_size, p.hidden = batch, x.shape[2], hidden
-    p.mode = _mode(per_row)
-    w_buf, r_buf = v["w"], v["r"]
-    p.w_packed, p.w_packed_size = ffi.cast("void*", byte_ptr(w_buf)), w_buf.size  # type: ignore[attr-defined]
-    p.r_packed, p.r_packed_size = ffi.cast("void*", byte_ptr(r_buf)), r_buf.size  # type: ignore[attr-defined]
-    p.w_scale, p.w_scale_len = _ptr(v["w_scale"]), _size(v["w_scale"])  # type: ignore[arg-type]
-    p.r_scale, p.r_scale_len = _ptr(v["r_scale"]), _size(v["r_scale"])  # type: ignore[arg-type]
-    p.w_bias, p.w_bias_len = _ptr(v["w_bias"]), _size(v["w_bias"])  # type: ignore[arg-type]
-    p.r_bias, p.r_bias_len = _ptr(v["r_bias"]), _size(v["r_bias"])  # type: ignore[arg-type]
-    y = new_array((seq, batch, hidden), np.float32, "y")
-    h = np.empty((batch, hidden), dtype=np.float32)
-    c = np.empty((batch, hidden), dtype=np.float32)
+    p, x, h0a, y, h = _single_run("onnxq_lstm_params*", weights, xs, h0, per_row, reverse)
+    c0a = _state(c0, h.shape, "c0")
+    c = np.empty(h.shape, dtype=np.float32)
     check(
         lib.onnxq_lstm(
             p,
-            seq,
+            x.shape[0],
             _ptr(x),
             x.size,
             _ptr(h0a),
@@ -287,6 +311,32 @@ def lstm(
         )
     )
     return (np.ascontiguousarray(y[::-1]) if reverse else y), h, c
+
+
+def _single_run(
+    params: str, weights: LstmWeights, xs: np.ndarray, h0: np.ndarray | None, per_row: bool, reverse: bool
+) -> tuple[object, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The params struct of an LSTM / RNN run (one packed W and R) filled from ``weights``, the
+    sequence (reversed when asked), h0 and the outputs ``y``, ``h`` to fill."""
+    v = weights.validated()
+    x = _sequence(xs, v["input"], "xs")  # type: ignore[arg-type]
+    if reverse:
+        x = np.ascontiguousarray(x[::-1])
+    seq, batch, _ = x.shape
+    hidden: int = v["hidden"]  # type: ignore[assignment]
+    h0a = _state(h0, (batch, hidden), "h0")
+    p = ffi.new(params)
+    p.batch, p.input_size, p.hidden = batch, x.shape[2], hidden
+    p.mode = _mode(per_row)
+    w_buf, r_buf = v["w"], v["r"]
+    p.w_packed, p.w_packed_size = ffi.cast("void*", byte_ptr(w_buf)), w_buf.size  # type: ignore[attr-defined]
+    p.r_packed, p.r_packed_size = ffi.cast("void*", byte_ptr(r_buf)), r_buf.size  # type: ignore[attr-defined]
+    p.w_scale, p.w_scale_len = _ptr(v["w_scale"]), _size(v["w_scale"])  # type: ignore[arg-type]
+    p.r_scale, p.r_scale_len = _ptr(v["r_scale"]), _size(v["r_scale"])  # type: ignore[arg-type]
+    p.w_bias, p.w_bias_len = _ptr(v["w_bias"]), _size(v["w_bias"])  # type: ignore[arg-type]
+    p.r_bias, p.r_bias_len = _ptr(v["r_bias"]), _size(v["r_bias"])  # type: ignore[arg-type]
+    y = new_array((seq, batch, hidden), np.float32, "y")
+    return p, x, h0a, y, np.empty((batch, hidden), dtype=np.float32)
 
 
 def gru(
@@ -325,6 +375,28 @@ def gru(
     check(
         lib.onnxq_gru(
             p, seq, _ptr(x), x.size, _ptr(h0a), _size(h0a), _ptr(y, True), y.size, _ptr(h, True), h.size
+        )
+    )
+    return (np.ascontiguousarray(y[::-1]) if reverse else y), h
+
+
+def rnn(
+    xs: np.ndarray,
+    weights: RnnWeights,
+    h0: np.ndarray | None = None,
+    *,
+    per_row: bool = False,
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run a plain RNN (tanh) over ``xs[T, B, I]`` → ``(y[T, B, H], h_T[B, H])``; ``reverse`` as
+    in :func:`lstm`."""
+    if not isinstance(weights, RnnWeights):
+        raise KernelError(f"weights: expected RnnWeights, got {type(weights).__name__}")
+    p, x, h0a, y, h = _single_run("onnxq_rnn_params*", weights, xs, h0, per_row, reverse)
+    check(
+        lib.onnxq_rnn(
+            p, x.shape[0], _ptr(x), x.size, _ptr(h0a), _size(h0a), _ptr(y, True), y.size,
+            _ptr(h, True), h.size,
         )
     )
     return (np.ascontiguousarray(y[::-1]) if reverse else y), h

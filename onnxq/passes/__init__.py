@@ -45,6 +45,7 @@ from onnxq.passes.dequantize_blocks import DequantizeBlocks
 from onnxq.passes.dequantize_weights import DequantizeWeights
 from onnxq.passes.dynamic_lstm import DynamicLSTM
 from onnxq.passes.dynamic_matmul import DynamicMatMul
+from onnxq.passes.dynamic_rnn import DynamicRecurrent
 from onnxq.passes.equalize import EqualizeConvPairs
 from onnxq.passes.fold_batchnorm import FoldBatchNorm, fold_bn_params
 from onnxq.passes.global_pool import ReduceMeanToGlobalPool
@@ -76,7 +77,7 @@ def structural_passes(
 
 def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
     """The rewrites of a dynamic quantization, in order, each doing the part of ``plan`` it owns."""
-    return (DynamicMatMul(plan), DynamicLSTM(plan), DequantizeWeights(plan))
+    return (DynamicMatMul(plan), DynamicLSTM(plan), DynamicRecurrent(plan), DequantizeWeights(plan))
 
 
 def weight_only_passes(
@@ -103,6 +104,7 @@ __all__ = [
     "DequantizeWeights",
     "DynamicLSTM",
     "DynamicMatMul",
+    "DynamicRecurrent",
     "EqualizeConvPairs",
     "FoldBatchNorm",
     "GiveZeroBias",

@@ -11,6 +11,10 @@ no calibration. :func:`build_dynamic_plan` decides per node, for a :class:`Dynam
   the MatMul as its ``anchor``);
 * LSTM in the ``onnxruntime`` format: ``dynamic_lstm`` (``com.microsoft.DynamicQuantizeLSTM``),
   unless its ``layout`` is 1, which that op lacks;
+* LSTM / GRU / RNN in the ``onnxq`` format under a dynamic qconfig with symmetric int8 weights:
+  ``dynamic_rnn`` (``ai.onnxq.DynamicLSTM`` / ``DynamicGRU`` / ``DynamicRNN``), unless it uses
+  what those kernels lack (:func:`onnxq_rnn_refusal`: other activations, ``clip``, peepholes,
+  ``input_forget``), noted;
 * LSTM / GRU / RNN otherwise, Conv / ConvTranspose / Gather (embedding tables), and MatMul / Gemm
   under a weight-only qconfig (``activation=None``): ``weight_only`` — 8-bit weights behind a
   ``DequantizeLinear``, the op itself in float (onnxruntime has no quantized GRU or RNN);
@@ -52,6 +56,7 @@ class DynamicAction(enum.Enum):
 
     MATMUL = "dynamic_matmul"
     LSTM = "dynamic_lstm"
+    RNN = "dynamic_rnn"  # ai.onnxq.DynamicLSTM / DynamicGRU / DynamicRNN (the onnxq format)
     WEIGHT_ONLY = "weight_only"
 
 
@@ -62,10 +67,37 @@ WEIGHT_ONLY_OPS = ("Conv", "ConvTranspose", "Gather")
 DYNAMIC_OP_TYPES = (*MATMUL_OPS, *RECURRENT_OPS, *WEIGHT_ONLY_OPS)
 #: Why a GRU / RNN keeps a float op in the onnxruntime format.
 NO_CONTRIB_RNN = "onnxruntime has no dynamically quantized {op}: weight-only (int8 behind DequantizeLinear)"
-#: Why a recurrent op keeps a float op in the onnxq format.
-NO_ONNXQ_RNN = (
-    "onnxq has no custom op for a dynamically quantized {op} yet: weight-only (int8 behind DequantizeLinear)"
-)
+#: Why a recurrent op keeps a float op in the onnxq format ({why}: what onnxq's kernels lack).
+NO_ONNXQ_RNN = "{why}, which onnxq's Dynamic{op} lacks: weight-only (int8 behind DequantizeLinear)"
+#: ONNX's default activations of one direction.
+DEFAULT_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"), "RNN": ("tanh",)}
+
+
+def onnxq_rnn_refusal(node: ir.Node) -> str | None:
+    """What of a recurrent ``node`` the kernels of ``ai.onnxq.Dynamic{LSTM,GRU,RNN}`` cannot
+    compute (None when they can): activations other than ONNX's defaults (with or without
+    alpha/beta), ``clip``, LSTM peepholes and ``input_forget``."""
+    op = node.op_type
+    dirs = 2 if _str_attr(node, "direction", "forward") == "bidirectional" else 1
+    acts = node.attributes.get("activations")
+    if acts is not None:
+        names = tuple(a.lower() for a in acts.as_strings())
+        if names != DEFAULT_ACTIVATIONS[op] * dirs:
+            return f"activations {list(acts.as_strings())}"
+    for name in ("activation_alpha", "activation_beta", "clip"):
+        if name in node.attributes:
+            return f"attribute {name}"
+    if op == "LSTM":
+        if int_attr(node, "input_forget", 0):
+            return "input_forget=1"
+        if len(node.inputs) > 7 and node.inputs[7] is not None:
+            return "peepholes (input P)"
+    return None
+
+
+def _str_attr(node: ir.Node, name: str, default: str) -> str:
+    attr = node.attributes.get(name)
+    return default if attr is None else attr.as_string()
 
 
 def onnxq_matmul_refusal(spec: QSpec) -> str | None:
@@ -176,8 +208,14 @@ def build_dynamic_plan(
             continue
         if decision.quantized and fmt is DynamicFormat.ONNXRUNTIME and node.op_type in ("GRU", "RNN"):
             notes.append(f"{node.name}: " + NO_CONTRIB_RNN.format(op=node.op_type))
-        elif decision.quantized and fmt is DynamicFormat.ONNXQ and node.op_type in RECURRENT_OPS:
-            notes.append(f"{node.name}: " + NO_ONNXQ_RNN.format(op=node.op_type))
+        elif (
+            decision.quantized
+            and fmt is DynamicFormat.ONNXQ
+            and node.op_type in RECURRENT_OPS
+            and decision.action is DynamicAction.WEIGHT_ONLY
+            and (why := _onnxq_rnn_why(node, decision)) is not None
+        ):
+            notes.append(f"{node.name}: " + NO_ONNXQ_RNN.format(why=why, op=node.op_type))
 
         elif (
             decision.quantized
@@ -187,6 +225,17 @@ def build_dynamic_plan(
         ):
             notes.append(f"{node.name}: layout=1, which DynamicQuantizeLSTM lacks: weight-only")
     return DynamicPlan(tuple(decisions.values()), fmt, tuple(notes))
+
+
+def _onnxq_rnn_why(node: ir.Node, decision: DynamicDecision) -> str | None:
+    """Why a recurrent node planned weight-only in the onnxq format is not a custom op (None: its
+    qconfig asked for weight-only)."""
+    why = onnxq_rnn_refusal(node)
+    if why is None and decision.weights:
+        spec = decision.weights[0].spec
+        if spec.dtype != "int8" or not spec.symmetric:
+            why = f"{'symmetric' if spec.symmetric else 'asymmetric'} {spec.dtype} weights"
+    return why
 
 
 def _bias_add(node: ir.Node) -> ir.Node | None:
@@ -293,6 +342,15 @@ def _action(node: ir.Node, qconfig: QConfig, fmt: DynamicFormat) -> DynamicActio
     if node.op_type not in MATMUL_OPS:
         if node.op_type == "LSTM" and fmt is DynamicFormat.ONNXRUNTIME and not int_attr(node, "layout", 0):
             return DynamicAction.LSTM
+        if (
+            node.op_type in RECURRENT_OPS
+            and fmt is DynamicFormat.ONNXQ
+            and qconfig.activation is not None
+            and qconfig.activation.dynamic
+            and onnxq_rnn_refusal(node) is None
+            and onnxq_matmul_refusal(qconfig.weight) is None
+        ):
+            return DynamicAction.RNN
         return DynamicAction.WEIGHT_ONLY
     act = qconfig.activation
     if act is None:
@@ -312,5 +370,6 @@ __all__ = [
     "build_dynamic_plan",
     "check_op_types",
     "onnxq_matmul_refusal",
+    "onnxq_rnn_refusal",
     "weight_refusal",
 ]

@@ -11,9 +11,11 @@ trained for a few seconds, exported with both torch exporters and quantized with
   float biases, scales and graph of the smallest, the GRU, are 2% of its fp32 size);
 - what each op became: MatMul/Gemm integer matmuls, LSTM/GRU/RNN weights int8 (the LSTM as
   DynamicQuantizeLSTM in the onnxruntime format), no float weight left on a quantized node;
-- the ``onnxq`` format (MatMul/Gemm as ai.onnxq.DynamicMatMul on onnxq's kernels) gives the bytes
-  of the ``qdq`` format computed exactly (its uint8 twin where this CPU's kernels saturate), whose
-  integer matmuls are the numpy reference's (tests/passes/test_dynamic_matmul.py).
+- the ``onnxq`` format (MatMul/Gemm as ai.onnxq.DynamicMatMul, LSTM/GRU/RNN as ai.onnxq.DynamicLSTM
+  / DynamicGRU / DynamicRNN on onnxq's kernels, no float recurrent op left): the transformer gives
+  the bytes of the ``qdq`` format computed exactly (its uint8 twin where this CPU's kernels
+  saturate), whose integer matmuls are the numpy reference's (tests/passes/test_dynamic_matmul.py);
+  every recurrent op gives, in the model, the bytes of its numpy reference on its inputs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import onnx
 import pytest
 
 import onnxq
+from onnxq.kernels.reference.rnn import dynamic_rnn
 from onnxq.passes.uint8_twin import exact_on_onnxruntime
 from onnxq.runtime import make_session, ort_u8s8_saturates
 
@@ -51,14 +54,41 @@ RECURRENT_KIND = {
     ("GRU", "onnxruntime"): "weight_only",
     ("RNN", "qdq"): "weight_only",
     ("RNN", "onnxruntime"): "weight_only",
-    ("LSTM", "onnxq"): "weight_only",
-    ("GRU", "onnxq"): "weight_only",
-    ("RNN", "onnxq"): "weight_only",
+    ("LSTM", "onnxq"): "dynamic_rnn",
+    ("GRU", "onnxq"): "dynamic_rnn",
+    ("RNN", "onnxq"): "dynamic_rnn",
 }
 
 
 def _logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return make_session(model, threads=1).run(None, {"input": x})[0]
+
+
+def _assert_recurrent_ops_are_the_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+    """Every ai.onnxq recurrent node's outputs, in the model run on onnxruntime, are the bytes of
+    the numpy reference (onnxq.kernels.reference.rnn.dynamic_rnn) on the inputs it was given."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type.startswith("Dynamic") and n.op_type != "DynamicMatMul"]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    seen = {o.name for o in probe.graph.output}
+    wanted = [v for n in nodes for v in [*n.input, *n.output] if v and v not in inits]
+    for name in dict.fromkeys(wanted):
+        if name not in seen:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    got = dict(zip([o.name for o in probe.graph.output],
+                   make_session(probe, threads=1, optimize=False).run(None, feeds), strict=True))  # fmt: skip
+    for node in nodes:
+        values = [inits.get(v, got.get(v)) if v else None for v in node.input]
+        values += [None] * (11 - len(values))
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        want = dynamic_rnn(
+            node.op_type[len("Dynamic"):], values[0], values[1], values[2], values[4], values[5], values[7],
+            values[8], values[9], values[10], direction=attrs["direction"].decode(), layout=attrs["layout"],
+            linear_before_reset=attrs.get("linear_before_reset", 0),
+        )  # fmt: skip
+        for name, w in zip(node.output, want, strict=True):
+            np.testing.assert_array_equal(got[name].view(np.uint32), w.view(np.uint32), err_msg=name)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,12 +130,14 @@ def test_dynamic_keeps_accuracy_and_shrinks_sequence_models(exported, digits, na
     elif fmt == "onnxq":
         assert ops["DynamicMatMul"] >= 1 and ops["MatMulInteger"] == 0
         for op in {"LSTM", "GRU", "RNN"} & set(kinds):  # the dynamo exporter unrolls nn.RNN
-            assert any(f"onnxq has no custom op for a dynamically quantized {op}" in note
-                       for note in conversion.report.pass_notes)  # fmt: skip
-        qdq = onnxq.quantize_dynamic(export.proto, format="qdq")
+            assert ops[f"Dynamic{op}"] >= 1 and ops[op] == 0, f"a float {op} is left"
         feeds = {"input": digits.x_test}  # unoptimised: the float ops between the matmuls run alike
-        exact = make_session(exact_on_onnxruntime(qdq), threads=1, optimize=False).run(None, feeds)[0]
         ours = make_session(conversion.model, threads=1, optimize=False).run(None, feeds)[0]
-        np.testing.assert_array_equal(ours, exact)
+        if not {"LSTM", "GRU", "RNN"} & set(kinds):
+            qdq = onnxq.quantize_dynamic(export.proto, format="qdq")
+            exact = make_session(exact_on_onnxruntime(qdq), threads=1, optimize=False).run(None, feeds)[0]
+            np.testing.assert_array_equal(ours, exact)
+        else:
+            _assert_recurrent_ops_are_the_reference(conversion.model, feeds)
     else:
         assert ops["MatMulInteger"] >= 1 and not any(n.domain for n in conversion.model.graph.node)

@@ -1,4 +1,4 @@
-/* LSTM and GRU cells on the dynamic-quantization matmul (onnxq/dynamic.h), fp32 gates and states.
+/* LSTM, GRU and RNN cells on the dynamic-quantization matmul (onnxq/dynamic.h), fp32 gates and states.
  *
  * ONNX gate order (LSTM i, o, f, c; GRU z, r, h), default activations, no peepholes, forward
  * direction (reverse the sequence for the backward one). Both matmuls of a cell (X*W^T, H*R^T)
@@ -12,6 +12,8 @@
  *         linear_before_reset = 0: h~ = tanh(xw_h + dqmm(r * h_prev, Rh))       (Wbh + Rbh in xw_h)
  *         linear_before_reset = 1: h~ = tanh(xw_h + r * (dqmm(h_prev, Rh) + Rbh)) (Wbh in xw_h)
  *         h = (1 - z) * h~ + z * h_prev
+ *
+ *   RNN:  h = tanh(X*W^T + (Wb + Rb) + H*R^T)
  *
  * sigmoid(x) = 1 / (1 + exp(-x)) and tanh(x) = copysign((1 - t) / (1 + t), x), t = exp(-2|x|),
  * with an exp made of fp32 +, -, *, / only, so the numpy reference matches to the bit.
@@ -63,6 +65,26 @@ typedef struct onnxq_gru_params {
     size_t r_bias_len;       /* = 3H when r_bias is given */
 } onnxq_gru_params;
 
+/* The plain (Elman) RNN of ONNX with its default activation: h = tanh(X*W^T + (Wb + Rb) + H*R^T). */
+typedef struct onnxq_rnn_params {
+    size_t batch;
+    size_t input_size;
+    size_t hidden;
+    int mode;
+    const void* w_packed;    /* W [H, I] */
+    size_t w_packed_size;
+    const float* w_scale;    /* [H] */
+    size_t w_scale_len;      /* = H */
+    const void* r_packed;    /* R [H, H] */
+    size_t r_packed_size;
+    const float* r_scale;    /* [H] */
+    size_t r_scale_len;      /* = H */
+    const float* w_bias;     /* Wb [H] or NULL */
+    size_t w_bias_len;       /* = H when w_bias is given */
+    const float* r_bias;     /* Rb [H] or NULL */
+    size_t r_bias_len;       /* = H when r_bias is given */
+} onnxq_rnn_params;
+
 /* Runs seq_len steps over x[seq_len, batch, I] from h0 / c0 [batch, H] (NULL: zeros). y (may be
  * NULL) receives every h [seq_len, batch, H]; h_out / c_out (may be NULL) the last state. A single
  * cell step is seq_len = 1. Every array comes with its length in elements, which must be exactly
@@ -72,6 +94,10 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_
                size_t y_len, float* h_out, size_t h_out_len, float* c_out, size_t c_out_len);
 
 int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t x_len,
+              const float* h0, size_t h0_len, float* y, size_t y_len, float* h_out,
+              size_t h_out_len);
+
+int onnxq_rnn(const onnxq_rnn_params* p, size_t seq_len, const float* x, size_t x_len,
               const float* h0, size_t h0_len, float* y, size_t y_len, float* h_out,
               size_t h_out_len);
 

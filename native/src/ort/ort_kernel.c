@@ -395,6 +395,9 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_qgemm,
     &onnxq_ort_op_qlinearconcat,
     &onnxq_ort_op_dynamicmatmul,
+    &onnxq_ort_op_dynamiclstm,
+    &onnxq_ort_op_dynamicgru,
+    &onnxq_ort_op_dynamicrnn,
 };
 
 static void bind(const OrtApi* api) {

@@ -132,5 +132,8 @@ extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 extern onnxq_ort_opdef onnxq_ort_op_qgemm;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearconcat;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmul;
+extern onnxq_ort_opdef onnxq_ort_op_dynamiclstm;
+extern onnxq_ort_opdef onnxq_ort_op_dynamicgru;
+extern onnxq_ort_opdef onnxq_ort_op_dynamicrnn;
 
 #endif /* ONNXQ_ORT_KERNEL_H */

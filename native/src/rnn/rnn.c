@@ -1,4 +1,4 @@
-/* LSTM / GRU sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
+/* LSTM / GRU / RNN sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
  * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA), activations through the
  * selected sigmoid / tanh micro-kernels. */
 #include <math.h>
@@ -212,6 +212,52 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t 
             hn[i] = t1 + t2;
         }
         memcpy(h, hn, B * H * sizeof(float));
+        if (y != NULL) memcpy(y + t * B * H, h, B * H * sizeof(float));
+    }
+    if (st == ONNXQ_OK && h_out != NULL) memcpy(h_out, h, B * H * sizeof(float));
+    free(buf);
+    return st;
+}
+
+int onnxq_rnn(const onnxq_rnn_params* p, size_t seq_len, const float* x, size_t x_len,
+              const float* h0, size_t h0_len, float* y, size_t y_len, float* h_out,
+              size_t h_out_len) {
+    ONNXQ_CHECK_NOT_NULL(p, "params");
+    int st = check_dims("rnn", p->batch, p->input_size, p->hidden, p->mode, seq_len, x);
+    if (st != ONNXQ_OK) return st;
+    const size_t B = p->batch, I = p->input_size, H = p->hidden;
+    if ((st = check_packed("rnn", "w_packed", p->w_packed, p->w_packed_size, I, H)) != ONNXQ_OK ||
+        (st = check_packed("rnn", "r_packed", p->r_packed, p->r_packed_size, H, H)) != ONNXQ_OK)
+        return st;
+    if ((st = onnxq_check_array("rnn", "w_scale", p->w_scale, p->w_scale_len, H, 1)) != ONNXQ_OK ||
+        (st = onnxq_check_array("rnn", "r_scale", p->r_scale, p->r_scale_len, H, 1)) != ONNXQ_OK ||
+        (st = check_optional("rnn", "w_bias", p->w_bias, p->w_bias_len, H)) != ONNXQ_OK ||
+        (st = check_optional("rnn", "r_bias", p->r_bias, p->r_bias_len, H)) != ONNXQ_OK ||
+        (st = onnxq_check_array("rnn", "x", x, x_len, seq_len * B * I, 1)) != ONNXQ_OK ||
+        (st = check_optional("rnn", "h0", h0, h0_len, B * H)) != ONNXQ_OK ||
+        (st = check_optional("rnn", "y", y, y_len, seq_len * B * H)) != ONNXQ_OK ||
+        (st = check_optional("rnn", "h_out", h_out, h_out_len, B * H)) != ONNXQ_OK)
+        return st;
+    if ((st = check_finite("rnn", "x", x, seq_len * B * I)) != ONNXQ_OK ||
+        (st = check_finite("rnn", "h0", h0, B * H)) != ONNXQ_OK)
+        return st;
+    const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
+    if (tnh == NULL) return onnxq_isa_check();
+    float* buf = (float*)calloc(3 * B * H + H, sizeof(float));
+    if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "rnn: cannot allocate scratch");
+    float *xw = buf, *hr = xw + B * H, *h = hr + B * H, *bias = h + B * H;
+    const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
+    for (size_t j = 0; j < H; ++j)
+        bias[j] = (p->w_bias ? p->w_bias[j] : 0.0f) + (p->r_bias ? p->r_bias[j] : 0.0f);
+    if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
+    for (size_t t = 0; t < seq_len; ++t) {
+        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, H,
+                  has_bias ? bias : NULL, xw);
+        if (st == ONNXQ_OK)
+            st = dqmm(p->r_packed, p->r_packed_size, B, h, H, p->mode, p->r_scale, H, NULL, hr);
+        if (st != ONNXQ_OK) break;
+        for (size_t i = 0; i < B * H; ++i) xw[i] = xw[i] + hr[i];
+        tnh->fn(B * H, xw, h);
         if (y != NULL) memcpy(y + t * B * H, h, B * H * sizeof(float));
     }
     if (st == ONNXQ_OK && h_out != NULL) memcpy(h_out, h, B * H * sizeof(float));

@@ -1,4 +1,6 @@
-"""Numpy reference of the dynamically quantized LSTM and GRU cells (twins of the native ones).
+"""Numpy reference of the dynamically quantized LSTM, GRU and RNN cells (twins of the native ones)
+and of the ``ai.onnxq.DynamicLSTM`` / ``DynamicGRU`` / ``DynamicRNN`` ops built on them
+(:func:`dynamic_rnn`).
 
 Both matmuls of a cell (``X·Wᵀ`` and ``H·Rᵀ``) run through :func:`dynamic_matmul` (u8
 activations quantized at run time, s8 weights per output channel, fp32 out); gates and states
@@ -13,6 +15,7 @@ LSTM:  g = xw + hr;  i, o, f = σ(g_i), σ(g_o), σ(g_f);  c̃ = tanh(g_c)
 GRU:   z = σ(xw_z + hr_z);  r = σ(xw_r + hr_r)
        lbr=0: h̃ = tanh(xw_h + dqmm(r*h_prev, Rh));  lbr=1: h̃ = tanh(xw_h + r*(dqmm(h_prev, Rh) + Rbh))
        h = (1 - z)*h̃ + z*h_prev
+RNN:   h = tanh(xw + hr)   (Wb + Rb folded into xw)
 
 σ and tanh use :func:`exp_f32`, an exp built from fp32 +, -, *, / only (Cody-Waite range reduction,
 degree-6 polynomial, exact scaling by 2**n), so C and numpy agree to the bit:
@@ -25,7 +28,18 @@ import numpy as np
 
 from onnxq.kernels.reference.dynamic import dynamic_matmul
 
-__all__ = ["exp_f32", "gru_cell", "gru_sequence", "lstm_cell", "lstm_sequence", "sigmoid_f32", "tanh_f32"]
+__all__ = [
+    "dynamic_rnn",
+    "exp_f32",
+    "gru_cell",
+    "gru_sequence",
+    "lstm_cell",
+    "lstm_sequence",
+    "rnn_cell",
+    "rnn_sequence",
+    "sigmoid_f32",
+    "tanh_f32",
+]
 
 _F32 = np.float32
 _LOG2E = _F32(1.44269504088896341)
@@ -187,9 +201,134 @@ def gru_sequence(
     per_row: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run :func:`gru_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T)``."""
+    return _state_sequence(
+        lambda x, h: gru_cell(x, h, w, w_scale, r, r_scale, wb, rb, linear_before_reset, per_row), xs, h0
+    )
+
+
+def rnn_cell(
+    x: np.ndarray,
+    h_prev: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    per_row: bool = False,
+) -> np.ndarray:
+    """One plain-RNN step: ``x[B, I]``, ``h_prev[B, H]``, s8 ``w[H, I]``, ``r[H, H]`` with per-row
+    scales, optional fp32 biases ``wb/rb[H]`` → ``h = tanh(xw + hr)`` fp32 ``[B, H]``."""
+    hidden = np.asarray(h_prev).shape[1]
+    xw = dynamic_matmul(x, w, w_scale, _bias_sum(wb, rb, hidden), per_row=per_row)
+    hr = dynamic_matmul(h_prev, r, r_scale, None, per_row=per_row)
+    return tanh_f32((xw + hr).astype(_F32))
+
+
+def rnn_sequence(
+    xs: np.ndarray,
+    h0: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    r: np.ndarray,
+    r_scale: np.ndarray,
+    wb: np.ndarray | None = None,
+    rb: np.ndarray | None = None,
+    per_row: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run :func:`rnn_cell` over ``xs[T, B, I]`` → ``(y[T, B, H], h_T)``."""
+    return _state_sequence(lambda x, h: rnn_cell(x, h, w, w_scale, r, r_scale, wb, rb, per_row), xs, h0)
+
+
+def _state_sequence(step, xs: np.ndarray, h0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """``h = step(x, h)`` over ``xs`` from ``h0`` → ``(y[T, B, H], h_T)``."""
     h = np.asarray(h0, _F32)
     ys = []
     for x in np.asarray(xs, _F32):
-        h = gru_cell(x, h, w, w_scale, r, r_scale, wb, rb, linear_before_reset, per_row)
+        h = step(x, h)
         ys.append(h)
     return np.stack(ys), h
+
+
+#: Gates per op kind.
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def dynamic_rnn(
+    kind: str,
+    x: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray | float,
+    r: np.ndarray,
+    r_scale: np.ndarray | float,
+    b: np.ndarray | None = None,
+    sequence_lens: np.ndarray | None = None,
+    initial_h: np.ndarray | None = None,
+    initial_c: np.ndarray | None = None,
+    *,
+    direction: str = "forward",
+    layout: int = 0,
+    linear_before_reset: int = 0,
+) -> list[np.ndarray]:
+    """``ai.onnxq.Dynamic{LSTM,GRU,RNN}`` (docs/custom_ops.md): the ONNX op of ``kind`` with s8
+    ``w[D, G*H, I]``, ``r[D, G*H, H]``, scales of 1 or ``D*G*H`` values, ``b[D, 2*G*H]`` →
+    ``[Y, Y_h]`` (LSTM: ``[Y, Y_h, Y_c]``) in the shapes ``layout`` says.
+
+    Each direction runs on its own. Without ``sequence_lens`` it is one sequence over the whole
+    batch (each step's matmul inputs quantized per tensor); with it, each batch row runs alone
+    over its own length (Y is 0 past it, the states are those of its last step). A backward
+    direction runs its valid steps last to first.
+    """
+    gates = GATES[kind]
+    x = np.asarray(x, _F32)
+    if layout:
+        x = x.transpose(1, 0, 2)  # [T, B, I]
+    steps, batch, _ = x.shape
+    w, r = np.asarray(w, np.int8), np.asarray(r, np.int8)
+    dirs, rows = w.shape[0], w.shape[1]
+    hidden = rows // gates
+
+    def scales(s: np.ndarray | float) -> np.ndarray:
+        s = np.asarray(s, _F32).reshape(-1)
+        return np.broadcast_to(s, (dirs * rows,)).reshape(dirs, rows) if s.size == 1 else s.reshape(-1, rows)
+
+    ws, rs = scales(w_scale), scales(r_scale)
+
+    def state(v: np.ndarray | None) -> np.ndarray:
+        if v is None:
+            return np.zeros((dirs, batch, hidden), _F32)
+        v = np.asarray(v, _F32)
+        return v.transpose(1, 0, 2) if layout else v  # [D, B, H]
+
+    h0, c0 = state(initial_h), state(initial_c)
+    y = np.zeros((steps, dirs, batch, hidden), _F32)
+    yh = np.zeros((dirs, batch, hidden), _F32)
+    yc = np.zeros((dirs, batch, hidden), _F32)
+    groups = [(0, batch, steps)] if sequence_lens is None else [
+        (i, 1, int(n)) for i, n in enumerate(np.asarray(sequence_lens).reshape(-1))
+    ]
+    for d in range(dirs):
+        backward = direction == "reverse" or d == 1
+        wb = rb = None
+        if b is not None:
+            bd = np.asarray(b, _F32)[d]
+            wb, rb = bd[:rows], bd[rows:]
+        for b0, nb, length in groups:
+            rows_ = slice(b0, b0 + nb)
+            xs = x[:length, rows_]
+            if backward:
+                xs = xs[::-1]
+            args = (w[d], ws[d], r[d], rs[d], wb, rb)
+            if kind == "LSTM":
+                ys, h, c = lstm_sequence(xs, h0[d, rows_], c0[d, rows_], *args)
+                yc[d, rows_] = c
+            elif kind == "GRU":
+                ys, h = gru_sequence(xs, h0[d, rows_], *args, bool(linear_before_reset))
+            else:
+                ys, h = rnn_sequence(xs, h0[d, rows_], *args)
+            y[:length, d, rows_] = ys[::-1] if backward else ys
+            yh[d, rows_] = h
+    if layout:
+        y, yh, yc = y.transpose(2, 0, 1, 3), yh.transpose(1, 0, 2), yc.transpose(1, 0, 2)
+    outs = [np.ascontiguousarray(y), np.ascontiguousarray(yh)]
+    return [*outs, np.ascontiguousarray(yc)] if kind == "LSTM" else outs
