@@ -10,10 +10,9 @@
  * bytes are those of onnxq.kernels.dynamic.dynamic_matmul and its numpy reference. The weights,
  * scales and bias are constants, packed once when the session is created. The range is taken
  * over the whole tensor first; then tiles of rows x columns run on the session's intra-op
- * threads: bands of up to DQMM_BAND rows (a transformer's 128 tokens are one band, so each
- * weight is widened / loaded once per call, not once per 16 rows) times up to DQMM_CHUNKS ranges
- * of columns (at least DQMM_MIN_BLOCKS blocks of 16 each), so small M still spreads over the
- * threads. Every value's integer sum and its fp32 output step are the same whatever the split,
+ * threads (onnxq_ort_gemm_tiling: bands of up to 256 rows, so a transformer's 128 tokens are
+ * one GEMM and each weight is widened / loaded once per call, times ranges of columns, so few
+ * rows still spread over the threads). Every value's integer sum and its fp32 output step are the same whatever the split,
  * so the bytes do not depend on the thread count.
  * NaN or infinity in a is an error naming the node.
  */
@@ -22,8 +21,6 @@
 
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
-
-enum { DQMM_BAND = 256, DQMM_CHUNKS = 8, DQMM_MIN_BLOCKS = 8 };
 
 typedef struct dqmm_kernel {
     onnxq_ort_node node;
@@ -86,17 +83,15 @@ typedef struct dqmm_job {
     int32_t a_zp;
     const float* mult;
     float* y;
-    size_t m;
-    size_t chunks, chunk_cols; /* column ranges per band, columns per range (a multiple of 16) */
+    onnxq_ort_gemm_tiles tiles;
     onnxq_ort_job_error error;
 } dqmm_job;
 
 static void run_tile(void* data, size_t i) {
     dqmm_job* job = data;
     const dqmm_kernel* d = job->d;
-    const size_t band = i / job->chunks, col0 = (i % job->chunks) * job->chunk_cols;
-    const size_t r0 = band * DQMM_BAND, m = job->m - r0 < DQMM_BAND ? job->m - r0 : DQMM_BAND;
-    const size_t cols = d->n - col0 < job->chunk_cols ? d->n - col0 : job->chunk_cols;
+    size_t r0, m, col0, cols;
+    onnxq_ort_gemm_tile(&job->tiles, i, &r0, &m, &col0, &cols);
     onnxq_gemm_u8s8_params p;
     memset(&p, 0, sizeof p);
     p.k = d->k, p.n = d->n, p.m = m;
@@ -143,14 +138,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     for (size_t j = 0; j < d->w_scale_len; j++) mult[j] = a_scale * d->w_scale[j];
     dqmm_job job;
     memset(&job, 0, sizeof job);
-    job.d = d, job.q = q, job.a_zp = a_zp, job.mult = mult, job.y = y.data, job.m = m;
-    const size_t blocks = (d->n + 15) / 16;
-    size_t chunks = blocks / DQMM_MIN_BLOCKS;
-    chunks = chunks < 1 ? 1 : chunks > DQMM_CHUNKS ? DQMM_CHUNKS : chunks;
-    job.chunk_cols = (blocks + chunks - 1) / chunks * 16;
-    job.chunks = (d->n + job.chunk_cols - 1) / job.chunk_cols;
-    const size_t bands = (m + DQMM_BAND - 1) / DQMM_BAND;
-    s = onnxq_ort_parallel(ctx, nd, run_tile, bands * job.chunks, &job);
+    job.d = d, job.q = q, job.a_zp = a_zp, job.mult = mult, job.y = y.data;
+    job.tiles = onnxq_ort_gemm_tiling(m, d->n);
+    s = onnxq_ort_parallel(ctx, nd, run_tile, job.tiles.count, &job);
     free(q);
     free(mult);
     return s != NULL ? s : onnxq_ort_job_status(nd, &job.error);
