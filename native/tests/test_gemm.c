@@ -69,6 +69,18 @@ static void check_case(gemm_case gc) {
                          "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d out_type=%d differs "
                          "from scalar", m, k, n, (int)gc.a_zp, gc.a_max, gc.poison, ot);
             ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm wrote past C");
+            /* The same C from ranges of columns (run_cols), cut at a random multiple of 16. */
+            memset(got, 0x5a, c_bytes);
+            const size_t cut = (size_t)onnxq_test_rand_int(0, (int)((n - 1) / 16)) * 16;
+            if (cut > 0)
+                ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, packed_size, &p, 0, cut) == ONNXQ_OK,
+                             "gemm cols [0, %zu): %s", cut, onnxq_last_error());
+            ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, packed_size, &p, cut, n - cut) == ONNXQ_OK,
+                         "gemm cols [%zu, %zu): %s", cut, n, onnxq_last_error());
+            ONNXQ_EXPECT(memcmp(got, want, bytes) == 0,
+                         "gemm m=%zu k=%zu n=%zu out_type=%d cut at column %zu differs from scalar",
+                         m, k, n, ot, cut);
+            ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm (cols) wrote past C");
         }
     }
     free(a), free(b), free(bias), free(scale), free(bias_f), free(packed), free(want), free(got);
@@ -108,6 +120,11 @@ static void check_bad_input(void) {
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "short c accepted");
     p = ok, p.bias = bias, p.bias_len = 2;
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "bias_len 2 accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, size, &ok, 0, 0) == ONNXQ_E_SHAPE, "0 columns accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, size, &ok, 0, 4) == ONNXQ_E_SHAPE, "cols past n accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, size, &ok, 1, 2) == ONNXQ_E_SHAPE, "col0=1 accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, size, &ok, 16, 1) == ONNXQ_E_SHAPE, "col0 past n accepted");
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_run_cols(packed, size, NULL, 0, 1) == ONNXQ_E_ARG, "NULL params accepted");
     p = ok, p.n = 1u << 24;
     ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, size, &p) == ONNXQ_E_SHAPE, "caller n disagrees");
     p = ok, p.k = 5;

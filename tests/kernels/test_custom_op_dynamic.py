@@ -67,7 +67,14 @@ def _case(rng: np.random.Generator, k: int, n: int, per_column: bool, bias: bool
 
 @pytest.mark.parametrize(
     ("a_shape", "k", "n"),
-    [((70, 96), 96, 40), ((2, 37, 64), 64, 72), ((24,), 24, 5), ((1, 300), 300, 130), ((3, 1, 17), 17, 1)],
+    [
+        ((70, 96), 96, 40),
+        ((2, 37, 64), 64, 72),
+        ((24,), 24, 5),
+        ((1, 300), 300, 130),
+        ((3, 1, 17), 17, 1),
+        ((2, 150, 40), 40, 270),  # two bands of rows x two ranges of columns
+    ],
 )
 @pytest.mark.parametrize("per_column", [True, False])
 @pytest.mark.parametrize("bias", [True, False])

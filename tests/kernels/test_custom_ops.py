@@ -418,7 +418,7 @@ def test_maxpool_and_global_average_pool_give_onnxruntimes_bytes(
 
 @pytest.mark.parametrize("trans_b", [0, 1])
 def test_qgemm_gives_onnxruntimes_bytes(isa: str, rng: np.random.Generator, trans_b: int) -> None:
-    m, k, n = 70, 96, 40  # 70 rows: three row blocks on the session's threads
+    m, k, n = 300, 96, 280  # two bands of rows x two ranges of columns on the session's threads
     w = rng.integers(-127, 128, (n, k) if trans_b else (k, n), dtype=np.int8)
     inits = [
         numpy_helper.from_array(np.array(0.03, F32), "as"),

@@ -83,6 +83,14 @@ typedef struct onnxq_gemm_u8s8_params {
  * p->n; every array against its length; nothing is read or written before all checks pass. */
 int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p);
 
+/* onnxq_gemm_u8s8_run for the columns [col0, col0 + cols) of C only (col0 a multiple of 16,
+ * 1 <= cols <= n - col0; else ONNXQ_E_SHAPE): the same checks, C still the whole [m, n] matrix
+ * (p->c at column 0), other columns untouched. Each value equals the one the whole run writes, so
+ * callers may split the columns of one product over threads (each widens or reads only the
+ * weights of its columns), as well as its rows. */
+int onnxq_gemm_u8s8_run_cols(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p,
+                             size_t col0, size_t cols);
+
 /* Name of the micro-kernel onnxq_gemm_u8s8_run uses now for weights with k rows (e.g.
  * "onnxq_gemm_u8s8_ukernel_8x48c4__avx512vnni"), or NULL when the active ISA is unusable. */
 const char* onnxq_gemm_u8s8_kernel_name(size_t k);

@@ -290,8 +290,22 @@ int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const u
                 const size_t gc = ng - g0 < kcg ? ng - g0 : kcg, np2 = 2 * gc;
                 const int first = g0 == 0, last = g0 + gc == ng;
                 if (any_int16) widen_b_panel(block + g0 * 64, gc, bw);
+                /* The next panel's packed bytes (from memory when B exceeds the caches) are
+                 * prefetched into L2 a slice per step, while this panel's steps compute. */
+                const int8_t* next = NULL;
+                size_t next_lines = 0, per_step = 0, pf = 0;
+                if (g0 + gc < ng) {
+                    next = block + (g0 + gc) * 64;
+                    next_lines = ng - g0 - gc < kcg ? ng - g0 - gc : kcg;
+                } else if (j + 1 < ctx->nb) {
+                    next = block + ctx->kq * 64;
+                    next_lines = kcg;
+                }
+                if (next != NULL) per_step = (next_lines + (rows + MR - 1) / MR - 1) / ((rows + MR - 1) / MR);
                 for (size_t i = 0; i < rows; i += MR) {
                     const size_t mrt = rows - i < MR ? rows - i : MR;
+                    for (size_t e = 0; e < per_step && pf < next_lines; ++e, ++pf)
+                        _mm_prefetch((const char*)(next + pf * 64), _MM_HINT_T1);
                     if (u7[i / MR])
                         steps_u7[mrt](ctx, a + (ib + i) * lda, lda, block, g0, gc, accb + i * 16,
                                       first, last, ib + i, j);

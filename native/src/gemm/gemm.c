@@ -213,36 +213,51 @@ const char* onnxq_gemm_u8s8_kernel_name(size_t k) {
 
 int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p) {
     ONNXQ_CHECK_NOT_NULL(p, "params");
+    return onnxq_gemm_u8s8_run_cols(packed, packed_size, p, 0, p->n);
+}
+
+int onnxq_gemm_u8s8_run_cols(const void* packed, size_t packed_size, const onnxq_gemm_u8s8_params* p,
+                             size_t col0, size_t cols) {
+    ONNXQ_CHECK_NOT_NULL(p, "params");
     const onnxq_gemm_u8s8_packed* h;
     int st = check_packed_shape(packed, packed_size, p->k, p->n, &h);
     if (st == ONNXQ_OK) st = check_params(h, p);
+    if (st == ONNXQ_OK && (col0 % ONNXQ_GEMM_NR != 0 || cols == 0 || col0 > p->n || cols > p->n - col0))
+        st = onnxq_error(ONNXQ_E_SHAPE, "gemm: columns [%zu, %zu + %zu) are not a non-empty range "
+                         "inside n=%zu starting at a multiple of %d", col0, col0, cols, p->n,
+                         ONNXQ_GEMM_NR);
     if (st == ONNXQ_OK) st = onnxq_isa_check();
     if (st != ONNXQ_OK) return st;
     const onnxq_gemm_u8s8_entry* e = choose((size_t)h->k);
     if (e == NULL) return onnxq_isa_check();
 
-    const size_t npad = (size_t)h->nb * ONNXQ_GEMM_NR, n = (size_t)h->n;
+    /* The kernel sees the columns [col0, col0 + cols) as a matrix of its own: its blocks, column
+     * arrays and C start at col0 (a multiple of the 16-column block). */
+    const size_t b0 = col0 / ONNXQ_GEMM_NR, nb = (cols + ONNXQ_GEMM_NR - 1) / ONNXQ_GEMM_NR;
+    const size_t npad = nb * ONNXQ_GEMM_NR, n = cols;
     /* corr | scale | bias_f, each npad values of 4 bytes */
     uint32_t* ws = (uint32_t*)malloc(3 * npad * sizeof(uint32_t));
     if (ws == NULL) return onnxq_error(ONNXQ_E_NOMEM, "gemm: cannot allocate %zu bytes", 12 * npad);
     int32_t* corr = (int32_t*)ws;
     float* scale = (float*)(ws + npad);
     float* bias_f = (float*)(ws + 2 * npad);
-    const int32_t* colsum = (const int32_t*)((const uint8_t*)packed + h->colsum_off);
+    const int32_t* colsum = (const int32_t*)((const uint8_t*)packed + h->colsum_off) + col0;
     for (size_t j = 0; j < npad; ++j) {
-        const uint32_t b = (j < n && p->bias) ? (uint32_t)p->bias[j] : 0u;
+        const size_t jc = col0 + j;
+        const uint32_t b = (j < n && p->bias) ? (uint32_t)p->bias[jc] : 0u;
         corr[j] = (int32_t)(b - (uint32_t)p->a_zp * (uint32_t)colsum[j]);
         scale[j] = (j < n && p->out_type != ONNXQ_I32)
-                       ? p->scale[p->scale_len == 1 ? 0 : j]
+                       ? p->scale[p->scale_len == 1 ? 0 : jc]
                        : 0.0f;
-        bias_f[j] = (j < n && p->bias_f) ? p->bias_f[j] : 0.0f;
+        bias_f[j] = (j < n && p->bias_f) ? p->bias_f[jc] : 0.0f;
     }
+    const size_t esize = p->out_type == ONNXQ_U8 || p->out_type == ONNXQ_S8 ? 1 : 4;
     onnxq_gemm_u8s8_ctx ctx = {
-        .w = (const int8_t*)packed + h->data_off,
+        .w = (const int8_t*)packed + h->data_off + b0 * (size_t)h->kq * 64,
         .k = (size_t)h->k,
         .kq = (size_t)h->kq,
         .n = n,
-        .nb = (size_t)h->nb,
+        .nb = nb,
         .corr = corr,
         .colsum = colsum,
         .scale = scale,
@@ -251,7 +266,7 @@ int onnxq_gemm_u8s8_run(const void* packed, size_t packed_size, const onnxq_gemm
         .out_zp = p->out_zp,
         .lo = (float)(p->qmin - p->out_zp),
         .hi = (float)(p->qmax - p->out_zp),
-        .c = p->c,
+        .c = (uint8_t*)p->c + col0 * esize,
         .ldc = p->ldc,
     };
     st = e->fn(&ctx, p->a, p->lda, p->m);

@@ -9,8 +9,11 @@
  * with acc = sum_k (q[m, k] - a_zp) * w[k, n] in int32 — exactly onnxq_dqmm per tensor, so the
  * bytes are those of onnxq.kernels.dynamic.dynamic_matmul and its numpy reference. The weights,
  * scales and bias are constants, packed once when the session is created. The range is taken
- * over the whole tensor first; then blocks of rows run on the session's intra-op threads, each
- * row's result independent of the split, so the bytes do not depend on the thread count.
+ * over the whole tensor first; then tiles of rows x columns run on the session's intra-op
+ * threads (onnxq_ort_gemm_tiling: bands of up to 256 rows, so a transformer's 128 tokens are
+ * one GEMM and each weight is widened / loaded once per call, times ranges of columns, so few
+ * rows still spread over the threads). Every value's integer sum and its fp32 output step are the same whatever the split,
+ * so the bytes do not depend on the thread count.
  * NaN or infinity in a is an error naming the node.
  */
 #include <stdlib.h>
@@ -18,8 +21,6 @@
 
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
-
-enum { DQMM_ROWS = 16 };
 
 typedef struct dqmm_kernel {
     onnxq_ort_node node;
@@ -82,14 +83,15 @@ typedef struct dqmm_job {
     int32_t a_zp;
     const float* mult;
     float* y;
-    size_t m;
+    onnxq_ort_gemm_tiles tiles;
     onnxq_ort_job_error error;
 } dqmm_job;
 
-static void run_rows(void* data, size_t i) {
+static void run_tile(void* data, size_t i) {
     dqmm_job* job = data;
     const dqmm_kernel* d = job->d;
-    size_t r0 = i * DQMM_ROWS, m = job->m - r0 < DQMM_ROWS ? job->m - r0 : DQMM_ROWS;
+    size_t r0, m, col0, cols;
+    onnxq_ort_gemm_tile(&job->tiles, i, &r0, &m, &col0, &cols);
     onnxq_gemm_u8s8_params p;
     memset(&p, 0, sizeof p);
     p.k = d->k, p.n = d->n, p.m = m;
@@ -98,7 +100,7 @@ static void run_rows(void* data, size_t i) {
     p.scale = job->mult, p.scale_len = d->w_scale_len;
     p.bias_f = d->bias, p.bias_f_len = d->bias != NULL ? d->n : 0;
     p.c = job->y + r0 * d->n, p.c_len = m * d->n, p.ldc = d->n;
-    onnxq_ort_job_fail(&job->error, onnxq_gemm_u8s8_run(d->packed, d->packed_size, &p));
+    onnxq_ort_job_fail(&job->error, onnxq_gemm_u8s8_run_cols(d->packed, d->packed_size, &p, col0, cols));
 }
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
@@ -136,8 +138,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     for (size_t j = 0; j < d->w_scale_len; j++) mult[j] = a_scale * d->w_scale[j];
     dqmm_job job;
     memset(&job, 0, sizeof job);
-    job.d = d, job.q = q, job.a_zp = a_zp, job.mult = mult, job.y = y.data, job.m = m;
-    s = onnxq_ort_parallel(ctx, nd, run_rows, (m + DQMM_ROWS - 1) / DQMM_ROWS, &job);
+    job.d = d, job.q = q, job.a_zp = a_zp, job.mult = mult, job.y = y.data;
+    job.tiles = onnxq_ort_gemm_tiling(m, d->n);
+    s = onnxq_ort_parallel(ctx, nd, run_tile, job.tiles.count, &job);
     free(q);
     free(mult);
     return s != NULL ? s : onnxq_ort_job_status(nd, &job.error);

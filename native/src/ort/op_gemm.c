@@ -7,15 +7,14 @@
  * ONNX Gemm (alpha = beta = 1) between a QDQ pair, as onnxruntime's fused QGemm computes it:
  * acc = B[n] + sum_k (a - a_zp) * w, requantised by a_scale * w_scale[n] / y_scale in fp32.
  * Every input but a is a constant, packed once when the session is created. Attributes transB,
- * qmin / qmax (the fused ReLU as a clamp). Rows are split over the session's intra-op threads.
+ * qmin / qmax (the fused ReLU as a clamp). Tiles of rows x columns (onnxq_ort_gemm_tiling) run on
+ * the session's intra-op threads.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
-
-enum { GEMM_ROWS = 32 };
 
 typedef struct gemm_kernel {
     onnxq_ort_node node;
@@ -93,7 +92,7 @@ typedef struct gemm_job {
     const gemm_kernel* g;
     const uint8_t* a;
     uint8_t* y;
-    size_t m;
+    onnxq_ort_gemm_tiles tiles;
     onnxq_ort_job_error error;
 } gemm_job;
 
@@ -110,11 +109,13 @@ static onnxq_gemm_u8s8_params rows_params(const gemm_kernel* g, const uint8_t* a
     return p;
 }
 
-static void run_rows(void* data, size_t i) {
+static void run_tile(void* data, size_t i) {
     gemm_job* job = data;
-    size_t r0 = i * GEMM_ROWS, m = job->m - r0 < GEMM_ROWS ? job->m - r0 : GEMM_ROWS;
+    size_t r0, m, col0, cols;
+    onnxq_ort_gemm_tile(&job->tiles, i, &r0, &m, &col0, &cols);
     onnxq_gemm_u8s8_params p = rows_params(job->g, job->a + r0 * job->g->k, job->y + r0 * job->g->n, m);
-    onnxq_ort_job_fail(&job->error, onnxq_gemm_u8s8_run(job->g->packed, job->g->packed_size, &p));
+    onnxq_ort_job_fail(&job->error,
+                       onnxq_gemm_u8s8_run_cols(job->g->packed, job->g->packed_size, &p, col0, cols));
 }
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
@@ -130,8 +131,8 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     if (m == 0) return NULL;
     gemm_job job;
     memset(&job, 0, sizeof job);
-    job.g = g, job.a = a.data, job.y = y.data, job.m = m;
-    if ((s = onnxq_ort_parallel(ctx, &g->node, run_rows, (m + GEMM_ROWS - 1) / GEMM_ROWS, &job)) != NULL) return s;
+    job.g = g, job.a = a.data, job.y = y.data, job.tiles = onnxq_ort_gemm_tiling(m, g->n);
+    if ((s = onnxq_ort_parallel(ctx, &g->node, run_tile, job.tiles.count, &job)) != NULL) return s;
     return onnxq_ort_job_status(&g->node, &job.error);
 }
 

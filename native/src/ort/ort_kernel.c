@@ -267,6 +267,25 @@ OrtStatus* onnxq_ort_pack_gemm(const onnxq_ort_node* node, const onnxq_ort_tenso
     return NULL;
 }
 
+onnxq_ort_gemm_tiles onnxq_ort_gemm_tiling(size_t m, size_t n) {
+    onnxq_ort_gemm_tiles t = {m, n, 1, 0, 0};
+    const size_t blocks = (n + 15) / 16;
+    size_t chunks = blocks / ONNXQ_ORT_GEMM_MIN_BLOCKS;
+    chunks = chunks < 1 ? 1 : chunks > ONNXQ_ORT_GEMM_CHUNKS ? ONNXQ_ORT_GEMM_CHUNKS : chunks;
+    t.chunk_cols = (blocks + chunks - 1) / chunks * 16;
+    t.chunks = (n + t.chunk_cols - 1) / t.chunk_cols;
+    t.count = (m + ONNXQ_ORT_GEMM_BAND - 1) / ONNXQ_ORT_GEMM_BAND * t.chunks;
+    return t;
+}
+
+void onnxq_ort_gemm_tile(const onnxq_ort_gemm_tiles* t, size_t i, size_t* r0, size_t* rows,
+                         size_t* col0, size_t* cols) {
+    *r0 = i / t->chunks * ONNXQ_ORT_GEMM_BAND;
+    *rows = t->m - *r0 < ONNXQ_ORT_GEMM_BAND ? t->m - *r0 : ONNXQ_ORT_GEMM_BAND;
+    *col0 = i % t->chunks * t->chunk_cols;
+    *cols = t->n - *col0 < t->chunk_cols ? t->n - *col0 : t->chunk_cols;
+}
+
 void onnxq_ort_job_fail(onnxq_ort_job_error* e, int status) {
     int expected = 0;
     if (status != 0 && atomic_compare_exchange_strong(&e->status, &expected, status))

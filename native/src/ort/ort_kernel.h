@@ -107,6 +107,19 @@ OrtStatus* onnxq_ort_pack_gemm(const onnxq_ort_node* node, const onnxq_ort_tenso
                                size_t n, ptrdiff_t stride_k, ptrdiff_t stride_n, void** packed,
                                size_t* packed_size);
 
+/* Tiles of an [m, n] product run with onnxq_gemm_u8s8_run_cols on the intra-op threads: bands of
+ * up to ONNXQ_ORT_GEMM_BAND rows times up to ONNXQ_ORT_GEMM_CHUNKS ranges of columns (multiples
+ * of 16, at least 128 columns each when n allows). A band of a transformer's 128 tokens is one
+ * GEMM, so the weights are widened / loaded once per call, and few rows still spread over the
+ * threads. Tile i covers rows [r0, r0 + rows) and columns [col0, col0 + cols). */
+enum { ONNXQ_ORT_GEMM_BAND = 256, ONNXQ_ORT_GEMM_CHUNKS = 8, ONNXQ_ORT_GEMM_MIN_BLOCKS = 8 };
+typedef struct onnxq_ort_gemm_tiles {
+    size_t m, n, chunks, chunk_cols, count;
+} onnxq_ort_gemm_tiles;
+onnxq_ort_gemm_tiles onnxq_ort_gemm_tiling(size_t m, size_t n);
+void onnxq_ort_gemm_tile(const onnxq_ort_gemm_tiles* t, size_t i, size_t* r0, size_t* rows,
+                         size_t* col0, size_t* cols);
+
 /* The first failure of the tasks of one parallel run: its status and onnxq_last_error() as the
  * failing thread saw it (the message is thread-local). Zero-initialise before the run. */
 typedef struct onnxq_ort_job_error {
