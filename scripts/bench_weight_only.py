@@ -23,8 +23,10 @@ windows (every position of each window predicted). onnxruntime fuses a qdq 4-bit
 DequantizeLinear + MatMul into its MatMulNBits with activations rounded to int8 (accuracy level 4)
 by default; the ``ppl`` column sets ``session.qdq_matmulnbits_accuracy_level = 0`` so the qdq model
 computes exactly what it says (float activations), and ``ppl ort-def`` shows the qdq 4-bit models
-under onnxruntime's default. Latency: batch 1, one 128-byte window, median over ``--rounds``
-interleaved rounds (rotating order), on ``--threads`` threads.
+under onnxruntime's default. ``SQNR``: the logits' signal-to-quantization-noise ratio against
+fp32 on the first 16 held-out windows, the finer measure of how far each model moved. Latency:
+batch 1, one 128-byte window, median over ``--rounds`` interleaved rounds (rotating order), on
+``--threads`` threads.
 
 Floors (the weight-only issue): GPTQ's perplexity increase over fp32 smaller than RTN's at the same
 block size (in each format); int4 block 32 within 5% of fp32's perplexity.
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--corpus-bytes", type=int, default=8_000_000, help="cap per split")
-    parser.add_argument("--eval-windows", type=int, default=64, help="held-out windows")
-    parser.add_argument("--calib-windows", type=int, default=48, help="GPTQ calibration windows")
+    parser.add_argument("--eval-windows", type=int, default=192, help="held-out windows")
+    parser.add_argument("--calib-windows", type=int, default=128, help="GPTQ calibration windows")
     parser.add_argument("--rounds", type=int, default=10, help="latency rounds")
     args = parser.parse_args(argv)
 
@@ -268,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sessions = {name: session(m, args.threads) for name, m in models.items()}
     ppl = {name: perplexity(s, evals) for name, s in sessions.items()}
+    probe = {"tokens": evals[:16, :-1]}
+    logits = {name: s.run(None, probe)[0].astype(np.float64) for name, s in sessions.items()}
+    sqnr = {
+        name: 10 * math.log10(np.sum(logits["fp32"] ** 2) / max(np.sum((out - logits["fp32"]) ** 2), 1e-30))
+        for name, out in logits.items()
+    }
     ppl_default = {
         name: perplexity(session(m, args.threads, float_qdq=False), evals)
         for name, m in models.items()
@@ -292,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.rounds}, {args.threads} thread(s); onnxruntime {ort.__version__}"
     )
     header = (
-        f"{'model':<22} {'ppl':>8} {'d ppl':>7} {'ppl ort-def':>11} {'size KB':>9} {'x fp32':>7} {'ms':>7}"
+        f"{'model':<22} {'ppl':>8} {'d ppl':>7} {'ppl ort-def':>11} {'SQNR dB':>8} "
+        f"{'size KB':>9} {'x fp32':>7} {'ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -300,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         dflt = f"{ppl_default[name]:.4f}" if name in ppl_default else "-"
         print(
             f"{name:<22} {ppl[name]:8.4f} {100 * (ppl[name] / base - 1):+6.2f}% {dflt:>11} "
+            f"{'-' if name == 'fp32' else format(sqnr[name], '8.1f'):>8} "
             f"{len(models[name]) / 1024:9.0f} {len(models[name]) / size0:7.3f} "
             f"{1000 * statistics.median(times[name]):7.2f}"
         )
