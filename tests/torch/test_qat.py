@@ -151,7 +151,11 @@ def test_convert_qat_matches_the_fake_quant_module(
     got = _run(qmodel, digits[2])
     assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.995
     out_scale, _ = qat.fake_quant_at(Site("output", "fc")).qparams()
-    # a rare rounding tie decided otherwise upstream moves a few logits by more than one step
-    assert np.mean(np.abs(got - expected) <= out_scale * 1.001) >= 0.99
+    steps = np.abs(got - expected) / out_scale
+    # The QDQ model adds an int32 bias, round(b / (s_in * s_w)), where the fake-quant module adds
+    # the float bias: a conv output within half a bias step of a rounding tie quantizes one step
+    # apart (~0.02% of the first layer's outputs), and later layers carry such a step further.
+    assert np.mean(steps <= 1.001) >= 0.995
+    assert steps.max() <= 2.001
     q_nodes = sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
     assert q_nodes >= len(qat.sites)  # pass-through outputs (Flatten) get a pair of their own
