@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -159,3 +160,45 @@ def test_convert_qat_matches_the_fake_quant_module(
     assert steps.max() <= 2.001
     q_nodes = sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
     assert q_nodes >= len(qat.sites)  # pass-through outputs (Flatten) get a pair of their own
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_quantize_dynamic_equals_onnxq_on_the_export(dynamo: bool) -> None:
+    torch.manual_seed(0)
+    model = _models().DigitsLSTM().eval()
+    x = torch.rand(2, 1, 8, 8)
+    ours = oqt.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, x, dynamo=dynamo)
+    export, _ = oqt.quantize.export_for_onnxq(model, x, dynamo=dynamo, opset=None)
+    theirs = onnxq.quantize_dynamic(export, per_channel=True)
+    assert [n.op_type for n in ours.graph.node] == [n.op_type for n in theirs.graph.node]
+    assert "DynamicQuantizeLinear" in {n.op_type for n in ours.graph.node}
+    arrays = {i.name: onnx.numpy_helper.to_array(i) for i in theirs.graph.initializer}
+    for init in ours.graph.initializer:
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), arrays[init.name])
+    batch = torch.rand(16, 1, 8, 8)
+    np.testing.assert_array_equal(_run(ours, batch), _run(theirs, batch))
+
+
+def test_learnable_scales_train_and_reach_the_qdq_model() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = _models().DigitsResNet(width=4)
+        config = oqt.QatConfig(observe_steps=2, freeze_bn_steps=2, learnable_scales=True)
+        qat = oqt.prepare_qat(model, torch.rand(2, 1, 8, 8), "x86", config=config)
+        x, y = torch.rand(8 * 32, 1, 8, 8), torch.randint(0, 10, (8 * 32,))
+        _train(qat, x[:64], y[:64], epochs=1, lr=1e-2)  # 2 steps: observing only
+        observed = {k: float(fq.scale.detach()) for k, fq in qat.fake_quants.items()}
+        _train(qat, x, y, epochs=1, lr=1e-2)
+    finally:
+        torch.set_num_threads(threads)
+    trained = {k: float(fq.scale.detach()) for k, fq in qat.fake_quants.items()}
+    assert sum(trained[k] != observed[k] for k in trained) >= len(trained) // 2
+    qmodel = oqt.convert_qat(qat)
+    scales = {
+        float(onnx.numpy_helper.to_array(i))
+        for i in qmodel.graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and not i.dims
+    }
+    assert set(np.float32(list(trained.values())).tolist()) <= scales
