@@ -103,7 +103,9 @@ def test_quantize_static_module_name_none_keeps_module_float(
 
 def test_mapping_naming_a_missing_module_is_refused(resnet: torch.nn.Module) -> None:
     with pytest.raises(ConfigError, match="layer9"):
-        oqt.quantize_static(resnet, torch.zeros(2, 1, 8, 8), [], {"module_name": {"layer9": None}})
+        oqt.quantize_static(
+            resnet, torch.zeros(2, 1, 8, 8), [], {"module_name": {"layer9": None}}, dynamo=False
+        )
 
 
 @pytest.mark.parametrize("dynamo", EXPORTERS)
@@ -129,7 +131,7 @@ def test_fake_quant_placement_equals_the_plan(resnet: torch.nn.Module, dynamo: b
 
 
 def test_convert_qat_before_training_is_refused(resnet: torch.nn.Module) -> None:
-    qat = oqt.prepare_qat(resnet, torch.zeros(2, 1, 8, 8), "x86")
+    qat = oqt.prepare_qat(resnet, torch.zeros(2, 1, 8, 8), "x86", dynamo=False)  # the faster exporter
     with pytest.raises(ConfigError, match="not been trained"):
         oqt.convert_qat(qat)
 
@@ -186,7 +188,7 @@ def test_learnable_scales_train_and_reach_the_qdq_model() -> None:
         torch.manual_seed(0)
         model = _models().DigitsResNet(width=4)
         config = oqt.QatConfig(observe_steps=2, freeze_bn_steps=2, learnable_scales=True)
-        qat = oqt.prepare_qat(model, torch.rand(2, 1, 8, 8), "x86", config=config)
+        qat = oqt.prepare_qat(model, torch.rand(2, 1, 8, 8), "x86", config=config, dynamo=False)
         x, y = torch.rand(8 * 32, 1, 8, 8), torch.randint(0, 10, (8 * 32,))
         _train(qat, x[:64], y[:64], epochs=1, lr=1e-2)  # 2 steps: observing only
         observed = {k: float(fq.scale.detach()) for k, fq in qat.fake_quants.items()}
