@@ -131,7 +131,10 @@ def _as_tuple(example_inputs: Any, name: str, torch: Any) -> tuple[Any, ...]:
             raise ExportError(
                 f"export of {name}: example_inputs[{i}] must be a torch.Tensor, got {type(a).__name__}"
             )
-    return args
+    # Row-major strides: a tensor from numpy can be "contiguous" with odd strides on size-1 axes
+    # (N x 1 x H x W with channel stride 1), which dynamo traces as channels-last, and then it
+    # lowers adaptive pooling to as_strided + Gather instead of ReduceMean.
+    return tuple(torch.empty_like(a, memory_format=torch.contiguous_format).copy_(a) for a in args)
 
 
 def _check_opset(opset: int, dynamo: bool, name: str) -> None:

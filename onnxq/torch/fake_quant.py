@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from onnxq.qconfig import QSpec
-from onnxq.qparams import qrange
+from onnxq.qparams import qdtype, qrange
 
 _EPS = float(torch.finfo(torch.float32).eps)
 OBSERVERS = ("minmax", "moving_average")
@@ -93,6 +93,8 @@ class FakeQuantize(nn.Module):
             raise ValueError(f"observer must be one of {OBSERVERS}, got {observer!r}")
         self.spec = spec
         self.qmin, self.qmax = spec_range(spec)
+        storage = qdtype(spec.dtype)
+        self.clamp_min, self.clamp_max = storage.qmin, storage.qmax
         self.observer = observer
         self.averaging_constant = averaging_constant
         self.learnable = learnable
@@ -142,7 +144,9 @@ class FakeQuantize(nn.Module):
             scale = torch.clamp(scale, min=_EPS)
         else:
             scale = scale.detach()
-        return fake_quantize(x, scale, self.zero_point, self.qmin, self.qmax)
+        # the scale comes from the (possibly reduced) range, the clamp is QuantizeLinear's: the
+        # exported Q saturates at the storage type's limits, not at the reduced range's
+        return fake_quantize(x, scale, self.zero_point, self.clamp_min, self.clamp_max)
 
     def extra_repr(self) -> str:
         return (

@@ -113,18 +113,32 @@ def _train(model_name: str, digits: Digits, epochs: int) -> torch.nn.Module:
         opt, max_lr=LEARNING_RATE, total_steps=epochs * steps_per_epoch
     )
     x, y = torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train)
+    run_epochs(model, x, y, opt, sched, epochs, BATCH)
+    return model.eval()
+
+
+def run_epochs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    epochs: int,
+    batch: int,
+) -> None:
+    """``epochs`` passes of cross-entropy minibatch steps over ``(x, y)`` in a seeded random order
+    (the fp32 recipe here and the QAT fine-tuning of ``scripts/bench_qat.py``)."""
     gen = torch.Generator().manual_seed(SEED)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), BATCH):
-            idx = order[i : i + BATCH]
+        for i in range(0, len(x), batch):
+            idx = order[i : i + batch]
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

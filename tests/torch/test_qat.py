@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -102,7 +103,9 @@ def test_quantize_static_module_name_none_keeps_module_float(
 
 def test_mapping_naming_a_missing_module_is_refused(resnet: torch.nn.Module) -> None:
     with pytest.raises(ConfigError, match="layer9"):
-        oqt.quantize_static(resnet, torch.zeros(2, 1, 8, 8), [], {"module_name": {"layer9": None}})
+        oqt.quantize_static(
+            resnet, torch.zeros(2, 1, 8, 8), [], {"module_name": {"layer9": None}}, dynamo=False
+        )
 
 
 @pytest.mark.parametrize("dynamo", EXPORTERS)
@@ -128,7 +131,7 @@ def test_fake_quant_placement_equals_the_plan(resnet: torch.nn.Module, dynamo: b
 
 
 def test_convert_qat_before_training_is_refused(resnet: torch.nn.Module) -> None:
-    qat = oqt.prepare_qat(resnet, torch.zeros(2, 1, 8, 8), "x86")
+    qat = oqt.prepare_qat(resnet, torch.zeros(2, 1, 8, 8), "x86", dynamo=False)  # the faster exporter
     with pytest.raises(ConfigError, match="not been trained"):
         oqt.convert_qat(qat)
 
@@ -151,7 +154,53 @@ def test_convert_qat_matches_the_fake_quant_module(
     got = _run(qmodel, digits[2])
     assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.995
     out_scale, _ = qat.fake_quant_at(Site("output", "fc")).qparams()
-    # a rare rounding tie decided otherwise upstream moves a few logits by more than one step
-    assert np.mean(np.abs(got - expected) <= out_scale * 1.001) >= 0.99
+    steps = np.abs(got - expected) / out_scale
+    # The QDQ model adds an int32 bias, round(b / (s_in * s_w)), where the fake-quant module adds
+    # the float bias: a conv output within half a bias step of a rounding tie quantizes one step
+    # apart (~0.02% of the first layer's outputs), and later layers carry such a step further.
+    assert np.mean(steps <= 1.001) >= 0.995
+    assert steps.max() <= 2.001
     q_nodes = sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
     assert q_nodes >= len(qat.sites)  # pass-through outputs (Flatten) get a pair of their own
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_quantize_dynamic_equals_onnxq_on_the_export(dynamo: bool) -> None:
+    torch.manual_seed(0)
+    model = _models().DigitsLSTM().eval()
+    x = torch.rand(2, 1, 8, 8)
+    ours = oqt.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, x, dynamo=dynamo)
+    export, _ = oqt.quantize.export_for_onnxq(model, x, dynamo=dynamo, opset=None)
+    theirs = onnxq.quantize_dynamic(export, per_channel=True)
+    assert [n.op_type for n in ours.graph.node] == [n.op_type for n in theirs.graph.node]
+    assert "DynamicQuantizeLinear" in {n.op_type for n in ours.graph.node}
+    arrays = {i.name: onnx.numpy_helper.to_array(i) for i in theirs.graph.initializer}
+    for init in ours.graph.initializer:
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), arrays[init.name])
+    batch = torch.rand(16, 1, 8, 8)
+    np.testing.assert_array_equal(_run(ours, batch), _run(theirs, batch))
+
+
+def test_learnable_scales_train_and_reach_the_qdq_model() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = _models().DigitsResNet(width=4)
+        config = oqt.QatConfig(observe_steps=2, freeze_bn_steps=2, learnable_scales=True)
+        qat = oqt.prepare_qat(model, torch.rand(2, 1, 8, 8), "x86", config=config, dynamo=False)
+        x, y = torch.rand(8 * 32, 1, 8, 8), torch.randint(0, 10, (8 * 32,))
+        _train(qat, x[:64], y[:64], epochs=1, lr=1e-2)  # 2 steps: observing only
+        observed = {k: float(fq.scale.detach()) for k, fq in qat.fake_quants.items()}
+        _train(qat, x, y, epochs=1, lr=1e-2)
+    finally:
+        torch.set_num_threads(threads)
+    trained = {k: float(fq.scale.detach()) for k, fq in qat.fake_quants.items()}
+    assert sum(trained[k] != observed[k] for k in trained) >= len(trained) // 2
+    qmodel = oqt.convert_qat(qat)
+    scales = {
+        float(onnx.numpy_helper.to_array(i))
+        for i in qmodel.graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and not i.dims
+    }
+    assert set(np.float32(list(trained.values())).tolist()) <= scales
