@@ -18,7 +18,7 @@ from typing import Any
 import onnx
 
 from onnxq.api import CHECKER_MAX_BYTES, ModelSource, QConfigLike, structurally_prepared
-from onnxq.errors import ConfigError, OnnxqError
+from onnxq.errors import ConfigError, OnnxqError, enum_member
 from onnxq.graph import remove_unused_initializers
 from onnxq.io import tensor_bytes, to_proto
 from onnxq.kernels.op_schemas import register_op_schemas
@@ -122,11 +122,7 @@ def quantize_dynamic(
 
 def dynamic_format(name: str) -> DynamicFormat:
     """The :class:`DynamicFormat` called ``name``; an unknown name is a ConfigError."""
-    try:
-        return DynamicFormat(name)
-    except ValueError:
-        known = ", ".join(f.value for f in DynamicFormat)
-        raise ConfigError(f"unknown dynamic format {name!r} (expected one of {known})") from None
+    return enum_member(DynamicFormat, name, "dynamic format")
 
 
 __all__ = ["DynamicConversion", "convert_dynamic", "dynamic_format", "quantize_dynamic"]

@@ -6,6 +6,11 @@ expected, so the CLI can print it as is and exit with status 2.
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
+
 
 class OnnxqError(Exception):
     """Base class of every error onnxq raises on bad input."""
@@ -42,6 +47,16 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def enum_member(cls: type[E], name: str, what: str) -> E:
+    """The member of the string enum ``cls`` whose value is ``name``; a :class:`ConfigError`
+    naming ``what`` and the known values otherwise."""
+    try:
+        return cls(name)
+    except ValueError:
+        known = ", ".join(str(m.value) for m in cls)
+        raise ConfigError(f"unknown {what} {name!r} (expected one of {known})") from None
+
+
 __all__ = [
     "CalibrationDataError",
     "ConfigError",
@@ -50,5 +65,6 @@ __all__ = [
     "ModelLoadError",
     "OnnxqError",
     "UnsupportedModelError",
+    "enum_member",
     "first_line",
 ]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from onnxq.errors import ConfigError
+from onnxq.errors import ConfigError, enum_member
 from onnxq.graph import constant_array, int_attr, is_onnx_domain
 from onnxq.planning.dynamic import weight_refusal
 from onnxq.qconfig import QSpec
@@ -114,11 +114,7 @@ def weight_only_spec(dtype: str, block_size: int, symmetric: bool) -> QSpec:
 
 def weight_only_format(name: str) -> WeightOnlyFormat:
     """The :class:`WeightOnlyFormat` called ``name``; another name is a ConfigError."""
-    try:
-        return WeightOnlyFormat(name)
-    except ValueError:
-        known = ", ".join(f.value for f in WeightOnlyFormat)
-        raise ConfigError(f"unknown weight-only format {name!r} (expected one of {known})") from None
+    return enum_member(WeightOnlyFormat, name, "weight-only format")
 
 
 def check_weight_only_op_types(op_types: Iterable[str] | None) -> frozenset[str]:
