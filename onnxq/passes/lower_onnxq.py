@@ -4,7 +4,8 @@ The matchers (one op family per module in :mod:`onnxq.passes.lowering`, with eac
 say what replaces a node, or why it stays; this pass applies what they return and keeps the
 layouts right at the edges. Lowered: Conv (+Relu/Clip) and QLinearConv → ``QLinearConv``; Add
 (+Relu) → ``QLinearAdd``; MaxPool → ``MaxPool``; GlobalAveragePool → ``QLinearGlobalAveragePool``;
-Flatten of a pooled tensor; Gemm → ``QGemm``; Concat → ``QLinearConcat``.
+Flatten of a pooled tensor; Gemm → ``QGemm``; Concat → ``QLinearConcat``; nearest Resize → a
+standard Resize of the NHWC twin.
 
 Activations between two lowered ops stay NHWC uint8: the first op's input comes from
 ``ai.onnxq.Quantize`` (``layout=nchw_to_nhwc``) when a QuantizeLinear made it, else from a

@@ -1,7 +1,7 @@
 """Lowered to onnxq's kernels, the zoo's and the digits CNN's QDQ models give the same bytes.
 
-Convolutions, residual adds, max pools, global average pools and concats are lowered (the rest
-stays).
+Convolutions, residual adds, max pools, global average pools, concats and nearest resizes are
+lowered (the rest stays).
 
 Each convolutional zoo module (both exporters, two opsets each; both presets) is quantized as in
 ``test_zoo.py``, lowered with :func:`onnxq.lower.lower` and run through
@@ -41,6 +41,8 @@ pytestmark = pytest.mark.filterwarnings(
 CONV_CASES = {"squeeze_excite": 3, "unet": 4, "depthwise_hardswish": 3, "dynamic_batch": 1, "conv1d": 0}
 # zoo case -> Concats it holds (all lowered: the U-Net's two skip connections)
 CONCAT_CASES = {"unet": 2}
+# zoo case -> nearest Resizes it holds (all lowered: a standard Resize of one of our op's NHWC output)
+RESIZE_CASES = {"unet": 1}
 
 
 def _same_outputs(
@@ -75,6 +77,10 @@ def test_lowered_zoo_model_gives_the_qdq_models_bytes(name: str, export_torch, t
         ours = [n.op_type for n in result.model.graph.node if n.domain == DOMAIN]
         assert ours.count("QLinearConcat") == CONCAT_CASES.get(name, 0), f"{label}: {result.notes}"
         assert not [n for n in result.model.graph.node if n.op_type == "Concat" and n.domain == ""]
+        made_by = {o: n for n in result.model.graph.node for o in n.output}
+        resizes = [n for n in result.model.graph.node if n.op_type == "Resize"]
+        assert len(resizes) == RESIZE_CASES.get(name, 0)
+        assert all(made_by[n.input[0]].domain == DOMAIN for n in resizes), f"{label}: {result.notes}"
         assert (
             not [n for n in result.model.graph.node if n.op_type == "Conv" and n.domain == ""]
             or name == "conv1d"

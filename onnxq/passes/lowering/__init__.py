@@ -8,7 +8,7 @@ matcher up by ``(domain, op type)``.
 
 from __future__ import annotations
 
-from onnxq.passes.lowering import add, concat, conv, flatten, gemm, pool  # noqa: F401  (they register)
+from onnxq.passes.lowering import add, concat, conv, flatten, gemm, pool, resize  # noqa: F401  (they register)
 from onnxq.passes.lowering.common import MATCHERS, Registered
 
 __all__ = ["MATCHERS", "Registered"]

@@ -132,7 +132,7 @@ class Lowering:
     anchor: ir.Node
     op_type: str
     inputs: tuple[ir.Value | Act | np.ndarray | None, ...]
-    attributes: dict[str, int | list[int]]
+    attributes: dict[str, int | float | str | list[int]]
     y_q: ir.Value
     y: QParams
     nhwc: bool = True  # the output is y_q's NHWC twin; else y_q itself, made by our op
@@ -219,6 +219,52 @@ def quantized_output(node: ir.Node, fuse_relu: bool) -> tuple[ir.Node, str | Non
     return nxt, activation
 
 
+def between_qdq(node: ir.Node) -> tuple[Act, QParams, ir.Value] | str:
+    """``node``'s dequantized input (input 0) with its qparams, the qparams of the
+    QuantizeLinear right after ``node`` and that Q's output; or why ``node`` is not between a DQ
+    and a Q."""
+    dq = dequantized(node.inputs[0])
+    if dq is None or dq.inputs[0] is None:
+        return "its input is not dequantized"
+    x = activation_qparams(dq)
+    if isinstance(x, str):
+        return x
+    out = output_qparams(node)
+    if isinstance(out, str):
+        return out
+    return Act(dq.inputs[0], x), *out
+
+
+def output_qparams(node: ir.Node) -> tuple[QParams, ir.Value] | str:
+    """The qparams of the QuantizeLinear right after ``node`` and that Q's output, or why not."""
+    found = quantized_output(node, fuse_relu=False)
+    if isinstance(found, str):
+        return found
+    y = activation_qparams(found[0])
+    if isinstance(y, str):
+        return y
+    return y, found[0].outputs[0]
+
+
+def same_qparams_io(node: ir.Node, state: State) -> tuple[Act, QParams, ir.Value] | str:
+    """The input and output of a ``node`` that moves uint8 values without computing new ones
+    (MaxPool, nearest Resize): a uint8 tensor one of our ops made (QOperator models run such ops
+    on the integers; its qparams pass through), or a DequantizeLinear before it and a
+    QuantizeLinear with the same qparams right after it (QDQ). Returns the activation read, the
+    output's qparams and the value our op's output replaces; or why not."""
+    x_value = node.inputs[0]
+    if x_value is not None and id(x_value) in state.twins:  # uint8 already (QOperator)
+        qp = state.twins[id(x_value)]
+        return Act(x_value, qp), qp, node.outputs[0]
+    io = between_qdq(node)
+    if isinstance(io, str):
+        return io
+    x, y, _ = io
+    if (y.scale_value, y.zero_point_value) != (x.qp.scale_value, x.qp.zero_point_value):
+        return "its output is quantized with other qparams than its input"
+    return io
+
+
 def relu_output(node: ir.Node) -> tuple[QParams, ir.Value, int, int] | str:
     """The QuantizeLinear right after ``node`` (through a Relu, fused): its qparams, its output,
     and the uint8 clamp ``(qmin, qmax)`` of the Relu (0, 255 without one); or why not."""
@@ -286,15 +332,18 @@ __all__ = [
     "Registered",
     "State",
     "activation_qparams",
+    "between_qdq",
     "clamp_bounds",
     "clip_bounds",
     "dequantized",
     "ints",
+    "output_qparams",
     "qparams",
     "quantize_value",
     "quantized_output",
     "register",
     "relu_output",
+    "same_qparams_io",
     "size",
     "sole_reader",
     "weighted_inputs",

@@ -31,8 +31,8 @@ from onnxq.passes.lowering.common import (
     State,
     activation_qparams,
     dequantized,
+    output_qparams,
     qparams,
-    quantized_output,
     register,
 )
 
@@ -87,14 +87,11 @@ def match_concat(node: ir.Node, state: State) -> Lowering | str:
         if isinstance(qp, str):
             return qp
         parts.append((dq.inputs[0], qp))
-    found = quantized_output(node, fuse_relu=False)
-    if isinstance(found, str):
-        return found
-    y = activation_qparams(found[0])
-    if isinstance(y, str):
-        return y
+    out = output_qparams(node)
+    if isinstance(out, str):
+        return out
     floats = (*node.inputs, node.outputs[0])
-    return _concat_lowering(node, parts, y, found[0].outputs[0], state, floats)  # type: ignore[arg-type]
+    return _concat_lowering(node, parts, *out, state, floats)  # type: ignore[arg-type]
 
 
 @register("com.microsoft", "QLinearConcat", noted=True)

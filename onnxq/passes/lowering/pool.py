@@ -22,14 +22,12 @@ import onnx_ir as ir
 from onnxq.passes.lowering.common import (
     Act,
     Lowering,
-    QParams,
     State,
-    activation_qparams,
-    dequantized,
+    between_qdq,
     ints,
     qparams,
-    quantized_output,
     register,
+    same_qparams_io,
 )
 
 
@@ -50,24 +48,6 @@ def _pool_attributes(node: ir.Node) -> dict[str, int | list[int]] | str:
     }
 
 
-def _between_qdq(node: ir.Node) -> tuple[Act, QParams, ir.Value] | str:
-    """``node``'s dequantized input, the qparams of the QuantizeLinear right after it and that
-    Q's output; or why ``node`` is not between a DQ and a Q."""
-    dq = dequantized(node.inputs[0])
-    if dq is None or dq.inputs[0] is None:
-        return "its input is not dequantized"
-    x = activation_qparams(dq)
-    if isinstance(x, str):
-        return x
-    found = quantized_output(node, fuse_relu=False)
-    if isinstance(found, str):
-        return found
-    y = activation_qparams(found[0])
-    if isinstance(y, str):
-        return y
-    return Act(dq.inputs[0], x), y, found[0].outputs[0]
-
-
 @register("", "MaxPool")
 def match_maxpool(node: ir.Node, state: State) -> Lowering | str:
     """DQ(x) -> MaxPool -> Q with the same qparams (QDQ), or a MaxPool on a uint8 tensor one of
@@ -75,22 +55,10 @@ def match_maxpool(node: ir.Node, state: State) -> Lowering | str:
     attributes = _pool_attributes(node)
     if isinstance(attributes, str):
         return attributes
-    x_value = node.inputs[0]
-    if x_value is not None and id(x_value) in state.twins:  # uint8 already (QOperator)
-        return Lowering(
-            node,
-            "MaxPool",
-            (Act(x_value, state.twins[id(x_value)]),),
-            attributes,
-            node.outputs[0],
-            state.twins[id(x_value)],
-        )
-    io = _between_qdq(node)
+    io = same_qparams_io(node, state)
     if isinstance(io, str):
         return io
     x, y, y_q = io
-    if (y.scale_value, y.zero_point_value) != (x.qp.scale_value, x.qp.zero_point_value):
-        return "its output is quantized with other qparams than its input"
     return Lowering(node, "MaxPool", (x,), attributes, y_q, y)
 
 
@@ -100,7 +68,7 @@ def match_global_pool(node: ir.Node, state: State) -> Lowering | str:
     x_value = node.inputs[0]
     if x_value is None or x_value.shape is None or len(x_value.shape) != 4:
         return "its input is not known to be 4-D"
-    io = _between_qdq(node)
+    io = between_qdq(node)
     if isinstance(io, str):
         return io
     x, y, y_q = io

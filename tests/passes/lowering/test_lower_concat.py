@@ -10,37 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from _lowering_helpers import F32, H, W, append_qdq_conv, feeds, init, make_model, same_bytes
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.io import load_model
 from onnxq.kernels.custom_ops import DOMAIN
 from onnxq.lower import lower
 from onnxq.passes.lower_onnxq import LowerToOnnxq
-from onnxq.passes.uint8_twin import exact_on_onnxruntime
-from onnxq.runtime import InferenceSession
-
-F32 = np.float32
-H = W = 6
-
-
-def _init(name: str, value: object, dtype: type) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.array(value, dtype), name)
-
-
-def _model(
-    nodes: list[onnx.NodeProto], inputs: dict[str, int], inits: list[onnx.TensorProto]
-) -> onnx.ModelProto:
-    """Float inputs ``name: channels`` of 2 x C x H x W, one float output ``y``."""
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, c, H, W]) for n, c in inputs.items()],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _qdq_concat(
@@ -48,10 +25,10 @@ def _qdq_concat(
 ) -> onnx.ModelProto:
     """Float inputs, each quantized with its qparams, dequantized, concatenated, quantized at
     (0.04, 128 or 0) and dequantized into ``y``."""
-    inits = [_init("ys", 0.04, F32), _init("yz", 128 if dtype is np.uint8 else 0, dtype)]
+    inits = [init("ys", 0.04, F32), init("yz", 128 if dtype is np.uint8 else 0, dtype)]
     nodes, concat_inputs = [], []
     for i, (s, z) in enumerate(zip(scales, zero_points, strict=True)):
-        inits += [_init(f"s{i}", s, F32), _init(f"z{i}", z, dtype)]
+        inits += [init(f"s{i}", s, F32), init(f"z{i}", z, dtype)]
         nodes += [
             helper.make_node("QuantizeLinear", [f"x{i}", f"s{i}", f"z{i}"], [f"q{i}"]),
             helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"]),
@@ -62,7 +39,7 @@ def _qdq_concat(
         helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]),
         helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["y"]),
     ]
-    return _model(nodes, {f"x{i}": c for i, c in enumerate(channels)}, inits)
+    return make_model(nodes, {f"x{i}": c for i, c in enumerate(channels)}, inits)
 
 
 def _conv_chain(axis: int, head: bool = True, b_channels: int = 5) -> onnx.ModelProto:
@@ -71,34 +48,18 @@ def _conv_chain(axis: int, head: bool = True, b_channels: int = 5) -> onnx.Model
     into ``y``."""
     rng = np.random.default_rng(0)
     inits = [
-        _init("xs", 0.05, F32),
-        _init("xz", 128, np.uint8),
-        _init("cs", 0.1, F32),
-        _init("cz", 0, np.uint8),
+        init("xs", 0.05, F32),
+        init("xz", 128, np.uint8),
+        init("cs", 0.1, F32),
+        init("cz", 0, np.uint8),
     ]
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
     ]
 
-    def conv(name: str, x: str, cin: int, cout: int) -> None:
-        inits.extend(
-            [
-                numpy_helper.from_array(
-                    rng.integers(-127, 128, (cout, cin, 3, 3), dtype=np.int8), f"{name}w"
-                ),
-                _init(f"{name}ws", np.full(cout, 0.01), F32),
-            ]
-        )
-        nodes.extend(
-            [
-                helper.make_node("DequantizeLinear", [f"{name}w", f"{name}ws"], [f"{name}wd"], axis=0),
-                helper.make_node("Conv", [x, f"{name}wd"], [f"{name}c"], pads=[1] * 4, name=f"conv_{name}"),
-            ]
-        )
-
     for name, cout in (("a", 4), ("b", b_channels)):
-        conv(name, "xd", 3, cout)
+        append_qdq_conv(nodes, inits, rng, name, "xd", 3, cout)
         nodes += [
             helper.make_node("Relu", [f"{name}c"], [f"{name}r"]),
             helper.make_node("QuantizeLinear", [f"{name}r", "cs", "cz"], [f"{name}q"]),
@@ -110,31 +71,12 @@ def _conv_chain(axis: int, head: bool = True, b_channels: int = 5) -> onnx.Model
         helper.make_node("DequantizeLinear", ["catq", "cs", "cz"], ["catd" if head else "y"]),
     ]
     if head:
-        conv("h", "catd", 9, 2)
+        append_qdq_conv(nodes, inits, rng, "h", "catd", 9, 2)
         nodes += [
             helper.make_node("QuantizeLinear", ["hc", "xs", "xz"], ["hq"]),
             helper.make_node("DequantizeLinear", ["hq", "xs", "xz"], ["y"]),
         ]
-    return _model(nodes, {"x": 3}, inits)
-
-
-def _feeds(model: onnx.ModelProto, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        v.name: (rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim]) * 3).astype(F32)
-        for v in model.graph.input
-    }
-
-
-def _same_bytes(qdq: onnx.ModelProto, lowered: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
-    stock = ort.InferenceSession(
-        exact_on_onnxruntime(qdq).SerializeToString(), providers=["CPUExecutionProvider"]
-    )
-    ours = InferenceSession(
-        exact_on_onnxruntime(lowered).SerializeToString(), providers=["CPUExecutionProvider"]
-    )
-    for k, (a, b) in enumerate(zip(stock.run(None, feeds), ours.run(None, feeds), strict=True)):
-        np.testing.assert_array_equal(b, a, err_msg=f"output {k}")
+    return make_model(nodes, {"x": 3}, inits)
 
 
 def _ops(model: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -165,7 +107,7 @@ def test_a_qdq_concat_of_tensors_not_ours_runs_in_nchw_with_the_qdq_models_bytes
     assert ("", "Concat") not in ops and ("", "Transpose") not in ops
     node = _concat(result.model)
     assert helper.get_attribute_value(node.attribute[0]) == axis  # NCHW: the axis as it was
-    _same_bytes(qdq, result.model, _feeds(qdq))
+    same_bytes(qdq, result.model, feeds(qdq))
 
 
 @pytest.mark.parametrize(("axis", "nhwc_axis"), [(1, 3), (-3, 3)])
@@ -179,7 +121,7 @@ def test_a_concat_of_our_convs_runs_in_nhwc_with_no_transpose_between_our_ops(
     assert ops.count((DOMAIN, "QLinearConv")) == 3 and ("", "Transpose") not in ops
     assert ops.count((DOMAIN, "Quantize")) == 1 and ops.count((DOMAIN, "Dequantize")) == 1
     assert helper.get_attribute_value(_concat(result.model).attribute[0]) == nhwc_axis
-    _same_bytes(qdq, result.model, _feeds(qdq))
+    same_bytes(qdq, result.model, feeds(qdq))
 
 
 @pytest.mark.parametrize(("axis", "nhwc_axis"), [(2, 1), (-1, 2), (0, 0)])
@@ -191,7 +133,7 @@ def test_a_concat_of_our_convs_along_other_axes_maps_the_axis_to_nhwc(axis: int,
     ops = _ops(result.model)
     assert ("", "Transpose") not in ops and (DOMAIN, "Dequantize") in ops
     assert helper.get_attribute_value(_concat(result.model).attribute[0]) == nhwc_axis
-    _same_bytes(qdq, result.model, _feeds(qdq))
+    same_bytes(qdq, result.model, feeds(qdq))
 
 
 def test_a_concat_of_ours_and_of_a_quantized_input_runs_in_nchw_between_transposes() -> None:
@@ -213,7 +155,7 @@ def test_a_concat_of_ours_and_of_a_quantized_input_runs_in_nchw_between_transpos
     ops = _ops(result.model)
     assert ops.count((DOMAIN, "QLinearConv")) == 2 and ops.count(("", "Transpose")) == 2  # b is dead
     assert helper.get_attribute_value(_concat(result.model).attribute[0]) == 1
-    _same_bytes(qdq, result.model, _feeds(qdq))
+    same_bytes(qdq, result.model, feeds(qdq))
 
 
 def test_a_concat_with_a_float_input_stays_qdq_with_the_reason_and_shape_arithmetic_is_not_noted() -> None:
@@ -238,10 +180,10 @@ def test_int8_tensors_run_as_their_uint8_twins_in_our_chain_and_stay_where_no_tw
     qdq = _conv_chain(1)
     for t in qdq.graph.initializer:
         if t.name in ("xz", "cz"):
-            t.CopyFrom(_init(t.name, 0 if t.name == "xz" else -128, np.int8))
+            t.CopyFrom(init(t.name, 0 if t.name == "xz" else -128, np.int8))
     result = lower(qdq)
     assert result.notes == () and _concat(result.model) is not None
-    _same_bytes(qdq, result.model, _feeds(qdq))
+    same_bytes(qdq, result.model, feeds(qdq))
     nchw = _qdq_concat([3, 5], [0.04, 0.02], [0, 3], 1, dtype=np.int8)
     result = lower(nchw)
     assert result.lowered == 0
@@ -265,14 +207,14 @@ def _float_conv_concat() -> onnx.ModelProto:
     nodes.insert(1, helper.make_node("Relu", ["ac"], ["ar"]))
     nodes.insert(3, helper.make_node("Concat", ["ar", "bc"], ["cat"], axis=1))
     nodes[-1].output[0] = "y"
-    return _model(nodes, {"x": 3}, inits)
+    return make_model(nodes, {"x": 3}, inits)
 
 
 def test_onnxruntimes_qoperator_qlinearconcat_is_lowered_in_nhwc_with_its_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     fp32 = _float_conv_concat()
-    batches = [_feeds(fp32, seed) for seed in range(4)]
+    batches = [feeds(fp32, seed) for seed in range(4)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -303,7 +245,7 @@ def test_onnxruntimes_qoperator_qlinearconcat_is_lowered_in_nhwc_with_its_bytes(
     assert ops.count((DOMAIN, "QLinearConv")) == 3 and ("", "Transpose") not in ops
     assert ("com.microsoft", "QLinearConcat") not in ops
     assert helper.get_attribute_value(_concat(result.model).attribute[0]) == 3
-    _same_bytes(theirs, result.model, _feeds(fp32, 9))
+    same_bytes(theirs, result.model, feeds(fp32, 9))
 
 
 @pytest.mark.parametrize(
