@@ -4,12 +4,14 @@ The structural pipeline prepares a float model for quantization without changing
 
 1. :class:`~onnxq.passes.normalize.Normalize` - opset >= 13 (or 21), constants as initializers,
    ``Sum`` -> ``Add``, every node named;
-2. :class:`~onnxq.passes.global_pool.ReduceMeanToGlobalPool` - spatial ``ReduceMean`` -> global pool;
-3. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
-4. :class:`~onnxq.passes.matmul_add_to_gemm.MatMulAddToGemm` - ``MatMul + Add`` -> ``Gemm`` where legal;
-5. :class:`~onnxq.passes.equalize.EqualizeConvPairs` - cross-layer equalisation of Conv -> (ReLU) ->
+2. :class:`~onnxq.passes.resize_axes.ExpandResizeAxes` - a Resize's ``axes`` spelled as full-rank
+   scales or sizes (onnxruntime's layout transformer fails on quantized models with them);
+3. :class:`~onnxq.passes.global_pool.ReduceMeanToGlobalPool` - spatial ``ReduceMean`` -> global pool;
+4. :class:`~onnxq.passes.fold_batchnorm.FoldBatchNorm` - BatchNormalization folded into its producer;
+5. :class:`~onnxq.passes.matmul_add_to_gemm.MatMulAddToGemm` - ``MatMul + Add`` -> ``Gemm`` where legal;
+6. :class:`~onnxq.passes.equalize.EqualizeConvPairs` - cross-layer equalisation of Conv -> (ReLU) ->
    Conv pairs, only when asked (``equalize=True``): it changes the weights, not what the model computes;
-6. :class:`~onnxq.passes.zero_bias.GiveZeroBias` - a zero bias for every Conv/Gemm without one, only
+7. :class:`~onnxq.passes.zero_bias.GiveZeroBias` - a zero bias for every Conv/Gemm without one, only
    for bias correction (``bias_correction=True``).
 
 Every pass is an ``onnx_ir`` in-place pass (:mod:`onnxq.passes.base`). :func:`run_passes` runs a
@@ -52,6 +54,7 @@ from onnxq.passes.global_pool import ReduceMeanToGlobalPool
 from onnxq.passes.matmul_add_to_gemm import MatMulAddToGemm
 from onnxq.passes.matmul_nbits import MatMulNBits
 from onnxq.passes.normalize import Normalize
+from onnxq.passes.resize_axes import ExpandResizeAxes
 from onnxq.passes.zero_bias import GiveZeroBias
 from onnxq.planning.dynamic import DynamicPlan
 from onnxq.planning.weight_only import WeightOnlyPlan
@@ -67,6 +70,7 @@ def structural_passes(
     biases where layers have none."""
     passes: tuple[GraphPass, ...] = (
         Normalize(min_opset=min_opset),
+        ExpandResizeAxes(),
         ReduceMeanToGlobalPool(),
         FoldBatchNorm(),
         MatMulAddToGemm(),
@@ -106,6 +110,7 @@ __all__ = [
     "DynamicMatMul",
     "DynamicRecurrent",
     "EqualizeConvPairs",
+    "ExpandResizeAxes",
     "FoldBatchNorm",
     "GiveZeroBias",
     "GraphPass",
