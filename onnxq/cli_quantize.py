@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 def quantize_command(args: argparse.Namespace) -> int:
     """``onnxq quantize``: static, dynamic or weight-only; the model and report written atomically."""
     from onnxq.calibration.result import CalibrationResult
-    from onnxq.cli_stats import calibrate_from_args, check_output_dirs, prepare_from_args
+    from onnxq.cli_stats import (
+        calibrate_from_args,
+        check_output_dirs,
+        prepare_from_args,
+        weight_config_from_args,
+    )
 
     check_output_dirs(output=args.output, report=args.report)
     if args.stats is not None and args.calib is not None:
@@ -85,7 +90,9 @@ def quantize_command(args: argparse.Namespace) -> int:
             calibration = CalibrationResult.load(args.stats)
         elif prepared.plan.observed_values():
             calibrate_from_args(args, prepared, calib)
-        qmodel = prepared.convert(calibration, weight_method=args.weight_method)
+        qmodel = prepared.convert(
+            calibration, weight_method=args.weight_method, weight_config=weight_config_from_args(args)
+        )
         report = prepared.report
     lowering = None
     if args.format == "onnxq":
