@@ -408,6 +408,7 @@ def prepare(
     equalize: bool = False,
     bias_correction: bool = False,
     layer_inputs: int = 0,
+    min_opset: int | None = None,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -430,13 +431,17 @@ def prepare(
             inputs observed while calibrating; layers without a bias get one.
         layer_inputs: Keep a sample of at most this many input rows per Conv/Gemm/MatMul while
             calibrating (:mod:`onnxq.accuracy.layer_inputs`), for ``convert(weight_method="adaround")``.
+        min_opset: Upgrade the model to at least this opset (default: what the qconfig's Q/DQ
+            need), e.g. 21 for plans converted later with 16-bit layers (the accuracy budget's
+            int16 fallback).
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = resolve_qconfig(qconfig_mapping) if chosen else target_mapping(target)
+    opset = max(required_opset(mapping), min_opset or 0)
     ir_model, source_op_types, notes = structurally_prepared(
-        model, required_opset(mapping), requantize, equalize=equalize, bias_correction=bias_correction
+        model, opset, requantize, equalize=equalize, bias_correction=bias_correction
     )
     attention = len(attention_softmaxes(ir_model.graph))
     if attention:

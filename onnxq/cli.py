@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--metric", choices=("top1", "sqnr"), default="top1", help="with --accuracy-budget")
     q.add_argument(
+        "--fallback",
+        choices=("float", "int16"),
+        default=None,
+        help="with --accuracy-budget: what the layers kept back become: float (default) or 16-bit Q/DQ "
+        "(int16 weights, 16-bit outputs; the model is then opset 21)",
+    )
+    q.add_argument(
         "--held-out",
         type=Path,
         default=None,

@@ -51,6 +51,8 @@ def quantize_command(args: argparse.Namespace) -> int:
     }
     if args.accuracy_budget is None and args.held_out is not None:
         raise OnnxqError("--held-out applies to --accuracy-budget")
+    if args.accuracy_budget is None and args.fallback is not None:
+        raise OnnxqError("--fallback applies to --accuracy-budget")
     if args.accuracy_budget is not None and args.mode != "static":
         raise OnnxqError("--accuracy-budget applies to --mode static")
     if args.block_size is not None and args.mode != "weight-only":

@@ -49,6 +49,7 @@ def prepare_from_args(
     Every output is checked against every input (model, its external data, calibration files,
     the qconfig file and ``more_inputs``) before anything is written.
     """
+    from onnxq.accuracy.fallback import INT16_OPSET
     from onnxq.api import adaround_rows, prepare, smooth_quant
     from onnxq.calibration.sources import load_calibration_data
     from onnxq.io import check_outputs_apart, external_data_files
@@ -96,6 +97,7 @@ def prepare_from_args(
         equalize=args.equalize,
         bias_correction=getattr(args, "bias_correction", False),
         layer_inputs=adaround_rows(getattr(args, "weight_method", "rtn"), weight_config_from_args(args)),
+        min_opset=INT16_OPSET if getattr(args, "fallback", None) == "int16" else None,
     )
     check_outputs_apart(
         outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}
