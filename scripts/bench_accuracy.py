@@ -213,7 +213,7 @@ def report(cases: list[Case], results: dict[str, dict[str, Any]], errors: list[s
     for case in cases:
         s = results[case.name]["scores"]
         cells = [("error" if s[c] is None else f"{s[c].agree:.1f}" if case.labels is not None
-                  else f"{s[c].cosine:.5f}"[1:]) if c in s else "-" for c in cols]  # fmt: skip
+                  else f"{s[c].cosine:.5f}") if c in s else "-" for c in cols]  # fmt: skip
         print(f"{case.name:22s}" + "".join(f"{c:>9s}" for c in cells))
     print("\ngain of each algorithm over its baseline (onnxq, or int8 for transformers): points / dB")
     for case in cases:

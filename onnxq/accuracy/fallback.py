@@ -289,6 +289,10 @@ def fit_budget(
     trials = _Trials(prepared, runs, chosen_metric, fallback)
     trials.score(frozenset())
     layers = trials.prepared.plan_for(trials.mapping(())).quantized_nodes()
+    if ranking == "introduced" and not trials.prepared.plan.observed_values():
+        # weight-only (a transformer's default): no activation Q/DQ for compare to match
+        logger.info("no activation is quantized: layers are ranked by measurement")
+        ranking = "measured"
     ranked = _rank(trials, layers, ranking)
     logger.info("most sensitive layers: %s", ", ".join(f"{n} ({v:.3g})" for n, v in ranked[:5]))
     if trials.meets(frozenset()):

@@ -133,3 +133,14 @@ def test_int16_fallback_keeps_layers_at_16_bit_and_meets_the_budget(digits) -> N
         fit_budget(onnxq.prepare(model, _harsh(model)), data, 40.0, metric="sqnr", fallback="int16")
     with pytest.raises(OnnxqError, match="fallback must be one of"):
         fit_budget(onnxq.prepare(model, _harsh(model)), data, 40.0, metric="sqnr", fallback="fp16")
+
+
+def test_weight_only_plan_is_ranked_by_measurement(digits) -> None:
+    from onnxq.targets import target_mapping, weight_only
+
+    model, data = digits
+    mapping = weight_only(target_mapping())
+    result = quantize_with_budget(model, data, 60.0, mapping, metric="sqnr")
+    layers = onnxq.prepare(model, mapping).plan.quantized_nodes()
+    assert result.ranked_by == "measured" and {n for n, _ in result.ranking} == set(layers)
+    assert result.met == (result.final.value >= 60.0)
