@@ -103,6 +103,7 @@ def convert(
     saturation_audit: bool = False,
     input_means: Mapping[str, Any] | None = None,
     layer_inputs: Mapping[str, Any] | None = None,
+    weight_config: object | None = None,
 ) -> Conversion:
     """Convert the prepared fp32 ``model`` (not modified) as ``plan`` says, with ``calibration``'s
     statistics (None only when the plan observes nothing: fixed ranges, weight-only).
@@ -111,6 +112,7 @@ def convert(
     ones could saturate AVX2's 16-bit pair sums, and only to them (:mod:`onnxq.accuracy.saturation`).
     ``input_means`` (bias correction): the per-channel means of layer inputs, by tensor name;
     ``layer_inputs`` (AdaRound): a sample of each layer's input rows, by node name.
+    ``weight_config``: the weight method's settings (an ``AdaRoundConfig``; default: its defaults).
     """
     if weight_method_needs_data(weight_method):
         raise ConfigError(
@@ -135,7 +137,9 @@ def convert(
             dropped,
         )
     pass_notes = (*pass_notes, *untaken_branches(model.graph, plan.observed_values(), qparams.unreached))
-    weights = quantize_weights(applied, model, qparams.groups, weight_method, input_means, layer_inputs)
+    weights = quantize_weights(
+        applied, model, qparams.groups, weight_method, input_means, layer_inputs, weight_config
+    )
     if saturation_audit:
         narrow, lines = audit_layers(applied, model, qparams.groups, weights, calibration.observers)
         audited = sum(1 for w in applied.weights.values() if w.activation is not None)
@@ -145,7 +149,7 @@ def convert(
             qparams = resolve_qparams(plan, model, calibration, narrow)
             applied = drop_unreached(plan, qparams.groups)
             weights = quantize_weights(
-                applied, model, qparams.groups, weight_method, input_means, layer_inputs
+                applied, model, qparams.groups, weight_method, input_means, layer_inputs, weight_config
             )
     result = InsertQDQ(applied, qparams.groups, weights)(model.clone())
     proto = to_proto(result.model)
@@ -280,9 +284,11 @@ class PreparedModel:
         plan: QuantPlan | None = None,
         *,
         weight_method: str = "rtn",
+        weight_config: object | None = None,
     ) -> onnx.ModelProto:
         """The QDQ model (checked with ``onnx.checker``) from ``calibration`` (default: what
-        :meth:`calibrate` gathered) and ``plan`` (default: the prepared one)."""
+        :meth:`calibrate` gathered) and ``plan`` (default: the prepared one); ``weight_config``
+        is the weight method's settings (e.g. an ``AdaRoundConfig``)."""
         means = None
         if self._means is not None:
             if not any(m.reached for m in self._means.values()):
@@ -300,6 +306,7 @@ class PreparedModel:
             saturation_audit=self._saturation_audit,
             input_means=means,
             layer_inputs={node: r.data for node, (_, r) in self._reservoirs.items() if r.reached},
+            weight_config=weight_config,
         )
         return self._conversion.model
 
@@ -401,6 +408,7 @@ def prepare(
     equalize: bool = False,
     bias_correction: bool = False,
     layer_inputs: int = 0,
+    min_opset: int | None = None,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -423,13 +431,17 @@ def prepare(
             inputs observed while calibrating; layers without a bias get one.
         layer_inputs: Keep a sample of at most this many input rows per Conv/Gemm/MatMul while
             calibrating (:mod:`onnxq.accuracy.layer_inputs`), for ``convert(weight_method="adaround")``.
+        min_opset: Upgrade the model to at least this opset (default: what the qconfig's Q/DQ
+            need), e.g. 21 for plans converted later with 16-bit layers (the accuracy budget's
+            int16 fallback).
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = resolve_qconfig(qconfig_mapping) if chosen else target_mapping(target)
+    opset = max(required_opset(mapping), min_opset or 0)
     ir_model, source_op_types, notes = structurally_prepared(
-        model, required_opset(mapping), requantize, equalize=equalize, bias_correction=bias_correction
+        model, opset, requantize, equalize=equalize, bias_correction=bias_correction
     )
     attention = len(attention_softmaxes(ir_model.graph))
     if attention:
@@ -481,23 +493,32 @@ def quantize_static(
     equalize: bool = False,
     bias_correction: bool = False,
     smooth_quant_alpha: float | None = None,
+    weight_config: object | None = None,
 ) -> onnx.ModelProto:
     """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``.
     ``smooth_quant_alpha`` (e.g. 0.5) first smooths the model (:func:`smooth_quant`; ``batches``
-    are then read twice)."""
+    are then read twice); ``weight_config``: the weight method's settings (an ``AdaRoundConfig``)."""
     if smooth_quant_alpha is not None:
         model = smooth_quant(model, batches, smooth_quant_alpha, progress=progress)
-    rows = AdaRoundConfig().rows if weight_method == "adaround" else 0
+    rows = adaround_rows(weight_method, weight_config)
     prepared = prepare(
         model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction, layer_inputs=rows
     )
     prepared.calibrate(batches, progress=progress)
-    return prepared.convert(weight_method=weight_method)
+    return prepared.convert(weight_method=weight_method, weight_config=weight_config)
+
+
+def adaround_rows(weight_method: str, weight_config: object | None) -> int:
+    """The input rows per layer to keep while calibrating for ``weight_method`` (0 but for AdaRound)."""
+    if weight_method != "adaround":
+        return 0
+    return weight_config.rows if isinstance(weight_config, AdaRoundConfig) else AdaRoundConfig().rows
 
 
 __all__ = [
     "Conversion",
     "PreparedModel",
+    "adaround_rows",
     "convert",
     "prepare",
     "quantize_static",

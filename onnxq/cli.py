@@ -169,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="how weights are rounded: rtn (nearest, default) or adaround (learned on --calib)",
     )
     q.add_argument(
+        "--adaround-config",
+        type=Path,
+        metavar="JSON",
+        default=None,
+        help="with --weight-method adaround: its settings as a JSON object (schemas/adaround.schema.json: "
+        'e.g. {"solver": "adam", "iterations": 100, "rows": 512})',
+    )
+    q.add_argument(
+        "--adaround-iters",
+        type=int,
+        metavar="N",
+        default=None,
+        help="with --weight-method adaround: at most N sweeps (solver descent, the default) or N "
+        "steps (solver adam) per layer",
+    )
+    q.add_argument(
         "--external-data",
         action="store_true",
         help="store tensors in <output>.data beside the model (automatic above 2 GB)",
@@ -217,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         "output SQNR in dB. Exit status 1 (model and report still written) when no choice meets it",
     )
     q.add_argument("--metric", choices=("top1", "sqnr"), default="top1", help="with --accuracy-budget")
+    q.add_argument(
+        "--fallback",
+        choices=("float", "int16"),
+        default=None,
+        help="with --accuracy-budget: what the layers kept back become: float (default) or 16-bit Q/DQ "
+        "(int16 weights, 16-bit outputs; the model is then opset 21)",
+    )
     q.add_argument(
         "--held-out",
         type=Path,

@@ -52,6 +52,7 @@ def fit_budget_from_args(
         held_out=held_out,
         ranking=args.ranking,
         progress=not args.no_progress,
+        fallback=args.fallback or "float",
     )
     print(result.summary())
     status = 0 if result.met else EXIT_BUDGET_NOT_MET

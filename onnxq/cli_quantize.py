@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 def quantize_command(args: argparse.Namespace) -> int:
     """``onnxq quantize``: static, dynamic or weight-only; the model and report written atomically."""
     from onnxq.calibration.result import CalibrationResult
-    from onnxq.cli_stats import calibrate_from_args, check_output_dirs, prepare_from_args
+    from onnxq.cli_stats import (
+        calibrate_from_args,
+        check_output_dirs,
+        prepare_from_args,
+        weight_config_from_args,
+    )
 
     check_output_dirs(output=args.output, report=args.report)
     if args.stats is not None and args.calib is not None:
@@ -46,6 +51,8 @@ def quantize_command(args: argparse.Namespace) -> int:
     }
     if args.accuracy_budget is None and args.held_out is not None:
         raise OnnxqError("--held-out applies to --accuracy-budget")
+    if args.accuracy_budget is None and args.fallback is not None:
+        raise OnnxqError("--fallback applies to --accuracy-budget")
     if args.accuracy_budget is not None and args.mode != "static":
         raise OnnxqError("--accuracy-budget applies to --mode static")
     if args.block_size is not None and args.mode != "weight-only":
@@ -85,7 +92,9 @@ def quantize_command(args: argparse.Namespace) -> int:
             calibration = CalibrationResult.load(args.stats)
         elif prepared.plan.observed_values():
             calibrate_from_args(args, prepared, calib)
-        qmodel = prepared.convert(calibration, weight_method=args.weight_method)
+        qmodel = prepared.convert(
+            calibration, weight_method=args.weight_method, weight_config=weight_config_from_args(args)
+        )
         report = prepared.report
     lowering = None
     if args.format == "onnxq":

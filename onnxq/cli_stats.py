@@ -49,12 +49,12 @@ def prepare_from_args(
     Every output is checked against every input (model, its external data, calibration files,
     the qconfig file and ``more_inputs``) before anything is written.
     """
-    from onnxq.api import prepare, smooth_quant
+    from onnxq.accuracy.fallback import INT16_OPSET
+    from onnxq.api import adaround_rows, prepare, smooth_quant
     from onnxq.calibration.sources import load_calibration_data
     from onnxq.io import check_outputs_apart, external_data_files
     from onnxq.qconfig import QConfigMapping, resolve_qconfig
     from onnxq.targets import target_mapping
-    from onnxq.weights.adaround import AdaRoundConfig
 
     if args.preprocess is not None and args.calib is None:
         raise OnnxqError("--preprocess applies to image calibration data: give --calib too")
@@ -96,12 +96,31 @@ def prepare_from_args(
         requantize=args.requantize,
         equalize=args.equalize,
         bias_correction=getattr(args, "bias_correction", False),
-        layer_inputs=AdaRoundConfig().rows if getattr(args, "weight_method", "rtn") == "adaround" else 0,
+        layer_inputs=adaround_rows(getattr(args, "weight_method", "rtn"), weight_config_from_args(args)),
+        min_opset=INT16_OPSET if getattr(args, "fallback", None) == "int16" else None,
     )
     check_outputs_apart(
         outputs, {**inputs, "input model's external data": external_data_files(prepared.model)}
     )
     return prepared, calib
+
+
+def weight_config_from_args(args: argparse.Namespace) -> object | None:
+    """The weight method's settings from ``--adaround-config`` / ``--adaround-iters`` (None: its
+    defaults); either without ``--weight-method adaround`` is an error."""
+    from dataclasses import replace
+
+    from onnxq.weights.adaround import AdaRoundConfig
+
+    path, iters = getattr(args, "adaround_config", None), getattr(args, "adaround_iters", None)
+    if path is None and iters is None:
+        return None
+    if getattr(args, "weight_method", "rtn") != "adaround":
+        raise OnnxqError("--adaround-config and --adaround-iters apply to --weight-method adaround")
+    config = AdaRoundConfig() if path is None else AdaRoundConfig.from_json_file(path)
+    if iters is not None:
+        config = replace(config, **{"sweeps" if config.solver == "descent" else "iterations": iters})
+    return config
 
 
 def calibrate_from_args(

@@ -19,6 +19,15 @@
 5. Prune: try putting back each float layer, least sensitive first; a layer stays int8 when the
    budget is still met without it. The set left is minimal: no single layer of it can be removed.
 
+**Fallback precision.** ``fallback="float"`` (the default) maps the layers kept back to ``None``
+(float). ``fallback="int16"`` maps them to their own QConfig at 16 bits instead (:func:`widened`:
+int8 -> int16, uint8 -> uint16, the same symmetry, observer and granularity, no reduce_range), so
+the model stays a Q/DQ model throughout; the layer's weights and outputs are 16-bit (a layer's
+input keeps the spec its producer gives it). 16-bit QuantizeLinear/DequantizeLinear are opset 21
+(stock onnxruntime runs them, computing the layer in float between them), so the model is
+prepared at opset 21 at least (``prepare(..., min_opset=21)``). Observers are the same, so the
+one calibration serves every trial here too.
+
 When no configuration meets the budget (a callable metric whose floor even fp32 does not reach),
 the result is the best trial (highest score, then fewest float layers) with ``met=False``.
 """
@@ -28,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,14 +47,19 @@ from onnxq.accuracy.held_out import Runs, read_runs, run_outputs, split_runs
 from onnxq.accuracy.metrics import RESAMPLES, Estimate, Metric, MetricFn, metric_named
 from onnxq.api import ModelSource, PreparedModel, QConfigLike, prepare
 from onnxq.errors import OnnxqError
+from onnxq.graph import opset_version
 from onnxq.planning.plan import QuantPlan
-from onnxq.qconfig import QConfigMapping
+from onnxq.qconfig import QConfig, QConfigMapping, QSpec
 from onnxq.report import QuantizationReport
 from onnxq.targets import DEFAULT_TARGET
 
 logger = logging.getLogger(__name__)
 
 RANKINGS = ("introduced", "measured")
+FALLBACKS = ("float", "int16")
+#: The opset 16-bit Q/DQ need (the int16 fallback).
+INT16_OPSET = 21
+_WIDER = {"int4": "int16", "int8": "int16", "uint4": "uint16", "uint8": "uint16"}
 #: Why a layer stays float, in the report, when the QConfigMapping's plan could not be used.
 FLOAT_REASON = "kept float to meet the accuracy budget"
 
@@ -83,6 +97,7 @@ class BudgetResult:
     ranked_by: str
     trials: int
     resamples: int
+    fallback: str = "float"
 
     def summary(self) -> str:
         """One line: what was chosen and what it scores."""
@@ -91,10 +106,14 @@ class BudgetResult:
         verdict = "meets" if self.met else "does NOT meet"
         return (
             f"accuracy budget {self.budget:g} ({self.metric} >= {self.threshold:g}): {verdict} it with "
-            f"{len(self.float_layers)} layer(s) kept float ({kept}); {self.metric} {f.value:.4g} "
+            f"{len(self.float_layers)} layer(s) kept {self._kept_as} ({kept}); {self.metric} {f.value:.4g} "
             f"[{f.low:.4g}, {f.high:.4g}] on {f.samples} held-out samples "
             f"(all-int8 {self.all_int8.value:.4g}, {self.trials} trials)"
         )
+
+    @property
+    def _kept_as(self) -> str:
+        return "at 16 bit" if self.fallback == "int16" else "float"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +121,7 @@ class BudgetResult:
             "budget": self.budget,
             "threshold": self.threshold,
             "met": self.met,
+            "fallback": self.fallback,
             "float_layers": list(self.float_layers),
             "fp32": self.fp32.to_dict(),
             "all_int8": self.all_int8.to_dict(),
@@ -115,13 +135,29 @@ class BudgetResult:
         }
 
 
+def widened(qc: QConfig) -> QConfig:
+    """``qc`` at 16 bits (module docstring: fallback precision); float activations stay float."""
+
+    def wide(spec: QSpec | None) -> QSpec | None:
+        if spec is None:
+            return None
+        return replace(spec, dtype=_WIDER.get(spec.dtype, spec.dtype), reduce_range=False)
+
+    weight = wide(qc.weight)
+    assert weight is not None
+    return QConfig(wide(qc.activation), weight, qc.fixed_ranges)
+
+
 class _Trials:
     """Converts the calibrated model with a set of float layers and scores it; caches by set."""
 
-    def __init__(self, prepared: PreparedModel, runs: Runs, metric: Metric) -> None:
+    def __init__(
+        self, prepared: PreparedModel, runs: Runs, metric: Metric, fallback: str = "float"
+    ) -> None:
         if prepared.mapping is None:
             raise OnnxqError("the prepared model has no QConfigMapping to keep layers float with")
-        self.prepared, self.runs, self.metric = prepared, runs, metric
+        self.prepared, self.runs, self.metric, self.fallback = prepared, runs, metric, fallback
+        self.op_types = {node.name: node.op_type for node in prepared.model.graph.all_nodes()}
         self.reference = run_outputs(prepared.model, runs, "float model")
         self.scores: dict[frozenset[str], float] = {}
         self.kept: dict[frozenset[str], tuple[onnx.ModelProto, QuantizationReport, list[np.ndarray]]] = {}
@@ -130,7 +166,8 @@ class _Trials:
         mapping = self.prepared.mapping
         assert mapping is not None
         for name in sorted(float_layers):
-            mapping = mapping.set_node_name(name, None)
+            qc = mapping.qconfig_for(name, self.op_types.get(name, ""))
+            mapping = mapping.set_node_name(name, widened(qc) if self.fallback == "int16" and qc else None)
         return mapping
 
     def plan(self, float_layers: frozenset[str]) -> QuantPlan:
@@ -143,6 +180,10 @@ class _Trials:
         if set(plan.observed_values()) <= set(calibration.observers):
             return plan
         logger.info("%s: the mapping's plan needs new observers; left float in place", sorted(float_layers))
+        if self.fallback == "int16":
+            logger.warning(
+                "%s: kept float, not at 16 bit (the plan would need new observers)", sorted(float_layers)
+            )
         return self.prepared.plan.leave_float({n: FLOAT_REASON for n in float_layers})
 
     def score(self, float_layers: frozenset[str]) -> float:
@@ -209,6 +250,7 @@ def fit_budget(
     resamples: int = RESAMPLES,
     seed: int = 0,
     progress: bool = False,
+    fallback: str = "float",
 ) -> BudgetResult:
     """Calibrate ``prepared`` once on ``data`` and keep the fewest layers float that meet ``budget``.
 
@@ -223,9 +265,18 @@ def fit_budget(
         ranking: ``"introduced"`` or ``"measured"`` (module docstring).
         tolerance: The CI half-width to estimate the samples needed for (default: per metric).
         resamples: Bootstrap resamples.
+        fallback: ``"float"`` or ``"int16"``: what the layers kept back become (module docstring);
+            ``int16`` needs ``prepared`` at opset 21 (``prepare(..., min_opset=21)``).
     """
     if ranking not in RANKINGS:
         raise OnnxqError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
+    if fallback not in FALLBACKS:
+        raise OnnxqError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+    if fallback == "int16" and opset_version(prepared.model) < INT16_OPSET:
+        raise OnnxqError(
+            f"fallback int16 needs the model at opset {INT16_OPSET} (16-bit Q/DQ): prepare it with "
+            f"min_opset={INT16_OPSET}"
+        )
     if resamples < 1:
         raise OnnxqError(f"resamples must be at least 1, got {resamples}")
     chosen_metric = metric_named(metric, budget, tolerance)
@@ -235,9 +286,13 @@ def fit_budget(
     else:
         runs, calib_data = read_runs(prepared.model, held_out), data
     prepared.calibrate(calib_data, progress=progress)
-    trials = _Trials(prepared, runs, chosen_metric)
+    trials = _Trials(prepared, runs, chosen_metric, fallback)
     trials.score(frozenset())
     layers = trials.prepared.plan_for(trials.mapping(())).quantized_nodes()
+    if ranking == "introduced" and not trials.prepared.plan.observed_values():
+        # weight-only (a transformer's default): no activation Q/DQ for compare to match
+        logger.info("no activation is quantized: layers are ranked by measurement")
+        ranking = "measured"
     ranked = _rank(trials, layers, ranking)
     logger.info("most sensitive layers: %s", ", ".join(f"{n} ({v:.3g})" for n, v in ranked[:5]))
     if trials.meets(frozenset()):
@@ -266,6 +321,7 @@ def fit_budget(
         ranked_by=ranking,
         trials=len(trials.scores),
         resamples=resamples,
+        fallback=fallback,
     )
     (logger.info if met else logger.warning)("%s", result.summary())
     return result
@@ -280,8 +336,18 @@ def quantize_with_budget(
     target: str = DEFAULT_TARGET,
     **options: Any,
 ) -> BudgetResult:
-    """``prepare(model, qconfig, target=target)`` then :func:`fit_budget` (its ``options``)."""
-    return fit_budget(prepare(model, qconfig, target=target), data, budget, **options)
+    """``prepare(model, qconfig, target=target)`` (at opset 21 for ``fallback="int16"``) then
+    :func:`fit_budget` (its ``options``)."""
+    min_opset = INT16_OPSET if options.get("fallback") == "int16" else None
+    return fit_budget(prepare(model, qconfig, target=target, min_opset=min_opset), data, budget, **options)
 
 
-__all__ = ["RANKINGS", "BudgetResult", "fit_budget", "quantize_with_budget"]
+__all__ = [
+    "FALLBACKS",
+    "INT16_OPSET",
+    "RANKINGS",
+    "BudgetResult",
+    "fit_budget",
+    "quantize_with_budget",
+    "widened",
+]

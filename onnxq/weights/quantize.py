@@ -27,7 +27,7 @@ from onnxq.planning.weight_plan import WeightPlan
 from onnxq.qparams import QParams, dequantize
 from onnxq.weights.bias import bias_qparams
 from onnxq.weights.bias_correction import corrected_bias
-from onnxq.weights.registry import QuantizedTensor, WeightRequest, get_weight_method
+from onnxq.weights.registry import QuantizedTensor, WeightRequest, weight_method_call
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def quantize_weights(
     method: str = "rtn",
     input_means: Mapping[str, np.ndarray] | None = None,
     layer_inputs: Mapping[str, np.ndarray] | None = None,
+    method_config: object | None = None,
 ) -> QuantizedWeights:
     """Quantize every weight of ``plan`` with the weight method registered as ``method``.
 
@@ -71,9 +72,10 @@ def quantize_weights(
     scale). ``input_means`` (bias correction), by input tensor name: the per-channel mean of each
     layer's input; the biases of the layers reading one are corrected before they become int32.
     ``layer_inputs``, by node name: a sample of each layer's input rows (``WeightRequest.inputs``).
+    ``method_config``: the method's settings (e.g. an ``AdaRoundConfig``; default: its defaults).
     The model is not changed.
     """
-    fn = get_weight_method(method)
+    fn = weight_method_call(method, method_config)
     values = values_by_name(model.graph)
     nodes = {node.name: node for graph in iter_graphs(model.graph) for node in graph}
     shared: dict[tuple[str, object, str], QuantizedTensor] = {}

@@ -63,8 +63,10 @@ class QuantizedTensor:
             raise ValueError(f"values are {self.values.dtype}, qparams {self.qparams.dtype}")
 
 
-WeightMethod = Callable[[WeightRequest], QuantizedTensor]
+WeightMethod = Callable[..., QuantizedTensor]
 _REGISTRY: dict[str, WeightMethod] = {}
+#: The settings type of each method that takes settings (``method(request, config)``).
+_CONFIGS: dict[str, type] = {}
 #: What each data-driven method learns from: "hessian" (the layers' input Hessians, which
 #: weight-only mode gathers) or "inputs" (samples of the layers' inputs, which static mode keeps).
 _DATA: dict[str, str] = {}
@@ -72,11 +74,12 @@ DATA_KINDS = ("hessian", "inputs")
 
 
 def register_weight_method(
-    name: str, *, needs_data: bool = False, data: str | None = None
+    name: str, *, needs_data: bool = False, data: str | None = None, config: type | None = None
 ) -> Callable[[WeightMethod], WeightMethod]:
     """Decorator: make a weight method available as ``method=name``; a name is registered once.
     ``data``: what the method learns from (:data:`DATA_KINDS`); ``needs_data=True`` is
-    ``data="hessian"``."""
+    ``data="hessian"``. ``config``: the type of the method's settings (a frozen dataclass); the
+    method is then called as ``method(request, settings)`` (:func:`weight_method_call`)."""
     kind = "hessian" if needs_data and data is None else data
     if kind is not None and kind not in DATA_KINDS:
         raise ValueError(f"weight method {name!r}: data {kind!r} is not one of {DATA_KINDS}")
@@ -85,6 +88,8 @@ def register_weight_method(
         if name in _REGISTRY:
             raise ValueError(f"weight method {name!r} registered twice")
         _REGISTRY[name] = fn
+        if config is not None:
+            _CONFIGS[name] = config
         if kind is not None:
             _DATA[name] = kind
         return fn
@@ -116,12 +121,29 @@ def get_weight_method(name: str) -> WeightMethod:
         raise ConfigError(f"unknown weight method {name!r} (known: {known})") from None
 
 
+def weight_method_call(name: str, config: object | None = None) -> Callable[[WeightRequest], QuantizedTensor]:
+    """The method ``name`` as a call on one request, with ``config`` (default: the method's
+    default settings); a :class:`ConfigError` when ``config`` is not the method's settings type."""
+    fn = get_weight_method(name)
+    kind = _CONFIGS.get(name)
+    if config is None:
+        return fn
+    if kind is None:
+        raise ConfigError(f"weight method {name!r} takes no settings (got {type(config).__name__})")
+    if not isinstance(config, kind):
+        raise ConfigError(
+            f"weight method {name!r} takes {kind.__name__} settings, got {type(config).__name__}"
+        )
+    return lambda request: fn(request, config)
+
+
 __all__ = [
     "QuantizedTensor",
     "WeightMethod",
     "WeightRequest",
     "get_weight_method",
     "register_weight_method",
+    "weight_method_call",
     "weight_method_data",
     "weight_method_names",
     "weight_method_needs_data",

@@ -109,3 +109,38 @@ def test_bad_metric_or_budget_is_refused(digits, metric: str, budget: float, mat
     model, data = digits
     with pytest.raises(OnnxqError, match=match):
         quantize_with_budget(model, data, budget, metric=metric)
+
+
+def test_int16_fallback_keeps_layers_at_16_bit_and_meets_the_budget(digits) -> None:
+    import onnx
+
+    from onnxq.accuracy.fallback import INT16_OPSET, widened
+
+    model, data = digits
+    result = quantize_with_budget(model, data, 40.0, _harsh(model), metric="sqnr", fallback="int16")
+    assert result.met and result.final.value >= 40.0 > result.all_int8.value
+    assert result.float_layers and not result.report.float_nodes  # kept quantized, at 16 bit
+    qc = _harsh(model).global_qconfig
+    assert all(v == widened(qc) for v in result.mapping.node_names.values())
+    assert widened(qc).weight.dtype == "int16" and widened(qc).activation.dtype == "int16"
+    assert result.to_dict()["fallback"] == "int16" and "at 16 bit" in result.summary()
+    by_name = {i.name: i for i in result.model.graph.initializer}
+    wide = {by_name[n.input[0]].data_type for n in result.model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in by_name}  # fmt: skip
+    assert onnx.TensorProto.INT16 in wide and onnx.TensorProto.INT8 in wide
+    assert max(o.version for o in result.model.opset_import if o.domain in ("", "ai.onnx")) >= INT16_OPSET
+    with pytest.raises(OnnxqError, match="min_opset=21"):
+        fit_budget(onnxq.prepare(model, _harsh(model)), data, 40.0, metric="sqnr", fallback="int16")
+    with pytest.raises(OnnxqError, match="fallback must be one of"):
+        fit_budget(onnxq.prepare(model, _harsh(model)), data, 40.0, metric="sqnr", fallback="fp16")
+
+
+def test_weight_only_plan_is_ranked_by_measurement(digits) -> None:
+    from onnxq.targets import target_mapping, weight_only
+
+    model, data = digits
+    mapping = weight_only(target_mapping())
+    result = quantize_with_budget(model, data, 60.0, mapping, metric="sqnr")
+    layers = onnxq.prepare(model, mapping).plan.quantized_nodes()
+    assert result.ranked_by == "measured" and {n for n, _ in result.ranking} == set(layers)
+    assert result.met == (result.final.value >= 60.0)
