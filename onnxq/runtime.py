@@ -80,12 +80,19 @@ REGISTER_HINT = (
 )
 
 
-def register_custom_ops(opts: ort.SessionOptions) -> ort.SessionOptions:
+def register_custom_ops(
+    opts: ort.SessionOptions, library: str | os.PathLike[str] | None = None
+) -> ort.SessionOptions:
     """Register onnxq's custom ops in ``opts`` (once; later calls do nothing) and return it.
 
+    ``library``: the custom-op shared object, by default this installation's
+    (:func:`onnxq.kernels.custom_ops.library_path`); another one is, for example, a build for
+    another onnxq version.
+
     Raises:
-        UnsupportedModelError: The installed onnxruntime is too old for the ops, or the native
-            kernels are not built.
+        UnsupportedModelError: The installed onnxruntime is too old for the ops, the native
+            kernels are not built, or ``library`` is built for another architecture (the message
+            gives onnxruntime's error, then one line saying which build this machine needs).
     """
     try:
         if opts.get_session_config_entry(_REGISTERED) == "1":
@@ -94,12 +101,48 @@ def register_custom_ops(opts: ort.SessionOptions) -> ort.SessionOptions:
         pass
     from onnxq.kernels.custom_ops import library_path
 
+    path = os.fspath(library) if library is not None else library_path()
     try:
-        opts.register_custom_ops_library(library_path())
+        opts.register_custom_ops_library(path)
     except Exception as e:  # onnxruntime's own exception types
-        raise UnsupportedModelError(f"cannot register onnxq's custom ops: {error_text(e)}") from None
+        message = f"cannot register onnxq's custom ops: {error_text(e)}"
+        built_for, here = elf_machine(path), host_machine()
+        if built_for is not None and built_for != here:
+            message += (
+                f"\n{path} is onnxq's library built for {built_for}, this machine is {here}: use a "
+                f"build for {here} (pip install onnxq on this machine, or cross-build native/ as "
+                "scripts/arm_check.sh does)"
+            )
+        raise UnsupportedModelError(message) from None
     opts.add_session_config_entry(_REGISTERED, "1")
     return opts
+
+
+#: ELF ``e_machine`` values of the architectures onnxq's kernels are built for, and a few others.
+_ELF_MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
+_MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "x64": "x86_64"}
+
+
+def elf_machine(path: str | os.PathLike[str]) -> str | None:
+    """The architecture a shared object is built for, from its ELF header (None when the file
+    is not ELF or cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or header[:4] != b"\x7fELF" or header[5] not in (1, 2):
+        return None
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+
+
+def host_machine() -> str:
+    """This machine's architecture, named as in :func:`elf_machine`."""
+    import platform
+
+    name = platform.machine().lower()
+    return _MACHINE_ALIASES.get(name, name)
 
 
 def InferenceSession(
@@ -237,7 +280,9 @@ def ort_u8s8_saturates() -> bool:
 __all__ = [
     "REGISTER_HINT",
     "InferenceSession",
+    "elf_machine",
     "error_text",
+    "host_machine",
     "make_session",
     "max_opset",
     "ort_u8s8_saturates",
