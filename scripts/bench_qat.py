@@ -8,6 +8,8 @@ For each model (the ResNet-style and MobileNetV2-style nets of the end-to-end te
 - ``QAT``: ``onnxq.torch.prepare_qat`` from the fp32 weights, ``--epochs`` epochs of fine-tuning
   (Adam, cosine LR from 3e-4; ranges observed during the first epoch, BatchNorm statistics frozen
   after the second), ``convert_qat`` (dynamo export);
+- ``LSQ``: the same with ``QatConfig(learnable_scales=True)``: after the first epoch the
+  activation scales train too;
 - ``ao QAT``: PyTorch's eager QAT (``torch.ao.quantization.prepare_qat`` / ``convert``, the x86
   engine's default QAT qconfig) on the same net, data, optimizer and steps, observers and
   BatchNorm frozen at the same epochs; only in the ``x86`` setting, the one it supports (it has no
@@ -18,7 +20,7 @@ For each model (the ResNet-style and MobileNetV2-style nets of the end-to-end te
 
 The quantized ONNX models run on onnxruntime (CPU) with graph optimizations off: the QDQ graph as
 it is, since onnxruntime has no QLinear kernels for 4 bits.
-``QAT-PTQ`` and ``QAT-fp32`` are paired differences on the same 500 inputs with a 95% interval
+``QAT-PTQ``, ``QAT-fp32`` and ``LSQ-fp32`` are paired differences on the same 500 inputs with a 95% interval
 (the normal approximation for paired proportions): one input is 0.2 points.
 
 Settings (``--settings``):
@@ -27,9 +29,10 @@ Settings (``--settings``):
   post-training recipe at 4 bits, where PTQ loses over a point on both nets;
 - ``x86``: onnxq's x86 preset (uint8 activations with reduce_range, int8 weights per channel),
   PyTorch's x86 QAT qconfig;
-- ``w4``: int4 symmetric weights per tensor, x86's activations.
+- ``w4``: int4 symmetric weights per tensor, x86's activations (not by default: PTQ loses under a
+  point there).
 
-Usage: ``python scripts/bench_qat.py [--models resnet mobilenetv2] [--settings w4a4 x86]
+Usage: ``python scripts/bench_qat.py [--models resnet mobilenetv2] [--settings w4a4 x86 w4]
 [--epochs 4]``. One torch thread throughout: the nets are small.
 """
 
@@ -100,11 +103,15 @@ def _fine_tune(model: nn.Module, digits: Digits, epochs: int, after_epoch: Any =
     model.eval()
 
 
-def qat(module: nn.Module, digits: Digits, qconfig: QConfig | str, epochs: int) -> dict[str, Any]:
-    """onnxq's QAT: the test logits of the converted ONNX model and of the fake-quant module, and
-    the output's quantization step."""
+def qat(
+    module: nn.Module, digits: Digits, qconfig: QConfig | str, epochs: int, lsq: bool = False
+) -> dict[str, Any]:
+    """onnxq's QAT (``lsq``: learnable scales after the first epoch): the test logits of the
+    converted ONNX model and of the fake-quant module, and the output's quantization step."""
     steps_per_epoch = (len(digits.x_train) + BATCH - 1) // BATCH
-    config = oqt.QatConfig(observe_steps=steps_per_epoch, freeze_bn_steps=2 * steps_per_epoch)
+    config = oqt.QatConfig(
+        observe_steps=steps_per_epoch, freeze_bn_steps=2 * steps_per_epoch, learnable_scales=lsq
+    )
     model = oqt.prepare_qat(module, torch.from_numpy(digits.x_train[:2]), qconfig, config=config)
     _fine_tune(model, digits, epochs)
     fake_quant = run_torch(model, digits.x_test)
@@ -206,6 +213,7 @@ def measure(model_name: str, setting: str, epochs: int, digits: Digits, fp32: nn
     }
     q = qat(fp32, digits, qconfig, epochs)
     correct["qat"] = q["onnx"].argmax(1) == y
+    correct["lsq"] = qat(fp32, digits, qconfig, epochs, lsq=True)["onnx"].argmax(1) == y
     ao = "-"
     if setting == "x86":
         ao = f"{100 * np.mean(torch_ao_qat(fp32, digits, epochs).argmax(1) == y):.1f}"
@@ -214,10 +222,11 @@ def measure(model_name: str, setting: str, epochs: int, digits: Digits, fp32: nn
     return [
         model_name,
         setting,
-        *(f"{100 * np.mean(correct[k]):.1f}" for k in ("fp32", "ptq", "qat")),
+        *(f"{100 * np.mean(correct[k]):.1f}" for k in ("fp32", "ptq", "qat", "lsq")),
         ao,
         paired(correct["qat"], correct["ptq"]),
         paired(correct["qat"], correct["fp32"]),
+        paired(correct["lsq"], correct["fp32"]),
         f"{100 * same:.1f}% / {steps:.2f}",
     ]
 
@@ -225,14 +234,15 @@ def measure(model_name: str, setting: str, epochs: int, digits: Digits, fp32: nn
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet", "mobilenetv2"])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=["w4a4", "x86"], choices=list(SETTINGS))
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     digits = load_digits()
     print(f"test inputs: {len(digits.y_test)}; QAT: {args.epochs} epochs of {len(digits.y_train)} inputs")
-    head = ["model", "setting", "fp32", "PTQ", "QAT", "ao QAT", "QAT-PTQ", "QAT-fp32", "agree / steps", "s"]
+    head = ["model", "setting", "fp32", "PTQ", "QAT", "LSQ", "ao QAT", "QAT-PTQ", "QAT-fp32", "LSQ-fp32"]
+    head += ["agree / steps", "s"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for model_name in args.models:
