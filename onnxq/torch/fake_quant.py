@@ -8,6 +8,7 @@ gradient reaches the scale through the same expression, scaled by ``1 / sqrt(num
 :func:`choose_qparams` computes scale and zero point from a range exactly as
 :func:`onnxq.qparams.choose_qparams` does (in float64, the scale rounded to float32), so a weight
 fake-quantized here rounds to the integers onnxq's round-to-nearest stores at conversion.
+:func:`fake_quantize_bias` rounds a bias to the int32 grid ``s_in * s_w`` the converter stores it on.
 
 :class:`FakeQuantize` quantizes activations per tensor: while ``observing`` it tracks the range
 (min/max, or a moving average of each batch's min/max), then it keeps its scale and zero point.
@@ -24,6 +25,8 @@ from onnxq.qconfig import QSpec
 from onnxq.qparams import qdtype, qrange
 
 _EPS = float(torch.finfo(torch.float32).eps)
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+_INT32 = torch.iinfo(torch.int32)
 OBSERVERS = ("minmax", "moving_average")
 
 
@@ -62,14 +65,35 @@ def spec_range(spec: QSpec) -> tuple[int, int]:
     return qrange(spec.dtype, spec.symmetric, spec.reduce_range)
 
 
-def fake_quantize_weight(w: torch.Tensor, spec: QSpec, per_channel: bool) -> torch.Tensor:
-    """``w`` fake-quantized as onnxq's round-to-nearest stores it (min/max range, per output
-    channel on axis 0 or per tensor); the scale follows the weight and gets no gradient."""
+def weight_qparams(w: torch.Tensor, spec: QSpec, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point of ``w`` as onnxq's min/max weight observers choose them, per output
+    channel on axis 0 (shaped to broadcast against ``w``) or per tensor; no gradient."""
     qmin, qmax = spec_range(spec)
     flat = w.detach().reshape(w.shape[0], -1) if per_channel else w.detach().reshape(1, -1)
     scale, zp = choose_qparams(flat.min(dim=1).values, flat.max(dim=1).values, qmin, qmax, spec.symmetric)
     shape = (-1,) + (1,) * (w.dim() - 1) if per_channel else ()
-    return fake_quantize(w, scale.reshape(shape), zp.reshape(shape), qmin, qmax)
+    return scale.reshape(shape), zp.reshape(shape)
+
+
+def fake_quantize_weight(w: torch.Tensor, spec: QSpec, per_channel: bool) -> torch.Tensor:
+    """``w`` fake-quantized as onnxq's round-to-nearest stores it (:func:`weight_qparams`); the
+    scale follows the weight and gets no gradient."""
+    scale, zp = weight_qparams(w, spec, per_channel)
+    return fake_quantize(w, scale, zp, *spec_range(spec))
+
+
+def fake_quantize_bias(
+    b: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor
+) -> torch.Tensor:
+    """``b`` as the int32 bias onnxq stores (:func:`onnxq.qparams.quantize_bias`):
+    ``round(b / s_b) * s_b`` with ``s_b = float32(s_in * s_w)`` per output channel (the product and
+    the division in float64), saturating at int32; the rounding passes the gradient straight through.
+    """
+    wide = input_scale.detach().double() * weight_scale.detach().double().reshape(-1)
+    b_scale = torch.clamp(wide, max=_FLOAT32_MAX).float()
+    b_scale = torch.where(b_scale > 0, b_scale, torch.full_like(b_scale, _EPS)).double()
+    q = torch.clamp(_round_ste(b.double() / b_scale), _INT32.min, _INT32.max)
+    return (q * b_scale).to(b.dtype)
 
 
 class FakeQuantize(nn.Module):
@@ -155,4 +179,11 @@ class FakeQuantize(nn.Module):
         )
 
 
-__all__ = ["FakeQuantize", "choose_qparams", "fake_quantize", "fake_quantize_weight"]
+__all__ = [
+    "FakeQuantize",
+    "choose_qparams",
+    "fake_quantize",
+    "fake_quantize_bias",
+    "fake_quantize_weight",
+    "weight_qparams",
+]

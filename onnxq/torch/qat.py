@@ -13,7 +13,9 @@ Every planned weight's module is replaced: ``Conv2d`` (+ its ``BatchNorm2d``, wh
 BatchNorm into the weight it fake-quantizes, ``W' = W * gamma / sqrt(var + eps)``,
 ``b' = beta + (b - mean) * gamma / sqrt(var + eps)``; for the first ``freeze_bn_steps`` training
 steps with the batch's statistics (updating the running ones), then with the running statistics,
-which are what the exported model folds.
+which are what the exported model folds. Where the plan stores the (folded) bias as int32, the
+bias is fake-quantized on that grid, ``s_b = s_in * s_w`` with ``s_in`` the scale of the input's
+fake-quant, as the converter rounds it.
 
 ``convert_qat`` unwraps the float module (trained weights, BatchNorm kept), exports and plans it
 again, and converts it with :func:`onnxq.api.convert`: each tensor group's spec gets the
@@ -42,7 +44,13 @@ from onnxq.errors import ConfigError, OnnxqError
 from onnxq.planning.plan import QuantPlan
 from onnxq.qconfig import QSpec
 from onnxq.scheme import PerBlock, PerTensor
-from onnxq.torch.fake_quant import FakeQuantize, fake_quantize_weight
+from onnxq.torch.fake_quant import (
+    FakeQuantize,
+    fake_quantize,
+    fake_quantize_bias,
+    spec_range,
+    weight_qparams,
+)
 from onnxq.torch.quantize import ModuleQConfigMapping, export_for_onnxq
 from onnxq.torch.scopes import Site, SiteFinder, batchnorm_pairs, node_modules
 
@@ -77,12 +85,35 @@ class QatConfig:
             )
 
 
-class QuantConv(nn.Module):
+class _QuantWeighted(nn.Module):
+    """What QuantConv and QuantLinear share: the weight fake-quantized as ``spec``, and, once
+    :meth:`quantize_bias_with` names the fake-quant of the input, the bias on the int32 grid
+    ``s_in * s_w`` the converter stores it on."""
+
+    def __init__(self, spec: QSpec, per_channel: bool) -> None:
+        super().__init__()
+        self.spec, self.per_channel = spec, per_channel
+        self._input_fq: tuple[FakeQuantize, ...] = ()  # a tuple: not a submodule of this one
+
+    def quantize_bias_with(self, input_fq: FakeQuantize) -> None:
+        self._input_fq = (input_fq,)
+
+    def fake_quantized(
+        self, w: torch.Tensor, b: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        scale, zp = weight_qparams(w, self.spec, self.per_channel)
+        wq = fake_quantize(w, scale, zp, *spec_range(self.spec))
+        if b is None or not self._input_fq or not self._input_fq[0].observed:
+            return wq, b
+        return wq, fake_quantize_bias(b, self._input_fq[0].scale, scale)
+
+
+class QuantConv(_QuantWeighted):
     """A ``Conv2d`` (with the ``BatchNorm2d`` after it folded in) whose weight is fake-quantized."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, spec: QSpec, per_channel: bool) -> None:
-        super().__init__()
-        self.conv, self.bn, self.spec, self.per_channel = conv, bn, spec, per_channel
+        super().__init__(spec, per_channel)
+        self.conv, self.bn = conv, bn
         self.bn_frozen = False
 
     def folded(self, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -107,20 +138,18 @@ class QuantConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch_stats = self.training and self.bn is not None and not self.bn_frozen
-        w, b = self.folded(x if batch_stats else None)
-        return self.conv._conv_forward(x, fake_quantize_weight(w, self.spec, self.per_channel), b)
+        return self.conv._conv_forward(x, *self.fake_quantized(*self.folded(x if batch_stats else None)))
 
 
-class QuantLinear(nn.Module):
+class QuantLinear(_QuantWeighted):
     """A ``Linear`` whose weight is fake-quantized."""
 
     def __init__(self, linear: nn.Linear, spec: QSpec, per_channel: bool) -> None:
-        super().__init__()
-        self.linear, self.spec, self.per_channel = linear, spec, per_channel
+        super().__init__(spec, per_channel)
+        self.linear = linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = fake_quantize_weight(self.linear.weight, self.spec, self.per_channel)
-        return nn.functional.linear(x, w, self.linear.bias)
+        return nn.functional.linear(x, *self.fake_quantized(self.linear.weight, self.linear.bias))
 
 
 class OutputFQ(nn.Module):
@@ -242,7 +271,6 @@ def prepare_qat(
     modules = node_modules(proto, model)
     finder = SiteFinder(proto, modules, prepared.model)
     pairs = batchnorm_pairs(proto, modules)
-    bn_paths = _wrap_weights(model, prepared.plan, modules, pairs)
     fake_quants: dict[int, FakeQuantize] = {}
     sites: dict[Site, int] = {}
     for index, group in enumerate(prepared.plan.groups):
@@ -256,6 +284,7 @@ def prepare_qat(
         )
         for value in group.observed:
             sites[finder.site(value)] = index
+    bn_paths = _wrap_weights(model, prepared.plan, modules, pairs, fake_quants)
     for site, index in sites.items():
         if site.kind == "output" and site.path:
             _set_submodule(model, site.path, OutputFQ(model.get_submodule(site.path), fake_quants[index]))
@@ -267,9 +296,14 @@ def prepare_qat(
 
 
 def _wrap_weights(
-    model: nn.Module, plan: QuantPlan, modules: Mapping[str, str], pairs: Mapping[str, str]
+    model: nn.Module,
+    plan: QuantPlan,
+    modules: Mapping[str, str],
+    pairs: Mapping[str, str],
+    fake_quants: Mapping[int, FakeQuantize],
 ) -> dict[str, str]:
-    """Replace each planned weight's module; returns ``{module path: batchnorm path or ""}``."""
+    """Replace each planned weight's module; returns ``{module path: batchnorm path or ""}``. A
+    weight whose plan stores an int32 bias gets its input's fake-quant for the bias scale."""
     wrapped: dict[str, str] = {}
     for node, wp in plan.weights.items():
         if node not in modules:
@@ -283,6 +317,7 @@ def _wrap_weights(
                 f"channel, got observer {spec.observer!r} ({type(wp.granularity).__name__})"
             )
         per_channel = not isinstance(wp.granularity, PerTensor)
+        quant: _QuantWeighted
         if isinstance(target, nn.Conv2d):
             bn_path = pairs.get(path, "")
             bn = model.get_submodule(bn_path) if bn_path else None
@@ -290,14 +325,17 @@ def _wrap_weights(
             if quant.bn is not None:
                 quant.bn_path = bn_path  # type: ignore[assignment]
                 _set_submodule(model, bn_path, nn.Identity())
-            _set_submodule(model, path, quant)
         elif isinstance(target, nn.Linear):
-            _set_submodule(model, path, QuantLinear(target, spec, per_channel))
+            quant = QuantLinear(target, spec, per_channel)
         else:
             raise ConfigError(
                 f"prepare_qat: node {node!r} comes from {type(target).__name__} {path!r}; "
                 "QAT handles Conv2d and Linear"
             )
+        input_fq = fake_quants.get(plan.group_of.get(wp.activation or "", -1))
+        if wp.bias is not None and input_fq is not None:
+            quant.quantize_bias_with(input_fq)
+        _set_submodule(model, path, quant)
         wrapped[path] = pairs.get(path, "")
     return wrapped
 
