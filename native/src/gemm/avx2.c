@@ -58,7 +58,16 @@ static size_t row_high_count(const uint8_t* a, size_t k, size_t cap) {
     size_t cnt = 0, t = 0;
     for (; t + 32 <= k && cnt <= cap; t += 32)
         cnt += (size_t)__builtin_popcount((unsigned)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i*)(a + t))));
-    for (; t < k && cnt <= cap; ++t) cnt += a[t] >> 7;
+    /* 1x1 convs have k of 16, 24, ...: the tail in 16 and 8 bytes, not byte by byte */
+    if (t + 16 <= k) {
+        cnt += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i*)(a + t))));
+        t += 16;
+    }
+    if (t + 8 <= k) {
+        cnt += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_loadl_epi64((const __m128i*)(a + t))));
+        t += 8;
+    }
+    for (; t < k; ++t) cnt += a[t] >> 7;
     return cnt;
 }
 
