@@ -11,7 +11,10 @@ typedef struct gemm_case {
     size_t m, k, n;
     int32_t a_zp;
     int a_max;  /* A's bytes in [0, a_max]; 0 means 255. 127: AVX2's vpmaddubsw path */
-    int poison; /* then one byte 128, last in A: the path must fall back to the int16 kernel */
+    int poison; /* 1: then one byte 128, last in A; 2: then `high` random bytes of 128..255 at
+                 * random places (AVX2: few per 6-row step are fixed up on the vpmaddubsw path,
+                 * more send the step to the int16 path) */
+    size_t high;
 } gemm_case;
 
 static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
@@ -33,7 +36,10 @@ static void check_case(gemm_case gc) {
     float* scale = malloc(n * sizeof *scale);
     float* bias_f = malloc(n * sizeof *bias_f);
     onnxq_test_fill_u8(a, m * lda, 0, gc.a_max ? gc.a_max : 255);
-    if (gc.poison) a[(m - 1) * lda + k - 1] = 128;
+    if (gc.poison == 1) a[(m - 1) * lda + k - 1] = 128;
+    for (size_t e = 0; gc.poison == 2 && e < gc.high; ++e)
+        a[(size_t)onnxq_test_rand_int(0, (int32_t)m - 1) * lda +
+          (size_t)onnxq_test_rand_int(0, (int32_t)k - 1)] = (uint8_t)onnxq_test_rand_int(128, 255);
     onnxq_test_fill_s8(b, k * n, -128, 127);
     for (size_t j = 0; j < n; ++j) {
         bias[j] = onnxq_test_rand_int(-30000, 30000);
@@ -268,11 +274,20 @@ void onnxq_test_gemm(void) {
         check_case(gc);
         gc.poison = 1;
         check_case(gc);
+        gc.poison = 2; /* about 1, then 8 high bytes per 6 rows x 64 of K */
+        gc.high = gc.m * gc.k / 384 + 1;
+        check_case(gc);
+        gc.high *= 8;
+        check_case(gc);
     }
     for (int r = 0; r < 25; ++r) {
         gemm_case gc = {(size_t)onnxq_test_rand_int(1, 70), (size_t)onnxq_test_rand_int(1, 300),
                         (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255),
-                        (r & 1) ? 127 : 255, r % 4 == 3};
+                        (r & 1) ? 127 : 255, r % 4 == 3, 0};
+        if (r % 4 == 1) {
+            gc.poison = 2;
+            gc.high = (size_t)onnxq_test_rand_int(1, 40);
+        }
         check_case(gc);
     }
     check_bad_input();

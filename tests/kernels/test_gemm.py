@@ -78,6 +78,23 @@ def test_gemm_with_activations_below_128_matches_reference(
     _check_all_outputs(c, a_zp=64, out_zp={np.uint8: 100, np.int8: -3})
 
 
+@pytest.mark.parametrize(("m", "k", "n"), [(7, 64, 32), (33, 255, 65), (64, 576, 64), (13, 1100, 40)])
+@pytest.mark.parametrize("per_step", [1, 3, 40], ids=["one", "few", "many"])
+def test_gemm_with_rare_activations_of_128_or_more_matches_reference(
+    isa: str, rng: np.random.Generator, m: int, k: int, n: int, per_step: int
+) -> None:
+    """7-bit activations with rare outliers of 128..255 (a conv after a 7-bit calibrated ReLU):
+    AVX2 runs them on vpmaddubsw with the top bits fixed up exactly, or, when a 6-row step has
+    many (``many``), on the int16 path; both must match the reference bit for bit."""
+    c = _case(rng, m, k, n)
+    c["a"] = c["a"] // 2
+    count = per_step * ((m + 5) // 6)
+    rows, cols = rng.integers(0, m, count), rng.integers(0, k, count)
+    c["a"][rows, cols] = rng.integers(128, 256, count)
+    c["b"][cols[0]] = -128  # the extreme weight under an outlier
+    _check_all_outputs(c, a_zp=64, out_zp={np.uint8: 100, np.int8: -3})
+
+
 # Small K (1x1 convs with few input channels) against the column steps of the AVX-512 kernel
 # (48 = three 16-column blocks, tails of one or two) and its 8-row steps.
 SMALL_K_SHAPES = [

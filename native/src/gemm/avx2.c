@@ -21,8 +21,16 @@
  * Steps whose rows of A are all below 128 take vpmaddubsw instead, on the raw bytes of A and of
  * the packed block: with a in [0, 127] and b in [-128, 127], |a0 b0 + a1 b1| <= 32512 < 2^15, so
  * no pair saturates and vpmaddwd(ones) widens the pair sums exactly (32 MACs per multiply, twice
- * the int16 path; 7-bit activations). Each row is scanned once per call; a step with one byte of
- * 128 or more runs the int16 path, and only the rows and panels such steps need are widened.
+ * the int16 path; 7-bit activations). A step with a few bytes of 128 or more (activations
+ * calibrated to 7 bits let rare outliers through: about 1 byte in 10^4 in a ResNet) still runs
+ * vpmaddubsw, split exactly: a = (a & 127) + 128 * (a >> 7). Its rows are copied with the top bit
+ * cleared into the A block, and the sparse rest, 128 * B[k, columns] for each byte k of 128 or
+ * more, is added to the step's starting accumulators (bias - a_zp * colsum) before its first K
+ * chunk: per byte, the 16 columns' bytes of the packed group are moved to the top of their int32
+ * lanes, shifted back down arithmetically (sign extension) and multiplied by 128. Only a step with more than
+ * about k / 16 such bytes (where the additions would cost more than the int16 path's extra work)
+ * runs the int16 path; each row is scanned once per call, and only the rows and panels the int16
+ * steps need are widened.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -39,15 +47,70 @@
 #define MIN_BLOCK_ROWS 48                  /* rows that amortise widening B once more */
 #define KC_GROUPS 128                      /* K chunk: 512 of K, a 16 KB B panel (L1) */
 
-/* 1 when the k bytes of row a are all below 128. */
-static int row_below_128(const uint8_t* a, size_t k) {
-    __m256i any = _mm256_setzero_si256();
-    size_t t = 0;
-    for (; t + 32 <= k; t += 32) any = _mm256_or_si256(any, _mm256_loadu_si256((const __m256i*)(a + t)));
-    if (!_mm256_testz_si256(any, _mm256_set1_epi8((char)0x80))) return 0;
-    for (; t < k; ++t)
-        if (a[t] & 0x80u) return 0;
-    return 1;
+/* How a 6-row step runs (the per-step flag). */
+enum { STEP_INT16 = 0, STEP_U7 = 1, STEP_U7_FIX = 2 };
+
+/* Bytes of 128 or more a step may have and still run vpmaddubsw (with the sparse fix-up). */
+static size_t fix_cap(size_t k) { return k / 16 + 1; }
+
+/* Number of bytes of 128 or more among the k bytes of row a, counting stops past cap. */
+static size_t row_high_count(const uint8_t* a, size_t k, size_t cap) {
+    size_t cnt = 0, t = 0;
+    for (; t + 32 <= k && cnt <= cap; t += 32)
+        cnt += (size_t)__builtin_popcount((unsigned)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i*)(a + t))));
+    /* 1x1 convs have k of 16, 24, ...: the tail in 16 and 8 bytes, not byte by byte */
+    if (t + 16 <= k) {
+        cnt += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i*)(a + t))));
+        t += 16;
+    }
+    if (t + 8 <= k) {
+        cnt += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_loadl_epi64((const __m128i*)(a + t))));
+        t += 8;
+    }
+    for (; t < k; ++t) cnt += a[t] >> 7;
+    return cnt;
+}
+
+/* Copies row a (k bytes) with the top bit of each byte cleared to dst, and appends the positions
+ * of the bytes of 128 or more to pos (the caller counted them: at most fix_cap). */
+static size_t split_row(const uint8_t* a, size_t k, uint8_t* dst, uint32_t* pos) {
+    const __m256i low7 = _mm256_set1_epi8(0x7f);
+    size_t cnt = 0, t = 0;
+    for (; t + 32 <= k; t += 32) {
+        const __m256i v = _mm256_loadu_si256((const __m256i*)(a + t));
+        _mm256_storeu_si256((__m256i*)(dst + t), _mm256_and_si256(v, low7));
+        for (unsigned bits = (unsigned)_mm256_movemask_epi8(v); bits != 0; bits &= bits - 1)
+            pos[cnt++] = (uint32_t)(t + (size_t)__builtin_ctz(bits));
+    }
+    for (; t < k; ++t) {
+        dst[t] = a[t] & 0x7fu;
+        if (a[t] & 0x80u) pos[cnt++] = (uint32_t)t;
+    }
+    return cnt;
+}
+
+/* init[r * 16 + c] = corr[c] + sum over the positions p of row r of 128 * B[p, c], for the 16
+ * columns of packed block b (wrapping int32, like the accumulators); off[r] .. off[r + 1] are row
+ * r's positions in pos. */
+static void fixup_init(const int32_t* corr, const int8_t* b, const uint32_t* pos,
+                       const uint32_t* off, size_t rows, int32_t* init) {
+    const __m256i c0 = _mm256_loadu_si256((const __m256i*)corr);
+    const __m256i c1 = _mm256_loadu_si256((const __m256i*)(corr + 8));
+    for (size_t r = 0; r < rows; ++r) {
+        __m256i s0 = c0, s1 = c1;
+        for (uint32_t e = off[r]; e < off[r + 1]; ++e) {
+            const size_t p = pos[e];
+            const int8_t* g = b + (p / 4) * 64; /* column c's 4 bytes at 4c: byte p % 4 is B[p, c] */
+            /* byte p % 4 of each lane to the top, sign-extended back down, times 128 */
+            const __m128i up = _mm_cvtsi32_si128((int)(24 - 8 * (p % 4)));
+            const __m256i v0 = _mm256_sll_epi32(_mm256_loadu_si256((const __m256i*)g), up);
+            const __m256i v1 = _mm256_sll_epi32(_mm256_loadu_si256((const __m256i*)(g + 32)), up);
+            s0 = _mm256_add_epi32(s0, _mm256_slli_epi32(_mm256_srai_epi32(v0, 24), 7));
+            s1 = _mm256_add_epi32(s1, _mm256_slli_epi32(_mm256_srai_epi32(v1, 24), 7));
+        }
+        _mm256_store_si256((__m256i*)(init + r * 16), s0);
+        _mm256_store_si256((__m256i*)(init + r * 16 + 8), s1);
+    }
 }
 
 /* Widens row a (k bytes, never read past k) into np int16 pairs at dst, zeros past k. */
@@ -87,10 +150,16 @@ static void widen_b_panel(const int8_t* b, size_t ng, int16_t* dst) {
     }
 }
 
-/* Accumulators of a step: from corr (the first K chunk) or the partial sums saved in accb. */
-#define STEP_START(first)                                                                       \
+/* Accumulators of a step: from corr (the first K chunk; per row from init when it is not NULL)
+ * or the partial sums saved in accb. */
+#define STEP_START(first, init)                                                                 \
     __m256i acc0[MR], acc1[MR];                                                                 \
-    if (first) {                                                                                \
+    if ((first) && (init) != NULL) {                                                            \
+        _Pragma("GCC unroll 6") for (int r = 0; r < mrt; ++r) {                                 \
+            acc0[r] = _mm256_load_si256((const __m256i*)((init) + r * 16));                     \
+            acc1[r] = _mm256_load_si256((const __m256i*)((init) + r * 16 + 8));                 \
+        }                                                                                       \
+    } else if (first) {                                                                         \
         const __m256i c0 = _mm256_loadu_si256((const __m256i*)(ctx->corr + j * 16));            \
         const __m256i c1 = _mm256_loadu_si256((const __m256i*)(ctx->corr + j * 16 + 8));        \
         _Pragma("GCC unroll 6") for (int r = 0; r < mrt; ++r) acc0[r] = c0, acc1[r] = c1;       \
@@ -147,7 +216,7 @@ static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx
                                                        const int16_t* bw, int32_t* accb,
                                                        int first, int last, size_t i0, size_t j,
                                                        const int mrt) {
-    STEP_START(first)
+    STEP_START(first, (const int32_t*)NULL)
 #pragma GCC unroll 2
     for (size_t p = 0; p < np2; ++p) {
         const __m256i b0 = _mm256_load_si256((const __m256i*)(bw + p * 32));
@@ -162,14 +231,16 @@ static inline __attribute__((always_inline)) void tile(const onnxq_gemm_u8s8_ctx
     step_finish(ctx, acc0, acc1, accb, last, i0, j, mrt);
 }
 
-/* One step, vpmaddubsw path (rows of A below 128): raw rows a[0 .. mrt) (lda bytes apart) x the
- * 16 columns of packed block b, over the 4-deep groups [g0, g0 + gc) of K. */
+/* One step, vpmaddubsw path (rows of A below 128): rows a[0 .. mrt) (lda bytes apart) x the
+ * 16 columns of packed block b, over the 4-deep groups [g0, g0 + gc) of K; init (or NULL) as in
+ * STEP_START. */
 static inline __attribute__((always_inline)) void tile_u7(const onnxq_gemm_u8s8_ctx* ctx,
                                                           const uint8_t* a, size_t lda,
                                                           const int8_t* b, size_t g0, size_t gc,
-                                                          int32_t* accb, int first, int last,
-                                                          size_t i0, size_t j, const int mrt) {
-    STEP_START(first)
+                                                          const int32_t* init, int32_t* accb,
+                                                          int first, int last, size_t i0,
+                                                          size_t j, const int mrt) {
+    STEP_START(first, init)
     const __m256i ones = _mm256_set1_epi16(1);
     const size_t k = ctx->k, full_groups = k / 4 > g0 ? k / 4 - g0 : 0;
     const size_t full = full_groups < gc ? full_groups : gc; /* groups with 4 bytes of every row */
@@ -226,13 +297,13 @@ STEP(6)
 static step_fn* const steps[MR + 1] = {NULL, step_1, step_2, step_3, step_4, step_5, step_6};
 
 typedef void step_u7_fn(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a, size_t lda,
-                        const int8_t* b, size_t g0, size_t gc, int32_t* accb, int first, int last,
-                        size_t i0, size_t j);
+                        const int8_t* b, size_t g0, size_t gc, const int32_t* init, int32_t* accb,
+                        int first, int last, size_t i0, size_t j);
 #define STEP_U7(R)                                                                             \
     static void step_u7_##R(const onnxq_gemm_u8s8_ctx* ctx, const uint8_t* a, size_t lda,       \
-                            const int8_t* b, size_t g0, size_t gc, int32_t* accb, int first,    \
-                            int last, size_t i0, size_t j) {                                    \
-        tile_u7(ctx, a, lda, b, g0, gc, accb, first, last, i0, j, R);                           \
+                            const int8_t* b, size_t g0, size_t gc, const int32_t* init,         \
+                            int32_t* accb, int first, int last, size_t i0, size_t j) {          \
+        tile_u7(ctx, a, lda, b, g0, gc, init, accb, first, last, i0, j, R);                     \
     }
 STEP_U7(1)
 STEP_U7(2)
@@ -256,33 +327,54 @@ int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const u
     mc = ((m + blocks - 1) / blocks + MR - 1) / MR * MR;
     if (mc > m) mc = m;
     const size_t kcg = ng < KC_GROUPS ? ng : KC_GROUPS;
-    /* A block (mc rows of np int32), partial sums (mc rows of 16 int32), B panel (kcg groups of
-     * 64 int16), each 64-byte aligned; then one flag per step: its rows are below 128. */
-    size_t a_bytes, total;
-    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || a_bytes > SIZE_MAX / 4)
+    const size_t cap = fix_cap(k), nsteps = (mc + MR - 1) / MR;
+    /* A block (mc rows of np int32: widened rows of the int16 steps, top-bit-cleared bytes of the
+     * fixed-up ones), partial sums (mc rows of 16 int32), B panel (kcg groups of 64 int16), the
+     * starting accumulators of one fixed-up step (MR rows of 16 int32), each 64-byte aligned; then
+     * per step its high-byte positions (cap uint32), their row offsets (MR + 1 uint32) and its
+     * flag (STEP_*). */
+    size_t a_bytes, pos_bytes, total;
+    if (onnxq_mul_overflow(mc * 4, np, &a_bytes) || a_bytes > SIZE_MAX / 4 ||
+        onnxq_mul_overflow(nsteps * 4, cap, &pos_bytes) || pos_bytes > SIZE_MAX / 4)
         return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): scratch size overflows for k=%zu", k);
     const size_t acc_off = onnxq_round_up(a_bytes, 64), b_off = acc_off + mc * 64;
-    const size_t flag_off = b_off + kcg * 128;
-    total = onnxq_round_up(flag_off + mc / MR + 1, 64); /* aligned_alloc wants a multiple */
+    const size_t init_off = b_off + kcg * 128, pos_off = init_off + MR * 64;
+    const size_t roff_off = pos_off + pos_bytes, flag_off = roff_off + nsteps * (MR + 1) * 4;
+    total = onnxq_round_up(flag_off + nsteps, 64); /* aligned_alloc wants a multiple */
     uint8_t* mem = (uint8_t*)aligned_alloc(64, total);
     if (mem == NULL)
         return onnxq_error(ONNXQ_E_NOMEM, "gemm (avx2): cannot allocate %zu bytes", total);
     int32_t* aw = (int32_t*)mem;
     int32_t* accb = (int32_t*)(mem + acc_off);
     int16_t* bw = (int16_t*)(mem + b_off);
-    uint8_t* u7 = mem + flag_off;
+    int32_t* init = (int32_t*)(mem + init_off);
+    uint32_t* pos = (uint32_t*)(mem + pos_off);
+    uint32_t* roff = (uint32_t*)(mem + roff_off);
+    uint8_t* flag = mem + flag_off;
     for (size_t ib = 0; ib < m; ib += mc) {
         const size_t rows = m - ib < mc ? m - ib : mc;
         int any_int16 = 0; /* some step needs the widened B panel */
         for (size_t i = 0; i < rows; i += MR) {
-            const size_t mrt = rows - i < MR ? rows - i : MR;
-            u7[i / MR] = 1;
-            for (size_t r = 0; r < mrt && u7[i / MR]; ++r)
-                u7[i / MR] = (uint8_t)row_below_128(a + (ib + i + r) * lda, k);
-            if (u7[i / MR]) continue;
-            any_int16 = 1;
-            for (size_t r = 0; r < mrt; ++r)
-                widen_a_row(a + (ib + i + r) * lda, k, np, aw + (i + r) * np);
+            const size_t mrt = rows - i < MR ? rows - i : MR, s = i / MR;
+            size_t high = 0;
+            for (size_t r = 0; r < mrt && high <= cap; ++r)
+                high += row_high_count(a + (ib + i + r) * lda, k, cap - high);
+            if (high == 0) {
+                flag[s] = STEP_U7;
+            } else if (high <= cap) {
+                flag[s] = STEP_U7_FIX;
+                uint32_t* off = roff + s * (MR + 1);
+                off[0] = 0;
+                for (size_t r = 0; r < mrt; ++r)
+                    off[r + 1] = off[r] + (uint32_t)split_row(a + (ib + i + r) * lda, k,
+                                                              (uint8_t*)(aw + (i + r) * np),
+                                                              pos + s * cap + off[r]);
+            } else {
+                flag[s] = STEP_INT16;
+                any_int16 = 1;
+                for (size_t r = 0; r < mrt; ++r)
+                    widen_a_row(a + (ib + i + r) * lda, k, np, aw + (i + r) * np);
+            }
         }
         for (size_t j = 0; j < ctx->nb; ++j) {
             const int8_t* block = ctx->w + j * ctx->kq * 64;
@@ -303,15 +395,22 @@ int onnxq_gemm_u8s8_ukernel_6x16c4__avx2(const onnxq_gemm_u8s8_ctx* ctx, const u
                 }
                 if (next != NULL) per_step = (next_lines + (rows + MR - 1) / MR - 1) / ((rows + MR - 1) / MR);
                 for (size_t i = 0; i < rows; i += MR) {
-                    const size_t mrt = rows - i < MR ? rows - i : MR;
+                    const size_t mrt = rows - i < MR ? rows - i : MR, s = i / MR;
                     for (size_t e = 0; e < per_step && pf < next_lines; ++e, ++pf)
                         _mm_prefetch((const char*)(next + pf * 64), _MM_HINT_T1);
-                    if (u7[i / MR])
-                        steps_u7[mrt](ctx, a + (ib + i) * lda, lda, block, g0, gc, accb + i * 16,
-                                      first, last, ib + i, j);
-                    else
+                    if (flag[s] == STEP_U7) {
+                        steps_u7[mrt](ctx, a + (ib + i) * lda, lda, block, g0, gc, NULL,
+                                      accb + i * 16, first, last, ib + i, j);
+                    } else if (flag[s] == STEP_U7_FIX) {
+                        if (first)
+                            fixup_init(ctx->corr + j * 16, block, pos + s * cap,
+                                       roff + s * (MR + 1), mrt, init);
+                        steps_u7[mrt](ctx, (const uint8_t*)(aw + i * np), np * 4, block, g0, gc,
+                                      first ? init : NULL, accb + i * 16, first, last, ib + i, j);
+                    } else {
                         steps[mrt](ctx, aw + i * np + 2 * g0, np, np2, bw, accb + i * 16, first,
                                    last, ib + i, j);
+                    }
                 }
             }
         }
