@@ -110,6 +110,7 @@ def prepare(
     bias_correction: bool = False,
     layer_inputs: int = 0,
     min_opset: int | None = None,
+    float_outputs: bool = False,
 ) -> PreparedModel:
     """Load ``model``, run the structural passes and plan the quantization.
 
@@ -135,6 +136,10 @@ def prepare(
         min_opset: Upgrade the model to at least this opset (default: what the qconfig's Q/DQ
             need), e.g. 21 for plans converted later with 16-bit layers (the accuracy budget's
             int16 fallback).
+        float_outputs: Leave float the outputs of quantized nodes that are graph outputs read by
+            no other node (NNCF's choice; PyTorch and onnxruntime quantize them, the default): the
+            layer's input and weights stay quantized, only the rounding of the model's final
+            values is skipped. The report lists the outputs kept float.
     """
     chosen = qconfig_mapping is not None
     if isinstance(qconfig_mapping, os.PathLike):
@@ -155,7 +160,7 @@ def prepare(
             advice += "; activations are kept in float and weights stored int8"
         logger.log(logging.INFO if chosen else logging.WARNING, "%s", advice)
         notes += (advice,)
-    plan = plan_model(ir_model, mapping, source_op_types)
+    plan = plan_model(ir_model, mapping, source_op_types, float_outputs=float_outputs)
     if requantize and (found := prequantized.describe(ir_model.graph)):
         kept = sum(d.reason == PREQUANTIZED_REASON for d in plan.decisions)
         notes += (f"requantize: the input model's quantization ({found}; {kept} node(s)) is kept as it is",)
@@ -174,6 +179,7 @@ def prepare(
         mapping=mapping,
         source_op_types=source_op_types,
         layer_inputs=layer_inputs,
+        float_outputs=float_outputs,
     )
 
 
@@ -189,15 +195,23 @@ def quantize_static(
     bias_correction: bool = False,
     smooth_quant_alpha: float | None = None,
     weight_config: object | None = None,
+    float_outputs: bool = False,
 ) -> onnx.ModelProto:
     """``prepare`` + ``calibrate`` + ``convert`` in one call; returns the QDQ ``onnx.ModelProto``.
     ``smooth_quant_alpha`` (e.g. 0.5) first smooths the model (:func:`smooth_quant`; ``batches``
-    are then read twice); ``weight_config``: the weight method's settings (an ``AdaRoundConfig``)."""
+    are then read twice); ``weight_config``: the weight method's settings (an ``AdaRoundConfig``);
+    ``float_outputs``: the graph outputs no node reads stay float (see :func:`prepare`)."""
     if smooth_quant_alpha is not None:
         model = smooth_quant(model, batches, smooth_quant_alpha, progress=progress)
     rows = adaround_rows(weight_method, weight_config)
     prepared = prepare(
-        model, qconfig, target=target, equalize=equalize, bias_correction=bias_correction, layer_inputs=rows
+        model,
+        qconfig,
+        target=target,
+        equalize=equalize,
+        bias_correction=bias_correction,
+        layer_inputs=rows,
+        float_outputs=float_outputs,
     )
     prepared.calibrate(batches, progress=progress)
     return prepared.convert(weight_method=weight_method, weight_config=weight_config)

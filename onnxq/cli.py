@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         "per-tensor weights of MobileNet-style models; the float model computes the same)",
     )
     qopts.add_argument(
+        "--float-outputs",
+        action="store_true",
+        help="keep float the model outputs that quantized nodes make and no node reads (the last "
+        "layer's input and weights stay int8; its output skips the final rounding)",
+    )
+    qopts.add_argument(
         "--requantize",
         action="store_true",
         help="the model is quantized already: quantize only what is still float (the report says what)",

@@ -35,7 +35,12 @@ def quantize_command(args: argparse.Namespace) -> int:
     check_output_dirs(output=args.output, report=args.report)
     if args.stats is not None and args.calib is not None:
         raise OnnxqError("give --calib or --stats, not both")
-    for option, given in {"--equalize": args.equalize, "--bias-correction": args.bias_correction}.items():
+    static_only = {
+        "--equalize": args.equalize,
+        "--bias-correction": args.bias_correction,
+        "--float-outputs": args.float_outputs,
+    }
+    for option, given in static_only.items():
         if given and args.mode != "static":
             raise OnnxqError(f"{option} applies to --mode static")
     if args.smooth_quant is not None and args.mode != "static":

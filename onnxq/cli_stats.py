@@ -95,6 +95,7 @@ def prepare_from_args(
         target=args.target,
         requantize=args.requantize,
         equalize=args.equalize,
+        float_outputs=args.float_outputs,
         bias_correction=getattr(args, "bias_correction", False),
         layer_inputs=adaround_rows(getattr(args, "weight_method", "rtn"), weight_config_from_args(args)),
         min_opset=INT16_OPSET if getattr(args, "fallback", None) == "int16" else None,

@@ -40,8 +40,10 @@ class PreparedModel:
         mapping: QConfigMapping | None = None,
         source_op_types: Mapping[str, str] | None = None,
         layer_inputs: int = 0,
+        float_outputs: bool = False,
     ) -> None:
         self._model = model
+        self._float_outputs = float_outputs
         self._plan = plan
         self._mapping = mapping
         self._source_op_types = dict(source_op_types or {})
@@ -69,8 +71,9 @@ class PreparedModel:
     def plan_for(self, mapping: QConfigMapping) -> QuantPlan:
         """The plan ``mapping`` gives on the prepared model, for ``convert(plan=...)``: a node
         mapped to None stays float. Its observers are a subset of the prepared plan's when only
-        None entries were added, so one calibration serves every such plan."""
-        return plan_model(self._model, mapping, self._source_op_types)
+        None entries were added, so one calibration serves every such plan. The graph outputs
+        ``prepare(..., float_outputs=True)`` kept float stay float in it."""
+        return plan_model(self._model, mapping, self._source_op_types, float_outputs=self._float_outputs)
 
     @property
     def calibration(self) -> CalibrationResult | None:
@@ -164,10 +167,17 @@ class PreparedModel:
         return self._conversion.model
 
 
-def plan_model(model: ir.Model, mapping: QConfigMapping, source_op_types: Mapping[str, str]) -> QuantPlan:
-    """The quantization plan of the prepared ``model`` under ``mapping`` (its fusion groups found)."""
+def plan_model(
+    model: ir.Model,
+    mapping: QConfigMapping,
+    source_op_types: Mapping[str, str],
+    *,
+    float_outputs: bool = False,
+) -> QuantPlan:
+    """The quantization plan of the prepared ``model`` under ``mapping`` (its fusion groups found);
+    ``float_outputs``: the graph outputs no node reads stay float (:func:`build_plan`)."""
     groups = [group for graph in plannable_graphs(model.graph) for group in fusion_groups(graph)]
-    return build_plan(model, mapping, groups, source_op_types)
+    return build_plan(model, mapping, groups, source_op_types, float_outputs=float_outputs)
 
 
 __all__ = ["PreparedModel", "plan_model"]

@@ -1,6 +1,7 @@
 """The quantization report: what was quantized, what stayed float and why, what calibration missed.
 
-Built from the plan (one entry per node), the calibration statistics (tensors no sample reached,
+Built from the plan (one entry per node, and the graph outputs of quantized nodes kept float by
+``prepare(..., float_outputs=True)``), the calibration statistics (tensors no sample reached,
 NaN/Inf counts, number of samples) and the notes of the structural passes. ``to_dict`` is
 JSON-serialisable; ``format`` is the text the CLI prints.
 """
@@ -54,6 +55,8 @@ class QuantizationReport:
     num_samples: int = 0
     pass_notes: tuple[str, ...] = ()
     mode: str = "static"
+    #: Graph outputs of quantized nodes left float (``float_outputs=True``), in graph order.
+    float_outputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in ("static", "dynamic", "weight_only"):
@@ -90,6 +93,7 @@ class QuantizationReport:
             "unreached": list(self.unreached),
             "nonfinite": dict(self.nonfinite),
             "pass_notes": list(self.pass_notes),
+            "float_outputs": list(self.float_outputs),
         }
 
     def format(self, max_float: int = 50) -> str:
@@ -107,6 +111,8 @@ class QuantizationReport:
             lines += [f"  {n.name} ({n.op_type}): {n.reason}" for n in self.float_nodes[:max_float]]
             if f > max_float:
                 lines.append(f"  ... and {f - max_float} more")
+        if self.float_outputs:
+            lines.append(f"graph outputs kept float (float_outputs): {', '.join(self.float_outputs)}")
         if self.unreached:
             lines.append(f"tensors no calibration sample reached: {', '.join(self.unreached)}")
         if self.nonfinite:
@@ -142,6 +148,7 @@ def build_report(
         nonfinite={k: v for k, v in sorted((nonfinite or {}).items()) if v > 0},
         num_samples=num_samples,
         pass_notes=tuple(pass_notes),
+        float_outputs=tuple(v for d in plan.decisions for v in plan.float_outputs.get(d.name, ())),
     )
 
 

@@ -18,6 +18,7 @@ target) and whether the peers must use per-tensor weights too.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from bench_qat import _load, e2e  # the digits split and training recipe, modules loaded by path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.conftest and tests.ptq_models import each other as a package
+sys.path.insert(0, str(ROOT))  # the tests' modules (tests.digits, tests.ptq_models...) as a package
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def digits_cases(names: list[str], held_out: int) -> list[Case]:
 
     from onnxq.torch import export
 
-    conf = e2e()
+    conf = importlib.import_module("tests.digits")  # the digits split and training recipe
     digits = conf.load_digits()
     calib = digits.calibration_batches()
     x, y = digits.x_test[:held_out], digits.y_test[:held_out]
@@ -92,7 +92,7 @@ def zoo_case(name: str) -> Case:
 
     from tests.conftest import export_torch_module
 
-    zoo = _load("onnxq_bench_zoo", ROOT / "tests" / "e2e" / "test_zoo.py")
+    zoo = importlib.import_module("tests.e2e.test_zoo")
     case = zoo.CASES[name.removeprefix("zoo-")]
     torch.manual_seed(0)
     examples = tuple(torch.randn(*s) for s in case.shapes)
@@ -103,7 +103,7 @@ def zoo_case(name: str) -> Case:
 
 
 def dwblock_case() -> Case:
-    ptq = _load("onnxq_bench_ptq_models", ROOT / "tests" / "ptq_models.py")
+    ptq = importlib.import_module("tests.ptq_models")
     proto, calib, held = ptq.mobilenet_case()
     name = proto.graph.input[0].name
     return Case("hard-dwblock-pt", proto, calib, [{name: held[i : i + 1]} for i in range(len(held))],
@@ -111,7 +111,7 @@ def dwblock_case() -> Case:
 
 
 def ln_outliers_case() -> Case:
-    sq = _load("onnxq_bench_smooth_quant", ROOT / "tests" / "passes" / "test_smooth_quant.py")
+    sq = importlib.import_module("tests.passes.test_smooth_quant")
     rng = np.random.default_rng(4)
     calib = [{"x": rng.standard_normal((1, sq.T, sq.D)).astype(np.float32)} for _ in range(32)]
     held = [{"x": rng.standard_normal((8, sq.T, sq.D)).astype(np.float32)} for _ in range(4)]

@@ -10,8 +10,9 @@ whose activations have outlier channels. Every model is quantized as
   activations float there; its algorithm rows then use the same QConfig with int8 activations,
   like the peers, and ``int8`` is that baseline);
 - ``+bc`` bias correction, ``+cle`` cross-layer equalisation, ``+ada`` AdaRound (default
-  settings), ``+sq`` SmoothQuant (alpha 0.5; models with LayerNormalization), each alone, and
-  ``all``: every one that applies together;
+  settings), ``+sq`` SmoothQuant (alpha 0.5; models with LayerNormalization), ``+fo`` float
+  outputs (``float_outputs=True``: the model outputs no node reads keep no Q/DQ, as NNCF leaves
+  them; every model), each alone, and ``all``: every one that applies together;
 - ``ort``: ``onnxruntime.quantization.quantize_static`` with its defaults; ``ort-best``: the best
   of its MinMax / Percentile / Entropy calibrations with per-channel weights (per-tensor on the
   per-tensor hard cases);
@@ -65,6 +66,7 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
     "+cle": {"equalize": True},
     "+ada": {"weight_method": "adaround"},
     "+sq": {"smooth_quant_alpha": 0.5},
+    "+fo": {"float_outputs": True},
 }
 
 
@@ -120,6 +122,7 @@ def applicable(case: Case) -> list[str]:
         out.append("+ada")
     if "LayerNormalization" in ops:
         out.append("+sq")
+    out.append("+fo")  # every model has outputs; where a float node makes them it changes nothing
     return out
 
 
@@ -197,7 +200,7 @@ def _cell(s: Score | None, labels: bool) -> str:
     return f"{s.value:.1f}" if labels else ("inf" if math.isinf(s.value) else f"{s.value:.1f}")
 
 
-ONNXQ_COLUMNS = ("onnxq", "int8", "+bc", "+cle", "+ada", "+sq", "all")
+ONNXQ_COLUMNS = ("onnxq", "int8", "+bc", "+cle", "+ada", "+sq", "+fo", "all")
 PEER_COLUMNS = ("ort", "ort-best", "nncf")
 
 
@@ -219,7 +222,7 @@ def report(cases: list[Case], results: dict[str, dict[str, Any]], errors: list[s
     for case in cases:
         s = results[case.name]["scores"]
         base = s.get("int8") or s.get("onnxq")
-        algos = [c for c in ("+bc", "+cle", "+ada", "+sq", "all") if s.get(c) is not None]
+        algos = [c for c in ALGORITHMS if s.get(c) is not None] + (["all"] if s.get("all") else [])
         gains = [f"{c} {s[c].value - base.value:+.2f}" for c in algos] if base is not None else []
         print(f"{case.name:22s}  " + ", ".join(gains))
     budgets = f"top-1 agreement loses <= {TOP1_BUDGET} point, or SQNR >= {SQNR_BUDGET_DB} dB"

@@ -245,9 +245,9 @@ def make_plan() -> Callable[..., tuple[ir.Model, Any]]:
     from onnxq.planning.fusion import find_fusion_groups
     from onnxq.planning.plan import build_plan
 
-    def make(text: str, mapping: Any) -> tuple[ir.Model, Any]:
+    def make(text: str, mapping: Any, **options: Any) -> tuple[ir.Model, Any]:
         model = load_model(build_model_from_text(text))
-        return model, build_plan(model, mapping, find_fusion_groups(model.graph))
+        return model, build_plan(model, mapping, find_fusion_groups(model.graph), **options)
 
     return make
 

@@ -58,3 +58,38 @@ def outputs(model: object, images: np.ndarray) -> np.ndarray:
     session = make_session(model)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
+
+
+def two_gemm_model(seed: int = 0) -> object:
+    """``x [4, 8] -> fc1 (Gemm) -> h -> fc2 (Gemm) -> y``, with ``y`` and ``h`` both graph outputs:
+    ``y`` is read by no node, ``h`` also by ``fc2`` (for the float-outputs option's tests)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((6, 8)).astype(np.float32) * 0.5, "w1"),
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32) * 0.1, "b1"),
+        numpy_helper.from_array(rng.standard_normal((3, 6)).astype(np.float32) * 0.5, "w2"),
+        numpy_helper.from_array(rng.standard_normal(3).astype(np.float32) * 0.1, "b2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [4, 6]),
+        ],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def gemm_batches(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``n`` random feeds of :func:`two_gemm_model`."""
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(n)]

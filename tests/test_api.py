@@ -366,3 +366,26 @@ def test_depth_to_space_keeps_its_input_qparams_and_adds_no_error(export_torch, 
             run_ort(qmodel, feeds, optimize)[0], run_ort(reference, feeds, optimize)[0], rtol=0, atol=1e-5
         )
         assert _relative_error(proto, qmodel, feeds, run_ort, optimize) < 0.2
+
+
+def test_float_outputs_drops_only_the_unread_outputs_qdq_and_runs_on_onnxruntime() -> None:
+    from tests.ptq_models import gemm_batches, sqnr_db, two_gemm_model
+
+    fp32, calib, held = two_gemm_model(), gemm_batches(16, seed=1), gemm_batches(8, seed=2)
+    prepared = prepare(fp32, "x86", float_outputs=True)
+    prepared.calibrate(calib, progress=False)
+    q = prepared.convert()
+    producers = {out: node for node in q.graph.node for out in node.output}
+    fc2 = producers["y"]
+    assert fc2.op_type == "Gemm"  # y comes straight from the Gemm: no Q/DQ after it
+    assert [producers[i].op_type for i in fc2.input] == ["DequantizeLinear"] * 3  # input, weight, bias
+    assert producers["h"].op_type == "DequantizeLinear"  # h is read by fc2 as well: quantized
+    assert prepared.report.float_outputs == ("y",)
+    assert prepared.report.to_dict()["float_outputs"] == ["y"]
+    assert "graph outputs kept float (float_outputs): y" in prepared.report.format()
+    assert prepared.plan_for(prepared.mapping).float_outputs == {"fc2": ("y",)}  # fallback trials too
+    default = quantize_static(fp32, calib, "x86", progress=False)
+    runs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            for m in (fp32, q, default)]  # fmt: skip
+    ref, kept, rounded = (np.concatenate([r.run(["y"], f)[0] for f in held]) for r in runs)
+    assert sqnr_db(ref, kept) > sqnr_db(ref, rounded)  # one rounding less (h's noise dominates here)

@@ -6,7 +6,9 @@ one :class:`~onnxq.torch.fake_quant.FakeQuantize` per tensor group of the plan a
 outputs (or model inputs) that hold the group's observed tensors (:mod:`onnxq.torch.scopes`).
 Tensors of one group (a Concat's inputs and output) share that one module, hence one scale. The
 planner's fusion groups carry over as they are: a Conv + ReLU gets no fake-quant between the two,
-because the plan observes the ReLU's output only.
+because the plan observes the ReLU's output only. ``prepare_qat(..., float_outputs=True)`` plans
+as ``prepare`` does with it: a model output no node reads gets no fake-quant, and ``convert_qat``
+leaves it float too.
 
 Every planned weight's module is replaced: ``Conv2d`` (+ its ``BatchNorm2d``, which becomes an
 ``Identity``) by :class:`QuantConv`, ``Linear`` by :class:`QuantLinear`. ``QuantConv`` folds the
@@ -182,6 +184,7 @@ class QatModule(nn.Module):
         export_options: Mapping[str, Any],
         mapping: ModuleQConfigMapping,
         config: QatConfig,
+        float_outputs: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -192,6 +195,7 @@ class QatModule(nn.Module):
         self.export_options = dict(export_options)
         self.mapping = mapping
         self.config = config
+        self.float_outputs = float_outputs
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
 
     def fake_quant_at(self, site: Site) -> FakeQuantize | None:
@@ -260,14 +264,15 @@ def prepare_qat(
     config: QatConfig = QatConfig(),
     dynamo: bool = True,
     opset: int | None = None,
+    float_outputs: bool = False,
 ) -> QatModule:
     """A trainable copy of ``module`` with fake-quant where onnxq's plan puts Q/DQ (see the module
-    docstring); ``module`` itself is not changed."""
+    docstring); ``module`` itself is not changed. ``float_outputs``: as :func:`onnxq.prepare`'s."""
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     mapping = ModuleQConfigMapping.of(qconfig_mapping)
     model = copy.deepcopy(module)
     proto, used_dynamo = export_for_onnxq(model, args, dynamo=dynamo, opset=opset)
-    prepared = prepare(proto, mapping.for_export(proto, model))
+    prepared = prepare(proto, mapping.for_export(proto, model), float_outputs=float_outputs)
     modules = node_modules(proto, model)
     finder = SiteFinder(proto, modules, prepared.model)
     pairs = batchnorm_pairs(proto, modules)
@@ -292,7 +297,9 @@ def prepare_qat(
         "prepare_qat: %d weight(s) and %d tensor group(s) fake-quantized", len(bn_paths), len(fake_quants)
     )
     options = {"dynamo": used_dynamo, "opset": opset}
-    return QatModule(model.train(), fake_quants, sites, bn_paths, args, options, mapping, config)
+    return QatModule(
+        model.train(), fake_quants, sites, bn_paths, args, options, mapping, config, float_outputs
+    )
 
 
 def _wrap_weights(
@@ -346,7 +353,7 @@ def convert_qat(qat: QatModule) -> onnx.ModelProto:
         raise ConfigError("convert_qat: the QAT module has not been trained for a single step")
     model = qat.float_module().eval()
     proto, _ = export_for_onnxq(model, qat.example_inputs, **qat.export_options)
-    prepared = prepare(proto, qat.mapping.for_export(proto, model))
+    prepared = prepare(proto, qat.mapping.for_export(proto, model), float_outputs=qat.float_outputs)
     finder = SiteFinder(proto, node_modules(proto, model), prepared.model)
     plan = prepared.plan
     groups = list(plan.groups)

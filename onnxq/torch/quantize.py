@@ -123,12 +123,14 @@ def quantize_static(
     dynamo: bool = True,
     opset: int | None = None,
     progress: bool = False,
+    float_outputs: bool = False,
 ) -> onnx.ModelProto:
     """Export ``module`` and quantize it statically; returns the QDQ ``onnx.ModelProto``.
 
     ``calib_loader`` yields what :func:`onnxq.prepare`'s calibration takes (tensors, arrays, or a
     DataLoader's ``(x, y)``: labels ignored). A module in training mode is exported in eval mode,
-    with a warning.
+    with a warning. ``float_outputs``: the model outputs no node reads stay float
+    (:func:`onnxq.prepare`).
     """
     if getattr(module, "training", False):
         logger.warning(
@@ -136,7 +138,7 @@ def quantize_static(
         )
     proto, _ = export_for_onnxq(module, example_inputs, dynamo=dynamo, opset=opset)
     mapping = ModuleQConfigMapping.of(qconfig).for_export(proto, module)
-    prepared = prepare(proto, mapping)
+    prepared = prepare(proto, mapping, float_outputs=float_outputs)
     prepared.calibrate(as_batches(calib_loader, [i.name for i in proto.graph.input]), progress=progress)
     return prepared.convert()
 

@@ -26,7 +26,7 @@ PlanOf = tuple[ir.Model, QuantPlan]
 
 @pytest.fixture
 def plan_of(make_plan: Callable[..., PlanOf]) -> Callable[..., PlanOf]:
-    return lambda body, mapping=X86: make_plan(f"{HEADER}\n{body}", mapping)
+    return lambda body, mapping=X86, **options: make_plan(f"{HEADER}\n{body}", mapping, **options)
 
 
 def _decision(plan: QuantPlan, name: str):
@@ -111,6 +111,39 @@ g (float[1, 2] a, float[1, 3] b) => (float[1, 5] y) {
     assert plan.group_of["ar"] == plan.group_of["b"] == plan.group_of["y"]
     assert set(plan.observed_values()) == {"ar", "b"}
     assert _decision(plan, "cat").kind is QuantKind.SHARED_SCALE
+
+
+TWO_GEMMS = """
+g (float[2, 4] x) => (float[2, 3] y, float[2, 3] h)
+<float[3, 4] w1 = {1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0}, float[3, 3] w2 = {1, 0, 1, 0, 1, 0, 1, 1, 0}> {
+    [fc1] h = Gemm <transB = 1> (x, w1)
+    [fc2] y = Gemm <transB = 1> (h, w2)
+}
+"""
+
+
+def test_plan_float_outputs_leaves_only_unread_graph_outputs_float(plan_of) -> None:
+    _, default = plan_of(TWO_GEMMS)
+    assert default.outputs == {"fc1": ("h",), "fc2": ("y",)} and default.float_outputs == {}
+    _, plan = plan_of(TWO_GEMMS, float_outputs=True)
+    assert plan.outputs == {"fc1": ("h",), "fc2": ()}  # h is a graph output fc2 reads: quantized
+    assert plan.float_outputs == {"fc2": ("y",)}
+    assert plan.inputs["fc2"] == ((0, "h"),) and plan.weights["fc2"].weight == "w2"
+    assert "y" not in plan.group_of and set(plan.observed_values()) == {"x", "h"}
+    assert plan.quantized_nodes() == ("fc1", "fc2")
+    assert plan.leave_float({"fc2": "kept back"}).float_outputs == {}
+
+
+def test_plan_float_outputs_concat_inputs_keep_their_own_groups(plan_of) -> None:
+    _, plan = plan_of("""
+g (float[1, 2] a, float[1, 3] b) => (float[1, 5] y) {
+    [ident] ar = Identity(a)
+    [cat] y = Concat <axis = 1> (ar, b)
+}
+""", float_outputs=True)  # fmt: skip
+    assert plan.float_outputs == {"cat": ("y",)} and plan.outputs["cat"] == ()
+    assert plan.group_of["ar"] != plan.group_of["b"] and "y" not in plan.group_of
+    assert set(plan.observed_values()) == {"ar", "b"}
 
 
 def test_plan_pass_through_output_keeps_input_group(plan_of) -> None:

@@ -181,3 +181,29 @@ def test_learnable_scales_train_and_reach_the_qdq_model() -> None:
         if i.data_type == onnx.TensorProto.FLOAT and not i.dims
     }
     assert set(np.float32(list(trained.values())).tolist()) <= scales
+
+
+def test_float_outputs_leave_the_heads_output_without_fake_quant_and_qdq() -> None:
+    torch.manual_seed(0)
+    model, example = DigitsResNet(width=4), torch.rand(2, 1, 8, 8)
+    config = oqt.QatConfig(observe_steps=2, freeze_bn_steps=2)
+    default = oqt.prepare_qat(model, example, "x86", config=config, dynamo=False)
+    qat = oqt.prepare_qat(model, example, "x86", config=config, dynamo=False, float_outputs=True)
+    assert default.fake_quant_at(Site("output", "fc")) is not None
+    assert qat.fake_quant_at(Site("output", "fc")) is None
+    assert len(qat.fake_quants) == len(default.fake_quants) - 1
+    x, y = torch.rand(3 * 64, 1, 8, 8), torch.randint(0, 10, (3 * 64,))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _train(qat, x, y, epochs=1, lr=1e-3)  # 3 steps: 2 observing, 1 with frozen ranges
+    finally:
+        torch.set_num_threads(threads)
+    qmodel = oqt.convert_qat(qat)
+    producers = {o: n for n in qmodel.graph.node for o in n.output}
+    head = producers[qmodel.graph.output[0].name]
+    assert head.op_type == "Gemm" and producers[head.input[0]].op_type == "DequantizeLinear"
+    with torch.no_grad():
+        expected = qat(x[:64]).numpy()
+    got = _run(qmodel, x[:64])  # the trained fake-quant module and its QDQ model agree
+    np.testing.assert_allclose(got, expected, atol=1e-3 * float(np.abs(expected).max()))

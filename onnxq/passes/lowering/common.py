@@ -207,13 +207,17 @@ def sole_reader(value: ir.Value) -> ir.Node | None:
 def quantized_output(node: ir.Node, fuse_relu: bool) -> tuple[ir.Node, str | None] | str:
     """The QuantizeLinear right after ``node`` (through a Relu when ``fuse_relu``), and the Relu's
     op type if one was passed, or why there is none."""
-    nxt = sole_reader(node.outputs[0])
+    last = node.outputs[0]
+    nxt = sole_reader(last)
     activation = None
     if fuse_relu and is_op(nxt, "Relu"):
         assert nxt is not None
         activation = "Relu"
-        nxt = sole_reader(nxt.outputs[0])
+        last = nxt.outputs[0]
+        nxt = sole_reader(last)
     if not is_op(nxt, "QuantizeLinear"):
+        if last.is_graph_output() and not list(last.uses()):
+            return "its output is a float graph output (no QuantizeLinear after it)"
         return "its output is not quantized right after it"
     assert nxt is not None
     return nxt, activation

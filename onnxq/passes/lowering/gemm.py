@@ -12,7 +12,9 @@ an int32 bias, is onnxruntime's fused QGemm::
 
 with a ReLU as ``qmin = yz``. Matrices need no layout change: the input and output are read and
 written as they are (``nhwc=False``). QOperator models write com.microsoft ``QGemm`` (bias before
-the output qparams); a QGemm with float output (no ``y_scale``) stays.
+the output qparams); a QGemm with float output (no ``y_scale``) stays. A Gemm reading a float
+input is no candidate; one reading a dequantized input that stays QDQ is noted (a model's last
+Gemm whose output was kept float, ``float_outputs=True``, among them).
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ def _gemm_weight(
     return w
 
 
-@register("", "Gemm")
+@register("", "Gemm", noted=True)
 def match_gemm(node: ir.Node, state: State) -> Lowering | str:
     """DQ(a) -> Gemm(DQ(w), DQ(b)) [-> Relu] -> Q: ``QGemm`` with uint8 output."""
+    if dequantized(node.inputs[0]) is None:  # a float Gemm (or weight-only): no candidate
+        return ""
     why = _gemm_form(node)
     if why is not None:
         return why
