@@ -38,14 +38,16 @@ static inline int8x16_t load_a_tail(const uint8_t* row, size_t k, uint8x16_t shi
     memcpy(t, row, n);
     return load_a16(t);
 }
-/* acc[r][q] += the 16 K (4 groups) at b (256 bytes) times va[r]. */
+/* acc[r][q] += K group g of the 16 K at b (256 bytes) times va[r]; B two vectors at a time. */
 #define ONNXQ_DOT_GROUP(g)                                                                    \
     do {                                                                                      \
         const int8x16_t b0 = vld1q_s8(b + 64 * (g)), b1 = vld1q_s8(b + 64 * (g) + 16);      \
-        const int8x16_t b2 = vld1q_s8(b + 64 * (g) + 32), b3 = vld1q_s8(b + 64 * (g) + 48); \
         _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r) {                                \
             acc[r][0] = vdotq_laneq_s32(acc[r][0], b0, va[r], g);                             \
             acc[r][1] = vdotq_laneq_s32(acc[r][1], b1, va[r], g);                             \
+        }                                                                                     \
+        const int8x16_t b2 = vld1q_s8(b + 64 * (g) + 32), b3 = vld1q_s8(b + 64 * (g) + 48); \
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r) {                                \
             acc[r][2] = vdotq_laneq_s32(acc[r][2], b2, va[r], g);                             \
             acc[r][3] = vdotq_laneq_s32(acc[r][3], b3, va[r], g);                             \
         }                                                                                     \
