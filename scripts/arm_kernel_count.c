@@ -2,9 +2,10 @@
  * scripts/qemu_insn_count.c: the quick loop for tuning the NEON kernels on one layer shape
  * (scripts/arm_kernel_count.sh builds and runs it; see docs/arm.md).
  *
- *   arm_kernel_count conv IN_HW IN_C OUT_C KERNEL STRIDE PAD [ISA]
- *   arm_kernel_count gemm M K N [ISA]
+ *   arm_kernel_count conv IN_HW IN_C OUT_C KERNEL STRIDE PAD [BATCH]
+ *   arm_kernel_count gemm M K N
  *
+ * ONNXQ_ISA=neon|neondot|scalar forces an ISA, as everywhere in onnxq.
  * Weights and inputs are pseudo-random (fixed seed), weights in [-127, 127] like onnxq's
  * symmetric int8 weights. Prints "<what> <kernel> <instructions> <MACs> <MACs per instruction>";
  * the count covers the run only (not the packing), one thread. */
@@ -16,7 +17,6 @@
 
 #include "onnxq/conv.h"
 #include "onnxq/gemm.h"
-#include "onnxq/isa.h"
 #include "onnxq/status.h"
 #include "onnxq/types.h"
 
@@ -32,23 +32,22 @@ static void fail(const char* what) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s conv IN_HW IN_C OUT_C KERNEL STRIDE PAD [ISA] | gemm M K N [ISA]\n",
+        fprintf(stderr, "usage: %s conv IN_HW IN_C OUT_C KERNEL STRIDE PAD [BATCH] | gemm M K N\n",
                 argv[0]);
         return 2;
     }
     const int conv = strcmp(argv[1], "conv") == 0;
     const int nargs = conv ? 8 : 5;
-    if (argc < nargs || argc > nargs + 1) {
+    if (argc < nargs || argc > nargs + conv) {
         fprintf(stderr, "arm_kernel_count: wrong number of arguments\n");
         return 2;
     }
-    if (argc == nargs + 1 && onnxq_isa_set(argv[nargs]) != ONNXQ_OK) fail("isa");
-    size_t a[6];
-    for (int i = 0; i < nargs - 2; i++) a[i] = (size_t)strtoul(argv[2 + i], NULL, 10);
+    size_t a[7] = {0, 0, 0, 0, 0, 0, 1};
+    for (int i = 0; i < argc - 2; i++) a[i] = (size_t)strtoul(argv[2 + i], NULL, 10);
     if (conv) {
-        const size_t hw = a[0], c = a[1], o = a[2], kk = a[3], s = a[4], pad = a[5];
+        const size_t hw = a[0], c = a[1], o = a[2], kk = a[3], s = a[4], pad = a[5], nb = a[6];
         onnxq_conv_params p = {
-            .w = {o, c, 1, kk, kk}, .batch = 1, .in_h = hw, .in_w = hw, .stride_h = s,
+            .w = {o, c, 1, kk, kk}, .batch = nb, .in_h = hw, .in_w = hw, .stride_h = s,
             .stride_w = s, .dilation_h = 1, .dilation_w = 1, .pad_top = pad, .pad_left = pad,
             .pad_bottom = pad, .pad_right = pad, .x_zp = 3, .y_zp = 0, .qmin = 0, .qmax = 255,
             .threads = 1,
@@ -56,7 +55,7 @@ int main(int argc, char** argv) {
         size_t oh, ow, psize;
         if (onnxq_conv_output_size(&p, &oh, &ow) != ONNXQ_OK) fail("shape");
         if (onnxq_conv_packed_size(&p.w, &psize) != ONNXQ_OK) fail("packed size");
-        const size_t wn = o * c * kk * kk, xn = hw * hw * c, yn = oh * ow * o;
+        const size_t wn = o * c * kk * kk, xn = nb * hw * hw * c, yn = nb * oh * ow * o;
         int8_t* w = malloc(wn);
         int32_t* bias = malloc(o * sizeof *bias);
         float* scale = malloc(o * sizeof *scale);
@@ -72,8 +71,8 @@ int main(int argc, char** argv) {
         mark(2);
         uint32_t h = 0;
         for (size_t i = 0; i < yn; i++) h = h * 31u + y[i];
-        printf("conv %zux%zux%zu->%zu k%zu s%zu p%zu %s macs=%zu hash=%08x\n", hw, hw, c, o, kk, s,
-               pad, onnxq_conv_kernel_name(&p), oh * ow * o * c * kk * kk, h);
+        printf("conv %zux%zux%zux%zu->%zu k%zu s%zu p%zu %s macs=%zu hash=%08x\n", nb, hw, hw, c, o,
+               kk, s, pad, onnxq_conv_kernel_name(&p), yn * c * kk * kk, h);
     } else {
         const size_t m = a[0], k = a[1], n = a[2];
         const size_t psize = onnxq_gemm_u8s8_packed_size(k, n);
