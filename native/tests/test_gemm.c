@@ -15,6 +15,8 @@ typedef struct gemm_case {
                  * random places (AVX2: few per 6-row step are fixed up on the vpmaddubsw path,
                  * more send the step to the int16 path) */
     size_t high;
+    int b_narrow; /* B in [-127, 127] (symmetric weights): NEON's int16 pair sums; else [-128, 127] */
+    int extremes; /* A only 0 / 255, B only its two ends: the largest int16 partial sums */
 } gemm_case;
 
 static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
@@ -40,7 +42,12 @@ static void check_case(gemm_case gc) {
     for (size_t e = 0; gc.poison == 2 && e < gc.high; ++e)
         a[(size_t)onnxq_test_rand_int(0, (int32_t)m - 1) * lda +
           (size_t)onnxq_test_rand_int(0, (int32_t)k - 1)] = (uint8_t)onnxq_test_rand_int(128, 255);
-    onnxq_test_fill_s8(b, k * n, -128, 127);
+    onnxq_test_fill_s8(b, k * n, gc.b_narrow ? -127 : -128, 127);
+    if (gc.extremes) {
+        for (size_t i = 0; i < m * lda; ++i) a[i] = (onnxq_test_next() & 3) ? 0 : 255;
+        for (size_t i = 0; i < k * n; ++i)
+            b[i] = (onnxq_test_next() & 3) ? (int8_t)(gc.b_narrow ? -127 : -128) : 127;
+    }
     for (size_t j = 0; j < n; ++j) {
         bias[j] = onnxq_test_rand_int(-30000, 30000);
         scale[j] = onnxq_test_rand_float(0.2f, 3.0f) / (float)(k * 40);
@@ -72,8 +79,9 @@ static void check_case(gemm_case gc) {
             ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, packed_size, &p) == ONNXQ_OK, "gemm: %s",
                          onnxq_last_error());
             ONNXQ_EXPECT(memcmp(got, want, bytes) == 0,
-                         "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d out_type=%d differs "
-                         "from scalar", m, k, n, (int)gc.a_zp, gc.a_max, gc.poison, ot);
+                         "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d b_narrow=%d out_type=%d "
+                         "differs from scalar", m, k, n, (int)gc.a_zp, gc.a_max, gc.poison,
+                         gc.b_narrow, ot);
             ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm wrote past C");
             /* The same C from ranges of columns (run_cols), cut at a random multiple of 16. */
             memset(got, 0x5a, c_bytes);
@@ -208,7 +216,7 @@ static void check_no_read_past_a(size_t m, size_t k, size_t n, int a_max) {
     uint8_t* a = region + span - bytes;
     onnxq_test_fill_u8(a, bytes, 0, a_max);
     int8_t* b = malloc(k * n);
-    onnxq_test_fill_s8(b, k * n, -128, 127);
+    onnxq_test_fill_s8(b, k * n, a_max == 127 ? -127 : -128, 127); /* both NEON paths */
     size_t size;
     void* packed = packed_weights(b, k, n, &size);
     int32_t* want = malloc(m * n * sizeof *want);
@@ -279,11 +287,18 @@ void onnxq_test_gemm(void) {
         check_case(gc);
         gc.high *= 8;
         check_case(gc);
+        gc = edges[i];
+        gc.b_narrow = 1;
+        check_case(gc);
+        gc.extremes = 1; /* A 0 / 255 (flipped: -128 / 127) times B -127 / 127, and with -128 */
+        check_case(gc);
+        gc.b_narrow = 0;
+        check_case(gc);
     }
     for (int r = 0; r < 25; ++r) {
         gemm_case gc = {(size_t)onnxq_test_rand_int(1, 70), (size_t)onnxq_test_rand_int(1, 300),
                         (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255),
-                        (r & 1) ? 127 : 255, r % 4 == 3, 0};
+                        (r & 1) ? 127 : 255, r % 4 == 3, 0, r % 3 == 0, 0};
         if (r % 4 == 1) {
             gc.poison = 2;
             gc.high = (size_t)onnxq_test_rand_int(1, 40);
