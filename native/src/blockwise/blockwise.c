@@ -272,11 +272,13 @@ static int prepare(const char* what, const void* packed, size_t packed_size, con
     const qb4w_header* h = NULL;
     size_t kp, nb, need;
     int st = read_header(what, packed, packed_size, &h);
-    if (st != ONNXQ_OK || (st = check_rows(what, r, &kp, &nb)) != ONNXQ_OK) return st;
-    const size_t n = (size_t)h->n;
+    if (st != ONNXQ_OK) return st;
+    ONNXQ_CHECK_NOT_NULL(r, "rows");
     if (r->k != h->k || r->block != h->block)
         return onnxq_error(ONNXQ_E_SHAPE, "%s: the rows have k = %zu in blocks of %zu, the packed weights "
                            "k = %zu in blocks of %zu", what, r->k, r->block, (size_t)h->k, (size_t)h->block);
+    if ((st = check_rows(what, r, &kp, &nb)) != ONNXQ_OK) return st;
+    const size_t n = (size_t)h->n;
     if (ldy < n) return onnxq_error(ONNXQ_E_SHAPE, "%s: ldy = %zu < n = %zu", what, ldy, n);
     if (onnxq_span(r->m, n, ldy, &need) || need > (SIZE_MAX >> 3))
         return onnxq_error(ONNXQ_E_SHAPE, "%s: size overflows", what);
