@@ -177,6 +177,32 @@ OrtStatus* onnxq_ort_constant(const OrtKernelInfo* info, const onnxq_ort_node* n
     return onnxq_ort_describe(node, value, what, want, t);
 }
 
+OrtStatus* onnxq_ort_optional_constant(const OrtKernelInfo* info, const onnxq_ort_node* node,
+                                       size_t index, const char* what, int want, onnxq_ort_tensor* t) {
+    size_t count = 0;
+    OrtStatus* s = onnxq_ort_api.KernelInfo_GetInputCount(info, &count);
+    if (s != NULL) return onnxq_ort_wrap(node, s, what);
+    memset(t, 0, sizeof *t);
+    if (index >= count) return NULL;
+    int is_constant = 0;
+    const OrtValue* value = NULL;
+    if ((s = onnxq_ort_api.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value)) != NULL)
+        return onnxq_ort_wrap(node, s, what);
+    return is_constant && value != NULL ? onnxq_ort_describe(node, value, what, want, t) : NULL;
+}
+
+OrtStatus* onnxq_ort_optional_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
+                                    const char* what, int want, onnxq_ort_tensor* t) {
+    memset(t, 0, sizeof *t);
+    size_t count = 0;
+    OrtStatus* s = onnxq_ort_input_count(ctx, node, &count);
+    if (s != NULL || index >= count) return s;
+    const OrtValue* value = NULL;
+    if ((s = onnxq_ort_api.KernelContext_GetInput(ctx, index, &value)) != NULL)
+        return onnxq_ort_wrap(node, s, what);
+    return value == NULL ? NULL : onnxq_ort_describe(node, value, what, want, t);
+}
+
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t) {
     OrtStatus* s = onnxq_ort_constant(info, node, index, what, want, 0, t);
@@ -414,6 +440,7 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_qgemm,
     &onnxq_ort_op_qlinearconcat,
     &onnxq_ort_op_dynamicmatmul,
+    &onnxq_ort_op_dynamicmatmulnbits,
     &onnxq_ort_op_dynamiclstm,
     &onnxq_ort_op_dynamicgru,
     &onnxq_ort_op_dynamicrnn,

@@ -79,6 +79,14 @@ OrtStatus* onnxq_ort_describe(const onnxq_ort_node* node, const OrtValue* value,
  * Absent optional input: t->data NULL, t->count 0 (when optional != 0). */
 OrtStatus* onnxq_ort_constant(const OrtKernelInfo* info, const onnxq_ort_node* node, size_t index,
                               const char* what, int want, int optional, onnxq_ort_tensor* t);
+/* An optional constant: absent (t->data NULL) when the node leaves its name empty. The runtime
+ * tells an empty name from a non-constant value only when the op runs, so compute must refuse an
+ * input that is there then (onnxq_ort_optional_input) but was not read here. */
+OrtStatus* onnxq_ort_optional_constant(const OrtKernelInfo* info, const onnxq_ort_node* node,
+                                       size_t index, const char* what, int want, onnxq_ort_tensor* t);
+/* Optional run-time input `index`: absent (t->data NULL) or described and of type want. */
+OrtStatus* onnxq_ort_optional_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
+                                    const char* what, int want, onnxq_ort_tensor* t);
 /* A constant that holds one value (a scalar or a 1-element tensor). */
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t);
@@ -145,6 +153,7 @@ extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 extern onnxq_ort_opdef onnxq_ort_op_qgemm;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearconcat;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmul;
+extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmulnbits;
 extern onnxq_ort_opdef onnxq_ort_op_dynamiclstm;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicgru;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicrnn;
