@@ -120,5 +120,5 @@ def test_bad_activations_are_errors_naming_the_node(rng) -> None:
     a[1, 7] = np.nan
     with pytest.raises(Exception, match="node 'mm': qd8_quantize_rows: a row 1 contains NaN"):
         _run(model, a)
-    with pytest.raises(Exception, match="node 'mm': a must have K = 64 values"):
+    with pytest.raises(Exception, match="node 'mm': a must have 64 values along its last axis"):
         _run(model, np.ones((2, 63), F32))

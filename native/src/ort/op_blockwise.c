@@ -19,7 +19,7 @@
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
 
-enum { IN_A, IN_B, IN_SCALES, IN_ZP, IN_BIAS };
+enum { IN_B = 1, IN_SCALES, IN_ZP, IN_BIAS };
 /* below this many multiply-adds a run stays on the calling thread */
 #define NBITS_MIN_PARALLEL_MACS ((size_t)1 << 18)
 
@@ -125,24 +125,15 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     const nbits_kernel* d = kernel;
     const onnxq_ort_node* nd = &d->node;
     onnxq_ort_tensor a, y, zp, bias;
-    OrtStatus* s = onnxq_ort_input(ctx, nd, IN_A, "a", ORT_TYPE_FLOAT, &a);
-    if (s != NULL) return s;
+    OrtStatus* s;
     if ((s = onnxq_ort_optional_input(ctx, nd, IN_BIAS, "bias", ORT_TYPE_FLOAT, &bias)) != NULL ||
         (s = onnxq_ort_optional_input(ctx, nd, IN_ZP, "zero_points", ORT_TYPE_UINT8, &zp)) != NULL)
         return s;
     if ((bias.data != NULL && d->bias == NULL) || (zp.data != NULL && !d->has_zp))
         return onnxq_ort_fail(nd, "%s must be a constant (an initializer), read once when the session "
                               "is created", zp.data != NULL && !d->has_zp ? "zero_points" : "bias");
-    if (a.ndim < 1 || (size_t)a.dims[a.ndim - 1] != d->k)
-        return onnxq_ort_fail(nd, "a must have K = %zu values along its last axis", d->k);
-    int64_t dims[ONNXQ_ORT_MAX_DIMS];
-    memcpy(dims, a.dims, a.ndim * sizeof dims[0]);
-    dims[a.ndim - 1] = (int64_t)d->n;
-    if ((s = onnxq_ort_output(ctx, nd, 0, dims, a.ndim, ORT_TYPE_FLOAT, &y)) != NULL) return s;
-    const size_t m = a.count / d->k;
-    if (m == 0) return NULL;
-    if (y.count != m * d->n)
-        return onnxq_ort_fail(nd, "the runtime gave an output of %zu values, expected %zu", y.count, m * d->n);
+    size_t m = 0;
+    if ((s = onnxq_ort_matmul_io(ctx, nd, d->k, d->n, &a, &y, &m)) != NULL || m == 0) return s;
     const size_t nb = (d->k + d->block - 1) / d->block, kp = nb * d->block;
     int8_t* q = malloc(m * kp);
     float* scale = malloc(m * sizeof *scale);

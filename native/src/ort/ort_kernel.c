@@ -203,6 +203,24 @@ OrtStatus* onnxq_ort_optional_input(OrtKernelContext* ctx, const onnxq_ort_node*
     return value == NULL ? NULL : onnxq_ort_describe(node, value, what, want, t);
 }
 
+OrtStatus* onnxq_ort_matmul_io(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t k, size_t n,
+                               onnxq_ort_tensor* a, onnxq_ort_tensor* y, size_t* m) {
+    *m = 0;
+    OrtStatus* s = onnxq_ort_input(ctx, node, 0, "a", ORT_TYPE_FLOAT, a);
+    if (s != NULL) return s;
+    if (a->ndim < 1 || (size_t)a->dims[a->ndim - 1] != k)
+        return onnxq_ort_fail(node, "a must have %zu values along its last axis (K of the weights)", k);
+    int64_t dims[ONNXQ_ORT_MAX_DIMS];
+    memcpy(dims, a->dims, a->ndim * sizeof dims[0]);
+    dims[a->ndim - 1] = (int64_t)n;
+    if ((s = onnxq_ort_output(ctx, node, 0, dims, a->ndim, ORT_TYPE_FLOAT, y)) != NULL) return s;
+    const size_t rows = a->count / k;
+    if (rows != 0 && y->count != rows * n)
+        return onnxq_ort_fail(node, "the runtime gave an output of %zu values, expected %zu", y->count, rows * n);
+    *m = rows;
+    return NULL;
+}
+
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t) {
     OrtStatus* s = onnxq_ort_constant(info, node, index, what, want, 0, t);

@@ -98,6 +98,10 @@ OrtStatus* onnxq_ort_input(OrtKernelContext* ctx, const onnxq_ort_node* node, si
 /* Output `index` of the given shape (allocated by the runtime). */
 OrtStatus* onnxq_ort_output(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
                             const int64_t* dims, size_t ndim, int want, onnxq_ort_tensor* t);
+/* Input 0 of a matrix product, float32 a [..., k], and its output 0, float32 y [..., n] (allocated):
+ * *m = the rows of a (0 for an empty a: nothing to compute). */
+OrtStatus* onnxq_ort_matmul_io(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t k, size_t n,
+                               onnxq_ort_tensor* a, onnxq_ort_tensor* y, size_t* m);
 /* A finite scale > 0 from a float constant's one value. */
 OrtStatus* onnxq_ort_scale(const onnxq_ort_node* node, const onnxq_ort_tensor* t, const char* what,
                            float* out);
