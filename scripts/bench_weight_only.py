@@ -47,6 +47,7 @@ import sys
 import sysconfig
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -194,18 +195,77 @@ def train_or_load(workdir: Path, train: np.ndarray, steps: int, threads: int) ->
     return onnx_path
 
 
+def decode_model(workdir: Path, steps: int) -> Path:
+    """The same trained weights exported for one token (``tokens [1, 1]``: what each step of
+    generation without a key-value cache runs per token), cached next to the main export."""
+    import torch
+
+    from onnxq.torch import export
+
+    path, meta_path = workdir / "lm_decode.onnx", workdir / "lm_decode.json"
+    wanted = {"config": CONFIG, "steps": steps, "batch": BATCH, "opset": OPSET, "tokens": 1}
+    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        return path
+    model = build_model()
+    model.load_state_dict(torch.load(workdir / "lm.pt"))
+    model.eval()
+    example = torch.zeros(1, 1, dtype=torch.int64)
+    export(model, example, path, dynamo=True, opset=OPSET, input_names=["tokens"], output_names=["logits"])
+    meta_path.write_text(json.dumps(wanted))
+    return path
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
 def session(model: bytes, threads: int, *, float_qdq: bool = True) -> Any:
+    """Stock onnxruntime; onnxq's custom ops registered only for a model of the ``onnxq`` format."""
     import onnxruntime as ort
+
+    from onnxq.kernels.custom_ops import DOMAIN
+    from onnxq.runtime import InferenceSession
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     if float_qdq:
         opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    make = InferenceSession if DOMAIN.encode() in model else ort.InferenceSession
+    return make(model, opts, providers=["CPUExecutionProvider"])
+
+
+def with_accuracy_level(model: bytes, level: int) -> bytes:
+    """The model with ``accuracy_level`` set on every MatMulNBits (4: activations rounded to int8
+    per block, as onnxq's DynamicMatMulNBits rounds them per row; 0, the default: float)."""
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load_from_string(model)
+    for node in proto.graph.node:
+        if node.op_type == "MatMulNBits":
+            node.attribute.append(helper.make_attribute("accuracy_level", level))
+    return proto.SerializeToString()
+
+
+def runners(models: dict[str, bytes], threads: int, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A session per model (:func:`session`), as callables running ``feed``."""
+    sessions = {name: session(m, threads) for name, m in models.items()}
+    return {name: partial(s.run, None, feed) for name, s in sessions.items()}
+
+
+def interleaved(runs: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Median seconds of each callable over ``rounds`` rounds, the order rotating every round
+    (after one warm-up call each), so every one sees the same machine load."""
+    names = list(runs)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for run in runs.values():
+        run()
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return {n: statistics.median(ts) for n, ts in times.items()}
 
 
 def perplexity(sess: Any, evals: np.ndarray, batch: int = 8) -> float:
@@ -223,27 +283,134 @@ def perplexity(sess: Any, evals: np.ndarray, batch: int = 8) -> float:
     return math.exp(total / count)
 
 
+
+# ----------------------------------------------------------------------------- int4 kernels: latency
+
+
+def one_matmul(k: int, n: int, block: int, onnxq_op: bool, level: int = 0) -> bytes:
+    """``y [1, N] = a [1, K] W^T`` as one MatMulNBits (``accuracy_level``) or, with ``onnxq_op``,
+    one ai.onnxq.DynamicMatMulNBits, of the same random symmetric int4 weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxq.kernels.custom_ops import DOMAIN, OPSET
+    from onnxq.weights.weight_only import pack_nbits
+
+    rng = np.random.default_rng(k * 7919 + n)
+    blocks = math.ceil(k / block)
+    packed, _ = pack_nbits(rng.integers(0, 16, (n, k)), np.full((n, blocks), 8), block)
+    scales = rng.uniform(1e-3, 1e-2, n * blocks).astype(np.float32)
+    attrs: dict[str, int] = {"K": k, "N": n, "bits": 4, "block_size": block}
+    if onnxq_op:
+        node = helper.make_node("DynamicMatMulNBits", ["a", "B", "s"], ["y"], domain=DOMAIN, **attrs)
+        opsets = [helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, OPSET)]
+    else:
+        node = helper.make_node("MatMulNBits", ["a", "B", "s"], ["y"], domain="com.microsoft",
+                                accuracy_level=level, **attrs)  # fmt: skip
+        opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "s")],
+    )  # fmt: skip
+    model: onnx.ModelProto = helper.make_model(graph, opset_imports=opsets)
+    return model.SerializeToString()
+
+
+def int4_kernel_latency(threads: int, rounds: int) -> dict[str, float]:
+    """One matmul at batch 1 (decode) for the decoder's shapes and a 4096 x 4096 one: onnxq's op
+    against MatMulNBits (accuracy levels 0 and 4) on stock onnxruntime, interleaved; returns the
+    ratios onnxq / MatMulNBits level 0 by shape."""
+    d, ff = CONFIG["d_model"], CONFIG["ff"]
+    shapes = [(d, 3 * d), (d, ff), (ff, d), (4096, 4096)]
+    print(f"\nint4 matmul, batch 1 (one token), block 32: median of {rounds} interleaved rounds, "
+          f"{threads} thread(s)")  # fmt: skip
+    header = f"{'K x N':>11} {'op':<24} {'us':>9} {'GMAC/s':>8} {'x MatMulNBits':>14}"
+    print(header)
+    print("-" * len(header))
+    ratios = {}
+    for k, n in shapes:
+        variants = {"MatMulNBits": one_matmul(k, n, 32, False),
+                    "MatMulNBits acc4": one_matmul(k, n, 32, False, 4),
+                    "onnxq DynamicMatMulNBits": one_matmul(k, n, 32, True)}  # fmt: skip
+        feed = {"a": np.random.default_rng(0).standard_normal((1, k)).astype(np.float32)}
+        med = interleaved(runners(variants, threads, feed), rounds)
+        for name, sec in med.items():
+            ratio = sec / med["MatMulNBits"]
+            print(f"{f'{k} x {n}':>11} {name:<24} {1e6 * sec:9.1f} {k * n / sec / 1e9:8.2f} {ratio:14.3f}")
+        ratios[f"{k}x{n}"] = med["onnxq DynamicMatMulNBits"] / med["MatMulNBits"]
+    return ratios
+
+
+def decode_latency(decode_path: Path, threads: int, rounds: int) -> dict[int, float]:
+    """The decoder for one token, batch 1: fp32, int4 RTN as MatMulNBits (accuracy levels 0 and 4)
+    and as onnxq's op, interleaved; returns the ratio onnxq / MatMulNBits level 0 per block."""
+    import onnx
+
+    import onnxq
+
+    fp32 = onnx.load(str(decode_path))
+    models = {"fp32": fp32.SerializeToString()}
+    for block in (32, 128):
+        nbits = onnxq.quantize_weight_only(fp32, "int4", block, format="onnxruntime", progress=False)
+        models[f"int4 b{block} MatMulNBits"] = nbits.SerializeToString()
+        models[f"int4 b{block} MatMulNBits acc4"] = with_accuracy_level(nbits.SerializeToString(), 4)
+        ours = onnxq.quantize_weight_only(fp32, "int4", block, format="onnxq", progress=False)
+        models[f"int4 b{block} onnxq"] = ours.SerializeToString()
+    med = interleaved(runners(models, threads, {"tokens": np.array([[ord("d")]], dtype=np.int64)}), rounds)
+    print(f"\ndecoder, one token, batch 1: median of {rounds} interleaved rounds, {threads} thread(s)")
+    header = f"{'model':<26} {'us':>9} {'x MatMulNBits':>14}"
+    print(header)
+    print("-" * len(header))
+    for name, sec in med.items():
+        block = name.split()[1] if name.startswith("int4") else None
+        ratio = "-" if block is None else f"{sec / med[f'int4 {block} MatMulNBits']:14.3f}"
+        print(f"{name:<26} {1e6 * sec:9.1f} {ratio:>14}")
+    return {b: med[f"int4 b{b} onnxq"] / med[f"int4 b{b} MatMulNBits"] for b in (32, 128)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="cache for weights and models")
-    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     parser.add_argument("--train-threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--corpus-bytes", type=int, default=8_000_000, help="cap per split")
     parser.add_argument("--eval-windows", type=int, default=192, help="held-out windows")
     parser.add_argument("--calib-windows", type=int, default=128, help="GPTQ calibration windows")
-    parser.add_argument("--rounds", type=int, default=10, help="latency rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="latency rounds (prompt)")
+    parser.add_argument("--decode-rounds", type=int, default=200, help="latency rounds (one token)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="skip the perplexity table (and GPTQ): one-token latency only")  # fmt: skip
     args = parser.parse_args(argv)
-
-    import onnx
-    import onnxruntime as ort
-
-    import onnxq
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     train, held = corpus(args.corpus_bytes)
     print(f"corpus: {len(train)} training bytes, {len(held)} held-out bytes", file=sys.stderr)
     fp32_path = train_or_load(args.workdir, train, args.steps, args.train_threads)
+    ok = True
+    if not args.latency_only:
+        ok = quality(fp32_path, train, held, args)
+    decode = decode_latency(decode_model(args.workdir, args.steps), args.threads, args.decode_rounds)
+    kernel = int4_kernel_latency(args.threads, args.decode_rounds)
+    print("\nfloors (latency):")
+    for block, ratio in decode.items():
+        good = ratio <= 1.0
+        ok &= good
+        print(f"  decode b{block}: onnxq / MatMulNBits = {ratio:.3f} <= 1: {'ok' if good else 'FAIL'}")
+    print("  kernel onnxq / MatMulNBits: " + ", ".join(f"{s} {r:.3f}" for s, r in kernel.items()))
+    print("all floors hold" if ok else "SOME FLOORS FAIL")
+    return 0 if ok else 1
+
+
+def quality(fp32_path: Path, train: np.ndarray, held: np.ndarray, args: argparse.Namespace) -> bool:
+    """The perplexity / size / prompt-latency table of every variant, and its floors."""
+    import onnx
+    import onnxruntime as ort
+
+    import onnxq
+
+    threads, rounds = args.threads, args.rounds
     fp32 = onnx.load(str(fp32_path))
     evals = windows(held, args.eval_windows, CONTEXT + 1)
     calib_windows = windows(train[len(train) // 7 :], args.calib_windows, CONTEXT)
@@ -253,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     models["int8 rtn"] = onnxq.quantize_weight_only(fp32, "int8", progress=False).SerializeToString()
     for block in (32, 128):
         for method in ("rtn", "gptq"):
-            for fmt, tag in (("qdq", "qdq"), ("onnxruntime", "nbits")):
+            for fmt, tag in (("qdq", "qdq"), ("onnxruntime", "nbits"), ("onnxq", "onnxq")):
                 name = f"int4 {method} b{block} {tag}"
                 start = time.perf_counter()
                 q = onnxq.quantize_weight_only(
@@ -268,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 models[name] = q.SerializeToString()
                 print(f"{name}: quantized in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
-    sessions = {name: session(m, args.threads) for name, m in models.items()}
+    sessions = {name: session(m, threads) for name, m in models.items()}
     ppl = {name: perplexity(s, evals) for name, s in sessions.items()}
     probe = {"tokens": evals[:16, :-1]}
     logits = {name: s.run(None, probe)[0].astype(np.float64) for name, s in sessions.items()}
@@ -277,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, out in logits.items()
     }
     ppl_default = {
-        name: perplexity(session(m, args.threads, float_qdq=False), evals)
+        name: perplexity(session(m, threads, float_qdq=False), evals)
         for name, m in models.items()
         if name.startswith("int4") and name.endswith("qdq")
     }
@@ -287,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     one = evals[:1, :-1]
     for s in sessions.values():
         s.run(None, {"tokens": one})
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             sessions[name].run(None, {"tokens": one})
@@ -297,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     size0 = len(models["fp32"])
     print(
         f"\n{len(evals)} held-out windows x {CONTEXT} bytes; batch 1 x {CONTEXT} latency, "
-        f"median of {args.rounds}, {args.threads} thread(s); onnxruntime {ort.__version__}"
+        f"median of {rounds}, {threads} thread(s); onnxruntime {ort.__version__}"
     )
     header = (
         f"{'model':<22} {'ppl':>8} {'d ppl':>7} {'ppl ort-def':>11} {'SQNR dB':>8} "
@@ -317,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     print("\nfloors:")
     for block in (32, 128):
-        for tag in ("qdq", "nbits"):
+        for tag in ("qdq", "nbits", "onnxq"):
             rtn = ppl[f"int4 rtn b{block} {tag}"] - base
             gptq = ppl[f"int4 gptq b{block} {tag}"] - base
             good = gptq < rtn
@@ -327,15 +494,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'ok' if good else 'FAIL'}"
             )
     for method in ("rtn", "gptq"):
-        for tag in ("qdq", "nbits"):
+        for tag in ("qdq", "nbits", "onnxq"):
             rel = ppl[f"int4 {method} b32 {tag}"] / base - 1
             good = rel < 0.05
             ok &= good
             print(
                 f"  int4 {method} b32 {tag} within 5% of fp32: {100 * rel:+.2f}%: {'ok' if good else 'FAIL'}"
             )
-    print("all floors hold" if ok else "SOME FLOORS FAIL")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
