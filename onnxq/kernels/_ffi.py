@@ -286,7 +286,7 @@ def byte_ptr(arr: np.ndarray) -> Any:
 
 def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
     """An uninitialised uint8 buffer of ``nbytes`` starting at an ``align``-byte boundary (packed
-    weights)."""
-    raw = np.empty(nbytes + align, dtype=np.uint8)
+    weights); KernelError when it cannot be allocated."""
+    raw = new_array((nbytes + align,), np.uint8, "packed weights")
     start = (-raw.ctypes.data) % align
     return raw[start : start + nbytes]

@@ -78,6 +78,10 @@ def pack_blockwise_weights(
     z = None if zero_points is None else require_array(zero_points, "zero_points", np.uint8)
     size = ffi.new("size_t*")
     check(lib.onnxq_qb4w_packed_size(k, n, block, int(z is not None), size), "weights")
+    blocks = -(-k // block)
+    for arr, name, want in ((b, "b", n * blocks * (block // 2)), (s, "scales", n * blocks)):
+        if arr.size != want:  # before the packed buffer is allocated (C checks again)
+            raise KernelError(f"weights: qb4w_pack: {name} has {arr.size} values, expected {want}")
     buf = aligned_empty(int(size[0]))
     check(
         lib.onnxq_qb4w_pack(
