@@ -7,7 +7,8 @@ trained here with torch on the standard library's own ``*.py`` sources: the file
 hash of their path (1 in 10 held out), so train and held-out text never share a file. Training
 runs ``--steps`` steps of AdamW (batch 16 windows of 128 bytes); the weights and the ONNX export
 (onnxq's dynamo-exporter helper, opset 18, ``tokens [batch, 128] int64 -> logits [batch, 128, 256]``)
-are cached in ``--workdir``, so reruns skip both.
+are cached in ``--workdir``, so reruns skip both. The same weights are also exported for one token
+(``tokens [1, 1]``, the work of one decoding step without a key-value cache).
 
 Variants, each run on onnxruntime:
 
@@ -15,8 +16,9 @@ Variants, each run on onnxruntime:
 - ``int8 rtn``: ``onnxq.quantize_weight_only(dtype="int8")``, one scale per output channel;
 - ``int4 rtn|gptq b32|b128``: symmetric int4 in blocks of 32 / 128 along the reduction axis, rounded
   to nearest or by GPTQ (calibrated on ``--calib-windows`` training windows), in the ``qdq`` format
-  (DequantizeLinear with ``block_size`` feeding MatMul) and the ``onnxruntime`` format
-  (``com.microsoft.MatMulNBits``, accuracy level 0: float activations).
+  (DequantizeLinear with ``block_size`` feeding MatMul), the ``onnxruntime`` format
+  (``com.microsoft.MatMulNBits``, accuracy level 0: float activations) and the ``onnxq`` format
+  (``ai.onnxq.DynamicMatMulNBits``, onnxq's int4 kernel: activations rounded to int8 per row).
 
 Perplexity is ``exp`` of the mean next-byte cross-entropy over ``--eval-windows`` fixed held-out
 windows (every position of each window predicted). onnxruntime fuses a qdq 4-bit
@@ -28,13 +30,20 @@ fp32 on the first 16 held-out windows, the finer measure of how far each model m
 batch 1, one 128-byte window, median over ``--rounds`` interleaved rounds (rotating order), on
 ``--threads`` threads.
 
+One token (``scripts/weight_only_latency.py``), median over ``--decode-rounds`` interleaved rounds:
+the decoder at int4 RTN block 32 / 128 as MatMulNBits (accuracy levels 0 and 4) and in the onnxq
+format, and one matmul ``[1, K] x [K, N]`` (block 32) per shape of the decoder plus 4096 x 4096,
+onnxq's op against MatMulNBits (levels 0 and 4), with GMAC/s.
+
 Floors (the weight-only issue): GPTQ's perplexity increase over fp32 smaller than RTN's at the same
-block size (in each format); int4 block 32 within 5% of fp32's perplexity.
+block size (in each format); int4 block 32 within 5% of fp32's perplexity; the onnxq format's
+one-token latency no worse than MatMulNBits' (as the onnxruntime format writes it).
 
 Usage::
 
-    python scripts/bench_weight_only.py --workdir /tmp/lm            # trains once (--steps 400)
+    python scripts/bench_weight_only.py --workdir /tmp/lm            # trains once (--steps 2000)
     python scripts/bench_weight_only.py --workdir /tmp/lm --rounds 20 --threads 2
+    python scripts/bench_weight_only.py --workdir /tmp/lm --latency-only --decode-rounds 300
 """
 
 from __future__ import annotations
