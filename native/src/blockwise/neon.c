@@ -4,25 +4,8 @@
  * (two products: at most 3840 in magnitude), sadalp into int32 (two lanes per column, added
  * pairwise at the end of each block). */
 #if defined(__aarch64__)
-#include <arm_neon.h>
-#include <string.h>
-
+#include "blockwise/neon_common.h"
 #include "blockwise/ukernel.h"
-
-static inline int8x16_t bcast4(const int8_t* a) {
-    int32_t v;
-    memcpy(&v, a, sizeof v);
-    return vreinterpretq_s8_s32(vdupq_n_s32(v));
-}
-
-/* the zero points of columns 4q .. 4q + 3 of block row zb (NULL: 8) */
-static inline int32x4_t zero_points(const uint8_t* zb, int q) {
-    if (zb == NULL) return vdupq_n_s32(8);
-    const uint8x16_t z = vld1q_u8(zb);
-    const uint16x8_t h = q < 2 ? vmovl_u8(vget_low_u8(z)) : vmovl_u8(vget_high_u8(z));
-    const uint32x4_t v = (q & 1) == 0 ? vmovl_u16(vget_low_u16(h)) : vmovl_u16(vget_high_u16(h));
-    return vreinterpretq_s32_u32(v);
-}
 
 void onnxq_qd8_f32_qb4w_ukernel_1x16c8__neon(size_t nb, size_t block, const int8_t* qa,
                                               const int32_t* bsum, float a_scale,
@@ -36,7 +19,7 @@ void onnxq_qd8_f32_qb4w_ukernel_1x16c8__neon(size_t nb, size_t block, const int8
         int32x4_t acc_a[4], acc_b[4];
         for (int q = 0; q < 4; ++q) acc_a[q] = acc_b[q] = vdupq_n_s32(0);
         for (size_t g = 0; g < block / ONNXQ_QB4W_GROUP; ++g) {
-            const int8x16_t alo = bcast4(qa), ahi = bcast4(qa + 4);
+            const int8x16_t alo = onnxq_qb4w_bcast4(qa), ahi = onnxq_qb4w_bcast4(qa + 4);
             for (int q = 0; q < 4; ++q) {
                 const uint8x16_t wv = vld1q_u8(w + 16 * q);
                 const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(wv, mask));
@@ -55,7 +38,7 @@ void onnxq_qd8_f32_qb4w_ukernel_1x16c8__neon(size_t nb, size_t block, const int8
         const uint8_t* zb = zp != NULL ? zp + b * ONNXQ_QB4W_NR : NULL;
         for (int q = 0; q < 4; ++q) {
             int32x4_t acc = vpaddq_s32(acc_a[q], acc_b[q]); /* columns 4q .. 4q + 3 */
-            acc = vsubq_s32(acc, vmulq_s32(zero_points(zb, q), bs));
+            acc = vsubq_s32(acc, vmulq_s32(onnxq_qb4w_zero_points(zb, q), bs));
             const float32x4_t d = vmulq_f32(sa, vld1q_f32(ws + b * ONNXQ_QB4W_NR + 4 * q));
             yv[q] = vaddq_f32(yv[q], vmulq_f32(vcvtq_f32_s32(acc), d));
         }
