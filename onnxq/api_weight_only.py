@@ -22,9 +22,11 @@ from onnxq.api import CHECKER_MAX_BYTES, ModelSource, structurally_prepared
 from onnxq.errors import ConfigError, OnnxqError, UnsupportedModelError
 from onnxq.graph import remove_unused_initializers
 from onnxq.io import tensor_bytes, to_proto
+from onnxq.kernels.op_schemas import register_op_schemas
 from onnxq.opsets import qdq_opset
 from onnxq.passes import run_passes, weight_only_passes
 from onnxq.planning.weight_only import (
+    WeightOnlyFormat,
     WeightOnlyPlan,
     build_weight_only_plan,
     check_weight_only_op_types,
@@ -87,6 +89,8 @@ def convert_weight_only(
     remove_unused_initializers(ir_model.graph)
     proto = to_proto(ir_model)
     del proto.graph.value_info[:]  # onnxruntime infers its own (as in dynamic mode)
+    if fmt is WeightOnlyFormat.ONNXQ:
+        register_op_schemas()  # the checker then knows ai.onnxq.DynamicMatMulNBits
     if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
         try:
             onnx.checker.check_model(proto)
@@ -115,9 +119,13 @@ def quantize_weight_only(
             nearest, data-free) or ``"gptq"`` (:mod:`onnxq.weights.gptq`: MatMul / Gemm weights
             from the Hessian of their inputs over ``data``; the other ops round to nearest).
         op_types: The op types to quantize (default: all of MatMul, Gemm, Conv, Gather).
-        format: ``"qdq"`` (the default: DequantizeLinear feeding the float op) or
+        format: ``"qdq"`` (the default: DequantizeLinear feeding the float op),
             ``"onnxruntime"`` (``com.microsoft.MatMulNBits`` for MatMul / Gemm with 4-bit weights,
-            the qdq form for the other ops and for int8).
+            the qdq form for the other ops and for int8) or ``"onnxq"``
+            (``ai.onnxq.DynamicMatMulNBits``, onnxq's int4 kernel, for the same nodes with blocks of
+            32 or more: activations quantized to int8 per row when it runs; run the model with
+            :class:`onnxq.runtime.InferenceSession`; int8 weights and the other ops in the qdq
+            form, noted in the report).
         data: Calibration batches, as for ``quantize_static`` (needed by ``gptq``).
         progress: Show a progress bar while ``data`` is read.
     """

@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "int8 tensor stored as uint8, exact on onnxruntime on every CPU (its uint8 x int8 kernels "
         "saturate on x86 without VNNI); onnxruntime (--mode dynamic): onnxruntime's contrib ops "
         "DynamicQuantizeMatMul and DynamicQuantizeLSTM; onnxq: onnxq's kernels as custom ops where "
-        "they apply (run with onnxq.runtime.InferenceSession; --mode dynamic: MatMul/Gemm only, for now)",
+        "they apply (run with onnxq.runtime.InferenceSession; --mode dynamic: MatMul/Gemm only, for now; "
+        "--mode weight-only: 4-bit MatMul/Gemm on onnxq's int4 kernel, activations int8 per row)",
     )
     q.add_argument(
         "--mode",

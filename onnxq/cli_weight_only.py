@@ -2,7 +2,7 @@
 outputs, converted by :func:`onnxq.api_weight_only.convert_weight_only`.
 
 ``--weight-dtype`` is int8, int4 (the default) or uint4, ``--block-size`` the 4-bit block (default
-32), ``--format`` qdq or onnxruntime, ``--op-types`` the op types to quantize, ``--method`` rtn
+32), ``--format`` qdq, onnxruntime or onnxq, ``--op-types`` the op types to quantize, ``--method`` rtn
 (the default, data-free: ``--calib`` or ``--stats`` get one warning and are not read) or gptq
 (reads ``--calib``, with ``--preprocess`` for images and ``--no-progress``; ``--stats`` cannot
 serve: it holds no Hessians). Options of the other modes are refused in one line.

@@ -7,7 +7,8 @@ trained here with torch on the standard library's own ``*.py`` sources: the file
 hash of their path (1 in 10 held out), so train and held-out text never share a file. Training
 runs ``--steps`` steps of AdamW (batch 16 windows of 128 bytes); the weights and the ONNX export
 (onnxq's dynamo-exporter helper, opset 18, ``tokens [batch, 128] int64 -> logits [batch, 128, 256]``)
-are cached in ``--workdir``, so reruns skip both.
+are cached in ``--workdir``, so reruns skip both. The same weights are also exported for one token
+(``tokens [1, 1]``, the work of one decoding step without a key-value cache).
 
 Variants, each run on onnxruntime:
 
@@ -15,8 +16,9 @@ Variants, each run on onnxruntime:
 - ``int8 rtn``: ``onnxq.quantize_weight_only(dtype="int8")``, one scale per output channel;
 - ``int4 rtn|gptq b32|b128``: symmetric int4 in blocks of 32 / 128 along the reduction axis, rounded
   to nearest or by GPTQ (calibrated on ``--calib-windows`` training windows), in the ``qdq`` format
-  (DequantizeLinear with ``block_size`` feeding MatMul) and the ``onnxruntime`` format
-  (``com.microsoft.MatMulNBits``, accuracy level 0: float activations).
+  (DequantizeLinear with ``block_size`` feeding MatMul), the ``onnxruntime`` format
+  (``com.microsoft.MatMulNBits``, accuracy level 0: float activations) and the ``onnxq`` format
+  (``ai.onnxq.DynamicMatMulNBits``, onnxq's int4 kernel: activations rounded to int8 per row).
 
 Perplexity is ``exp`` of the mean next-byte cross-entropy over ``--eval-windows`` fixed held-out
 windows (every position of each window predicted). onnxruntime fuses a qdq 4-bit
@@ -28,13 +30,20 @@ fp32 on the first 16 held-out windows, the finer measure of how far each model m
 batch 1, one 128-byte window, median over ``--rounds`` interleaved rounds (rotating order), on
 ``--threads`` threads.
 
+One token (``scripts/weight_only_latency.py``), median over ``--decode-rounds`` interleaved rounds:
+the decoder at int4 RTN block 32 / 128 as MatMulNBits (accuracy levels 0 and 4) and in the onnxq
+format, and one matmul ``[1, K] x [K, N]`` (block 32) per shape of the decoder plus 4096 x 4096,
+onnxq's op against MatMulNBits (levels 0 and 4), with GMAC/s.
+
 Floors (the weight-only issue): GPTQ's perplexity increase over fp32 smaller than RTN's at the same
-block size (in each format); int4 block 32 within 5% of fp32's perplexity.
+block size (in each format); int4 block 32 within 5% of fp32's perplexity; the onnxq format's
+one-token latency no worse than MatMulNBits' (as the onnxruntime format writes it).
 
 Usage::
 
-    python scripts/bench_weight_only.py --workdir /tmp/lm            # trains once (--steps 400)
+    python scripts/bench_weight_only.py --workdir /tmp/lm            # trains once (--steps 2000)
     python scripts/bench_weight_only.py --workdir /tmp/lm --rounds 20 --threads 2
+    python scripts/bench_weight_only.py --workdir /tmp/lm --latency-only --decode-rounds 300
 """
 
 from __future__ import annotations
@@ -42,15 +51,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import sysconfig
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from weight_only_latency import decode_latency, int4_kernel_latency, interleaved, session
 
 CONTEXT = 128
 CONFIG = {"layers": 4, "d_model": 256, "heads": 4, "ff": 1024, "vocab": 256, "context": CONTEXT}
@@ -194,18 +204,27 @@ def train_or_load(workdir: Path, train: np.ndarray, steps: int, threads: int) ->
     return onnx_path
 
 
+def decode_model(workdir: Path, steps: int) -> Path:
+    """The same trained weights exported for one token (``tokens [1, 1]``: what each step of
+    generation without a key-value cache runs per token), cached next to the main export."""
+    import torch
+
+    from onnxq.torch import export
+
+    path, meta_path = workdir / "lm_decode.onnx", workdir / "lm_decode.json"
+    wanted = {"config": CONFIG, "steps": steps, "batch": BATCH, "opset": OPSET, "tokens": 1}
+    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        return path
+    model = build_model()
+    model.load_state_dict(torch.load(workdir / "lm.pt"))
+    model.eval()
+    example = torch.zeros(1, 1, dtype=torch.int64)
+    export(model, example, path, dynamo=True, opset=OPSET, input_names=["tokens"], output_names=["logits"])
+    meta_path.write_text(json.dumps(wanted))
+    return path
+
+
 # ----------------------------------------------------------------------------- evaluation
-
-
-def session(model: bytes, threads: int, *, float_qdq: bool = True) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    if float_qdq:
-        opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def perplexity(sess: Any, evals: np.ndarray, batch: int = 8) -> float:
@@ -223,27 +242,51 @@ def perplexity(sess: Any, evals: np.ndarray, batch: int = 8) -> float:
     return math.exp(total / count)
 
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="cache for weights and models")
-    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     parser.add_argument("--train-threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--corpus-bytes", type=int, default=8_000_000, help="cap per split")
     parser.add_argument("--eval-windows", type=int, default=192, help="held-out windows")
     parser.add_argument("--calib-windows", type=int, default=128, help="GPTQ calibration windows")
-    parser.add_argument("--rounds", type=int, default=10, help="latency rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="latency rounds (prompt)")
+    parser.add_argument("--decode-rounds", type=int, default=200, help="latency rounds (one token)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="skip the perplexity table (and GPTQ): one-token latency only")  # fmt: skip
     args = parser.parse_args(argv)
-
-    import onnx
-    import onnxruntime as ort
-
-    import onnxq
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     train, held = corpus(args.corpus_bytes)
     print(f"corpus: {len(train)} training bytes, {len(held)} held-out bytes", file=sys.stderr)
     fp32_path = train_or_load(args.workdir, train, args.steps, args.train_threads)
+    ok = True
+    if not args.latency_only:
+        ok = quality(fp32_path, train, held, args)
+    decode = decode_latency(decode_model(args.workdir, args.steps), args.threads, args.decode_rounds)
+    d, ff = CONFIG["d_model"], CONFIG["ff"]
+    shapes = [(d, 3 * d), (d, ff), (ff, d), (4096, 4096)]  # the decoder's, and one of a large model
+    kernel = int4_kernel_latency(shapes, args.threads, args.decode_rounds)
+    print("\nfloors (latency):")
+    for block, ratio in decode.items():
+        good = ratio <= 1.0
+        ok &= good
+        print(f"  decode b{block}: onnxq / MatMulNBits = {ratio:.3f} <= 1: {'ok' if good else 'FAIL'}")
+    print("  kernel onnxq / MatMulNBits: " + ", ".join(f"{s} {r:.3f}" for s, r in kernel.items()))
+    print("all floors hold" if ok else "SOME FLOORS FAIL")
+    return 0 if ok else 1
+
+
+def quality(fp32_path: Path, train: np.ndarray, held: np.ndarray, args: argparse.Namespace) -> bool:
+    """The perplexity / size / prompt-latency table of every variant, and its floors."""
+    import onnx
+    import onnxruntime as ort
+
+    import onnxq
+
+    threads, rounds = args.threads, args.rounds
     fp32 = onnx.load(str(fp32_path))
     evals = windows(held, args.eval_windows, CONTEXT + 1)
     calib_windows = windows(train[len(train) // 7 :], args.calib_windows, CONTEXT)
@@ -253,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     models["int8 rtn"] = onnxq.quantize_weight_only(fp32, "int8", progress=False).SerializeToString()
     for block in (32, 128):
         for method in ("rtn", "gptq"):
-            for fmt, tag in (("qdq", "qdq"), ("onnxruntime", "nbits")):
+            for fmt, tag in (("qdq", "qdq"), ("onnxruntime", "nbits"), ("onnxq", "onnxq")):
                 name = f"int4 {method} b{block} {tag}"
                 start = time.perf_counter()
                 q = onnxq.quantize_weight_only(
@@ -268,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 models[name] = q.SerializeToString()
                 print(f"{name}: quantized in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
-    sessions = {name: session(m, args.threads) for name, m in models.items()}
+    sessions = {name: session(m, threads) for name, m in models.items()}
     ppl = {name: perplexity(s, evals) for name, s in sessions.items()}
     probe = {"tokens": evals[:16, :-1]}
     logits = {name: s.run(None, probe)[0].astype(np.float64) for name, s in sessions.items()}
@@ -277,27 +320,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, out in logits.items()
     }
     ppl_default = {
-        name: perplexity(session(m, args.threads, float_qdq=False), evals)
+        name: perplexity(session(m, threads, float_qdq=False), evals)
         for name, m in models.items()
         if name.startswith("int4") and name.endswith("qdq")
     }
 
     names = list(models)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    one = evals[:1, :-1]
-    for s in sessions.values():
-        s.run(None, {"tokens": one})
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            sessions[name].run(None, {"tokens": one})
-            times[name].append(time.perf_counter() - start)
+    one = {"tokens": evals[:1, :-1]}
+    latency = interleaved({name: partial(s.run, None, one) for name, s in sessions.items()}, rounds)
 
     base = ppl["fp32"]
     size0 = len(models["fp32"])
     print(
         f"\n{len(evals)} held-out windows x {CONTEXT} bytes; batch 1 x {CONTEXT} latency, "
-        f"median of {args.rounds}, {args.threads} thread(s); onnxruntime {ort.__version__}"
+        f"median of {rounds}, {threads} thread(s); onnxruntime {ort.__version__}"
     )
     header = (
         f"{'model':<22} {'ppl':>8} {'d ppl':>7} {'ppl ort-def':>11} {'SQNR dB':>8} "
@@ -311,13 +347,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<22} {ppl[name]:8.4f} {100 * (ppl[name] / base - 1):+6.2f}% {dflt:>11} "
             f"{'-' if name == 'fp32' else format(sqnr[name], '8.1f'):>8} "
             f"{len(models[name]) / 1024:9.0f} {len(models[name]) / size0:7.3f} "
-            f"{1000 * statistics.median(times[name]):7.2f}"
+            f"{1000 * latency[name]:7.2f}"
         )
 
     ok = True
     print("\nfloors:")
     for block in (32, 128):
-        for tag in ("qdq", "nbits"):
+        for tag in ("qdq", "nbits", "onnxq"):
             rtn = ppl[f"int4 rtn b{block} {tag}"] - base
             gptq = ppl[f"int4 gptq b{block} {tag}"] - base
             good = gptq < rtn
@@ -327,15 +363,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'ok' if good else 'FAIL'}"
             )
     for method in ("rtn", "gptq"):
-        for tag in ("qdq", "nbits"):
+        for tag in ("qdq", "nbits", "onnxq"):
             rel = ppl[f"int4 {method} b32 {tag}"] / base - 1
             good = rel < 0.05
             ok &= good
             print(
                 f"  int4 {method} b32 {tag} within 5% of fp32: {100 * rel:+.2f}%: {'ok' if good else 'FAIL'}"
             )
-    print("all floors hold" if ok else "SOME FLOORS FAIL")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 
 Each case is built from one integer seed: a target (quantize, dequantize, gemm, conv, qadd, pools,
 qconcat, histogram grid counts, the entropy search's KL divergences, dynamic quantization / matmul,
-LSTM / GRU, ISA control), an ISA to run under, and arguments drawn from valid ones mutated at
-random: shapes with 0 and huge declared sizes (fields, pads, strides, input shapes, hidden sizes),
-wrong dtypes, non-contiguous / reversed / misaligned / read-only views, Python scalars of the wrong
-kind, huge integers, NaN / Inf / subnormal values, random thread counts, and packed buffers that are
-truncated, extended, misaligned, replaced by random bytes or whose header bytes are flipped or
-overwritten. Cases run in batches in child processes, so a crash (a signal) is caught and reported
-with the seed that reproduces it.
+the block-wise 4-bit matmul, LSTM / GRU, ISA control), an ISA to run under, and arguments drawn
+from valid ones mutated at random: shapes with 0 and huge declared sizes (fields, pads, strides,
+input shapes, hidden sizes), wrong dtypes, non-contiguous / reversed / misaligned / read-only
+views, Python scalars of the wrong kind, huge integers, NaN / Inf / subnormal values, random thread
+counts, and packed buffers that are truncated, extended, misaligned, replaced by random bytes or
+whose header bytes are flipped or overwritten. Cases run in batches in child processes, so a crash
+(a signal) is caught and reported with the seed that reproduces it.
 
 A finding is: a crash (signal) or a hang of the child; an exception other than
 ``onnxq.errors.OnnxqError`` (``ValueError`` / ``TypeError`` are accepted only when the case passed
@@ -754,6 +754,52 @@ def t_dynamic(ctx: Ctx) -> None:
         check_equal("dynamic_matmul", got, want)
 
 
+def t_blockwise(ctx: Ctx) -> None:
+    from onnxq.errors import KernelError
+    from onnxq.kernels.blockwise import PackedBlockwiseWeights, blockwise_matmul, pack_blockwise_weights
+    from onnxq.kernels.reference import blockwise as ref
+    from onnxq.weights.weight_only import pack_nbits
+
+    m, k, n = dim(ctx, 5), dim(ctx, 200), dim(ctx, 40)
+    real = ctx.choice([32, 64, 128])
+    block = real if not ctx.p(0.04) else int_arg(ctx, 32, 64, 1.0)
+    nb = -(-k // real)
+    codes = ctx.np.integers(0, 16, (n, k)).astype(np.uint8)
+    zp = ctx.np.integers(0, 16, (n, nb)) if ctx.p(0.5) else np.full((n, nb), 8)
+    ws = np.exp(ctx.np.uniform(-7, -2, (n, nb))).astype(np.float32)
+    b, zpk = pack_nbits(codes, zp, real)
+    packed = pack_blockwise_weights(
+        mutate_array(ctx, b, 0.04), mutate_array(ctx, ws.reshape(-1), 0.04), zpk,
+        k=declared(ctx, k), n=declared(ctx, n), block=block,
+    )  # fmt: skip
+    if ctx.p(0.12):
+        if ctx.p(0.6):
+            packed = dataclasses.replace(packed, buffer=corrupt_buffer(ctx, packed.buffer, 128))
+        else:
+            ctx.invalid()
+            packed = PackedBlockwiseWeights(declared(ctx, k, 1.0), n, block, packed.buffer)
+    valid = ctx.valid
+    a = f32_values(ctx, (m, k), special=0.2)
+    ctx.valid = valid  # NaN / Inf: native and reference must both refuse (checked below)
+    bias = f32_values(ctx, (n,), special=0.0) if ctx.p(0.5) else None
+    try:
+        zero_points = None if zpk is None else zp
+        want = ref.blockwise_matmul(a, codes, ws, zero_points, real, bias) if a.size else None
+    except KernelError:
+        want = None
+    try:
+        bias_in = None if bias is None else mutate_array(ctx, bias)
+        got = blockwise_matmul(mutate_array(ctx, a), packed, bias=bias_in, threads=threads_arg(ctx))
+    except KernelError:
+        if ctx.valid and want is not None:
+            raise Mismatch("blockwise_matmul refused what the reference accepts") from None
+        raise
+    if ctx.valid:
+        if want is None:
+            raise Mismatch("blockwise_matmul accepted what the reference refuses")
+        check_equal("blockwise_matmul", got, want)
+
+
 def t_rnn(ctx: Ctx) -> None:
     from onnxq.kernels import gru, lstm, pack_gru_weights, pack_lstm_weights
     from onnxq.kernels.reference import rnn as ref
@@ -850,6 +896,7 @@ TARGETS: dict[str, Callable[[Ctx], None]] = {
     "hist": t_hist,
     "kl": t_kl,
     "dynamic": t_dynamic,
+    "blockwise": t_blockwise,
     "rnn": t_rnn,
     "isa": t_isa,
 }
@@ -863,6 +910,7 @@ WEIGHTS = {
     "hist": 1,
     "kl": 0.5,
     "dynamic": 3,
+    "blockwise": 2,
     "rnn": 2,
     "isa": 0.3,
 }

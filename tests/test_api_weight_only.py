@@ -110,6 +110,49 @@ def test_int8_in_the_onnxruntime_format_is_the_qdq_form_with_a_note() -> None:
     assert any("4-bit weights only" in note for note in conversion.report.pass_notes)
 
 
+
+def _int4_reference(model: onnx.ModelProto, node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
+    """What onnxq's int4 kernel computes for ``node`` (a DynamicMatMulNBits of ``model``) on ``x``."""
+    from onnxq.kernels.reference import blockwise as ref
+
+    inits = {i.name: nh.to_array(i) for i in model.graph.initializer}
+    attrs = {a.name: a.i for a in node.attribute}
+    b, scales, zp, bias = (inits.get(name) for name in [*node.input[1:], "", ""][:4])
+    codes, zero_points = ref.unpack_nbits(b, zp, attrs["N"], attrs["K"], attrs["block_size"])
+    zero_points = None if zp is None else zero_points
+    return ref.blockwise_matmul(x, codes, scales, zero_points, attrs["block_size"], bias)
+
+
+@pytest.mark.parametrize(("dtype", "symmetric"), [("int4", True), ("int4", False), ("uint4", True)])
+@pytest.mark.parametrize("block", [32, 128])
+def test_onnxq_format_runs_the_int4_kernel_byte_for_byte(dtype, symmetric, block) -> None:
+    from onnxq.runtime import InferenceSession
+
+    conversion = onnxq.convert_weight_only(_model(), dtype, block, symmetric=symmetric, format="onnxq")
+    model = conversion.model
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("DynamicMatMulNBits") == 2 and ops.count("DequantizeLinear") == 2  # Gather, Conv: qdq
+    assert "Add" not in ops  # the Gemm's bias is an input of the op
+    kinds = {e.name: e.kind for e in conversion.report.quantized}
+    assert kinds["mm"] == kinds["gemm"] == "matmul_nbits"
+    got = InferenceSession(model.SerializeToString()).run(None, FEEDS)
+    nodes = {n.name: n for n in model.graph.node}
+    for out, name in zip(got[:2], ("mm_DynamicMatMulNBits", "gemm_DynamicMatMulNBits"), strict=True):
+        want = _int4_reference(model, nodes[name], FEEDS["x"])
+        np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
+    for ours, expected in zip(got, _expected(dtype, block, symmetric), strict=True):  # and near the floats
+        np.testing.assert_allclose(ours, expected, rtol=0.02, atol=0.02 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize(("dtype", "block", "needle"), [("int8", 32, "4-bit weights only"),
+                                                        ("int4", 16, "blocks of 32 or more, not 16")])
+def test_what_the_int4_kernel_cannot_take_is_the_qdq_form_with_a_note(dtype, block, needle) -> None:
+    conversion = onnxq.convert_weight_only(_model(), dtype, block, format="onnxq")
+    ops = {n.op_type for n in conversion.model.graph.node}
+    assert "DynamicMatMulNBits" not in ops and "DequantizeLinear" in ops
+    assert sum(needle in note for note in conversion.report.pass_notes) == 2  # mm and gemm
+
+
 def test_a_weight_given_as_a_constant_node_is_quantized() -> None:
     conversion = onnxq.convert_weight_only(_model(weight_as_constant_node=True), "int4", 32)
     assert "mm" in {e.name for e in conversion.report.quantized}
@@ -139,7 +182,7 @@ def test_a_reduction_axis_block_size_does_not_divide_ends_in_a_short_block() -> 
         ({"dtype": "int3"}, "unknown weight dtype 'int3'"),
         ({"block_size": 33}, "block_size must be a power of two >= 16"),
         ({"block_size": 8}, "block_size must be a power of two >= 16"),
-        ({"format": "onnxq"}, "unknown weight-only format 'onnxq'"),
+        ({"format": "qdq-uint8"}, "unknown weight-only format 'qdq-uint8'"),
         ({"method": "no-such-method"}, "unknown weight method 'no-such-method'"),
         ({"method": "adaround"}, "'adaround' learns from samples of the layers' inputs"),
         ({"method": "gptq"}, "weight method 'gptq' needs calibration data"),

@@ -29,6 +29,15 @@ def test_weight_only_mode_writes_the_model_and_a_report(digits_work, onnxq_cli, 
     assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
 
 
+
+def test_onnxq_format_writes_the_int4_custom_op(digits_work, onnxq_cli) -> None:
+    code, _, err = _quantize(onnxq_cli, digits_work, "--weight-dtype", "int4", "--format", "onnxq")
+    assert code == 0, err
+    model = onnx.load(str(digits_work / "q.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert "DynamicMatMulNBits" in ops and "Gemm" not in ops  # the Conv weights: the qdq form
+    assert {o.domain: o.version for o in model.opset_import}["ai.onnxq"] == 1
+
 @pytest.mark.parametrize(
     ("options", "needle"),
     [

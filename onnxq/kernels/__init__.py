@@ -12,10 +12,12 @@ Wrappers by family: quantize / dequantize; gemm (:func:`pack_gemm_weights`, :fun
 conv (:func:`pack_conv_weights`, :func:`conv_u8s8_nhwc`, :class:`PreparedConv`); eltwise
 (:func:`qadd`); pool (:func:`maxpool`, :func:`avgpool`, :func:`global_avgpool`); concat
 (:func:`qconcat`); dynamic quantization (:func:`pack_dynamic_weights`, :func:`dynamic_quantize`,
-:func:`dynamic_matmul`); recurrent (:func:`pack_lstm_weights`, :func:`lstm`,
+:func:`dynamic_matmul`); block-wise 4-bit weights (:func:`pack_blockwise_weights`,
+:func:`blockwise_matmul`); recurrent (:func:`pack_lstm_weights`, :func:`lstm`,
 :func:`pack_gru_weights`, :func:`gru`).
 """
 
+from onnxq.kernels.blockwise import PackedBlockwiseWeights, blockwise_matmul, pack_blockwise_weights
 from onnxq.kernels.concat import qconcat
 from onnxq.kernels.conv import (
     MAX_THREADS,
@@ -56,6 +58,7 @@ __all__ = [
     "GruWeights",
     "KernelInfo",
     "LstmWeights",
+    "PackedBlockwiseWeights",
     "PackedConvWeights",
     "PackedDynamicWeights",
     "PackedGemmWeights",
@@ -63,6 +66,7 @@ __all__ = [
     "active_isa",
     "available_isas",
     "avgpool",
+    "blockwise_matmul",
     "conv_u8s8_nhwc",
     "dequantize",
     "dynamic_matmul",
@@ -76,6 +80,7 @@ __all__ = [
     "maxpool",
     "nchw_to_nhwc",
     "nhwc_to_nchw",
+    "pack_blockwise_weights",
     "pack_conv_weights",
     "pack_dynamic_weights",
     "pack_gemm_weights",

@@ -44,6 +44,7 @@ __all__ = [
     "INT32_MAX",
     "INT32_MIN",
     "SIZE_MAX",
+    "aligned_empty",
     "byte_ptr",
     "check",
     "ffi",
@@ -281,3 +282,11 @@ def byte_ptr(arr: np.ndarray) -> Any:
     if not (isinstance(arr, np.ndarray) and arr.flags.c_contiguous):
         raise KernelError(f"internal: cannot pass {_describe(arr)} to C (not C-contiguous)")
     return ffi.from_buffer("uint8_t[]", arr)
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """An uninitialised uint8 buffer of ``nbytes`` starting at an ``align``-byte boundary (packed
+    weights); KernelError when it cannot be allocated."""
+    raw = new_array((nbytes + align,), np.uint8, "packed weights")
+    start = (-raw.ctypes.data) % align
+    return raw[start : start + nbytes]

@@ -19,6 +19,7 @@ import numpy as np
 from onnxq.errors import KernelError
 from onnxq.kernels._ffi import (
     SIZE_MAX,
+    aligned_empty,
     byte_ptr,
     check,
     ffi,
@@ -48,7 +49,6 @@ __all__ = [
     "threads_alive",
 ]
 
-_ALIGN = 64
 MAX_THREADS: int = int(lib.ONNXQ_CONV_MAX_THREADS)
 """Largest ``threads`` a conv accepts (larger is a KernelError); a call never runs more threads
 than the CPUs this process may run on, so the pool never holds more than that many minus one."""
@@ -64,11 +64,6 @@ def release_threads() -> int:
     them again); returns how many were stopped."""
     return int(lib.onnxq_conv_threads_release())
 
-
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % _ALIGN
-    return raw[start : start + nbytes]
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -150,7 +145,7 @@ def pack_conv_weights(
     wp = packed.weights_params()
     size = ffi.new("size_t*")
     check(lib.onnxq_conv_packed_size(wp, size))
-    buf = _aligned_empty(int(size[0]))
+    buf = aligned_empty(int(size[0]))
     bias_ptr = ffi.NULL if b is None else in_ptr(b)
     check(
         lib.onnxq_conv_pack(

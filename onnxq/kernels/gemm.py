@@ -9,6 +9,7 @@ import numpy as np
 from onnxq.errors import KernelError
 from onnxq.kernels._ffi import (
     SIZE_MAX,
+    aligned_empty,
     byte_ptr,
     check,
     ffi,
@@ -31,7 +32,6 @@ _OUT_TYPES = {
     np.dtype(np.float32): ("ONNXQ_F32", 0, 0),
     np.dtype(np.int32): ("ONNXQ_I32", 0, 0),
 }
-_ALIGN = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,11 +76,6 @@ class PackedGemmWeights:
         return ffi.cast("void*", byte_ptr(self.validated()[2]))
 
 
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % _ALIGN
-    return raw[offset : offset + nbytes]
-
 
 def pack_gemm_weights(b: np.ndarray, *, transposed: bool = False) -> PackedGemmWeights:
     """Pack int8 weights ``b[k, n]`` (or ``b[n, k]`` with ``transposed=True``, e.g. conv weights
@@ -97,7 +92,7 @@ def pack_gemm_weights(b: np.ndarray, *, transposed: bool = False) -> PackedGemmW
     if size == 0:
         raise KernelError(f"b: weights of shape {arr.shape} are too large to pack")
     stride_k, stride_n = (1, k) if transposed else (n, 1)
-    buf = _aligned_empty(size)
+    buf = aligned_empty(size)
     check(
         lib.onnxq_gemm_u8s8_pack(
             in_ptr(arr),

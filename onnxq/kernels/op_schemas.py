@@ -21,6 +21,7 @@ Shape rules (NHWC activations; a dimension that is not known stays unknown):
 * ``global_pool_nhwc``: ``[N, 1, 1, C]``;
 * ``gemm``: ``a [M, K]``, ``w [N, K]`` (``transB = 1``) or ``[K, N]`` -> ``[M, N]``;
 * ``matmul``: ``a [..., K]``, ``w [K, N]`` -> ``[..., N]``;
+* ``matmul_nbits``: ``a [..., K]`` -> ``[..., N]`` with ``N`` the attribute;
 * ``concat``: the tensors (inputs 4 on) of one rank, concatenated along ``axis`` (negative from
   the end): the sum of their extents there, the others as they are;
 * ``same_as_first_input``;
@@ -106,6 +107,12 @@ OPS: dict[str, OpDef] = {
     "DynamicMatMul": OpDef(
         (("a", "tensor(float)"), *WEIGHT, ("B", "tensor(float)", "optional")),
         (("y", "tensor(float)"),), {}, "matmul",
+    ),
+    "DynamicMatMulNBits": OpDef(
+        (("a", "tensor(float)"), ("B", "tensor(uint8)"), ("scales", "tensor(float)"),
+         ("zero_points", "tensor(uint8)", "optional"), ("bias", "tensor(float)", "optional")),
+        (("y", "tensor(float)"),), {"K": "int", "N": "int", "bits": "int", "block_size": "int"},
+        "matmul_nbits",
     ),
     **{
         f"Dynamic{kind}": OpDef(
@@ -237,6 +244,11 @@ def _matmul(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     return [*a[:-1], w[1] if w is not None and len(w) == 2 else None]
 
 
+def _matmul_nbits(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
+    a = _dims(ctx, 0)
+    return None if a is None or not a else [*a[:-1], _int(ctx, "N", 0) or None]
+
+
 def _concat(ctx: onnx.shape_inference.InferenceContext) -> list[Dim] | None:
     shapes = [_dims(ctx, i) for i in range(CONCAT_TENSORS, ctx.get_num_inputs())]
     known = [s for s in shapes if s is not None]
@@ -275,6 +287,7 @@ SHAPE_RULES: dict[str, Callable[[onnx.shape_inference.InferenceContext], list[Di
     "global_pool_nhwc": _global_pool_nhwc,
     "gemm": _gemm,
     "matmul": _matmul,
+    "matmul_nbits": _matmul_nbits,
     "concat": _concat,
     "same_as_first_input": lambda ctx: _dims(ctx, 0),
 }

@@ -1,4 +1,5 @@
-"""MatMul / Gemm with a 4-bit constant weight -> ``com.microsoft.MatMulNBits`` (onnxruntime's contrib op).
+"""MatMul / Gemm with a 4-bit constant weight -> ``com.microsoft.MatMulNBits`` (onnxruntime's contrib op)
+or, in the ``onnxq`` format, ``ai.onnxq.DynamicMatMulNBits`` (onnxq's int4 kernel).
 
 For the weight-only plan's ``matmul_nbits`` nodes, the node's matmul ``y = x W + b`` (``W [K,
 N]``; a Gemm's through :func:`onnxq.weights.dynamic.gemm_as_matmul`: ``transB`` undone,
@@ -10,6 +11,10 @@ where ``W^T [N, K]`` is rounded by the weight method per block of ``block_size``
 out by :func:`onnxq.weights.weight_only.matmul_nbits_layout`: MatMulNBits dequantizes the same
 integers with the same scales as the qdq form's ``DequantizeLinear``, so the two agree to float
 rounding (their sums run in another order). A weight read by several nodes is stored once.
+
+The ``onnxq`` format writes ``DynamicMatMulNBits(x, B, scales, zero_points?, b?; K, N, bits=4,
+block_size)`` with the same weight inputs and attributes, the bias an input of the op (one fp32
+add, as the Add); it quantizes ``x`` to int8 per row at run time (docs/custom_ops.md).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxq.graph import NameAuthority, float_attr, int_attr, new_initializer, remove_node, replace_all_uses
+from onnxq.kernels.custom_ops import DOMAIN, OPSET
 from onnxq.passes.dynamic_matmul import MS_DOMAIN, matmul_weight
 from onnxq.passes.planned_rewrite import PlannedRewrite
-from onnxq.planning.weight_only import WeightOnlyAction, WeightOnlyDecision
+from onnxq.planning.weight_only import WeightOnlyAction, WeightOnlyDecision, WeightOnlyFormat
 from onnxq.scheme import PerBlock
 from onnxq.weights.weight_only import NBitsWeight, matmul_nbits_layout, quantize_weight_only
 
@@ -46,19 +52,28 @@ class MatMulNBits(PlannedRewrite):
                                      op_type=node.op_type, hessian=hessian)  # fmt: skip
             self.cache[key] = self._stored(graph, names, source.name or "weight", matmul_nbits_layout(q))
         inputs, nbits = self.cache[key]
-        model.opset_imports.setdefault(MS_DOMAIN, 1)
         hint = node.name or node.op_type
         result = node.outputs[0]
         y = ir.Value(name=names.value(f"{hint}_out"))
         attrs = [ir.AttrInt64("K", nbits.k), ir.AttrInt64("N", int(weight.shape[1])), ir.AttrInt64("bits", 4),
                  ir.AttrInt64("block_size", nbits.block_size)]  # fmt: skip
-        graph.append(ir.Node(MS_DOMAIN, "MatMulNBits", [node.inputs[0], *inputs], attrs, outputs=[y],
-                             name=names.node(f"{hint}_MatMulNBits")))  # fmt: skip
-        if bias is not None:
-            b = new_initializer(graph, bias, names, f"{hint}_bias")
-            biased = ir.Value(name=names.value(f"{hint}_biased"))
-            graph.append(ir.Node("", "Add", [y, b], outputs=[biased], name=names.node(f"{hint}_bias_Add")))
-            y = biased
+        b = None if bias is None else new_initializer(graph, bias, names, f"{hint}_bias")
+        if self.plan.format is WeightOnlyFormat.ONNXQ:
+            model.opset_imports.setdefault(DOMAIN, OPSET)
+            args = [node.inputs[0], *inputs[:2], inputs[2] if len(inputs) > 2 else None, b]
+            while args[-1] is None:
+                args.pop()
+            graph.append(ir.Node(DOMAIN, "DynamicMatMulNBits", args, attrs, outputs=[y],
+                                 name=names.node(f"{hint}_DynamicMatMulNBits")))  # fmt: skip
+        else:
+            model.opset_imports.setdefault(MS_DOMAIN, 1)
+            graph.append(ir.Node(MS_DOMAIN, "MatMulNBits", [node.inputs[0], *inputs], attrs, outputs=[y],
+                                 name=names.node(f"{hint}_MatMulNBits")))  # fmt: skip
+            if b is not None:
+                biased = ir.Value(name=names.value(f"{hint}_biased"))
+                add = ir.Node("", "Add", [y, b], outputs=[biased], name=names.node(f"{hint}_bias_Add"))
+                graph.append(add)
+                y = biased
         y.type, y.shape = result.type, result.shape  # the same tensor
         replace_all_uses(result, y, names)
         remove_node(node)

@@ -20,8 +20,11 @@ Gather      input 0, ``[V, H]``,        0 (a row)            1 (H, the hidden ax
 Each planned node is ``dequantize`` — the integers behind a ``DequantizeLinear`` feeding the float
 op (:mod:`onnxq.passes.dequantize_blocks`) — or, in the ``onnxruntime`` format, a MatMul or Gemm
 with a 4-bit weight is ``matmul_nbits``: ``com.microsoft.MatMulNBits`` (a Gemm as MatMulNBits +
-Add; :mod:`onnxq.passes.matmul_nbits`). What MatMulNBits cannot take (int8, a Gemm with
-``transA=1`` or a bias that is not constant) is written in the qdq form, and the plan's notes say
+Add; :mod:`onnxq.passes.matmul_nbits`); in the ``onnxq`` format the same node becomes
+``ai.onnxq.DynamicMatMulNBits`` (onnxq's int4 kernel, activations quantized to int8 per row at
+run time; a Gemm's bias is its input). What the op cannot take (int8 weights — the ``--mode
+dynamic --format onnxq`` kernel is the int8 one —, a Gemm with ``transA=1`` or a bias that is not
+constant, and for ``onnxq`` blocks under 32) is written in the qdq form, and the plan's notes say
 so. Everything else stays float with the reason (a weight that is not a constant is one).
 """
 
@@ -45,6 +48,8 @@ WEIGHT_ONLY_OP_TYPES = ("MatMul", "Gemm", "Conv", "Gather")
 #: The weight dtypes it stores; 4-bit blocks are a power of two from this size (as MatMulNBits needs).
 WEIGHT_ONLY_DTYPES = ("int8", "int4", "uint4")
 MIN_BLOCK_SIZE = 16
+#: The smallest block onnxq's int4 kernel (native/include/onnxq/blockwise.h) takes.
+ONNXQ_MIN_BLOCK_SIZE = 32
 
 
 class WeightOnlyFormat(enum.Enum):
@@ -52,13 +57,14 @@ class WeightOnlyFormat(enum.Enum):
 
     QDQ = "qdq"  # DequantizeLinear (block_size for 4 bits, opset 21) feeding the float op
     ONNXRUNTIME = "onnxruntime"  # com.microsoft.MatMulNBits for 4-bit MatMul / Gemm, qdq elsewhere
+    ONNXQ = "onnxq"  # ai.onnxq.DynamicMatMulNBits (onnxq's int4 kernel) for 4-bit MatMul / Gemm
 
 
 class WeightOnlyAction(enum.Enum):
     """What a planned node becomes (the report's ``kind``)."""
 
     DEQUANTIZE = "weight_only"
-    MATMUL_NBITS = "matmul_nbits"
+    MATMUL_NBITS = "matmul_nbits"  # com.microsoft.MatMulNBits or ai.onnxq.DynamicMatMulNBits (by format)
 
 
 @dataclass(frozen=True)
@@ -180,9 +186,9 @@ def _decide(
         granularity = PerChannel(channel_axis)
     decision = WeightOnlyDecision(name, node.op_type, WeightOnlyAction.DEQUANTIZE, None, index, spec,
                                   granularity, flatten)  # fmt: skip
-    if fmt is not WeightOnlyFormat.ONNXRUNTIME or node.op_type not in ("MatMul", "Gemm"):
+    if fmt is WeightOnlyFormat.QDQ or node.op_type not in ("MatMul", "Gemm"):
         return decision
-    why = _nbits_refusal(node, spec)
+    why = _nbits_refusal(node, spec, fmt)
     if why is not None:
         return decision, f"{name}: {why}: written as DequantizeLinear + {node.op_type} (qdq form)"
     return WeightOnlyDecision(name, node.op_type, WeightOnlyAction.MATMUL_NBITS, None, index, spec,
@@ -209,10 +215,14 @@ def _weight_layout(node: ir.Node) -> tuple[int, int, int, bool] | str:
     return 0, 0, 1, False
 
 
-def _nbits_refusal(node: ir.Node, spec: QSpec) -> str | None:
-    """Why MatMulNBits cannot compute ``node`` (None: it can)."""
+def _nbits_refusal(node: ir.Node, spec: QSpec, fmt: WeightOnlyFormat) -> str | None:
+    """Why ``fmt``'s 4-bit op (MatMulNBits, DynamicMatMulNBits) cannot compute ``node`` (None: it can)."""
+    op = "MatMulNBits" if fmt is WeightOnlyFormat.ONNXRUNTIME else "onnxq's DynamicMatMulNBits"
     if spec.dtype == "int8":
-        return "MatMulNBits is written for 4-bit weights only"
+        return f"{op} is written for 4-bit weights only"
+    block = spec.granularity.block_size  # type: ignore[union-attr]
+    if fmt is WeightOnlyFormat.ONNXQ and block < ONNXQ_MIN_BLOCK_SIZE:
+        return f"{op} takes blocks of {ONNXQ_MIN_BLOCK_SIZE} or more, not {block}"
     if node.op_type == "Gemm":
         if int_attr(node, "transA", 0):
             return "Gemm with transA=1"

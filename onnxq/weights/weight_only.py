@@ -89,22 +89,33 @@ def matmul_nbits_layout(q: QuantizedTensor) -> NBitsWeight:
     """
     granularity = q.qparams.granularity
     assert isinstance(granularity, PerBlock) and granularity.axis == 1 and q.values.ndim == 2
-    block = granularity.block_size
     n, k = q.values.shape
-    blocks = math.ceil(k / block)
     shift = 8 if q.qparams.dtype == "int4" else 0
     codes = q.values.astype(np.int32) + shift
-    zp = np.asarray(q.qparams.zero_point).astype(np.int32).reshape(n, blocks) + shift
+    zp = np.asarray(q.qparams.zero_point).astype(np.int32).reshape(n, -1) + shift
+    packed, zero_points = pack_nbits(codes, zp, granularity.block_size)
+    scales = np.asarray(q.qparams.scale, np.float32).reshape(-1)
+    return NBitsWeight(packed, scales, zero_points, k, granularity.block_size)
+
+
+def pack_nbits(
+    codes: np.ndarray, zero_points: np.ndarray, block: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unsigned 4-bit ``codes [N, K]`` and their zero points ``[N, ceil(K / block)]`` (0..15) in
+    MatMulNBits' layout (see :func:`matmul_nbits_layout`): ``(packed [N, blocks, block / 2],
+    packed zero points or None when every one is 8)``."""
+    codes = np.asarray(codes, np.int32)
+    zp = np.asarray(zero_points, np.int32)
+    n, k = codes.shape
+    blocks = math.ceil(k / block)
     if blocks * block != k:
         codes = np.concatenate([codes, np.repeat(zp[:, -1:], blocks * block - k, axis=1)], axis=1)
     packed = pack_4bit(codes).reshape(n, blocks, block // 2)
-    scales = np.asarray(q.qparams.scale, np.float32).reshape(n * blocks)
-    zero_points = None
-    if not np.all(zp == 8):
-        if blocks % 2:
-            zp = np.concatenate([zp, np.zeros((n, 1), np.int32)], axis=1)
-        zero_points = pack_4bit(zp)
-    return NBitsWeight(packed, scales, zero_points, k, block)
+    if np.all(zp == 8):
+        return packed, None
+    if blocks % 2:
+        zp = np.concatenate([zp, np.zeros((n, 1), np.int32)], axis=1)
+    return packed, pack_4bit(zp)
 
 
-__all__ = ["NBitsWeight", "dequantize_weight", "matmul_nbits_layout", "quantize_weight_only"]
+__all__ = ["NBitsWeight", "dequantize_weight", "matmul_nbits_layout", "pack_nbits", "quantize_weight_only"]

@@ -18,6 +18,7 @@ extern "C" {
 #include "onnxq/concat.h"
 #include "onnxq/conv.h"
 #include "onnxq/dynamic.h"
+#include "onnxq/blockwise.h"
 #include "onnxq/eltwise.h"
 #include "onnxq/pool.h"
 #include "onnxq/rnn.h"

@@ -107,18 +107,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     const dqmm_kernel* d = kernel;
     const onnxq_ort_node* nd = &d->node;
     onnxq_ort_tensor a, y;
-    OrtStatus* s = onnxq_ort_input(ctx, nd, 0, "a", ORT_TYPE_FLOAT, &a);
-    if (s != NULL) return s;
-    if (a.ndim < 1 || (size_t)a.dims[a.ndim - 1] != d->k)
-        return onnxq_ort_fail(nd, "a must have %zu values along its last axis (K of the weights)", d->k);
-    int64_t dims[ONNXQ_ORT_MAX_DIMS];
-    memcpy(dims, a.dims, a.ndim * sizeof dims[0]);
-    dims[a.ndim - 1] = (int64_t)d->n;
-    if ((s = onnxq_ort_output(ctx, nd, 0, dims, a.ndim, ORT_TYPE_FLOAT, &y)) != NULL) return s;
-    const size_t m = a.count / d->k;
-    if (m == 0) return NULL;
-    if (y.count != m * d->n) return onnxq_ort_fail(nd, "the runtime gave an output of %zu values, expected %zu",
-                                                   y.count, m * d->n);
+    size_t m = 0;
+    OrtStatus* s = onnxq_ort_matmul_io(ctx, nd, d->k, d->n, &a, &y, &m);
+    if (s != NULL || m == 0) return s;
     uint8_t* q = malloc(a.count);
     float* mult = malloc(d->w_scale_len * sizeof *mult);
     if (q == NULL || mult == NULL) {

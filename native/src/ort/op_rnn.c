@@ -103,23 +103,6 @@ static OrtStatus* weight(const OrtKernelInfo* info, const onnxq_ort_node* nd, si
     return NULL;
 }
 
-/* An optional float constant: absent (data NULL) when the node leaves its name empty. The runtime
- * tells an empty name from a non-constant value only when the op runs: compute refuses a B that
- * is there then, not a constant. */
-static OrtStatus* optional_constant(const OrtKernelInfo* info, const onnxq_ort_node* nd, size_t index,
-                                    const char* what, onnxq_ort_tensor* t) {
-    size_t count = 0;
-    OrtStatus* s = onnxq_ort_api.KernelInfo_GetInputCount(info, &count);
-    if (s != NULL) return onnxq_ort_wrap(nd, s, what);
-    memset(t, 0, sizeof *t);
-    if (index >= count) return NULL;
-    int is_constant = 0;
-    const OrtValue* value = NULL;
-    if ((s = onnxq_ort_api.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value)) != NULL)
-        return onnxq_ort_wrap(nd, s, what);
-    return is_constant && value != NULL ? onnxq_ort_describe(nd, value, what, ORT_TYPE_FLOAT, t) : NULL;
-}
-
 static OrtStatus* create_kind(const OrtKernelInfo* info, onnxq_ort_node node, void** kernel, int kind) {
     rnn_kernel* k = calloc(1, sizeof *k);
     if (k == NULL) return onnxq_ort_fail_code(ORT_FAIL, &node, "out of memory");
@@ -150,7 +133,7 @@ static OrtStatus* create_kind(const OrtKernelInfo* info, onnxq_ort_node node, vo
         (s = weight(info, nd, IN_R, "R", k->dirs, rows, H, &r)) != NULL ||
         (s = onnxq_ort_constant(info, nd, IN_RS, "R_scale", ORT_TYPE_FLOAT, 0, &rs)) != NULL ||
         (s = onnxq_ort_constant(info, nd, IN_RZ, "R_zero_point", ORT_TYPE_INT8, 0, &rz)) != NULL ||
-        (s = optional_constant(info, nd, IN_B, "B", &b)) != NULL)
+        (s = onnxq_ort_optional_constant(info, nd, IN_B, "B", ORT_TYPE_FLOAT, &b)) != NULL)
         return fail_free(k, s);
     k->input = (size_t)w.dims[2];
     if (b.data != NULL && (b.ndim != 2 || (size_t)b.dims[0] != k->dirs || (size_t)b.dims[1] != 2 * rows))
@@ -283,19 +266,6 @@ static void run_task(void* data, size_t i) {
     free(buf);
 }
 
-/* Optional run-time input `index`: absent (t->data NULL) or described and of type want. */
-static OrtStatus* optional_input(OrtKernelContext* ctx, const onnxq_ort_node* nd, size_t index,
-                                 const char* what, int want, onnxq_ort_tensor* t) {
-    memset(t, 0, sizeof *t);
-    size_t count = 0;
-    OrtStatus* s = onnxq_ort_input_count(ctx, nd, &count);
-    if (s != NULL || index >= count) return s;
-    const OrtValue* value = NULL;
-    if ((s = onnxq_ort_api.KernelContext_GetInput(ctx, index, &value)) != NULL)
-        return onnxq_ort_wrap(nd, s, what);
-    return value == NULL ? NULL : onnxq_ort_describe(nd, value, what, want, t);
-}
-
 static OrtStatus* check_state(const rnn_job* j, const onnxq_ort_node* nd, const onnxq_ort_tensor* t,
                               const char* what) {
     if (t->data == NULL) return NULL;
@@ -323,14 +293,14 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     job.T = (size_t)x.dims[k->layout ? 1 : 0];
     job.batch = (size_t)x.dims[k->layout ? 0 : 1];
     if (job.T == 0 || job.batch == 0) return onnxq_ort_fail(nd, "X is empty (seq_length or batch 0)");
-    if ((s = optional_input(ctx, nd, IN_SEQ, "sequence_lens", ORT_TYPE_INT32, &seq)) != NULL ||
-        (s = optional_input(ctx, nd, IN_H0, "initial_h", ORT_TYPE_FLOAT, &h0)) != NULL ||
+    if ((s = onnxq_ort_optional_input(ctx, nd, IN_SEQ, "sequence_lens", ORT_TYPE_INT32, &seq)) != NULL ||
+        (s = onnxq_ort_optional_input(ctx, nd, IN_H0, "initial_h", ORT_TYPE_FLOAT, &h0)) != NULL ||
         (k->kind == KIND_LSTM &&
-         (s = optional_input(ctx, nd, IN_C0, "initial_c", ORT_TYPE_FLOAT, &c0)) != NULL))
+         (s = onnxq_ort_optional_input(ctx, nd, IN_C0, "initial_c", ORT_TYPE_FLOAT, &c0)) != NULL))
         return s;
     if (k->kind != KIND_LSTM) c0.data = NULL;
     onnxq_ort_tensor b;
-    if ((s = optional_input(ctx, nd, IN_B, "B", ORT_TYPE_FLOAT, &b)) != NULL) return s;
+    if ((s = onnxq_ort_optional_input(ctx, nd, IN_B, "B", ORT_TYPE_FLOAT, &b)) != NULL) return s;
     if (b.data != NULL && k->dir[0].bias == NULL)
         return onnxq_ort_fail(nd, "B must be a constant (an initializer), read once when the session "
                               "is created");

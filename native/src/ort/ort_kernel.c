@@ -177,6 +177,50 @@ OrtStatus* onnxq_ort_constant(const OrtKernelInfo* info, const onnxq_ort_node* n
     return onnxq_ort_describe(node, value, what, want, t);
 }
 
+OrtStatus* onnxq_ort_optional_constant(const OrtKernelInfo* info, const onnxq_ort_node* node,
+                                       size_t index, const char* what, int want, onnxq_ort_tensor* t) {
+    size_t count = 0;
+    OrtStatus* s = onnxq_ort_api.KernelInfo_GetInputCount(info, &count);
+    if (s != NULL) return onnxq_ort_wrap(node, s, what);
+    memset(t, 0, sizeof *t);
+    if (index >= count) return NULL;
+    int is_constant = 0;
+    const OrtValue* value = NULL;
+    if ((s = onnxq_ort_api.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value)) != NULL)
+        return onnxq_ort_wrap(node, s, what);
+    return is_constant && value != NULL ? onnxq_ort_describe(node, value, what, want, t) : NULL;
+}
+
+OrtStatus* onnxq_ort_optional_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
+                                    const char* what, int want, onnxq_ort_tensor* t) {
+    memset(t, 0, sizeof *t);
+    size_t count = 0;
+    OrtStatus* s = onnxq_ort_input_count(ctx, node, &count);
+    if (s != NULL || index >= count) return s;
+    const OrtValue* value = NULL;
+    if ((s = onnxq_ort_api.KernelContext_GetInput(ctx, index, &value)) != NULL)
+        return onnxq_ort_wrap(node, s, what);
+    return value == NULL ? NULL : onnxq_ort_describe(node, value, what, want, t);
+}
+
+OrtStatus* onnxq_ort_matmul_io(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t k, size_t n,
+                               onnxq_ort_tensor* a, onnxq_ort_tensor* y, size_t* m) {
+    *m = 0;
+    OrtStatus* s = onnxq_ort_input(ctx, node, 0, "a", ORT_TYPE_FLOAT, a);
+    if (s != NULL) return s;
+    if (a->ndim < 1 || (size_t)a->dims[a->ndim - 1] != k)
+        return onnxq_ort_fail(node, "a must have %zu values along its last axis (K of the weights)", k);
+    int64_t dims[ONNXQ_ORT_MAX_DIMS];
+    memcpy(dims, a->dims, a->ndim * sizeof dims[0]);
+    dims[a->ndim - 1] = (int64_t)n;
+    if ((s = onnxq_ort_output(ctx, node, 0, dims, a->ndim, ORT_TYPE_FLOAT, y)) != NULL) return s;
+    const size_t rows = a->count / k;
+    if (rows != 0 && y->count != rows * n)
+        return onnxq_ort_fail(node, "the runtime gave an output of %zu values, expected %zu", y->count, rows * n);
+    *m = rows;
+    return NULL;
+}
+
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t) {
     OrtStatus* s = onnxq_ort_constant(info, node, index, what, want, 0, t);
@@ -414,6 +458,7 @@ static onnxq_ort_opdef* const ONNXQ_ORT_OPS[] = {
     &onnxq_ort_op_qgemm,
     &onnxq_ort_op_qlinearconcat,
     &onnxq_ort_op_dynamicmatmul,
+    &onnxq_ort_op_dynamicmatmulnbits,
     &onnxq_ort_op_dynamiclstm,
     &onnxq_ort_op_dynamicgru,
     &onnxq_ort_op_dynamicrnn,

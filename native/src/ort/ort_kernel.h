@@ -79,6 +79,14 @@ OrtStatus* onnxq_ort_describe(const onnxq_ort_node* node, const OrtValue* value,
  * Absent optional input: t->data NULL, t->count 0 (when optional != 0). */
 OrtStatus* onnxq_ort_constant(const OrtKernelInfo* info, const onnxq_ort_node* node, size_t index,
                               const char* what, int want, int optional, onnxq_ort_tensor* t);
+/* An optional constant: absent (t->data NULL) when the node leaves its name empty. The runtime
+ * tells an empty name from a non-constant value only when the op runs, so compute must refuse an
+ * input that is there then (onnxq_ort_optional_input) but was not read here. */
+OrtStatus* onnxq_ort_optional_constant(const OrtKernelInfo* info, const onnxq_ort_node* node,
+                                       size_t index, const char* what, int want, onnxq_ort_tensor* t);
+/* Optional run-time input `index`: absent (t->data NULL) or described and of type want. */
+OrtStatus* onnxq_ort_optional_input(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
+                                    const char* what, int want, onnxq_ort_tensor* t);
 /* A constant that holds one value (a scalar or a 1-element tensor). */
 OrtStatus* onnxq_ort_constant_scalar(const OrtKernelInfo* info, const onnxq_ort_node* node,
                                      size_t index, const char* what, int want, onnxq_ort_tensor* t);
@@ -90,6 +98,10 @@ OrtStatus* onnxq_ort_input(OrtKernelContext* ctx, const onnxq_ort_node* node, si
 /* Output `index` of the given shape (allocated by the runtime). */
 OrtStatus* onnxq_ort_output(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t index,
                             const int64_t* dims, size_t ndim, int want, onnxq_ort_tensor* t);
+/* Input 0 of a matrix product, float32 a [..., k], and its output 0, float32 y [..., n] (allocated):
+ * *m = the rows of a (0 for an empty a: nothing to compute). */
+OrtStatus* onnxq_ort_matmul_io(OrtKernelContext* ctx, const onnxq_ort_node* node, size_t k, size_t n,
+                               onnxq_ort_tensor* a, onnxq_ort_tensor* y, size_t* m);
 /* A finite scale > 0 from a float constant's one value. */
 OrtStatus* onnxq_ort_scale(const onnxq_ort_node* node, const onnxq_ort_tensor* t, const char* what,
                            float* out);
@@ -145,6 +157,7 @@ extern onnxq_ort_opdef onnxq_ort_op_qlinearglobalaveragepool;
 extern onnxq_ort_opdef onnxq_ort_op_qgemm;
 extern onnxq_ort_opdef onnxq_ort_op_qlinearconcat;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmul;
+extern onnxq_ort_opdef onnxq_ort_op_dynamicmatmulnbits;
 extern onnxq_ort_opdef onnxq_ort_op_dynamiclstm;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicgru;
 extern onnxq_ort_opdef onnxq_ort_op_dynamicrnn;
