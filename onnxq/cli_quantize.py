@@ -1,6 +1,7 @@
 """The ``onnxq quantize`` and ``onnxq lower`` commands: options checked, the model converted, the
 model and its report written atomically (the model loaded by onnxruntime before it is moved into
-place), and a summary printed. :mod:`onnxq.cli` parses the arguments and maps errors to exit
+place), and a summary printed. The ``quantize`` options are declared here
+(:func:`add_quantize_parser`); :mod:`onnxq.cli` builds the parser and maps errors to exit
 statuses.
 """
 
@@ -20,6 +21,133 @@ if TYPE_CHECKING:
     from onnxq.lower import Lowering
     from onnxq.report import QuantizationReport
 
+
+def add_quantize_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """The ``quantize`` subcommand's parser and its options (``parents``: the shared option groups)."""
+    q = sub.add_parser("quantize", parents=parents, help="static post-training quantization to QDQ ONNX")
+    q.add_argument("model", type=Path, help="fp32 .onnx model")
+    q.add_argument("-o", "--output", type=Path, required=True, help="where to write the int8 model")
+    q.add_argument(
+        "--stats",
+        type=Path,
+        default=None,
+        help="a calibration file from 'onnxq calibrate' or 'onnxq merge-stats', instead of --calib",
+    )
+    q.add_argument("--report", type=Path, help="write the quantization report as JSON here")
+    q.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="correct each Conv/Gemm bias for the mean output shift of its weight's rounding, from "
+        "the layer inputs' means over --calib (not with --stats)",
+    )
+    q.add_argument(
+        "--smooth-quant",
+        metavar="ALPHA",
+        nargs="?",
+        type=float,
+        const=0.5,
+        default=None,
+        help="SmoothQuant: move LayerNorm outputs' outlier channels into the following matmul weights "
+        "(strength ALPHA in [0, 1], default 0.5; reads --calib twice, not with --stats)",
+    )
+    q.add_argument(
+        "--weight-method",
+        default="rtn",
+        help="how weights are rounded: rtn (nearest, default) or adaround (learned on --calib)",
+    )
+    q.add_argument(
+        "--adaround-config",
+        type=Path,
+        metavar="JSON",
+        default=None,
+        help="with --weight-method adaround: its settings as a JSON object (schemas/adaround.schema.json: "
+        'e.g. {"solver": "adam", "iterations": 100, "rows": 512})',
+    )
+    q.add_argument(
+        "--adaround-iters",
+        type=int,
+        metavar="N",
+        default=None,
+        help="with --weight-method adaround: at most N sweeps (solver descent, the default) or N "
+        "steps (solver adam) per layer",
+    )
+    q.add_argument(
+        "--external-data",
+        action="store_true",
+        help="store tensors in <output>.data beside the model (automatic above 2 GB)",
+    )
+    q.add_argument(
+        "--format",
+        choices=("qdq", "qdq-uint8", "onnxruntime", "onnxq"),
+        default="qdq",
+        help="qdq: standard ops, runs on any onnxruntime (default); qdq-uint8: the same with every "
+        "int8 tensor stored as uint8, exact on onnxruntime on every CPU (its uint8 x int8 kernels "
+        "saturate on x86 without VNNI); onnxruntime (--mode dynamic): onnxruntime's contrib ops "
+        "DynamicQuantizeMatMul and DynamicQuantizeLSTM; onnxq: onnxq's kernels as custom ops where "
+        "they apply (run with onnxq.runtime.InferenceSession; --mode dynamic: MatMul/Gemm only, for now; "
+        "--mode weight-only: 4-bit MatMul/Gemm on onnxq's int4 kernel, activations int8 per row)",
+    )
+    q.add_argument(
+        "--mode",
+        choices=("static", "dynamic", "weight-only"),
+        default="static",
+        help="static: activations quantized with calibrated ranges (default); dynamic: weights int8, "
+        "activations quantized at run time, no calibration data; weight-only: weights int8 or 4-bit, "
+        "activations float, no calibration data",
+    )
+    q.add_argument(
+        "--weight-dtype",
+        choices=("int8", "uint8", "int4", "uint4"),
+        default=None,
+        help="with --mode dynamic: uint8 stores the int8 weights as uint8, the same model exact on "
+        "onnxruntime on x86 without VNNI, in either format (--format qdq-uint8 is qdq with uint8); "
+        "with --mode weight-only: int8 (per channel), int4 (default) or uint4 (per block)",
+    )
+    q.add_argument(
+        "--block-size", type=int, default=None, help="with --mode weight-only: 4-bit block size (default 32)"
+    )
+    q.add_argument(
+        "--method",
+        default=None,
+        help="with --mode weight-only: rtn (round to nearest, the default) or gptq (needs --calib)",
+    )
+    q.add_argument(
+        "--accuracy-budget",
+        type=float,
+        metavar="B",
+        default=None,
+        help="keep the fewest layers float that meet B on held-out data (docs/accuracy.md): with "
+        "--metric top1, B points of top-1 agreement with fp32 may be lost; with sqnr, B is the least "
+        "output SQNR in dB. Exit status 1 (model and report still written) when no choice meets it",
+    )
+    q.add_argument("--metric", choices=("top1", "sqnr"), default="top1", help="with --accuracy-budget")
+    q.add_argument(
+        "--fallback",
+        choices=("float", "int16"),
+        default=None,
+        help="with --accuracy-budget: what the layers kept back become: float (default) or 16-bit Q/DQ "
+        "(int16 weights, 16-bit outputs; the model is then opset 21)",
+    )
+    q.add_argument(
+        "--held-out",
+        type=Path,
+        default=None,
+        help="with --accuracy-budget: data to measure on, as --calib (default: every 5th --calib sample)",
+    )
+    q.add_argument(
+        "--ranking",
+        choices=("introduced", "measured"),
+        default="introduced",
+        help="with --accuracy-budget: rank layers by the SQNR they introduce (one run) or by the metric "
+        "with each alone kept float (one conversion per layer)",
+    )
+    q.add_argument(
+        "--op-types",
+        metavar="OPS",
+        default=None,
+        help="with --mode dynamic: the op types to quantize, comma-separated (default: MatMul, Gemm, "
+        "LSTM, GRU, RNN, Conv, ConvTranspose, Gather)",
+    )
 
 
 def quantize_command(args: argparse.Namespace) -> int:
@@ -187,7 +315,6 @@ def _loads_in_onnxruntime(path: Path) -> None:
     make_session(path, what="quantized model (nothing was written)")  # optimised, as deployed
 
 
-
 def _data_file(model: Path) -> Path:
     """Where :func:`onnxq.io.save_model` puts a model's external data."""
     return model.with_name(model.name + ".data")
@@ -202,4 +329,4 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
 
 
-__all__ = ["lower_command", "quantize_command"]
+__all__ = ["add_quantize_parser", "lower_command", "quantize_command"]

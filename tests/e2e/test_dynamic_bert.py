@@ -135,7 +135,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_dynamic_bert_keeps_its_outputs_and_shrinks(bert, fmt) -> None:
     weight_dtype = "int8" if fmt == "onnxq" else WEIGHT_DTYPE
     conversion = onnxq.convert_dynamic(bert, format=fmt, weight_dtype=weight_dtype)
-    feeds = {**_inputs(1)}
+    feeds = _inputs(1)
     feeds_other_length = {k: v[:, : SEQUENCE - 7] for k, v in _inputs(2).items()}  # dynamic axes
     for inputs in (feeds, feeds_other_length):
         fp32 = make_session(bert, threads=1).run(None, inputs)
