@@ -140,3 +140,26 @@ def test_a_resize_that_does_not_copy_or_is_not_constant_stays_qdq_with_its_reaso
     )
     if extra:
         same_bytes(qdq, result.model, feeds(qdq))
+
+
+def test_scales_made_by_a_constant_node_as_other_exporters_write_them_are_lowered() -> None:
+    """Weights and scales as ``Constant`` nodes (tf2onnx, older exporters), at opset 11."""
+    qdq = _resize_chain(11, ["roi", "scales"], [])
+    constants = [
+        helper.make_node(
+            "Constant", [], ["roi"], value=helper.make_tensor("r", onnx.TensorProto.FLOAT, [0], [])
+        ),
+        helper.make_node(
+            "Constant",
+            [],
+            ["scales"],
+            value=helper.make_tensor("s", onnx.TensorProto.FLOAT, [4], [1, 1, 2, 2]),
+        ),
+    ]
+    for node in reversed(constants):
+        qdq.graph.node.insert(0, node)
+    result = lower(qdq)
+    assert result.notes == ()
+    ops = _ops(result.model)
+    assert ops.count((DOMAIN, "QLinearConv")) == 2 and ("", "Transpose") not in ops
+    same_bytes(qdq, result.model, feeds(qdq))
