@@ -10,7 +10,7 @@ from onnxq.errors import ModelLoadError, UnsupportedModelError
 from onnxq.graph import opset_version
 from onnxq.io import load_model, to_proto
 from onnxq.opsets import MIN_OPSET
-from onnxq.passes import normalize as normalize_module
+from onnxq.passes import folding as folding_module
 from onnxq.passes.normalize import Normalize
 from onnxq.runtime import max_opset
 
@@ -179,7 +179,7 @@ def test_normalize_removes_dropout_of_training_export(export_torch, run_ort, op_
 
 
 def test_normalize_keeps_huge_constant_of_shape(model_from_text, monkeypatch, op_counts):
-    monkeypatch.setattr(normalize_module, "MAX_FOLD_ELEMENTS", 10)
+    monkeypatch.setattr(folding_module, "MAX_FOLD_ELEMENTS", 10)
     model = model_from_text("""
         <ir_version: 8, opset_import: ["" : 17]>
         g (float[4, 4] x) => (float[4, 4] y) {
@@ -405,13 +405,13 @@ def _fold_case(kind: str) -> onnx.ModelProto:
 @pytest.mark.parametrize("kind", ["Add", "Expand", "Gather"])
 def test_normalize_bounds_a_fold_before_computing_it(kind, op_counts, monkeypatch):
     computed = []
-    real = normalize_module.ReferenceEvaluator
+    real = folding_module.ReferenceEvaluator
 
     def spy(*args, **kwargs):
         computed.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(normalize_module, "ReferenceEvaluator", spy)
+    monkeypatch.setattr(folding_module, "ReferenceEvaluator", spy)
     result = Normalize(infer_shapes=False)(load_model(_fold_case(kind)))
     assert computed == []  # decided from the shapes, never evaluated
     assert op_counts(to_proto(result.model))[kind] == (2 if kind == "Add" else 1)  # left as it is
