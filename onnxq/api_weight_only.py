@@ -12,19 +12,24 @@ DequantizeLinear's ``block_size`` needs), then the weight-only passes
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import onnx
+import onnx_ir as ir
 
-from onnxq.api import CHECKER_MAX_BYTES, ModelSource, structurally_prepared
+from onnxq.api import ModelSource, structurally_prepared
 from onnxq.errors import ConfigError, OnnxqError, UnsupportedModelError
 from onnxq.graph import remove_unused_initializers
-from onnxq.io import tensor_bytes, to_proto
+from onnxq.io import AUTO_EXTERNAL_BYTES, save_model, tensor_bytes, to_proto
 from onnxq.kernels.op_schemas import register_op_schemas
 from onnxq.opsets import qdq_opset
 from onnxq.passes import run_passes, weight_only_passes
+from onnxq.passes.weightless import check_model
 from onnxq.planning.weight_only import (
     WeightOnlyFormat,
     WeightOnlyPlan,
@@ -40,13 +45,36 @@ from onnxq.weights.registry import weight_method_data, weight_method_needs_data
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WeightOnlyConversion:
-    """A weight-only quantization: the model (checked with ``onnx.checker``), the plan, the report."""
+    """A weight-only quantization: the quantized model as an ``onnx_ir`` model (of any size: its
+    unchanged tensors stay memory-mapped from the input's external data), the plan and the report.
+    :attr:`model` is the ``onnx.ModelProto`` (checked with ``onnx.checker``); :meth:`save` writes
+    a model of any size, with external data over protobuf's 2 GB limit."""
 
-    model: onnx.ModelProto
+    ir_model: ir.Model
     plan: WeightOnlyPlan
     report: QuantizationReport
+
+    @cached_property
+    def model(self) -> onnx.ModelProto:
+        """The quantized model as one ``onnx.ModelProto`` (built on first use).
+
+        Raises:
+            OnnxqError: Its tensors exceed protobuf's 2 GB limit (write it with :meth:`save`).
+        """
+        size = tensor_bytes(self.ir_model)
+        if size > AUTO_EXTERNAL_BYTES:
+            raise OnnxqError(
+                f"the quantized model holds {size / 2**30:.2f} GiB of tensors, over protobuf's 2 GB limit: "
+                "write it with convert_weight_only(...).save(path), which uses external data"
+            )
+        return to_proto(self.ir_model)
+
+    def save(self, path: str | os.PathLike[str], *, external_data: bool | None = None) -> Path:
+        """Write the model atomically (:func:`onnxq.io.save_model`: external data when asked or
+        when it is over 2 GB)."""
+        return save_model(self.ir_model, path, external_data=external_data)
 
 
 def convert_weight_only(
@@ -87,18 +115,26 @@ def convert_weight_only(
         logger.info("weight-only: input Hessians of %d layer(s) for %s", len(hessians), method)
     ir_model, results = run_passes(ir_model, weight_only_passes(plan, method, hessians))
     remove_unused_initializers(ir_model.graph)
-    proto = to_proto(ir_model)
-    del proto.graph.value_info[:]  # onnxruntime infers its own (as in dynamic mode)
+    _forget_inner_types(ir_model.graph)  # onnxruntime infers its own (as in dynamic mode)
+    report = build_planned_report(plan, (*notes, *(n for r in results for n in r.notes)), "weight_only")
+    conversion = WeightOnlyConversion(ir_model, plan, report)
     if fmt is WeightOnlyFormat.ONNXQ:
         register_op_schemas()  # the checker then knows ai.onnxq.DynamicMatMulNBits
-    if tensor_bytes(ir_model) < CHECKER_MAX_BYTES:
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
-            raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
-    report = build_planned_report(plan, (*notes, *(n for r in results for n in r.notes)), "weight_only")
+    try:  # the weights held out: any size, no copy of them
+        check_model(ir_model)
+    except onnx.checker.ValidationError as e:  # a bug of ours, not bad input
+        raise OnnxqError(f"quantized model fails onnx.checker: {str(e).splitlines()[0]}") from e
     logger.info("weight-only: %d of %d nodes quantized", len(report.quantized), len(report.nodes))
-    return WeightOnlyConversion(proto, plan, report)
+    return conversion
+
+
+def _forget_inner_types(graph: ir.Graph) -> None:
+    """Clear the types and shapes of the main graph's intermediate values (its ``value_info``)."""
+    for node in graph:
+        for value in node.outputs:
+            if not value.is_graph_output():
+                value.type = None
+                value.shape = None
 
 
 def quantize_weight_only(

@@ -17,6 +17,7 @@ from onnxq.errors import OnnxqError
 
 if TYPE_CHECKING:
     import onnx
+    import onnx_ir as ir
 
     from onnxq.lower import Lowering
     from onnxq.report import QuantizationReport
@@ -202,7 +203,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         from onnxq.cli_weight_only import convert_weight_only_from_args
 
         conversion = convert_weight_only_from_args(args, outputs)
-        _write_quantized(args, conversion.model, conversion.report, None)
+        _write_quantized(args, conversion.ir_model, conversion.report, None)  # any size
         return EXIT_OK
     dynamic_only = {
         "--format onnxruntime": args.format == "onnxruntime",
@@ -245,7 +246,7 @@ def quantize_command(args: argparse.Namespace) -> int:
 
 def _write_quantized(
     args: argparse.Namespace,
-    qmodel: onnx.ModelProto,
+    qmodel: onnx.ModelProto | ir.Model,
     report: QuantizationReport,
     lowering: Lowering | None,
     extra: dict[str, object] | None = None,
@@ -271,7 +272,8 @@ def _write_quantized(
     if lowering is not None:
         _print_lowering(lowering)
     dynamic = args.mode == "dynamic"
-    if args.format in ("qdq", "onnxruntime") and (dynamic or args.target != "x86-avx2"):
+    weight_only = args.mode == "weight-only"  # no integer matmuls: dequantized weights, float ops
+    if args.format in ("qdq", "onnxruntime") and not weight_only and (dynamic or args.target != "x86-avx2"):
         from onnxq.passes.uint8_twin import saturates_here
 
         if saturates_here(qmodel):

@@ -8,6 +8,8 @@ import json
 import onnx
 import pytest
 
+import onnxq
+
 
 def _quantize(onnxq_cli, work, *options: object) -> tuple[int, str, str]:
     return onnxq_cli(
@@ -71,3 +73,38 @@ def test_gptq_reads_the_calibration_data(digits_work, onnxq_cli) -> None:
     assert code == 0, err
     nodes = json.loads(report.read_text())["nodes"]
     assert {n["op_type"] for n in nodes if n["quantized"]} == {"Conv", "Gemm"}
+
+
+def test_a_model_over_the_protobuf_limit_goes_in_and_out_with_external_data(
+    digits_work, onnxq_cli, monkeypatch
+) -> None:
+    """The 2 GB limit lowered to a few kB: the input is read from external data, the output is
+    written with external data without ever being one proto, and it gives the same outputs as the
+    same model quantized in one piece."""
+    import numpy as np
+
+    from onnxq import api_weight_only, io
+    from onnxq.runtime import make_session
+
+    code, _, err = _quantize(onnxq_cli, digits_work, "--weight-dtype", "int8")
+    assert code == 0, err
+    whole = make_session(str(digits_work / "q.onnx"), optimize=False)
+    big_in = digits_work / "big.onnx"
+    io.save_model(io.load_model(digits_work / "model.onnx"), big_in, external_data=True)
+    for module in (io, api_weight_only):
+        monkeypatch.setattr(module, "AUTO_EXTERNAL_BYTES", 4096)
+
+    def refuse(model: object) -> None:
+        raise AssertionError("the big model was made into one proto")
+
+    monkeypatch.setattr(api_weight_only, "to_proto", refuse)
+    out = digits_work / "big.int8.onnx"
+    code, _, err = onnxq_cli("quantize", big_in, "-o", out, "--mode", "weight-only", "--weight-dtype", "int8")
+    assert code == 0, err
+    assert (digits_work / "big.int8.onnx.data").stat().st_size > 4096
+    split = make_session(str(out), optimize=False)
+    x = np.random.default_rng(0).standard_normal((3, *whole.get_inputs()[0].shape[1:])).astype(np.float32)
+    name = whole.get_inputs()[0].name
+    np.testing.assert_array_equal(split.run(None, {name: x})[0], whole.run(None, {name: x})[0])
+    with pytest.raises(onnxq.OnnxqError, match=r"over protobuf's 2 GB limit: write it with .*save\(path\)"):
+        _ = onnxq.convert_weight_only(big_in, "int8").model

@@ -215,3 +215,18 @@ def test_node_subgraphs_yields_only_the_direct_branches(model_from_text):
     assert list(node_subgraphs(neg)) == []
     assert [g.name for g in node_subgraphs(branch)] == ["t", "e"]
     assert len(list(iter_graphs(m.graph))) == 5
+
+
+@pytest.mark.parametrize(("dtype", "low", "high"), [("int4", -8, 8), ("uint4", 0, 16)])
+def test_a_4bit_initializer_is_held_two_per_byte_and_saved_as_onnx_writes_it(dtype, low, high) -> None:
+    import ml_dtypes
+
+    from onnxq.graph import NameAuthority, new_initializer
+
+    values = np.resize(np.arange(low, high), (5, 19)).astype(getattr(ml_dtypes, dtype))  # odd count
+    graph = ir.Graph([], [], nodes=[], name="g")
+    tensor = new_initializer(graph, values, NameAuthority(graph), "w").const_value
+    assert isinstance(tensor, ir.PackedTensor) and tensor.raw.nbytes == (values.size + 1) // 2
+    np.testing.assert_array_equal(tensor.numpy().astype(np.int8), values.astype(np.int8))
+    saved = onnx.numpy_helper.to_array(ir.serde.serialize_tensor(tensor))
+    np.testing.assert_array_equal(saved.astype(np.int8), values.astype(np.int8))

@@ -54,11 +54,11 @@ from onnxq.graph import (
     remove_unused_initializers,
     replace_all_uses,
 )
-from onnxq.io import to_proto
 from onnxq.opsets import MIN_OPSET
 from onnxq.passes.base import GraphPass, PassResult
 from onnxq.passes.folding import folded_value
 from onnxq.passes.shapes import infer_shapes
+from onnxq.passes.weightless import weights_as_inputs
 from onnxq.runtime import max_opset
 
 logger = logging.getLogger(__name__)
@@ -204,12 +204,15 @@ class Normalize(GraphPass):
                 f"model must be upgraded to ai.onnx opset {self.target_opset}, newer than onnxruntime "
                 f"{ort.__version__} supports (max {newest})"
             )
-        try:
-            proto = to_proto(model)
-            onnx.checker.check_model(proto)  # the converter's C++ trusts its input: check it first
-            proto = version_converter.convert_version(proto, self.target_opset)
-            onnx.checker.check_model(proto)
-            upgraded = ir.serde.deserialize_model(proto)
+        try:  # large weights stay out of the proto: models over 2 GB upgrade too, without a copy
+            with weights_as_inputs(model) as held:
+                proto = held.serialize()
+                onnx.checker.check_model(proto)  # the converter's C++ trusts its input: check it first
+                proto = version_converter.convert_version(proto, self.target_opset)
+                onnx.checker.check_model(proto)
+                upgraded = ir.serde.deserialize_model(proto)
+                del proto
+                held.restore_into(upgraded)
         except Exception as exc:  # the converter raises RuntimeError/ValidationError/...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedModelError(
