@@ -33,8 +33,9 @@ whose Hessian is ``H = 2 X^T X / rows`` (:mod:`onnxq.weights.hessian` accumulate
    ``W[:, end:] -= E U[batch, end:]`` applies the batch's errors ``E`` to the later columns at
    once. This is exact: the same result as updating every later column after every column.
 
-Every layer uses the Hessian of the fp32 model's inputs (one calibration run for all layers;
-the paper feeds each layer the outputs of the layers quantized before it). The arithmetic is in
+By default every layer uses the Hessian of the fp32 model's inputs (one calibration run for all
+layers); ``sequential=True`` (:mod:`onnxq.weights.sequential`) feeds each layer the outputs of
+the layers quantized before it, as the paper does, at one calibration run per stage of layers. The arithmetic is in
 float64; each column is rounded in float32 like RTN. The output is RTN's: integer weights and
 their :class:`~onnxq.qparams.QParams`, so every format stores it unchanged.
 """
