@@ -35,9 +35,9 @@ whose Hessian is ``H = 2 X^T X / rows`` (:mod:`onnxq.weights.hessian` accumulate
 
 By default every layer uses the Hessian of the fp32 model's inputs (one calibration run for all
 layers); ``sequential=True`` (:mod:`onnxq.weights.sequential`) feeds each layer the outputs of
-the layers quantized before it, as the paper does, at one calibration run per stage of layers. The arithmetic is in
-float64; each column is rounded in float32 like RTN. The output is RTN's: integer weights and
-their :class:`~onnxq.qparams.QParams`, so every format stores it unchanged.
+the layers quantized before it, as the paper does, at one calibration run per stage of layers.
+The arithmetic is in float64; each column is rounded in float32 like RTN. The output is RTN's:
+integer weights and their :class:`~onnxq.qparams.QParams`, so every format stores it unchanged.
 """
 
 from __future__ import annotations
