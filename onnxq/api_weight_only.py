@@ -44,6 +44,10 @@ from onnxq.weights.registry import weight_method_data, weight_method_needs_data
 
 logger = logging.getLogger(__name__)
 
+#: How each block's (int8: channel's) scale is chosen: ``mse`` (the default) the clipping ratio of
+#: least squared rounding error (:mod:`onnxq.weights.clip_search`), ``minmax`` the full range.
+SCALE_SEARCHES = ("mse", "minmax")
+
 
 @dataclass(frozen=True, eq=False)
 class WeightOnlyConversion:
@@ -88,11 +92,15 @@ def convert_weight_only(
     format: str = "qdq",
     data: Iterable[Any] | None = None,
     progress: bool = True,
+    scale_search: str = "mse",
+    sequential: bool = False,
 ) -> WeightOnlyConversion:
     """:func:`quantize_weight_only` (see its arguments) with every stage kept: the model, the plan
     and the report."""
     spec = weight_only_spec(dtype, block_size, symmetric)
     fmt = weight_only_format(format)
+    if scale_search not in SCALE_SEARCHES:
+        raise ConfigError(f"scale_search must be one of {', '.join(SCALE_SEARCHES)}, got {scale_search!r}")
     if weight_method_data(method) == "inputs":  # an unknown method is refused before the model is read
         raise ConfigError(
             f"weight method {method!r} learns from samples of the layers' inputs, which static "
@@ -101,19 +109,35 @@ def convert_weight_only(
     needs_data = weight_method_needs_data(method)
     if needs_data and data is None:
         raise ConfigError(f"weight method {method!r} needs calibration data (data=..., --calib)")
+    if sequential and not needs_data:
+        raise ConfigError(
+            f"sequential=True calibrates each layer's Hessian; weight method {method!r} uses none"
+        )
     chosen = check_weight_only_op_types(op_types)
     opset = qdq_opset(spec.dtype, isinstance(spec.granularity, PerBlock))
     _check_runtime_opset(opset)
     ir_model, source_op_types, notes = structurally_prepared(model, opset, requantize=False)
     plan = build_weight_only_plan(ir_model.graph, spec, chosen, fmt, source_op_types)
     hessians = None
-    if needs_data:  # the layers' input Hessians, over the fp32 model in one calibration run
-        from onnxq.weights.hessian import layer_hessians
+    mse_scales = scale_search == "mse"
+    if needs_data:  # the layers' input Hessians: over the fp32 model in one calibration run, or
+        assert data is not None  # stage by stage over the model quantized so far (sequential)
+        if sequential:
+            from onnxq.weights.sequential import sequential_hessians
+            from onnxq.weights.weight_only import quantize_weight_only as rounded
 
-        assert data is not None
-        hessians = layer_hessians(ir_model, plan, data, progress=progress)
+            def rounder(d: Any, w: Any, h: Any) -> Any:
+                return rounded(w, d.spec, d.granularity, method, flatten=d.flatten, node=d.name,
+                               op_type=d.op_type, hessian=h, mse_scales=mse_scales)  # fmt: skip
+
+            hessians = sequential_hessians(ir_model, plan, data, rounder, progress=progress)
+        else:
+            from onnxq.weights.hessian import layer_hessians
+
+            hessians = layer_hessians(ir_model, plan, data, progress=progress)
         logger.info("weight-only: input Hessians of %d layer(s) for %s", len(hessians), method)
-    ir_model, results = run_passes(ir_model, weight_only_passes(plan, method, hessians))
+    passes = weight_only_passes(plan, method, hessians, mse_scales=mse_scales)
+    ir_model, results = run_passes(ir_model, passes)
     remove_unused_initializers(ir_model.graph)
     _forget_inner_types(ir_model.graph)  # onnxruntime infers its own (as in dynamic mode)
     report = build_planned_report(plan, (*notes, *(n for r in results for n in r.notes)), "weight_only")
@@ -164,6 +188,13 @@ def quantize_weight_only(
             form, noted in the report).
         data: Calibration batches, as for ``quantize_static`` (needed by ``gptq``).
         progress: Show a progress bar while ``data`` is read.
+        scale_search: ``"mse"`` (the default): each block's (int8: channel's) scale is the
+            clipping ratio of least squared rounding error (:mod:`onnxq.weights.clip_search`), for
+            ``rtn`` and ``gptq`` alike (GPTQ searches each block when it reaches it);
+            ``"minmax"``: the block's full range (its largest value exact).
+        sequential: For ``gptq``: each layer's Hessian from the inputs the layers quantized before
+            it produce (one calibration run per stage of layers, :mod:`onnxq.weights.sequential`)
+            rather than from the fp32 model in one run; ``data`` is read once per stage.
     """
     return convert_weight_only(model, dtype, block_size, **options).model
 

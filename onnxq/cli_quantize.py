@@ -113,6 +113,19 @@ def add_quantize_parser(sub: argparse._SubParsersAction, parents: list[argparse.
         help="with --mode weight-only: rtn (round to nearest, the default) or gptq (needs --calib)",
     )
     q.add_argument(
+        "--scale-search",
+        choices=("mse", "minmax"),
+        default=None,
+        help="with --mode weight-only: each block's scale by least squared rounding error over "
+        "clipping ratios (mse, the default) or from the block's full range (minmax)",
+    )
+    q.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --method gptq: each layer's Hessian from the outputs of the layers quantized "
+        "before it (one calibration pass per stage of layers)",
+    )
+    q.add_argument(
         "--accuracy-budget",
         type=float,
         metavar="B",
@@ -193,6 +206,10 @@ def quantize_command(args: argparse.Namespace) -> int:
         raise OnnxqError("--block-size applies to --mode weight-only")
     if args.method is not None and args.mode != "weight-only":
         raise OnnxqError("--method applies to --mode weight-only")
+    if args.scale_search is not None and args.mode != "weight-only":
+        raise OnnxqError("--scale-search applies to --mode weight-only")
+    if args.sequential and args.method != "gptq":
+        raise OnnxqError("--sequential applies to --mode weight-only --method gptq")
     if args.mode == "dynamic":
         from onnxq.cli_dynamic import convert_dynamic_from_args
 

@@ -5,7 +5,9 @@ outputs, converted by :func:`onnxq.api_weight_only.convert_weight_only`.
 32), ``--format`` qdq, onnxruntime or onnxq, ``--op-types`` the op types to quantize, ``--method`` rtn
 (the default, data-free: ``--calib`` or ``--stats`` get one warning and are not read) or gptq
 (reads ``--calib``, with ``--preprocess`` for images and ``--no-progress``; ``--stats`` cannot
-serve: it holds no Hessians). Options of the other modes are refused in one line.
+serve: it holds no Hessians; ``--sequential``: Hessians layer stage by layer stage on the model
+quantized so far), ``--scale-search`` mse (the default: least-error block scales) or minmax.
+Options of the other modes are refused in one line.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def convert_weight_only_from_args(
     check_outputs_apart(outputs, inputs)
     model = load_model(args.model)
     check_outputs_apart(outputs, {**inputs, "input model's external data": external_data_files(model)})
+    search = args.scale_search or "mse"
     return convert_weight_only(model, dtype, block_size, op_types=op_types, format=args.format, method=method,
-                               data=calib, progress=not args.no_progress)  # fmt: skip
+                               data=calib, progress=not args.no_progress, scale_search=search,
+                               sequential=args.sequential)  # fmt: skip
 
 
 __all__ = ["convert_weight_only_from_args"]

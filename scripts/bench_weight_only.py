@@ -20,6 +20,14 @@ Variants, each run on onnxruntime:
   (``com.microsoft.MatMulNBits``, accuracy level 0: float activations) and the ``onnxq`` format
   (``ai.onnxq.DynamicMatMulNBits``, onnxq's int4 kernel: activations rounded to int8 per row).
 
+Every 4-bit and int8 weight of ours takes the scale of least squared rounding error over clipping
+ratios (``scale_search="mse"``, onnxq's default; ``--scale-search minmax`` for the full-range
+scales). With ``--ort-gptq`` the table adds onnxruntime's own GPTQ
+(``matmul_nbits_quantizer.GPTQWeightOnlyQuantConfig``: its defaults, damping 0.01, natural order,
+symmetric, on the same calibration windows) and RTN, which quantize MatMul weights only (the
+embedding stays float), beside ours restricted the same way (``op_types=["MatMul"]``); it takes
+minutes per block size.
+
 Perplexity is ``exp`` of the mean next-byte cross-entropy over ``--eval-windows`` fixed held-out
 windows (every position of each window predicted). onnxruntime fuses a qdq 4-bit
 DequantizeLinear + MatMul into its MatMulNBits with activations rounded to int8 (accuracy level 4)
@@ -243,6 +251,44 @@ def perplexity(sess: Any, evals: np.ndarray, batch: int = 8) -> float:
 
 
 
+def matmul_only_peers(fp32: Any, calib: list[dict[str, np.ndarray]], search: str) -> dict[str, bytes]:
+    """onnxruntime's ``matmul_nbits_quantizer`` (RTN and GPTQ, symmetric, accuracy level 0) and
+    ours on the same MatMul weights (the embedding left float, as onnxruntime leaves it)."""
+    import onnx
+    from onnxruntime.quantization import matmul_nbits_quantizer as mq
+    from onnxruntime.quantization.calibrate import CalibrationDataReader
+
+    import onnxq
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+        def rewind(self) -> None:
+            self.batches = iter(calib)
+
+    out = {}
+    for block in (32, 128):
+        for method in ("rtn", "gptq"):
+            start = time.perf_counter()
+            config = (mq.GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader()) if method == "gptq"
+                      else mq.RTNWeightOnlyQuantConfig())  # fmt: skip
+            quantizer = mq.MatMulNBitsQuantizer(onnx.ModelProto.FromString(fp32.SerializeToString()),
+                                                block_size=block, is_symmetric=True, accuracy_level=0,
+                                                algo_config=config)  # fmt: skip
+            quantizer.process()
+            out[f"MatMul {method} b{block} ort"] = quantizer.model.model.SerializeToString()
+            print(f"onnxruntime {method} b{block}: {time.perf_counter() - start:.1f}s", file=sys.stderr)
+            ours = onnxq.quantize_weight_only(fp32, "int4", block, method=method, op_types=["MatMul"],
+                                              format="onnxruntime", data=calib if method == "gptq" else None,
+                                              progress=False, scale_search=search)  # fmt: skip
+            out[f"MatMul {method} b{block} ours"] = ours.SerializeToString()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="cache for weights and models")
@@ -254,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-windows", type=int, default=128, help="GPTQ calibration windows")
     parser.add_argument("--rounds", type=int, default=10, help="latency rounds (prompt)")
     parser.add_argument("--decode-rounds", type=int, default=200, help="latency rounds (one token)")
+    parser.add_argument("--scale-search", choices=("mse", "minmax"), default="mse",
+                        help="how our block scales are chosen (default mse)")  # fmt: skip
+    parser.add_argument("--ort-gptq", action="store_true",
+                        help="add onnxruntime's GPTQ and RTN and ours, MatMul weights only")  # fmt: skip
     parser.add_argument("--latency-only", action="store_true",
                         help="skip the perplexity table (and GPTQ): one-token latency only")  # fmt: skip
     args = parser.parse_args(argv)
@@ -293,7 +343,9 @@ def quality(fp32_path: Path, train: np.ndarray, held: np.ndarray, args: argparse
     calib = [{"tokens": w[None]} for w in calib_windows]
 
     models: dict[str, bytes] = {"fp32": fp32.SerializeToString()}
-    models["int8 rtn"] = onnxq.quantize_weight_only(fp32, "int8", progress=False).SerializeToString()
+    search = args.scale_search
+    models["int8 rtn"] = onnxq.quantize_weight_only(fp32, "int8", progress=False, scale_search=search)
+    models["int8 rtn"] = models["int8 rtn"].SerializeToString()
     for block in (32, 128):
         for method in ("rtn", "gptq"):
             for fmt, tag in (("qdq", "qdq"), ("onnxruntime", "nbits"), ("onnxq", "onnxq")):
@@ -307,9 +359,12 @@ def quality(fp32_path: Path, train: np.ndarray, held: np.ndarray, args: argparse
                     format=fmt,
                     data=calib if method == "gptq" else None,
                     progress=False,
+                    scale_search=search,
                 )
                 models[name] = q.SerializeToString()
                 print(f"{name}: quantized in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+    if args.ort_gptq:
+        models.update(matmul_only_peers(fp32, calib, search))
 
     sessions = {name: session(m, threads) for name, m in models.items()}
     ppl = {name: perplexity(s, evals) for name, s in sessions.items()}
@@ -352,6 +407,13 @@ def quality(fp32_path: Path, train: np.ndarray, held: np.ndarray, args: argparse
 
     ok = True
     print("\nfloors:")
+    if args.ort_gptq:
+        for block in (32, 128):
+            ours, peer = ppl[f"MatMul gptq b{block} ours"] - base, ppl[f"MatMul gptq b{block} ort"] - base
+            good = ours <= peer
+            ok &= good
+            print(f"  b{block} MatMul only: our GPTQ increase {ours:+.4f} <= onnxruntime's {peer:+.4f}: "
+                  f"{'ok' if good else 'FAIL'}")  # fmt: skip
     for block in (32, 128):
         for tag in ("qdq", "nbits", "onnxq"):
             rtn = ppl[f"int4 rtn b{block} {tag}"] - base

@@ -57,16 +57,18 @@ def _run(model: onnx.ModelProto) -> list[np.ndarray]:
 
 
 def _expected(dtype: str, block: int, symmetric: bool) -> list[np.ndarray]:
-    """The fp32 model's outputs on the weights dequantized by numpy."""
+    """The fp32 model's outputs on the weights dequantized by numpy (least-error scales: the
+    default ``scale_search="mse"``)."""
     from onnxq.planning.weight_only import weight_only_spec
     from onnxq.scheme import PerBlock, PerChannel
 
     spec = weight_only_spec(dtype, block, symmetric)
     g = (lambda axis: PerChannel(axis)) if dtype == "int8" else (lambda axis: PerBlock(1 - axis, block))
-    w = dequantize_weight(quantize_weight_only(W, spec, g(1)))
-    wg = dequantize_weight(quantize_weight_only(WG, spec, g(0)))
-    table = dequantize_weight(quantize_weight_only(TABLE, spec, g(0)))
-    conv = dequantize_weight(quantize_weight_only(CONV, spec, g(0), flatten=True)).reshape(CONV.shape)
+    w = dequantize_weight(quantize_weight_only(W, spec, g(1), mse_scales=True))
+    wg = dequantize_weight(quantize_weight_only(WG, spec, g(0), mse_scales=True))
+    table = dequantize_weight(quantize_weight_only(TABLE, spec, g(0), mse_scales=True))
+    conv = dequantize_weight(quantize_weight_only(CONV, spec, g(0), flatten=True, mse_scales=True))
+    conv = conv.reshape(CONV.shape)
     model = _model()
     for init, value in zip(model.graph.initializer, (wg, BIAS, table, conv, w), strict=True):
         init.CopyFrom(nh.from_array(value, init.name))
@@ -187,6 +189,8 @@ def test_a_reduction_axis_block_size_does_not_divide_ends_in_a_short_block() -> 
         ({"method": "adaround"}, "'adaround' learns from samples of the layers' inputs"),
         ({"method": "gptq"}, "weight method 'gptq' needs calibration data"),
         ({"op_types": ["LSTM"]}, "unknown op type(s) for weight-only quantization: 'LSTM'"),
+        ({"scale_search": "percentile"}, "scale_search must be one of mse, minmax, got 'percentile'"),
+        ({"sequential": True}, "weight method 'rtn' uses none"),
     ],
 )
 def test_bad_options_are_one_line_errors(options, needle) -> None:

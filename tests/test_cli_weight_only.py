@@ -50,6 +50,7 @@ def test_onnxq_format_writes_the_int4_custom_op(digits_work, onnxq_cli) -> None:
         (["--per-tensor"], "--per-tensor does not apply to --mode weight-only"),
         (["--method", "gptq"], "--method gptq needs --calib"),
         (["--method", "sgd"], "unknown weight method 'sgd'"),
+        (["--sequential"], "--sequential applies to --mode weight-only --method gptq"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(digits_work, onnxq_cli, options, needle) -> None:
@@ -66,10 +67,13 @@ def test_block_size_belongs_to_weight_only(digits_work, onnxq_cli) -> None:
     assert code == 2 and "--block-size applies to --mode weight-only" in err
 
 
-def test_gptq_reads_the_calibration_data(digits_work, onnxq_cli) -> None:
+@pytest.mark.parametrize(
+    "extra", [[], ["--sequential", "--scale-search", "minmax"]], ids=["one-run", "sequential"]
+)
+def test_gptq_reads_the_calibration_data(digits_work, onnxq_cli, extra) -> None:
     report = digits_work / "r.json"
     code, _, err = _quantize(onnxq_cli, digits_work, "--method", "gptq", "--calib", digits_work / "calib.npz",
-                             "--no-progress", "--report", report)  # fmt: skip
+                             "--no-progress", "--report", report, *extra)  # fmt: skip
     assert code == 0, err
     nodes = json.loads(report.read_text())["nodes"]
     assert {n["op_type"] for n in nodes if n["quantized"]} == {"Conv", "Gemm"}

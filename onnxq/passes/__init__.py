@@ -85,11 +85,19 @@ def dynamic_passes(plan: DynamicPlan) -> tuple[GraphPass, ...]:
 
 
 def weight_only_passes(
-    plan: WeightOnlyPlan, method: str = "rtn", hessians: Mapping[str, np.ndarray] | None = None
+    plan: WeightOnlyPlan,
+    method: str = "rtn",
+    hessians: Mapping[str, np.ndarray] | None = None,
+    *,
+    mse_scales: bool = False,
 ) -> tuple[GraphPass, ...]:
     """The rewrites of a weight-only quantization, weights rounded by the weight method ``method``
-    (with the layers' input ``hessians`` by node name, for ``gptq``)."""
-    return (MatMulNBits(plan, method, hessians), DequantizeBlocks(plan, method, hessians))
+    (with the layers' input ``hessians`` by node name, for ``gptq``; ``mse_scales``: scales by
+    least squared error, :mod:`onnxq.weights.clip_search`)."""
+    return (
+        MatMulNBits(plan, method, hessians, mse_scales=mse_scales),
+        DequantizeBlocks(plan, method, hessians, mse_scales=mse_scales),
+    )
 
 
 def run_passes(model: ir.Model, passes: Sequence[GraphPass]) -> tuple[ir.Model, tuple[PassResult, ...]]:

@@ -52,7 +52,7 @@ class DequantizeBlocks(PlannedRewrite):
             q = quantize_weight_only(
                 array, decision.spec, decision.granularity, self.method,
                 flatten=decision.flatten, node=decision.name, op_type=node.op_type,
-                hessian=self.hessians.get(decision.name),
+                hessian=self.hessians.get(decision.name), mse_scales=self.mse_scales,
             )  # fmt: skip
             g = decision.granularity
             self.cache[key] = dequantized_initializer(

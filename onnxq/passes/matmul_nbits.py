@@ -49,7 +49,8 @@ class MatMulNBits(PlannedRewrite):
             block = PerBlock(1, decision.granularity.block_size)  # type: ignore[union-attr]
             hessian = self.hessians.get(decision.name)
             q = quantize_weight_only(weight.T, decision.spec, block, self.method, node=decision.name,
-                                     op_type=node.op_type, hessian=hessian)  # fmt: skip
+                                     op_type=node.op_type, hessian=hessian,
+                                     mse_scales=self.mse_scales)  # fmt: skip
             self.cache[key] = self._stored(graph, names, source.name or "weight", matmul_nbits_layout(q))
         inputs, nbits = self.cache[key]
         hint = node.name or node.op_type

@@ -35,11 +35,17 @@ class PlannedRewrite(GraphPass):
     action: Any  # the plan's action enum member this rewrite owns
 
     def __init__(
-        self, plan: Plan, method: str = "rtn", hessians: Mapping[str, np.ndarray] | None = None
+        self,
+        plan: Plan,
+        method: str = "rtn",
+        hessians: Mapping[str, np.ndarray] | None = None,
+        *,
+        mse_scales: bool = False,
     ) -> None:
         self.plan = plan
         self.method = method  # the weight method that rounds weights (weight-only passes)
         self.hessians = dict(hessians or {})  # by node name: input Hessians for methods like gptq
+        self.mse_scales = mse_scales  # weight-only: scales by least squared error (clip_search)
         self.cache: dict[Any, Any] = {}
 
     def call(self, model: ir.Model) -> PassResult:

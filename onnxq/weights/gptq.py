@@ -23,17 +23,21 @@ whose Hessian is ``H = 2 X^T X / rows`` (:mod:`onnxq.weights.hessian` accumulate
    where ``s, z`` are the parameters of ``k``'s block: for 4-bit per-block weights they are
    computed as RTN computes them (:func:`onnxq.weights.rtn.weight_qparams`) from the block's
    columns of the *current* ``W`` — every error of the columns before the block already added — at
-   the moment the block's first column is rounded; per-channel (int8) parameters come from the
-   original ``W`` once.
+   the moment the block's first column is rounded (the lazy choice of the paper's code: the scale
+   sees the weights it will actually round); per-channel (int8) parameters come from the
+   original ``W`` once. With ``mse`` the block's scale is the clipping ratio of least squared
+   rounding error of those current columns (:mod:`onnxq.weights.clip_search`) instead of their
+   min-max range.
 5. Lazy batches (the paper's "lazy batch updates"): columns are processed in batches of 128 (a
    multiple of the block size); within a batch the updates go to the batch's columns only, and
    ``W[:, end:] -= E U[batch, end:]`` applies the batch's errors ``E`` to the later columns at
    once. This is exact: the same result as updating every later column after every column.
 
-Every layer uses the Hessian of the fp32 model's inputs (one calibration run for all layers;
-the paper feeds each layer the outputs of the layers quantized before it). The arithmetic is in
-float64; each column is rounded in float32 like RTN. The output is RTN's: integer weights and
-their :class:`~onnxq.qparams.QParams`, so every format stores it unchanged.
+By default every layer uses the Hessian of the fp32 model's inputs (one calibration run for all
+layers); ``sequential=True`` (:mod:`onnxq.weights.sequential`) feeds each layer the outputs of
+the layers quantized before it, as the paper does, at one calibration run per stage of layers.
+The arithmetic is in float64; each column is rounded in float32 like RTN. The output is RTN's:
+integer weights and their :class:`~onnxq.qparams.QParams`, so every format stores it unchanged.
 """
 
 from __future__ import annotations
@@ -88,11 +92,13 @@ def gptq_quantize(
     *,
     percdamp: float = PERCDAMP,
     lazy_batch: int = LAZY_BATCH,
+    mse: bool = False,
 ) -> QuantizedTensor:
     """GPTQ of ``w [N, K]`` with the input Hessian ``hessian [K, K]`` (see the module docstring).
 
     ``granularity`` is ``PerBlock(1, block_size)`` (blocks along K) or ``PerChannel(0)``.
     Returns the integer weight ``[N, K]`` and its parameters, laid out as RTN lays them out.
+    ``mse``: scales by least squared error (step 4).
     """
     k = w.shape[1]
     u, work = prepared_hessian(hessian, w, percdamp)
@@ -104,7 +110,7 @@ def gptq_quantize(
         scales, zero_points = [], []
     else:
         assert isinstance(granularity, PerChannel) and granularity.axis == 0
-        column_qp = weight_qparams(np.asarray(w, np.float32), spec, granularity)
+        column_qp = weight_qparams(np.asarray(w, np.float32), spec, granularity, mse=mse)
     values = []
     for start in range(0, k, lazy_batch):
         end = min(start + lazy_batch, k)
@@ -114,7 +120,7 @@ def gptq_quantize(
             col = start + i
             if block is not None and col % block == 0:
                 cols = batch[:, i : i + block].astype(np.float32)
-                column_qp = weight_qparams(cols, spec, PerBlock(1, block))
+                column_qp = weight_qparams(cols, spec, PerBlock(1, block), mse=mse)
                 scales.append(column_qp.scale)
                 zero_points.append(column_qp.zero_point)
             assert column_qp is not None
@@ -149,12 +155,12 @@ def gptq(request: WeightRequest) -> QuantizedTensor:
     usable = h is not None and axis is not None and h.shape == (w.shape[axis],) * 2 and np.isfinite(w).all()
     if not usable:
         logger.info("gptq: no input Hessian for %s %r: rounded to nearest", request.op_type, request.node)
-        values, qp = quantize_weight(w, request.spec, g)
+        values, qp = quantize_weight(w, request.spec, g, mse=request.mse_scales)
         return QuantizedTensor(values, qp)
     assert h is not None and axis is not None
     rows = w if axis == 1 else w.T  # [N, K]
     inner = PerBlock(1, g.block_size) if isinstance(g, PerBlock) else PerChannel(0)
-    q = gptq_quantize(rows, h, request.spec, inner)
+    q = gptq_quantize(rows, h, request.spec, inner, mse=request.mse_scales)
     if axis == 1:
         return q
     qp = q.qparams

@@ -38,6 +38,9 @@ class WeightRequest:
             patches, a Gemm/MatMul's rows), for methods that learn from data (``adaround``);
             None unless calibration kept them (:mod:`onnxq.accuracy.layer_inputs`).
         trans_b: For a Gemm, its ``transB`` (the weight is ``[N, K]``).
+        mse_scales: Choose each block's (channel's) scale by least squared rounding error over
+            clipping ratios (:mod:`onnxq.weights.clip_search`) instead of its min-max range, for
+            the methods that support it (``rtn``, ``gptq``).
     """
 
     node: str
@@ -49,6 +52,7 @@ class WeightRequest:
     hessian: np.ndarray | None = None
     inputs: np.ndarray | None = None
     trans_b: bool = False
+    mse_scales: bool = False
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,18 +25,24 @@ from onnxq.calibration.observers import make_observer
 from onnxq.qconfig import QSpec
 from onnxq.qparams import QParams, qrange, quantize
 from onnxq.scheme import Granularity, PerBlock, PerChannel, qdtype
+from onnxq.weights.clip_search import mse_row_qparams
 from onnxq.weights.registry import QuantizedTensor, WeightRequest, register_weight_method
 
 
-def weight_qparams(w: np.ndarray, spec: QSpec, granularity: Granularity) -> QParams:
-    """The parameters of ``w`` for ``granularity`` (axis resolved) from the spec's observer."""
+def weight_qparams(w: np.ndarray, spec: QSpec, granularity: Granularity, *, mse: bool = False) -> QParams:
+    """The parameters of ``w`` for ``granularity`` (axis resolved) from the spec's observer, or
+    with ``mse`` (per block or channel) the clipping ratio of least squared rounding error
+    (:mod:`onnxq.weights.clip_search`)."""
     w = np.asarray(w, dtype=np.float32)
     if isinstance(granularity, PerBlock):
         assert granularity.axis is not None
         rows, lay_out = _block_rows(w, granularity.axis, granularity.block_size)
-        per_row = _observed(rows, spec, 0)
+        per_row = mse_row_qparams(rows, spec) if mse else _observed(rows, spec, 0)
         return QParams(lay_out(per_row.scale), lay_out(per_row.zero_point), granularity)
     axis = granularity.axis if isinstance(granularity, PerChannel) else None
+    if mse and axis is not None:
+        per_row = mse_row_qparams(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), spec)
+        return QParams(per_row.scale, per_row.zero_point, granularity)
     return _observed(w, spec, axis)
 
 
@@ -70,9 +76,12 @@ def _block_rows(
     return moved.reshape(-1, block_size), lay_out
 
 
-def quantize_weight(w: np.ndarray, spec: QSpec, granularity: Granularity) -> tuple[np.ndarray, QParams]:
-    """``(integer weight, its QParams)`` for the float weight ``w``, rounded to nearest."""
-    qp = weight_qparams(w, spec, granularity)
+def quantize_weight(
+    w: np.ndarray, spec: QSpec, granularity: Granularity, *, mse: bool = False
+) -> tuple[np.ndarray, QParams]:
+    """``(integer weight, its QParams)`` for the float weight ``w``, rounded to nearest (``mse``:
+    see :func:`weight_qparams`)."""
+    qp = weight_qparams(w, spec, granularity, mse=mse)
     q = quantize(np.asarray(w, dtype=np.float32), qp)
     qmin, qmax = qrange(spec.dtype, spec.symmetric, spec.reduce_range)
     if not np.isfinite(w).all():  # NaN saturates to the dtype's minimum: keep the spec's range
@@ -82,8 +91,9 @@ def quantize_weight(w: np.ndarray, spec: QSpec, granularity: Granularity) -> tup
 
 @register_weight_method("rtn")
 def round_to_nearest(request: WeightRequest) -> QuantizedTensor:
-    """Round to nearest with the parameters of :func:`weight_qparams`."""
-    values, qp = quantize_weight(request.weight, request.spec, request.granularity)
+    """Round to nearest with the parameters of :func:`weight_qparams` (least-error scales with
+    ``request.mse_scales``)."""
+    values, qp = quantize_weight(request.weight, request.spec, request.granularity, mse=request.mse_scales)
     return QuantizedTensor(values, qp)
 
 

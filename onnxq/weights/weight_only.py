@@ -48,15 +48,18 @@ def quantize_weight_only(
     node: str = "",
     op_type: str = "",
     hessian: np.ndarray | None = None,
+    mse_scales: bool = False,
 ) -> QuantizedTensor:
     """``w`` (float32) quantized by the weight method ``method`` for ``granularity`` (axis
     resolved); with ``flatten`` the weight is first viewed as ``[w.shape[0], rest]`` (a Conv's
     input-channel x kernel axis as one reduction axis), and the result keeps that 2-D shape.
-    ``hessian``: the layer's input Hessian over the reduction axis, for methods that use it."""
+    ``hessian``: the layer's input Hessian over the reduction axis, for methods that use it;
+    ``mse_scales``: scales by least squared error (:class:`WeightRequest`)."""
     w = np.asarray(w, dtype=np.float32)
     if flatten:
         w = w.reshape(w.shape[0], -1)
-    return get_weight_method(method)(WeightRequest(node, op_type, w, spec, granularity, hessian=hessian))
+    request = WeightRequest(node, op_type, w, spec, granularity, hessian=hessian, mse_scales=mse_scales)
+    return get_weight_method(method)(request)
 
 
 def dequantize_weight(q: QuantizedTensor) -> np.ndarray:
