@@ -16,7 +16,8 @@ whose activations have outlier channels. Every model is quantized as
 - ``ort``: ``onnxruntime.quantization.quantize_static`` with its defaults; ``ort-best``: the best
   of its MinMax / Percentile / Entropy calibrations with per-channel weights (per-tensor on the
   per-tensor hard cases);
-- ``nncf``: ``nncf.quantize`` (ONNX backend, its defaults: fast bias correction), when NNCF is
+- ``nncf``: ``nncf.quantize`` (ONNX backend, its defaults: fast bias correction), and
+  ``nncf-best``: the better of that and the same without fast bias correction, when NNCF is
   importable (it is never an onnxq dependency; ``pip install nncf`` for the benchmark). A tool that
   fails on a model shows ``error`` in its cell and the error below the table.
 
@@ -178,7 +179,10 @@ def peer_tools(case: Case, tmp: Path, quick: bool) -> dict[str, Callable[[], onn
         out = tmp / f"{case.name}.{label.replace(' ', '-')}.onnx"
         tools[f"ort {label}"] = lambda out=out, kwargs=kwargs: ort_quantize(path, out, case.calib, **kwargs)
     if nncf_available():
-        tools["nncf"] = lambda: nncf_quantize(case.model, case.calib, None if case.per_channel else False)
+        per_channel = None if case.per_channel else False
+        tools["nncf"] = lambda: nncf_quantize(case.model, case.calib, per_channel)
+        if not quick:
+            tools["nncf no-fbc"] = lambda: nncf_quantize(case.model, case.calib, per_channel, False)
     return tools
 
 
@@ -208,6 +212,10 @@ def evaluate(case: Case, tmp: Path, quick: bool, errors: list[str]) -> dict[str,
     ort_labels = [t for t in scores if t.startswith("ort ") and scores[t] is not None]
     best = max(ort_labels, key=lambda t: scores[t].value, default=None)  # type: ignore[union-attr]
     scores["ort-best"] = scores[best] if best else None
+    nncf_labels = [t for t in ("nncf", "nncf no-fbc") if scores.get(t) is not None]
+    best_nncf = max(nncf_labels, key=lambda t: scores[t].value, default=None)  # type: ignore[union-attr]
+    if "nncf no-fbc" in scores:
+        scores["nncf-best"] = scores[best_nncf] if best_nncf else None
     falls = {}
     for kind in ("float", "int16"):
         try:
@@ -224,7 +232,7 @@ def _cell(s: Score | None, labels: bool) -> str:
 
 
 ONNXQ_COLUMNS = ("onnxq", "int8", "+bc", "+cle", "+ada", "+sq", "+fo", "all")
-PEER_COLUMNS = ("ort", "ort-best", "nncf")
+PEER_COLUMNS = ("ort", "ort-best", "nncf", "nncf-best")
 
 
 def report(cases: list[Case], results: dict[str, dict[str, Any]], errors: list[str]) -> int:
