@@ -38,7 +38,7 @@ The AdaRound solver trade-off (time, SQNR) follows unless ``--no-adaround``.
 
 Usage::
 
-    python scripts/bench_accuracy.py                  # everything (~15 min on a loaded 2-core machine)
+    python scripts/bench_accuracy.py                  # everything (~25 min on a loaded 2-core machine)
     python scripts/bench_accuracy.py --quick          # two small models, a smoke test
     python scripts/bench_accuracy.py --models hard-dwblock-pt,digits-mlp --no-adaround
 """
@@ -222,7 +222,8 @@ def evaluate(case: Case, tmp: Path, quick: bool, errors: list[str]) -> dict[str,
             falls[kind] = fallback(case, kind)
         except Exception as e:
             errors.append(f"{case.name}: fallback {kind}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
-    return {"scores": scores, "seconds": seconds, "ort_best": best, "fallback": falls}
+    fp32 = score(case, reference, reference)
+    return {"scores": scores, "seconds": seconds, "ort_best": best, "fallback": falls, "fp32": fp32}
 
 
 def _cell(s: Score | None, labels: bool) -> str:
@@ -240,17 +241,20 @@ def report(cases: list[Case], results: dict[str, dict[str, Any]], errors: list[s
     held = {sum(len(next(iter(f.values()))) for f in c.held) for c in cases if c.labels is not None}
     print(f"\ntop-1 % with labels (digits-*, hard-mbv2-pt: {'/'.join(map(str, sorted(held)))} held-out "
           "digits, clean and perturbed), else worst output SQNR dB")  # fmt: skip
-    print(f"{'model':22s}" + "".join(f"{c:>9s}" for c in cols))
+    print(f"{'model':22s}" + "".join(f"{c:>10s}" for c in cols))
     for case in cases:
         s = results[case.name]["scores"]
         cells = [_cell(s[c], case.labels is not None) if c in s else "-" for c in cols]
-        print(f"{case.name:22s}" + "".join(f"{c:>9s}" for c in cells))
+        print(f"{case.name:22s}" + "".join(f"{c:>10s}" for c in cells))
+    fp32 = [f"{c.name} {results[c.name]['fp32'].value:.2f}" for c in cases if c.labels is not None]
+    if fp32:
+        print("fp32 top-1 %: " + ", ".join(fp32))
     print("\nagreement with fp32 % / cosine of the worst output (same columns)")
     for case in cases:
         s = results[case.name]["scores"]
         cells = [("error" if s[c] is None else f"{s[c].agree:.1f}" if case.labels is not None
                   else f"{s[c].cosine:.5f}") if c in s else "-" for c in cols]  # fmt: skip
-        print(f"{case.name:22s}" + "".join(f"{c:>9s}" for c in cells))
+        print(f"{case.name:22s}" + "".join(f"{c:>10s}" for c in cells))
     print("\ngain of each algorithm over its baseline (onnxq, or int8 for transformers): points / dB")
     for case in cases:
         s = results[case.name]["scores"]
