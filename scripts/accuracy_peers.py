@@ -55,10 +55,15 @@ def nncf_available() -> bool:
 
 
 def nncf_quantize(
-    model: onnx.ModelProto, batches: list[dict[str, np.ndarray]], per_channel: bool | None = None
+    model: onnx.ModelProto,
+    batches: list[dict[str, np.ndarray]],
+    per_channel: bool | None = None,
+    fast_bias_correction: bool = True,
 ) -> onnx.ModelProto:
     """``nncf.quantize`` on the calibration batches, one batch a run (its default settings: the
-    mixed preset, fast bias correction); ``per_channel=False`` asks for per-tensor weights."""
+    mixed preset, fast bias correction); ``per_channel=False`` asks for per-tensor weights,
+    ``fast_bias_correction=False`` turns its bias correction off (on the digits MobileNetV2 it
+    takes NNCF's output SQNR from 22.7 to 33.8 dB)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
@@ -67,7 +72,8 @@ def nncf_quantize(
         params = QuantizationParameters(per_channel=per_channel)
         options["advanced_parameters"] = AdvancedQuantizationParameters(weights_quantization_params=params)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), **options)
+        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
+                             fast_bias_correction=fast_bias_correction, **options)  # fmt: skip
 
 
 __all__ = ["nncf_available", "nncf_quantize", "ort_quantize", "ort_settings"]

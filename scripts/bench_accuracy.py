@@ -16,23 +16,29 @@ whose activations have outlier channels. Every model is quantized as
 - ``ort``: ``onnxruntime.quantization.quantize_static`` with its defaults; ``ort-best``: the best
   of its MinMax / Percentile / Entropy calibrations with per-channel weights (per-tensor on the
   per-tensor hard cases);
-- ``nncf``: ``nncf.quantize`` (ONNX backend, its defaults: fast bias correction), when NNCF is
+- ``nncf``: ``nncf.quantize`` (ONNX backend, its defaults: fast bias correction), and
+  ``nncf-best``: the better of that and the same without fast bias correction, when NNCF is
   importable (it is never an onnxq dependency; ``pip install nncf`` for the benchmark). A tool that
   fails on a model shows ``error`` in its cell and the error below the table.
 
 Every quantized model runs on onnxruntime without graph optimisations (Q/DQ computed as ONNX
 defines it, so the CPU's integer kernels, which saturate on AVX2 without VNNI, do not decide).
 Cells are top-1 % against the labels for the digits nets (and agreement with fp32 below), the
-worst output's SQNR in dB otherwise. Then each algorithm's gain over the default, the fallback
-(``quantize_with_budget`` on the same held-out data: top-1 budget 1 point, or SQNR >= 40 dB) with
-float and int16 fallback, and the issue's floors: onnxq with its algorithms ahead of both peers on
-every hard case, no worse on any model (within one held-out sample or 0.1 dB), the fallback meeting
-its budget everywhere. The "best onnxq" is the best of its rows on the held-out data itself (an
-optimistic choice, said as such). ``--adaround`` adds the AdaRound solver trade-off (time, SQNR).
+worst output's SQNR in dB otherwise. The digits nets are scored on the 500 held-out digits and
+``--copies`` (10) perturbed copies of each (5500 images; 500 alone make one image 0.2 points), and
+each floor on them also says whether its margin is more than chance: the paired counts against
+the best peer (images only one of the two gets right), McNemar's exact p and a bootstrap 95%
+interval of the top-1 difference, for onnxq's default and its best row. Then each algorithm's
+gain over the default, the fallback (``quantize_with_budget`` on the same held-out data: top-1
+budget 1 point, or SQNR >= 40 dB) with float and int16 fallback, and the issue's floors: onnxq
+with its algorithms ahead of both peers on every hard case, no worse on any model (within one
+held-out sample or 0.1 dB), the fallback meeting its budget everywhere. The "best onnxq" is the
+best of its rows on the held-out data itself (an optimistic choice, said as such).
+The AdaRound solver trade-off (time, SQNR) follows unless ``--no-adaround``.
 
 Usage::
 
-    python scripts/bench_accuracy.py                  # everything (~15 min on a loaded 2-core machine)
+    python scripts/bench_accuracy.py                  # everything (~25 min on a loaded 2-core machine)
     python scripts/bench_accuracy.py --quick          # two small models, a smoke test
     python scripts/bench_accuracy.py --models hard-dwblock-pt,digits-mlp --no-adaround
 """
@@ -76,6 +82,22 @@ class Score:
     agree: float  # arg-max agreement with fp32, %
     sqnr: float
     cosine: float
+    correct: np.ndarray | None = None  # per held-out sample, with labels: top-1 right
+
+
+def paired(ours: np.ndarray, peer: np.ndarray, resamples: int = 2000) -> tuple[int, int, float, float, float]:
+    """Paired comparison of two classifiers on the same samples: ``(b, c, p, lo, hi)``, ``b``
+    samples only the peer gets right, ``c`` only ours, McNemar's exact two-sided p-value (a
+    binomial test of ``c`` in ``b + c`` at 1/2), and the 95% bootstrap interval of the top-1
+    difference (ours - peer, points; samples resampled with replacement, seed 0)."""
+    b, c = int(np.sum(peer & ~ours)), int(np.sum(ours & ~peer))
+    n, k = b + c, min(b, c)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    diff = ours.astype(np.float64) - peer
+    rng = np.random.default_rng(0)
+    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
+    lo, hi = np.percentile(means, [2.5, 97.5]) * 100
+    return b, c, p, float(lo), float(hi)
 
 
 def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
@@ -103,8 +125,10 @@ def score(case: Case, reference: list[np.ndarray], got: list[np.ndarray]) -> Sco
     agree = 100 * float(np.mean(same))
     sqnr = min(_sqnr(r, g) for r, g in zip(reference, got, strict=True))
     cosine = min(_cosine(r, g) for r, g in zip(reference, got, strict=True))
-    value = 100 * float(np.mean(g0.argmax(-1) == case.labels)) if case.labels is not None else sqnr
-    return Score(value, agree, sqnr, cosine)
+    if case.labels is None:
+        return Score(sqnr, agree, sqnr, cosine)
+    correct = g0.argmax(-1) == case.labels
+    return Score(100 * float(np.mean(correct)), agree, sqnr, cosine, correct)
 
 
 def _ops(model: onnx.ModelProto) -> set[str]:
@@ -155,7 +179,10 @@ def peer_tools(case: Case, tmp: Path, quick: bool) -> dict[str, Callable[[], onn
         out = tmp / f"{case.name}.{label.replace(' ', '-')}.onnx"
         tools[f"ort {label}"] = lambda out=out, kwargs=kwargs: ort_quantize(path, out, case.calib, **kwargs)
     if nncf_available():
-        tools["nncf"] = lambda: nncf_quantize(case.model, case.calib, None if case.per_channel else False)
+        per_channel = None if case.per_channel else False
+        tools["nncf"] = lambda: nncf_quantize(case.model, case.calib, per_channel)
+        if not quick:
+            tools["nncf no-fbc"] = lambda: nncf_quantize(case.model, case.calib, per_channel, False)
     return tools
 
 
@@ -185,13 +212,18 @@ def evaluate(case: Case, tmp: Path, quick: bool, errors: list[str]) -> dict[str,
     ort_labels = [t for t in scores if t.startswith("ort ") and scores[t] is not None]
     best = max(ort_labels, key=lambda t: scores[t].value, default=None)  # type: ignore[union-attr]
     scores["ort-best"] = scores[best] if best else None
+    nncf_labels = [t for t in ("nncf", "nncf no-fbc") if scores.get(t) is not None]
+    best_nncf = max(nncf_labels, key=lambda t: scores[t].value, default=None)  # type: ignore[union-attr]
+    if "nncf no-fbc" in scores:
+        scores["nncf-best"] = scores[best_nncf] if best_nncf else None
     falls = {}
     for kind in ("float", "int16"):
         try:
             falls[kind] = fallback(case, kind)
         except Exception as e:
             errors.append(f"{case.name}: fallback {kind}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
-    return {"scores": scores, "seconds": seconds, "ort_best": best, "fallback": falls}
+    fp32 = score(case, reference, reference)
+    return {"scores": scores, "seconds": seconds, "ort_best": best, "fallback": falls, "fp32": fp32}
 
 
 def _cell(s: Score | None, labels: bool) -> str:
@@ -201,23 +233,28 @@ def _cell(s: Score | None, labels: bool) -> str:
 
 
 ONNXQ_COLUMNS = ("onnxq", "int8", "+bc", "+cle", "+ada", "+sq", "+fo", "all")
-PEER_COLUMNS = ("ort", "ort-best", "nncf")
+PEER_COLUMNS = ("ort", "ort-best", "nncf", "nncf-best")
 
 
 def report(cases: list[Case], results: dict[str, dict[str, Any]], errors: list[str]) -> int:
     cols = ONNXQ_COLUMNS + PEER_COLUMNS
-    print("\ntop-1 % with labels (digits-*, hard-mbv2-pt: 500 held-out digits), else worst output SQNR dB")
-    print(f"{'model':22s}" + "".join(f"{c:>9s}" for c in cols))
+    held = {sum(len(next(iter(f.values()))) for f in c.held) for c in cases if c.labels is not None}
+    print(f"\ntop-1 % with labels (digits-*, hard-mbv2-pt: {'/'.join(map(str, sorted(held)))} held-out "
+          "digits, clean and perturbed), else worst output SQNR dB")  # fmt: skip
+    print(f"{'model':22s}" + "".join(f"{c:>10s}" for c in cols))
     for case in cases:
         s = results[case.name]["scores"]
         cells = [_cell(s[c], case.labels is not None) if c in s else "-" for c in cols]
-        print(f"{case.name:22s}" + "".join(f"{c:>9s}" for c in cells))
+        print(f"{case.name:22s}" + "".join(f"{c:>10s}" for c in cells))
+    fp32 = [f"{c.name} {results[c.name]['fp32'].value:.2f}" for c in cases if c.labels is not None]
+    if fp32:
+        print("fp32 top-1 %: " + ", ".join(fp32))
     print("\nagreement with fp32 % / cosine of the worst output (same columns)")
     for case in cases:
         s = results[case.name]["scores"]
         cells = [("error" if s[c] is None else f"{s[c].agree:.1f}" if case.labels is not None
                   else f"{s[c].cosine:.5f}") if c in s else "-" for c in cols]  # fmt: skip
-        print(f"{case.name:22s}" + "".join(f"{c:>9s}" for c in cells))
+        print(f"{case.name:22s}" + "".join(f"{c:>10s}" for c in cells))
     print("\ngain of each algorithm over its baseline (onnxq, or int8 for transformers): points / dB")
     for case in cases:
         s = results[case.name]["scores"]
@@ -268,9 +305,21 @@ def floors(cases: list[Case], results: dict[str, dict[str, Any]], fallback_ok: b
         kind = "ahead of" if case.hard else "no worse than"
         print(f"  {case.name:22s} best onnxq ({best_ours}) {kind} best peer ({best_peer}): "
               f"{margin:+.2f} -> {'holds' if ok else 'FAILS'}")  # fmt: skip
+        if case.labels is not None:
+            print(f"  {'':22s} " + resolution(ours["onnxq"], ours[best_ours], peers[best_peer], best_ours))
     verdict = "holds" if fallback_ok else "FAILS"
     print(f"  fallback meets its budget on every model (float and int16): {verdict}")
     return 0 if not failed and fallback_ok else 1
+
+
+def resolution(default: Score, best: Score, peer: Score, best_label: str) -> str:
+    """Whether a top-1 margin is more than chance: McNemar counts, p and the bootstrap interval of
+    onnxq's default and of its best row against the best peer, and agreement with fp32 of each."""
+    parts = []
+    for label, ours in {"onnxq": default, best_label: best}.items():
+        b, c, p, lo, hi = paired(ours.correct, peer.correct)  # type: ignore[arg-type]
+        parts.append(f"{label}: {c} only ours / {b} only peer, p={p:.2f}, [{lo:+.2f}, {hi:+.2f}]")
+    return "; ".join(parts) + f"; fp32 agreement {default.agree:.2f}/{best.agree:.2f} vs {peer.agree:.2f}"
 
 
 def adaround_trade(repeats: int) -> None:
@@ -321,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None, help=f"comma-separated, from: {', '.join(ALL)}")
     parser.add_argument("--quick", action="store_true", help=f"a smoke test: {', '.join(QUICK_MODELS)}, "
-                        "one onnxruntime setting, 100 held-out digits, no AdaRound trade-off")  # fmt: skip
+                        "one onnxruntime setting, 100 held-out digits and 2 copies of each, "
+                        "no AdaRound trade-off")  # fmt: skip
+    parser.add_argument("--copies", type=int, default=10, help="perturbed copies of each held-out digit "
+                        "added to the digits nets' held-out set (0: the 500 digits alone)")  # fmt: skip
     parser.add_argument("--no-adaround", action="store_true", help="skip the AdaRound solver trade-off")
     parser.add_argument("--repeats", type=int, default=3, help="AdaRound trade-off: interleaved runs")
     args = parser.parse_args(argv)
@@ -340,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     nncf = "available" if nncf_available() else "not installed (column left empty)"
     print(f"nncf: {nncf}", file=sys.stderr)
     start = time.perf_counter()
-    cases = build(names, held_out=100 if args.quick else 500)
+    cases = build(names, held_out=100 if args.quick else 500, copies=2 if args.quick else args.copies)
     print(f"  models built ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     results, errors = {}, []
     with tempfile.TemporaryDirectory(prefix="onnxq-bench-accuracy-") as tmp:

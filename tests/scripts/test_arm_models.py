@@ -4,30 +4,17 @@ qemu runs themselves belong to that script, not to the test suite)."""
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.script_modules import load_script
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-arm_models = _load("arm_models")
-arm_runner = _load("arm_runner")
+arm_models = load_script("arm_models")
+arm_runner = load_script("arm_runner")
 
 
 def _model(last_op: str | None) -> onnx.ModelProto:
