@@ -49,6 +49,7 @@ def convert_dynamic(
     per_channel: bool = True,
     format: str = "qdq",
     qconfig_mapping: QConfigLike = None,
+    reduce_range: bool | None = None,
 ) -> DynamicConversion:
     """:func:`quantize_dynamic` (see its arguments) with every stage kept: the model, the plan and
     the report."""
@@ -60,6 +61,10 @@ def convert_dynamic(
             "weight_dtype 'uint8' is for onnxruntime's saturating kernels; format 'onnxq' runs int8 "
             "weights on onnxq's kernels, exact on every CPU"
         )
+    if reduce_range is not None and not isinstance(reduce_range, bool):
+        raise ConfigError(f"reduce_range must be True, False or None, got {reduce_range!r}")
+    if reduce_range is None and qconfig_mapping is None:
+        reduce_range = True  # the default (quantize_dynamic's docstring says why)
     if isinstance(qconfig_mapping, os.PathLike):
         qconfig_mapping = os.fspath(qconfig_mapping)
     mapping = (
@@ -69,7 +74,7 @@ def convert_dynamic(
     )
     chosen = check_op_types(op_types)
     ir_model, source_op_types, notes = structurally_prepared(model, MIN_OPSET, requantize=False)
-    plan = build_dynamic_plan(ir_model.graph, mapping, chosen, fmt, source_op_types)
+    plan = build_dynamic_plan(ir_model.graph, mapping, chosen, fmt, source_op_types, reduce_range)
     ir_model, results = run_passes(ir_model, dynamic_passes(plan))
     remove_unused_initializers(ir_model.graph)
     proto = to_proto(ir_model)
@@ -116,6 +121,17 @@ def quantize_dynamic(
         qconfig_mapping: Which config each node gets (the dynamic presets ``dynamic`` /
             ``per_channel_dynamic``, a weight-only config, or None: float); it replaces the
             default that ``per_channel`` chooses.
+        reduce_range: 7-bit weights (symmetric ``[-63, 63]``, onnxruntime's ``reduce_range``)
+            for the weights an integer matmul reads (MatMul / Gemm, the LSTM of the
+            ``onnxruntime`` format, the recurrent ops of the ``onnxq`` format; weight-only
+            weights keep 8 bits). ``True`` or ``False`` sets it; ``None`` (the default) means
+            ``True`` without a ``qconfig_mapping`` and the mapping's weight specs with one.
+            7-bit weights keep every pair of uint8 x int8 products inside int16, so x86 CPUs
+            without VNNI (AVX2 only: AMD Zen 1-3, Intel before Ice Lake) compute the model
+            exactly with ``vpmaddubsw``: stock onnxruntime's u8 x s8 kernels, which saturate on
+            8-bit weights there, give the model's exact integers, and onnxq's kernels run about
+            as fast as onnxruntime's (``scripts/bench_dynamic.py``). It costs one bit of weight
+            precision on every CPU (docs/dynamic.md gives the measured cosines).
     """
     return convert_dynamic(model, op_types, **options).model
 

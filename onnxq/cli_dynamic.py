@@ -5,7 +5,8 @@ Calibration options do not apply (activations are quantized at run time): ``--ca
 ``--stats`` get one warning and are not read. ``--weight-dtype uint8`` (``--format qdq-uint8``:
 the qdq format so) stores the int8 weights as uint8 (exact on onnxruntime on x86 CPUs without
 VNNI); ``--per-tensor`` gives each weight one scale; ``--op-types`` names the op types to quantize
-(an unknown one is an error listing those known).
+(an unknown one is an error listing those known); ``--reduce-range`` / ``--no-reduce-range`` set
+7-bit weights for the integer matmuls (default: on without ``--qconfig``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def convert_dynamic_from_args(
             mapping = mapping.with_overrides(per_channel=False)
     return convert_dynamic(
         model, op_types, weight_dtype="uint8" if args.format == "qdq-uint8" else args.weight_dtype or "int8",
-        per_channel=not args.per_tensor, format=fmt, qconfig_mapping=mapping,
+        per_channel=not args.per_tensor, format=fmt, qconfig_mapping=mapping, reduce_range=args.reduce_range,
     )  # fmt: skip
 
 

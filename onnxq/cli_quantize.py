@@ -105,6 +105,14 @@ def add_quantize_parser(sub: argparse._SubParsersAction, parents: list[argparse.
         "with --mode weight-only: int8 (per channel), int4 (default) or uint4 (per block)",
     )
     q.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --mode dynamic: 7-bit weights (symmetric [-63, 63]) for the integer matmuls, "
+        "exact and fast on x86 without VNNI (onnxruntime's and onnxq's kernels), one bit less "
+        "precise everywhere; the default without --qconfig (a --qconfig's weight specs decide)",
+    )
+    q.add_argument(
         "--block-size", type=int, default=None, help="with --mode weight-only: 4-bit block size (default 32)"
     )
     q.add_argument(
@@ -226,6 +234,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         "--format onnxruntime": args.format == "onnxruntime",
         "--op-types": args.op_types is not None,
         "--weight-dtype": args.weight_dtype is not None,
+        "--reduce-range / --no-reduce-range": args.reduce_range is not None,
     }
     for option, given in dynamic_only.items():
         if given:
@@ -297,7 +306,8 @@ def _write_quantized(
             print(
                 "note: onnxruntime on this CPU (x86 without VNNI) sums uint8 x int8 products in 16 bits "
                 "with saturation; for the model's exact results there use "
-                + ("--weight-dtype uint8" if dynamic else "--format qdq-uint8, or --target x86-avx2")
+                + ("--reduce-range (7-bit weights) or --weight-dtype uint8" if dynamic
+                   else "--format qdq-uint8, or --target x86-avx2")
             )
     if args.report:
         print(f"report: {args.report}")

@@ -18,7 +18,13 @@ Each runs at batch 1 as
 - ``ort`` / ``ort-u8``: ``onnxq.quantize_dynamic(format="onnxruntime")`` (DynamicQuantizeMatMul,
   DynamicQuantizeLSTM), int8 / uint8 weights;
 - ``onnxq``: ``onnxq.quantize_dynamic(format="onnxq")``, MatMul/Gemm as ai.onnxq.DynamicMatMul on
-  onnxq's kernels and LSTM as ai.onnxq.DynamicLSTM (exact on every CPU), run with onnxq's custom ops.
+  onnxq's kernels and LSTM as ai.onnxq.DynamicLSTM (exact on every CPU), run with onnxq's custom ops;
+  its default 7-bit weights (``reduce_range``) run on AVX2's ``vpmaddubsw``;
+- ``onnxq-w8``: the same with 8-bit weights (``reduce_range=False``), which AVX2 without VNNI
+  computes exactly only by widening to int16.
+
+The qdq and ort variants use quantize_dynamic's default 7-bit weights too, which stock
+onnxruntime computes exactly on every CPU (the uint8 variants store the same weights as uint8).
 
 All runs of one model are interleaved (order rotating per round), so a noisy neighbour slows them
 alike; the medians (ms), each one's ratio ``ort-dyn / it`` (above 1: faster than onnxruntime's
@@ -30,6 +36,7 @@ Usage::
 
     python scripts/bench_dynamic.py                     # 15 rounds, 1 thread, all models
     python scripts/bench_dynamic.py --rounds 5 --models encoder-256 lstm --threads 2
+    python scripts/bench_dynamic.py --kinds ort-dyn onnxq onnxq-w8    # only these (ort-dyn always)
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from typing import Any
 import numpy as np
 
 SEQ = 128
-KINDS = ("fp32", "ort-dyn", "qdq", "qdq-u8", "ort", "ort-u8", "onnxq")
+KINDS = ("fp32", "ort-dyn", "qdq", "qdq-u8", "ort", "ort-u8", "onnxq", "onnxq-w8")
 
 
 def build(name: str) -> tuple[Any, Any]:
@@ -98,6 +105,8 @@ def make_models(name: str, workdir: Path) -> tuple[dict[str, bytes], np.ndarray]
             model = onnxq.quantize_dynamic(str(path), format=fmt, weight_dtype=dtype)
             models[kind + suffix] = model.SerializeToString()
     models["onnxq"] = onnxq.quantize_dynamic(str(path), format="onnxq").SerializeToString()
+    w8 = onnxq.quantize_dynamic(str(path), format="onnxq", reduce_range=False)
+    models["onnxq-w8"] = w8.SerializeToString()
     return models, example.numpy()
 
 
@@ -119,19 +128,21 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bench(
-    models: dict[str, bytes], x: np.ndarray, threads: int, rounds: int
+    models: dict[str, bytes], x: np.ndarray, threads: int, rounds: int, kinds: tuple[str, ...] = KINDS
 ) -> dict[str, tuple[float, float]]:
-    """``{kind: (median ms, cosine with fp32)}``."""
+    """``{kind: (median ms, cosine with fp32)}`` for ``kinds`` (fp32 is always run once, for the
+    cosines)."""
     feeds = {"input": x}
-    sessions = {k: session(models[k], threads) for k in KINDS}
+    sessions = {k: session(models[k], threads) for k in kinds}
+    reference = session(models["fp32"], threads).run(None, feeds)[0]
     outputs = {k: s.run(None, feeds)[0] for k, s in sessions.items()}  # also the warm-up
-    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
     for r in range(rounds):
-        for k in KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]:
+        for k in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
             t0 = time.perf_counter()
             sessions[k].run(None, feeds)
             times[k].append(time.perf_counter() - t0)
-    return {k: (statistics.median(times[k]) * 1e3, cosine(outputs["fp32"], outputs[k])) for k in KINDS}
+    return {k: (statistics.median(times[k]) * 1e3, cosine(reference, outputs[k])) for k in kinds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     args = parser.parse_args(argv)
+    kinds = tuple(k for k in KINDS if k in args.kinds or k == "ort-dyn")  # ort-dyn: the ratios' base
     from onnxq.runtime import ort_u8s8_saturates
 
     print(
@@ -151,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             models, x = make_models(name, Path(tmp))
             sizes = {k: len(v) / len(models["fp32"]) for k, v in models.items()}
             print(f"{name}: fp32 {len(models['fp32']) / 2**20:.1f} MiB; size vs fp32: "
-                  + ", ".join(f"{k} {sizes[k]:.3f}" for k in KINDS[1:]))  # fmt: skip
+                  + ", ".join(f"{k} {sizes[k]:.3f}" for k in kinds if k != "fp32"))  # fmt: skip
             for threads in args.threads:
-                t = bench(models, x, threads, args.rounds)
+                t = bench(models, x, threads, args.rounds, kinds)
                 base = t["ort-dyn"][0]
                 cells = "  ".join(
                     f"{k} {ms:7.2f} {base / ms:4.2f}x cos {cos:.6f}" for k, (ms, cos) in t.items()

@@ -66,6 +66,24 @@ def test_uint8_weights_are_the_int8_models_uint8_twin() -> None:
     assert not [t.name for t in uint8.graph.initializer if t.data_type == TensorProto.INT8]
 
 
+@pytest.mark.parametrize(
+    ("options", "gemm_max", "conv_max"),
+    [({}, 63, 127), ({"reduce_range": False}, 127, 127),
+     ({"qconfig_mapping": "per_channel_dynamic"}, 127, 127),
+     ({"qconfig_mapping": "per_channel_dynamic", "reduce_range": True}, 63, 127)],
+)  # fmt: skip
+def test_reduce_range_gives_7_bit_weights_to_integer_matmuls_by_default(options, gemm_max, conv_max) -> None:
+    """By default (and when asked) the Gemm's weights are 7-bit, [-63, 63] symmetric; the Conv's,
+    dequantized to float, keep 8 bits; a mapping without reduce_range decides for itself."""
+    qmodel = onnxq.quantize_dynamic(_digits(), **options)
+    inits = {t.name: numpy_helper.to_array(t) for t in qmodel.graph.initializer}
+    nodes = {o: n for n in qmodel.graph.node for o in n.output}
+    gemm = next(n for n in qmodel.graph.node if n.op_type == "MatMulInteger")
+    conv = next(n for n in qmodel.graph.node if n.op_type == "Conv")
+    assert int(np.abs(inits[gemm.input[1]]).max()) == gemm_max
+    assert int(np.abs(inits[nodes[conv.input[1]].input[0]]).max()) == conv_max
+
+
 def test_per_tensor_gives_each_weight_one_scale() -> None:
     qmodel = onnxq.quantize_dynamic(_digits(), per_channel=False)
     scales = [t for t in qmodel.graph.initializer if t.name.endswith("_scale")]
@@ -109,6 +127,7 @@ def test_mapping_none_keeps_a_node_float() -> None:
         ({"format": "qoperator"}, "dynamic format 'qoperator' (expected one of qdq, onnxruntime, onnxq"),
         ({"weight_dtype": "int4"}, "weight_dtype must be 'int8' or 'uint8', got 'int4'"),
         ({"op_types": {"Linear"}}, "unknown op type(s) for dynamic quantization: 'Linear' (known: MatMul"),
+        ({"reduce_range": "yes"}, "reduce_range must be True, False or None, got 'yes'"),
     ],
 )
 def test_bad_options_are_one_line_config_errors(options: dict, message: str) -> None:

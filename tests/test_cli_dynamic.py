@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 
 def _quantize(onnxq_cli, work, *options: object) -> tuple[int, str, str]:
@@ -70,6 +71,18 @@ def test_dynamic_mode_op_types_and_per_tensor(digits_work, onnxq_cli) -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "most"), [([], 63), (["--no-reduce-range"], 127), (["--reduce-range"], 63)]
+)
+def test_dynamic_mode_reduce_range_gives_the_gemm_7_bit_weights(digits_work, onnxq_cli, option, most) -> None:
+    code, _, err = _quantize(onnxq_cli, digits_work, "--op-types", "Gemm", *option)
+    assert code == 0, err
+    qmodel = onnx.load(str(digits_work / "q.onnx"))
+    int8 = [t for t in qmodel.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2]
+    (weight,) = [numpy_helper.to_array(t) for t in int8]
+    assert int(np.abs(weight).max()) == most
+
+
+@pytest.mark.parametrize(
     ("options", "needle"),
     [
         (["--op-types", "MatMul,Lstm"],
@@ -92,6 +105,7 @@ def test_bad_dynamic_options_exit_2_with_one_line_and_write_nothing(
         (["--format", "onnxruntime"], "--format onnxruntime"),
         (["--op-types", "MatMul"], "--op-types"),
         (["--weight-dtype", "uint8"], "--weight-dtype"),
+        (["--no-reduce-range"], "--reduce-range / --no-reduce-range"),
     ],
 )
 def test_dynamic_options_are_refused_in_static_mode(digits_work, onnxq_cli, option, needle) -> None:

@@ -17,6 +17,9 @@ typedef struct gemm_case {
     size_t high;
     int b_narrow; /* B in [-127, 127] (symmetric weights): NEON's int16 pair sums; else [-128, 127] */
     int extremes; /* A only 0 / 255, B only its two ends: the largest int16 partial sums */
+    int b_small;  /* 1: B in [-64, 64] (7-bit weights: AVX2 runs every row on vpmaddubsw, with A at
+                   * 255 its pair sums reach -32640 / 32640); 2: the same but one weight of -65
+                   * (or 65), which must send the call to the other paths */
 } gemm_case;
 
 static void* packed_weights(const int8_t* b, size_t k, size_t n, size_t* size) {
@@ -42,12 +45,17 @@ static void check_case(gemm_case gc) {
     for (size_t e = 0; gc.poison == 2 && e < gc.high; ++e)
         a[(size_t)onnxq_test_rand_int(0, (int32_t)m - 1) * lda +
           (size_t)onnxq_test_rand_int(0, (int32_t)k - 1)] = (uint8_t)onnxq_test_rand_int(128, 255);
-    onnxq_test_fill_s8(b, k * n, gc.b_narrow ? -127 : -128, 127);
+    const int b_lo = gc.b_small ? -64 : gc.b_narrow ? -127 : -128, b_hi = gc.b_small ? 64 : 127;
+    onnxq_test_fill_s8(b, k * n, b_lo, b_hi);
     if (gc.extremes) {
         for (size_t i = 0; i < m * lda; ++i) a[i] = (onnxq_test_next() & 3) ? 0 : 255;
-        for (size_t i = 0; i < k * n; ++i)
-            b[i] = (onnxq_test_next() & 3) ? (int8_t)(gc.b_narrow ? -127 : -128) : 127;
+        for (size_t i = 0; i < k * n; ++i) {
+            const uint32_t r = onnxq_test_next();
+            b[i] = (int8_t)((r & 3) ? b_lo : (gc.b_small && (r & 4)) ? 63 : b_hi);
+        }
     }
+    if (gc.b_small == 2) b[(size_t)onnxq_test_rand_int(0, (int32_t)(k * n) - 1)] =
+        (onnxq_test_next() & 1) ? -65 : 65;
     for (size_t j = 0; j < n; ++j) {
         bias[j] = onnxq_test_rand_int(-30000, 30000);
         scale[j] = onnxq_test_rand_float(0.2f, 3.0f) / (float)(k * 40);
@@ -55,6 +63,13 @@ static void check_case(gemm_case gc) {
     }
     size_t packed_size;
     void* packed = packed_weights(b, k, n, &packed_size);
+    int small = -1, want_small = 1;
+    for (size_t i = 0; i < k * n; ++i) want_small &= b[i] >= -64 && b[i] <= 64;
+    ONNXQ_EXPECT(gc.b_small == 0 || want_small == (gc.b_small == 1), "b_small=%d: B is not so",
+                 gc.b_small);
+    ONNXQ_EXPECT(onnxq_gemm_u8s8_packed_small_weights(packed, packed_size, &small) == ONNXQ_OK &&
+                     small == want_small,
+                 "k=%zu n=%zu b_small=%d: packing says small weights = %d", k, n, gc.b_small, small);
     static const int out_types[4] = {ONNXQ_U8, ONNXQ_S8, ONNXQ_F32, ONNXQ_I32};
     const size_t c_bytes = m * n * 4;
     uint8_t* want = malloc(c_bytes);
@@ -79,9 +94,9 @@ static void check_case(gemm_case gc) {
             ONNXQ_EXPECT(onnxq_gemm_u8s8_run(packed, packed_size, &p) == ONNXQ_OK, "gemm: %s",
                          onnxq_last_error());
             ONNXQ_EXPECT(memcmp(got, want, bytes) == 0,
-                         "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d b_narrow=%d out_type=%d "
+                         "gemm m=%zu k=%zu n=%zu a_zp=%d a_max=%d poison=%d b_narrow=%d b_small=%d out_type=%d "
                          "differs from scalar", m, k, n, (int)gc.a_zp, gc.a_max, gc.poison,
-                         gc.b_narrow, ot);
+                         gc.b_narrow, gc.b_small, ot);
             ONNXQ_EXPECT(bytes == c_bytes || got[bytes] == 0x5a, "gemm wrote past C");
             /* The same C from ranges of columns (run_cols), cut at a random multiple of 16. */
             memset(got, 0x5a, c_bytes);
@@ -294,11 +309,18 @@ void onnxq_test_gemm(void) {
         check_case(gc);
         gc.b_narrow = 0;
         check_case(gc);
+        for (int b_small = 1; b_small <= 2; ++b_small) {
+            gc = edges[i];
+            gc.b_small = b_small;
+            check_case(gc);
+            gc.extremes = 1;
+            check_case(gc);
+        }
     }
     for (int r = 0; r < 25; ++r) {
         gemm_case gc = {(size_t)onnxq_test_rand_int(1, 70), (size_t)onnxq_test_rand_int(1, 300),
                         (size_t)onnxq_test_rand_int(1, 90), onnxq_test_rand_int(0, 255),
-                        (r & 1) ? 127 : 255, r % 4 == 3, 0, r % 3 == 0, 0};
+                        (r & 1) ? 127 : 255, r % 4 == 3, 0, r % 3 == 0, 0, r % 5 == 0};
         if (r % 4 == 1) {
             gc.poison = 2;
             gc.high = (size_t)onnxq_test_rand_int(1, 40);

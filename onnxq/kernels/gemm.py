@@ -70,6 +70,16 @@ class PackedGemmWeights:
         check(lib.onnxq_gemm_u8s8_packed_colsum(byte_ptr(buf), buf.size, k, n, out_ptr(out), n), "packed")
         return out
 
+    @property
+    def small_weights(self) -> bool:
+        """Whether packing found every weight in [-64, 64] (7-bit weights, ``reduce_range``): then
+        a pair of u8 x s8 products fits int16, and the AVX2 kernel runs every row on
+        ``vpmaddubsw``, exactly, instead of widening to int16."""
+        _, _, buf = self.validated()
+        small = ffi.new("int*")
+        check(lib.onnxq_gemm_u8s8_packed_small_weights(byte_ptr(buf), buf.size, small), "packed")
+        return bool(small[0])
+
     def pointer(self) -> object:
         """cffi ``void*`` to the packed bytes (for other wrappers calling the C API), after
         :meth:`validated`."""

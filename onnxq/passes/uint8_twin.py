@@ -198,11 +198,25 @@ def uint8_twin(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:
     return to_proto(twin) if result.count else proto
 
 
+#: Largest magnitude of an int8 weight for which a pair of u8 x s8 products fits int16
+#: (255 * 64 * 2 = 32640): 7-bit weights (``reduce_range``) run exactly on ``vpmaddubsw``.
+EXACT_WEIGHT_MAX = 64
+
+
 def saturates_here(model: onnx.ModelProto) -> bool:
-    """True when ``model`` holds int8 tensors and this onnxruntime's u8 x s8 kernels saturate on
-    this CPU: its results there are not the model's exact integers."""
-    has_int8 = any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
-    return has_int8 and ort_u8s8_saturates()
+    """True when ``model`` holds int8 tensors of magnitude over 64 and this onnxruntime's u8 x s8
+    kernels saturate on this CPU: its results there are not the model's exact integers. 7-bit
+    weights (``[-64, 64]``) keep every pair sum inside int16, so onnxruntime is exact on them."""
+    if not ort_u8s8_saturates():
+        return False
+    for t in model.graph.initializer:
+        if t.data_type == onnx.TensorProto.INT8:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                return True  # not read here: may hold anything
+            values = onnx.numpy_helper.to_array(t)
+            if values.size and int(np.abs(values.astype(np.int16)).max()) > EXACT_WEIGHT_MAX:
+                return True
+    return False
 
 
 def exact_on_onnxruntime(model: onnx.ModelProto | ir.Model) -> onnx.ModelProto:

@@ -24,6 +24,12 @@ Weights are quantized per channel (each output row; a recurrent op's rows per di
 or per tensor, as the node's weight spec says. A node's channels are named by ``channel_axes``: the
 axes whose product is the channel index (``(0, 1)`` for a recurrent weight ``[directions, gates *
 hidden, inputs]``; ``(1,)`` for a Gemm's weight as the ``[K, N]`` matmul weight it becomes).
+``reduce_range`` (True or False; None: as the specs say) sets the weight specs' ``reduce_range``
+of the nodes an integer matmul computes (``dynamic_matmul``, ``dynamic_lstm``, ``dynamic_rnn``):
+7-bit weights (``[-63, 63]`` symmetric), whose pairs of u8 x s8 products fit int16, so x86 CPUs
+without VNNI compute them exactly on ``vpmaddubsw`` (stock onnxruntime's u8 x s8 kernels, which
+otherwise saturate, and onnxq's AVX2 GEMM, which otherwise widens to int16). Weight-only nodes
+keep their spec: their weights are dequantized to float.
 Nodes inside If/Loop/Scan bodies are not planned (the report lists the main graph's nodes).
 """
 
@@ -179,8 +185,10 @@ def build_dynamic_plan(
     op_types: frozenset[str],
     fmt: DynamicFormat,
     source_op_types: Mapping[str, str] | None = None,
+    reduce_range: bool | None = None,
 ) -> DynamicPlan:
-    """Decide what each node of ``graph`` (prepared: every node named) becomes (module docstring).
+    """Decide what each node of ``graph`` (prepared: every node named) becomes (module docstring,
+    which says what ``reduce_range`` does).
 
     ``source_op_types`` gives the op type a node had in the user's model when a structural pass
     changed it (MatMul + Add fused into a Gemm): the mapping and ``op_types`` see that one.
@@ -191,7 +199,7 @@ def build_dynamic_plan(
         if (node.name or "") in decisions:  # a bias Add its MatMul absorbed
             continue
         op_type = (source_op_types or {}).get(node.name or "", node.op_type)
-        decision = _decide(node, op_type, mapping, op_types, fmt)
+        decision = _with_reduce_range(_decide(node, op_type, mapping, op_types, fmt), reduce_range)
         decisions[decision.name] = decision
         if (
             decision.quantized
@@ -225,6 +233,18 @@ def build_dynamic_plan(
         ):
             notes.append(f"{node.name}: layout=1, which DynamicQuantizeLSTM lacks: weight-only")
     return DynamicPlan(tuple(decisions.values()), fmt, tuple(notes))
+
+
+#: The actions whose weights an integer matmul reads (``reduce_range`` applies to them).
+INTEGER_ACTIONS = frozenset({DynamicAction.MATMUL, DynamicAction.LSTM, DynamicAction.RNN})
+
+
+def _with_reduce_range(decision: DynamicDecision, reduce_range: bool | None) -> DynamicDecision:
+    """``decision`` with its weight specs' ``reduce_range`` set, if an integer matmul reads them."""
+    if reduce_range is None or decision.action not in INTEGER_ACTIONS:
+        return decision
+    weights = tuple(replace(w, spec=replace(w.spec, reduce_range=reduce_range)) for w in decision.weights)
+    return replace(decision, weights=weights)
 
 
 def _onnxq_rnn_why(node: ir.Node, decision: DynamicDecision) -> str | None:

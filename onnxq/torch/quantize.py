@@ -154,7 +154,8 @@ def quantize_dynamic(
 ) -> onnx.ModelProto:
     """Export ``module`` and quantize the nodes of the given module types (``{nn.Linear, nn.LSTM}``;
     None: every type :func:`onnxq.quantize_dynamic` handles) dynamically; ``options`` are
-    :func:`onnxq.quantize_dynamic`'s (``per_channel``, ``format``, ``weight_dtype``)."""
+    :func:`onnxq.quantize_dynamic`'s (``per_channel``, ``format``, ``weight_dtype``,
+    ``reduce_range``: 7-bit weights, the default here too)."""
     proto, _ = export_for_onnxq(module, example_inputs, dynamo=dynamo, opset=opset)
     if module_types is None:
         return onnx_quantize_dynamic(proto, **options)
@@ -166,7 +167,8 @@ def quantize_dynamic(
     preset = "per_channel_dynamic" if options.pop("per_channel", True) else "dynamic"
     qc = resolve_qconfig(preset).global_qconfig
     mapping = QConfigMapping(node_names=dict.fromkeys(chosen, qc))
-    return onnx_quantize_dynamic(proto, qconfig_mapping=mapping, **options)
+    reduce_range = options.pop("reduce_range", True)  # the mapping is ours: the default's bits
+    return onnx_quantize_dynamic(proto, qconfig_mapping=mapping, reduce_range=reduce_range, **options)
 
 
 __all__ = ["ModuleQConfigMapping", "export_for_onnxq", "quantize_dynamic", "quantize_static"]

@@ -95,6 +95,26 @@ def test_gemm_with_rare_activations_of_128_or_more_matches_reference(
     _check_all_outputs(c, a_zp=64, out_zp={np.uint8: 100, np.int8: -3})
 
 
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 2, 3), (7, 64, 32), (33, 255, 65), (13, 1100, 40)])
+@pytest.mark.parametrize(("lo", "hi", "small"), [(-64, 64, True), (-64, 63, True), (-65, 64, False),
+                                                  (-64, 65, False)])  # fmt: skip
+def test_gemm_with_weights_of_7_bits_matches_reference_at_the_limits(
+    isa: str, rng: np.random.Generator, m: int, k: int, n: int, lo: int, hi: int, small: bool
+) -> None:
+    """Weights in [-64, 64] (reduce_range) let AVX2 run full 8-bit activations on vpmaddubsw:
+    with A at 255 and a pair of weights at an end the pair sum is +-32640, inside int16. One
+    weight of -65 or 65 pushes such a pair past int16 (-33150 / 33150) and must send the call to
+    the exact paths; either way the bytes are the reference's."""
+    c = _case(rng, m, k, n)
+    c["b"] = rng.integers(-64, 65, size=(k, n), dtype=np.int8)
+    c["a"][:, :2] = 255  # every row's first pair at the top of u8 ...
+    c["b"][:2] = lo  # ... times the lower end in every column,
+    c["b"][:2, -1] = hi  # the upper end in the last
+    packed = pack_gemm_weights(c["b"])
+    assert packed.small_weights is small
+    _check_all_outputs(c, a_zp=201, out_zp={np.uint8: 100, np.int8: -3})
+
+
 # Small K (1x1 convs with few input channels) against the column steps of the AVX-512 kernel
 # (48 = three 16-column blocks, tails of one or two) and its 8-row steps.
 SMALL_K_SHAPES = [

@@ -13,17 +13,17 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxq.errors import KernelError
 from onnxq.kernels import kernel_table
 from onnxq.kernels.reference import rnn as ref
-from onnxq.kernels.rnn import gru, lstm, pack_gru_weights, pack_lstm_weights
+from onnxq.kernels.rnn import gru, lstm, pack_gru_weights, pack_lstm_weights, pack_rnn_weights, rnn
 
 
-def _weights(seed: int, gates: int, inp: int, hidden: int, bias: bool = True):
-    """Float weights quantized symmetric per row: (w_q, w_scale, r_q, r_scale, wb, rb)."""
+def _weights(seed: int, gates: int, inp: int, hidden: int, bias: bool = True, qmax: int = 127):
+    """Float weights quantized symmetric per row to [-qmax, qmax]: (w_q, w_scale, r_q, r_scale, wb, rb)."""
     rng = np.random.default_rng(seed)
     out = []
     for cols in (inp, hidden):
         wf = (rng.standard_normal((gates * hidden, cols)) / np.sqrt(cols)).astype(F32)
-        scale = (np.abs(wf).max(axis=1) / 127).astype(F32)
-        out += [np.clip(np.rint(wf / scale[:, None]), -127, 127).astype(np.int8), scale]
+        scale = (np.abs(wf).max(axis=1) / qmax).astype(F32)
+        out += [np.clip(np.rint(wf / scale[:, None]), -qmax, qmax).astype(np.int8), scale]
     wb = rng.standard_normal(gates * hidden).astype(F32) * F32(0.1) if bias else None
     rb = rng.standard_normal(gates * hidden).astype(F32) * F32(0.1) if bias else None
     return (*out, wb, rb)
@@ -74,6 +74,34 @@ def test_gru_matches_reference_bitexact(isa, per_row, linear_before_reset) -> No
     ry, rh = ref.gru_sequence(xs, h0, w, ws, r, rs, wb, rb, linear_before_reset, per_row=per_row)
     assert_same_bits(y, ry)
     assert_same_bits(h, rh)
+
+
+@pytest.mark.parametrize("qmax", [63, 127], ids=["7-bit", "8-bit"])
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru0", "gru1", "rnn"])
+def test_long_sequences_project_inputs_in_chunks_bitexact(isa, cell, per_row, qmax) -> None:
+    """The inputs of 256 rows' worth of steps (85 of batch 3) are projected by one GEMM, each step
+    quantized alone: 90 steps cross a chunk boundary and end in a partial chunk, with the bytes of
+    the reference's step-by-step projections (7-bit weights: AVX2's vpmaddubsw path)."""
+    hidden, inp, batch, seq = 9, 7, 3, 90
+    gates = {"lstm": 4, "rnn": 1}.get(cell, 3)
+    w, ws, r, rs, wb, rb = _weights(5, gates, inp, hidden, qmax=qmax)
+    rng = np.random.default_rng(6)
+    ramp = np.linspace(0.5, 3, seq, dtype=F32)[:, None, None]  # each step its own range
+    xs = rng.standard_normal((seq, batch, inp)).astype(F32) * ramp
+    h0 = rng.standard_normal((batch, hidden)).astype(F32) * F32(0.5)
+    if cell == "lstm":
+        got = lstm(xs, pack_lstm_weights(w, ws, r, rs, wb, rb), h0, h0, per_row=per_row)
+        want = ref.lstm_sequence(xs, h0, h0, w, ws, r, rs, wb, rb, per_row=per_row)
+    elif cell == "rnn":
+        got = rnn(xs, pack_rnn_weights(w, ws, r, rs, wb, rb), h0, per_row=per_row)
+        want = ref.rnn_sequence(xs, h0, w, ws, r, rs, wb, rb, per_row=per_row)
+    else:
+        lbr = cell == "gru1"
+        got = gru(xs, pack_gru_weights(w, ws, r, rs, wb, rb, linear_before_reset=lbr), h0, per_row=per_row)
+        want = ref.gru_sequence(xs, h0, w, ws, r, rs, wb, rb, lbr, per_row=per_row)
+    for g, e in zip(got, want, strict=True):
+        assert_same_bits(g, e)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

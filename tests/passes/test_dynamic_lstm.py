@@ -3,6 +3,8 @@ LSTM as onnxruntime's DynamicQuantizeLSTM (DynamicLSTM)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -11,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxq
 from onnxq.passes.dequantize_weights import dequantize_layout
 from onnxq.passes.dynamic_lstm import contrib_lstm_weight
+from onnxq.qconfig import QConfigMapping, get_default_qconfig
 from onnxq.weights.dynamic import quantize_channels
 
 HIDDEN, INPUTS, STEPS, BATCH = 16, 6, 5, 3
@@ -93,7 +96,10 @@ def test_lstm_becomes_dynamic_quantize_lstm_close_to_the_weight_only_one(directi
     assert {o.domain: o.version for o in contrib.opset_import}["com.microsoft"] == 1
     x = np.random.default_rng(4).standard_normal((STEPS, BATCH, INPUTS)).astype(np.float32)
     got = run_ort(contrib, {"x": x})
-    weight_only = run_ort(onnxq.quantize_dynamic(model), {"x": x})  # the same weights, float activations
+    # the same 7-bit weights (reduce_range: the contrib op's default), float activations
+    seven_bits = QConfigMapping(replace(get_default_qconfig("per_channel_dynamic"),
+                                        weight=replace(PER_CHANNEL, reduce_range=True)))  # fmt: skip
+    weight_only = run_ort(onnxq.quantize_dynamic(model, qconfig_mapping=seven_bits), {"x": x})
     for g, e in zip(got, weight_only, strict=True):
         assert g.shape == e.shape
         # uint8 activations (steps of about 1/100 here) are all that differs: measured 0.007-0.009

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from onnxq.errors import ConfigError
@@ -39,9 +41,27 @@ def _model(model_from_text):
     return model
 
 
-def _plan(model, mapping=None, op_types=None, fmt=DynamicFormat.QDQ):
+def _plan(model, mapping=None, op_types=None, fmt=DynamicFormat.QDQ, reduce_range=None):
     mapping = mapping or QConfigMapping(get_default_qconfig("per_channel_dynamic"))
-    return build_dynamic_plan(model.graph, mapping, check_op_types(op_types), fmt)
+    return build_dynamic_plan(model.graph, mapping, check_op_types(op_types), fmt, None, reduce_range)
+
+
+@pytest.mark.parametrize("fmt", list(DynamicFormat))
+@pytest.mark.parametrize("reduce_range", [True, False, None])
+def test_reduce_range_sets_the_weights_of_integer_matmuls_only(model_from_text, fmt, reduce_range) -> None:
+    """7-bit weights where an integer matmul reads them (the MatMul, the Gemm; the RNN in the
+    onnxq format); the weight-only RNN keeps its spec (its weights are dequantized to float), and
+    None leaves every spec as the mapping says."""
+    seven_bit = QConfigMapping(replace(get_default_qconfig("per_channel_dynamic"), weight=replace(
+        get_default_qconfig("per_channel_dynamic").weight, reduce_range=True)))  # fmt: skip
+    for mapping, spec_says in ((None, False), (seven_bit, True)):
+        by_name = {d.name: d for d in _plan(_model(model_from_text), mapping, fmt=fmt,
+                                            reduce_range=reduce_range).decisions}  # fmt: skip
+        for name in ("matmul0", "gemm5", "rnn3"):
+            integer = name != "rnn3" or fmt is DynamicFormat.ONNXQ
+            assert by_name[name].action is not DynamicAction.WEIGHT_ONLY or not integer
+            want = spec_says if reduce_range is None or not integer else reduce_range
+            assert {w.spec.reduce_range for w in by_name[name].weights} == {want}, name
 
 
 def test_plan_quantizes_constant_weights_and_says_why_not(model_from_text) -> None:

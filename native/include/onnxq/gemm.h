@@ -48,6 +48,11 @@ int onnxq_gemm_u8s8_pack(const int8_t* b, size_t b_len, size_t k, size_t n, ptrd
  * header's sizes and offsets disagree with each other or with packed_size). */
 int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t* k, size_t* n);
 
+/* *small = 1 when every weight of the packed buffer is in [-64, 64] (found when packing; e.g.
+ * 7-bit weights, reduce_range), else 0. Then a pair of u8 x s8 products fits int16 for any u8
+ * activations, and the AVX2 kernel runs every row on vpmaddubsw, exactly (gemm/avx2.c). */
+int onnxq_gemm_u8s8_packed_small_weights(const void* packed, size_t packed_size, int* small);
+
 /* Copies the packed buffer's n column sums sum_k B[k, j] (int32, wrapping) into colsum
  * (colsum_len = n values), e.g. to apply a per-row activation zero point to ONNXQ_I32 output:
  * acc - a_zp[row] * colsum[j]. k and n are what the caller expects: ONNXQ_E_SHAPE when the

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/internal.h"
+#include "dynamic/grouped.h"
 #include "onnxq/dynamic.h"
 #include "onnxq_kernels.h"
 
@@ -127,51 +128,69 @@ int onnxq_dynamic_quantize(const float* x, size_t x_len, size_t rows, size_t col
     return st;
 }
 
-/* Per-row mode: one int32 GEMM for all rows (zero point 0), then the per-row zero-point correction
- * acc = sum(q * w) - a_zp[r] * colsum(w) and the fp32 scaling the GEMM's fp32 output would do:
- * y = (float)acc * (a_scale[r] * w_scale[n]) (+ bias[n]). */
-static int dqmm_per_row(const void* packed_w, size_t packed_size, const onnxq_dqmm_params* p,
-                        size_t k, size_t n) {
+/* Rows quantized in groups of `group` consecutive rows, each group with its own parameters (per
+ * row: 1; the per-step projections of a recurrent op's inputs: the batch): one int32 GEMM for all
+ * rows (zero point 0), then the group's zero-point correction acc = sum(q * w) - a_zp[g] *
+ * colsum(w) and the fp32 scaling the GEMM's fp32 output would do: y = (float)acc * (a_scale[g] *
+ * w_scale[n]) (+ bias[n]). Every group's values are those of a per-tensor onnxq_dqmm on its rows
+ * (the same int32 modulo 2^32, the same two fp32 operations). p is checked by the caller. */
+int onnxq_dqmm_grouped(const void* packed_w, size_t packed_size, const onnxq_dqmm_params* p,
+                       size_t group) {
     int st = ONNXQ_OK;
-    const size_t m = p->m;
-    uint8_t* q = (uint8_t*)malloc(m * k + k);
-    float* a_scale = (float*)malloc(m * sizeof(float));
-    int32_t* a_zp = (int32_t*)malloc(m * sizeof(int32_t));
+    const size_t m = p->m, k = p->k, n = p->n;
+    if (group == 0 || m % group != 0)
+        return onnxq_error(ONNXQ_E_SHAPE, "dqmm: %zu rows are not groups of %zu", m, group);
+    const size_t ng = m / group;
+    for (size_t j = 0; j < p->w_scale_len; ++j)
+        if (!(p->w_scale[j] > 0.0f) || !isfinite(p->w_scale[j]))
+            return onnxq_error(ONNXQ_E_ARG, "dqmm: w_scale[%zu] = %g, expected a finite value > 0", j,
+                               (double)p->w_scale[j]);
+    const onnxq_minmax_f32_entry* e = onnxq_minmax_f32_select();
+    if (e == NULL) return onnxq_isa_check();
+    uint8_t* q = (uint8_t*)malloc(m * k);
+    float* a_scale = (float*)malloc(ng * sizeof(float));
+    int32_t* a_zp = (int32_t*)malloc(ng * sizeof(int32_t));
     int32_t* acc = (int32_t*)malloc((m + 1) * n * sizeof(int32_t));
     if (q == NULL || a_scale == NULL || a_zp == NULL || acc == NULL) {
         st = onnxq_error(ONNXQ_E_NOMEM, "dqmm: cannot allocate scratch for %zu x %zu", m, n);
         goto done;
     }
-    st = dq_params("dqmm", "a", p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, a_scale, a_zp);
-    if (st == ONNXQ_OK) st = dq_apply(p->a, m, k, p->lda, ONNXQ_DQ_PER_ROW, a_scale, a_zp, q);
+    for (size_t g = 0; g < ng && st == ONNXQ_OK; ++g) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (size_t r = g * group; r < (g + 1) * group && st == ONNXQ_OK; ++r) {
+            e->fn(k, p->a + r * p->lda, &lo, &hi);
+            st = check_range("dqmm", "a", r, lo, hi);
+        }
+        if (st != ONNXQ_OK) break;
+        choose(lo, hi, &a_scale[g], &a_zp[g]);
+        st = check_scale("dqmm", "a", g * group, lo, hi, a_scale[g]);
+        if (st == ONNXQ_OK)
+            st = quantize_rows(p->a + g * group * p->lda, group, k, p->lda, a_scale[g], a_zp[g],
+                               q + g * group * k);
+    }
     if (st != ONNXQ_OK) goto done;
-    uint8_t* ones = q + m * k;
-    memset(ones, 1, k);
     int32_t* colsum = acc + m * n;
-    onnxq_gemm_u8s8_params g = {0};
-    g.k = k;
-    g.n = n;
-    g.m = 1;
-    g.a = ones;
-    g.a_len = k;
-    g.lda = k;
-    g.out_type = ONNXQ_I32;
-    g.c = colsum;
-    g.c_len = n;
-    g.ldc = n;
-    if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
-    g.m = m;
-    g.a = q;
-    g.a_len = m * k;
-    g.c = acc;
-    g.c_len = m * n;
-    if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &g)) != ONNXQ_OK) goto done;
+    if ((st = onnxq_gemm_u8s8_packed_colsum(packed_w, packed_size, k, n, colsum, n)) != ONNXQ_OK)
+        goto done;
+    onnxq_gemm_u8s8_params gp = {0};
+    gp.k = k;
+    gp.n = n;
+    gp.m = m;
+    gp.a = q;
+    gp.a_len = m * k;
+    gp.lda = k;
+    gp.out_type = ONNXQ_I32;
+    gp.c = acc;
+    gp.c_len = m * n;
+    gp.ldc = n;
+    if ((st = onnxq_gemm_u8s8_run(packed_w, packed_size, &gp)) != ONNXQ_OK) goto done;
     for (size_t r = 0; r < m; ++r) {
+        const size_t g = r / group;
         float* y = p->y + r * p->ldy;
         const int32_t* ar = acc + r * n;
         for (size_t j = 0; j < n; ++j) {
-            const int32_t a = (int32_t)((int64_t)ar[j] - (int64_t)a_zp[r] * colsum[j]);
-            const float s = a_scale[r] * p->w_scale[p->w_scale_len == 1 ? 0 : j];
+            const int32_t a = (int32_t)((int64_t)ar[j] - (int64_t)a_zp[g] * colsum[j]);
+            const float s = a_scale[g] * p->w_scale[p->w_scale_len == 1 ? 0 : j];
             float v = (float)a * s;
             if (p->bias != NULL) v = v + p->bias[j];
             y[j] = v;
@@ -222,7 +241,7 @@ int onnxq_dqmm(const void* packed_w, size_t packed_size, const onnxq_dqmm_params
             return onnxq_error(ONNXQ_E_ARG, "dqmm: w_scale[%zu] = %g, expected a finite value > 0", j,
                                (double)p->w_scale[j]);
     if ((st = onnxq_isa_check()) != ONNXQ_OK) return st;
-    if (p->mode == ONNXQ_DQ_PER_ROW) return dqmm_per_row(packed_w, packed_size, p, k, n);
+    if (p->mode == ONNXQ_DQ_PER_ROW) return onnxq_dqmm_grouped(packed_w, packed_size, p, 1);
     uint8_t* q = (uint8_t*)malloc(p->m * k);
     float a_scale = 0.0f;
     int32_t a_zp = 0;

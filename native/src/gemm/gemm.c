@@ -72,7 +72,7 @@ int onnxq_gemm_u8s8_pack(const int8_t* b, size_t b_len, size_t k, size_t n, ptrd
     int32_t* colsum = (int32_t*)(base + h.colsum_off);
     int8_t* w = (int8_t*)(base + h.data_off);
     memset(base, 0, h.total);
-    memcpy(base, &h, sizeof h);
+    int small = 1;
     for (size_t j = 0; j < h.nb; ++j) {
         int8_t* blk = w + j * h.kq * 64;
         for (size_t c = 0; c < ONNXQ_GEMM_NR; ++c) {
@@ -83,10 +83,13 @@ int onnxq_gemm_u8s8_pack(const int8_t* b, size_t b_len, size_t k, size_t n, ptrd
                 const int8_t v = b[(ptrdiff_t)kk * stride_k + (ptrdiff_t)col * stride_n];
                 blk[(kk / 4) * 64 + c * 4 + (kk % 4)] = v;
                 sum += (uint32_t)(int32_t)v;
+                small &= v >= -ONNXQ_GEMM_SMALL_WEIGHT_MAX && v <= ONNXQ_GEMM_SMALL_WEIGHT_MAX;
             }
             colsum[col] = (int32_t)sum;
         }
     }
+    h.flags = small ? ONNXQ_GEMM_SMALL_WEIGHTS : 0u;
+    memcpy(base, &h, sizeof h);
     return ONNXQ_OK;
 }
 
@@ -99,11 +102,17 @@ static int check_packed(const void* packed, size_t packed_size, const onnxq_gemm
                            "header (truncated, or not written by onnxq_gemm_u8s8_pack)", packed_size);
     const onnxq_gemm_u8s8_packed* h = (const onnxq_gemm_u8s8_packed*)packed;
     onnxq_gemm_u8s8_packed want;
-    /* The header must be exactly the layout of its own k x n: every offset and size is then
-     * inside h->total, and h->total inside packed_size. */
-    if (h->magic != ONNXQ_GEMM_MAGIC || h->version != ONNXQ_GEMM_VERSION || h->k > MAX_DIM ||
-        h->n > MAX_DIM || layout((size_t)h->k, (size_t)h->n, &want) ||
-        memcmp(h, &want, sizeof want) != 0)
+    /* The header must be exactly the layout of its own k x n (but for the flags, which say what
+     * packing found in the weights): every offset and size is then inside h->total, and h->total
+     * inside packed_size. */
+    int bad = h->magic != ONNXQ_GEMM_MAGIC || h->version != ONNXQ_GEMM_VERSION ||
+              (h->flags & ~ONNXQ_GEMM_SMALL_WEIGHTS) != 0 || h->k > MAX_DIM || h->n > MAX_DIM ||
+              layout((size_t)h->k, (size_t)h->n, &want);
+    if (!bad) {
+        want.flags = h->flags;
+        bad = memcmp(h, &want, sizeof want) != 0;
+    }
+    if (bad)
         return onnxq_error(ONNXQ_E_ARG,
                            "gemm: packed buffer was not written by onnxq_gemm_u8s8_pack (bad header)");
     if (packed_size < h->total)
@@ -130,6 +139,15 @@ int onnxq_gemm_u8s8_packed_shape(const void* packed, size_t packed_size, size_t*
     if (st != ONNXQ_OK) return st;
     if (k) *k = (size_t)h->k;
     if (n) *n = (size_t)h->n;
+    return ONNXQ_OK;
+}
+
+int onnxq_gemm_u8s8_packed_small_weights(const void* packed, size_t packed_size, int* small) {
+    const onnxq_gemm_u8s8_packed* h;
+    ONNXQ_CHECK_NOT_NULL(small, "small");
+    int st = check_packed(packed, packed_size, &h);
+    if (st != ONNXQ_OK) return st;
+    *small = (h->flags & ONNXQ_GEMM_SMALL_WEIGHTS) != 0;
     return ONNXQ_OK;
 }
 
@@ -260,6 +278,7 @@ int onnxq_gemm_u8s8_run_cols(const void* packed, size_t packed_size, const onnxq
         .nb = nb,
         .corr = corr,
         .colsum = colsum,
+        .small_weights = (h->flags & ONNXQ_GEMM_SMALL_WEIGHTS) != 0,
         .scale = scale,
         .bias_f = (p->out_type == ONNXQ_F32 && p->bias_f) ? bias_f : NULL,
         .out_type = p->out_type,

@@ -18,9 +18,15 @@
 #define ONNXQ_GEMM_NR 16            /* columns per packed block */
 #define ONNXQ_GEMM_KC 64            /* K padding (AMX tile row) */
 
+/* flags: every weight is in [-64, 64] (checked when packing), so |a0 b0 + a1 b1| <= 255 * 64 * 2
+ * = 32640 for any u8 a: a pair of u8 x s8 products fits int16 and vpmaddubsw cannot saturate. */
+#define ONNXQ_GEMM_SMALL_WEIGHTS 1u
+#define ONNXQ_GEMM_SMALL_WEIGHT_MAX 64
+
 struct onnxq_gemm_u8s8_packed {
     uint32_t magic;
-    uint32_t version;
+    uint16_t version;
+    uint16_t flags;       /* ONNXQ_GEMM_SMALL_WEIGHTS or 0 (buffers of before the flag: 0) */
     uint64_t k;           /* logical K */
     uint64_t n;           /* logical N */
     uint64_t kq;          /* 4-deep groups per block (padded) */
@@ -39,6 +45,7 @@ typedef struct onnxq_gemm_u8s8_ctx {
     size_t nb;              /* blocks */
     const int32_t* corr;    /* bias[n] - a_zp * colsum[n] (int32, wrapping) */
     const int32_t* colsum;  /* sum_k B[k, n] (for kernels that shift A, e.g. neondot) */
+    int small_weights;      /* every weight in [-64, 64] (ONNXQ_GEMM_SMALL_WEIGHTS) */
     const float* scale;     /* per column */
     const float* bias_f;    /* per column, f32 output only, NULL when absent */
     int out_type;           /* onnxq_dtype */

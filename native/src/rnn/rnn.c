@@ -1,11 +1,13 @@
 /* LSTM / GRU / RNN sequence drivers on the dynamic-quantization matmul; fp32 gate arithmetic in the
  * exact order of onnxq/kernels/reference/rnn.py (no contraction into FMA), activations through the
- * selected sigmoid / tanh micro-kernels. */
+ * selected sigmoid / tanh micro-kernels. The inputs' projections, each step quantized on its own as
+ * the reference does, run one GEMM per chunk of steps (project); the recurrent ones one per step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/internal.h"
+#include "dynamic/grouped.h"
 #include "onnxq/dynamic.h"
 #include "onnxq/rnn.h"
 #include "onnxq_kernels.h"
@@ -36,7 +38,7 @@ static int check_dims(const char* what, size_t batch, size_t input, size_t hidde
     if (onnxq_mul_overflow(batch, hidden, &t) || onnxq_mul_overflow(t, 16 * sizeof(float), &t) ||
         onnxq_mul_overflow(seq_len, batch, &sb) || onnxq_mul_overflow(sb, input, &t) ||
         t > (SIZE_MAX >> 3) || onnxq_mul_overflow(sb, hidden, &t) || t > (SIZE_MAX >> 3) ||
-        hidden > (SIZE_MAX >> 8))
+        hidden > (SIZE_MAX >> 16)) /* the projections' scratch: 256 rows x 4 gates x 16 bytes */
         return onnxq_error(ONNXQ_E_SHAPE, "%s: sizes overflow", what);
     return ONNXQ_OK;
 }
@@ -68,6 +70,31 @@ static int dqmm(const void* packed, size_t size, size_t m, const float* a, size_
     return onnxq_dqmm(packed, size, &d);
 }
 
+/* Rows of X projected by one GEMM: whole steps, at least one. One GEMM for many steps reads the
+ * weights once for all of them (a step alone is a matrix-vector product at batch 1, bound by
+ * reading the weights), and the arithmetic is the per-step one (onnxq_dqmm_grouped). */
+#define PROJECT_ROWS 256
+
+/* Steps per input projection for batch B. */
+static size_t project_steps(size_t B, size_t seq_len) {
+    const size_t steps = B < PROJECT_ROWS ? PROJECT_ROWS / B : 1;
+    return steps < seq_len ? steps : seq_len;
+}
+
+/* xw[s, b, :] = dqmm(x[t0 + s, b, :], W) for the steps [t0, t0 + steps): each step's batch rows
+ * quantized together (per tensor) or each row alone (per row), exactly as a dqmm per step. */
+static int project(const void* packed, size_t size, const float* x, size_t t0, size_t steps,
+                   size_t B, size_t I, int mode, const float* w_scale, size_t G, const float* bias,
+                   float* xw) {
+    const size_t m = steps * B;
+    onnxq_dqmm_params d = {
+        .k = I, .n = G, .m = m, .a = x + t0 * B * I, .a_len = m * I, .lda = I, .mode = mode,
+        .w_scale = w_scale, .w_scale_len = G, .bias = bias, .bias_len = bias ? G : 0,
+        .y = xw, .y_len = m * G, .ldy = G,
+    };
+    return onnxq_dqmm_grouped(packed, size, &d, mode == ONNXQ_DQ_PER_ROW ? 1 : B);
+}
+
 int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_t x_len,
                const float* h0, size_t h0_len, const float* c0, size_t c0_len, float* y,
                size_t y_len, float* h_out, size_t h_out_len, float* c_out, size_t c_out_len) {
@@ -96,9 +123,10 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_
     const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
     const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
     if (sig == NULL || tnh == NULL) return onnxq_isa_check();
-    float* buf = (float*)calloc(2 * B * G + 4 * B * H + G, sizeof(float));
+    const size_t cs = project_steps(B, seq_len);
+    float* buf = (float*)calloc(cs * B * G + B * G + 4 * B * H + G, sizeof(float));
     if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "lstm: cannot allocate scratch");
-    float *xw = buf, *hr = xw + B * G, *h = hr + B * G, *c = h + B * H, *hn = c + B * H;
+    float *xws = buf, *hr = xws + cs * B * G, *h = hr + B * G, *c = h + B * H, *hn = c + B * H;
     float *cn = hn + B * H, *bias = cn + B * H;
     const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
     for (size_t j = 0; j < G; ++j)
@@ -106,8 +134,10 @@ int onnxq_lstm(const onnxq_lstm_params* p, size_t seq_len, const float* x, size_
     if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
     if (c0 != NULL) memcpy(c, c0, B * H * sizeof(float));
     for (size_t t = 0; t < seq_len; ++t) {
-        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, G,
-                  has_bias ? bias : NULL, xw);
+        if (t % cs == 0)
+            st = project(p->w_packed, p->w_packed_size, x, t, seq_len - t < cs ? seq_len - t : cs, B,
+                         I, p->mode, p->w_scale, G, has_bias ? bias : NULL, xws);
+        float* xw = xws + (t % cs) * B * G;
         if (st == ONNXQ_OK)
             st = dqmm(p->r_packed, p->r_packed_size, B, h, H, p->mode, p->r_scale, G, NULL, hr);
         if (st != ONNXQ_OK) break;
@@ -164,9 +194,10 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t 
     const onnxq_sigmoid_f32_entry* sig = onnxq_sigmoid_f32_select();
     const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
     if (sig == NULL || tnh == NULL) return onnxq_isa_check();
-    float* buf = (float*)calloc(B * G + 2 * B * H + 4 * B * H + G + H, sizeof(float));
+    const size_t cs = project_steps(B, seq_len);
+    float* buf = (float*)calloc(cs * B * G + 2 * B * H + 4 * B * H + G + H, sizeof(float));
     if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "gru: cannot allocate scratch");
-    float *xw = buf, *hzr = xw + B * G, *hh = hzr + 2 * B * H, *h = hh + B * H, *rh = h + B * H;
+    float *xws = buf, *hzr = xws + cs * B * G, *hh = hzr + 2 * B * H, *h = hh + B * H, *rh = h + B * H;
     float *hn = rh + B * H, *bias = hn + B * H, *rbh = bias + G;
     const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
     for (size_t j = 0; j < G; ++j) {
@@ -176,8 +207,10 @@ int onnxq_gru(const onnxq_gru_params* p, size_t seq_len, const float* x, size_t 
     for (size_t j = 0; j < H; ++j) rbh[j] = p->r_bias ? p->r_bias[2 * H + j] : 0.0f;
     if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
     for (size_t t = 0; t < seq_len && st == ONNXQ_OK; ++t) {
-        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, G,
-                  has_bias ? bias : NULL, xw);
+        if (t % cs == 0)
+            st = project(p->w_packed, p->w_packed_size, x, t, seq_len - t < cs ? seq_len - t : cs, B,
+                         I, p->mode, p->w_scale, G, has_bias ? bias : NULL, xws);
+        const float* xw = xws + (t % cs) * B * G;
         if (st == ONNXQ_OK)
             st = dqmm(p->rzr_packed, p->rzr_packed_size, B, h, H, p->mode, p->r_scale, 2 * H, NULL,
                       hzr);
@@ -243,16 +276,19 @@ int onnxq_rnn(const onnxq_rnn_params* p, size_t seq_len, const float* x, size_t 
         return st;
     const onnxq_tanh_f32_entry* tnh = onnxq_tanh_f32_select();
     if (tnh == NULL) return onnxq_isa_check();
-    float* buf = (float*)calloc(3 * B * H + H, sizeof(float));
+    const size_t cs = project_steps(B, seq_len);
+    float* buf = (float*)calloc(cs * B * H + 2 * B * H + H, sizeof(float));
     if (buf == NULL) return onnxq_error(ONNXQ_E_NOMEM, "rnn: cannot allocate scratch");
-    float *xw = buf, *hr = xw + B * H, *h = hr + B * H, *bias = h + B * H;
+    float *xws = buf, *hr = xws + cs * B * H, *h = hr + B * H, *bias = h + B * H;
     const int has_bias = p->w_bias != NULL || p->r_bias != NULL;
     for (size_t j = 0; j < H; ++j)
         bias[j] = (p->w_bias ? p->w_bias[j] : 0.0f) + (p->r_bias ? p->r_bias[j] : 0.0f);
     if (h0 != NULL) memcpy(h, h0, B * H * sizeof(float));
     for (size_t t = 0; t < seq_len; ++t) {
-        st = dqmm(p->w_packed, p->w_packed_size, B, x + t * B * I, I, p->mode, p->w_scale, H,
-                  has_bias ? bias : NULL, xw);
+        if (t % cs == 0)
+            st = project(p->w_packed, p->w_packed_size, x, t, seq_len - t < cs ? seq_len - t : cs, B,
+                         I, p->mode, p->w_scale, H, has_bias ? bias : NULL, xws);
+        float* xw = xws + (t % cs) * B * H;
         if (st == ONNXQ_OK)
             st = dqmm(p->r_packed, p->r_packed_size, B, h, H, p->mode, p->r_scale, H, NULL, hr);
         if (st != ONNXQ_OK) break;
