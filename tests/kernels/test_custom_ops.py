@@ -87,6 +87,9 @@ GEOMETRIES = [
     (1, 3, 64, 64, 16, 7, 2, 3, 1, 1),  # stem: 7x7, stride 2, pad 3
     (1, 16, 12, 12, 16, 3, 1, 2, 2, 4),  # dilated, grouped
     (1, 8, 5, 5, 8, 3, 1, 4, 1, 1),  # pads larger than the kernel: bands all padding
+    (1, 160, 7, 7, 200, 1, 1, 0, 1, 1),  # 1x1 on 49 pixels: ranges of output channels
+    (3, 64, 7, 7, 128, 3, 1, 1, 1, 1),  # small images: all three in one task, channel ranges
+    (5, 16, 6, 6, 24, 3, 1, 1, 1, 1),  # small images: four per task
 ]
 
 
