@@ -88,6 +88,7 @@ GEOMETRIES = [
     (1, 16, 12, 12, 16, 3, 1, 2, 2, 4),  # dilated, grouped
     (1, 8, 5, 5, 8, 3, 1, 4, 1, 1),  # pads larger than the kernel: bands all padding
     (1, 160, 7, 7, 200, 1, 1, 0, 1, 1),  # 1x1 on 49 pixels: ranges of output channels
+    (1, 64, 14, 14, 128, 1, 1, 0, 1, 1),  # two pixel ranges times two ranges of channels
     (3, 64, 7, 7, 128, 3, 1, 1, 1, 1),  # small images: all three in one task, channel ranges
     (5, 16, 6, 6, 24, 3, 1, 1, 1, 1),  # small images: four per task
 ]

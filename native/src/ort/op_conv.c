@@ -136,13 +136,15 @@ static OrtStatus* create(const OrtKernelInfo* info, onnxq_ort_node node, void** 
  *   BANDS:  bands of `rows` output rows of one image (bands_per_image per image);
  *   IMAGES: `rows` whole images per task (images too small to band).
  * Every task runs at least about TASK_PIXELS output pixels, so that each GEMM call amortises its
- * pass over the packed weights and its set-up; a layer left with one row task splits its output
- * channels instead (small-M layers on two threads). Each output byte is computed by the same
+ * pass over the packed weights and its set-up; a layer left with few row tasks splits its output
+ * channels too (small-M layers on two threads). Each output byte is computed by the same
  * integer arithmetic whatever the split, so the bytes do not depend on the thread count. */
 enum { SPLIT_FLAT, SPLIT_BANDS, SPLIT_IMAGES };
 #define TASK_PIXELS 128u           /* GEMM rows per row task, at least (when the layer has them) */
 #define BANDS_PER_IMAGE 8u         /* row tasks per image of a large layer, at most */
-#define COL_SPLIT_MACS (1u << 20)  /* a layer with one row task splits its channels from here */
+#define MIN_TASKS 4u               /* a layer with fewer row tasks splits its channels ... */
+#define COL_SPLIT_MACS (1u << 20)  /* ... from this many MACs (tasks for 2 to 4 threads, and
+                                      for the others to take over when one is descheduled) */
 #define COL_CHUNKS 4u              /* column chunks, at most; of 4 packed 16-column blocks or more */
 
 typedef struct conv_job {
@@ -236,7 +238,8 @@ static size_t band_rows(const onnxq_conv_params* whole, size_t out_h, size_t out
     return rows;
 }
 
-/* Fills the split of job (whole, out_h and out_w set). */
+/* Fills the split of job (whole, out_h and out_w set). A layer with fewer than MIN_TASKS row
+ * tasks also splits its output channels, into ranges of at least 4 packed 16-column blocks. */
 static void plan_split(conv_job* job) {
     const onnxq_conv_params* whole = job->whole;
     const size_t px = job->out_h * job->out_w, batch = whole->batch;
@@ -267,8 +270,10 @@ static void plan_split(conv_job* job) {
     const double macs = (double)batch * (double)px * (double)whole->w.out_c *
                         (double)whole->w.in_c * (double)(whole->w.kernel_h * whole->w.kernel_w);
     const size_t blocks = (whole->w.out_c + 15) / 16;
-    if (job->row_tasks == 1 && gemm && macs >= (double)COL_SPLIT_MACS && blocks >= 8) {
-        size_t chunks = blocks / 4 < COL_CHUNKS ? blocks / 4 : COL_CHUNKS;
+    if (job->row_tasks < MIN_TASKS && gemm && macs >= (double)COL_SPLIT_MACS && blocks >= 8) {
+        size_t chunks = (MIN_TASKS + job->row_tasks - 1) / job->row_tasks;
+        if (chunks > blocks / 4) chunks = blocks / 4;
+        if (chunks > COL_CHUNKS) chunks = COL_CHUNKS;
         job->chunk_cols = (blocks + chunks - 1) / chunks * 16;
         job->chunks = (whole->w.out_c + job->chunk_cols - 1) / job->chunk_cols;
     }
