@@ -166,10 +166,13 @@ def _quant_model(op: str, layout: str, shape: list[int]) -> onnx.ModelProto:
     return _model([node], shape, inits, x_type, y_type)
 
 
+# Quantize to NHWC works on chunks of pixels of 16 KiB of bytes: one chunk, several (the last
+# shorter), and more channels than a chunk holds (one pixel at a time).
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (2, 3, 80, 90), (1, 200, 9, 13), (1, 16385, 1, 2)])
 def test_quantize_and_dequantize_match_the_standard_ops_in_both_layouts(
-    isa: str, rng: np.random.Generator
+    isa: str, rng: np.random.Generator, shape: tuple[int, ...]
 ) -> None:
-    x = (rng.standard_normal((2, 5, 7, 3)) * 6).astype(F32)
+    x = (rng.standard_normal(shape) * 6).astype(F32)
     x.flat[:6] = [np.nan, np.inf, -np.inf, 1e30, -0.0, 0.0185]  # saturation, NaN, a tie
     s, z = F32(0.037), np.uint8(131)
     q = _ours(_quant_model("Quantize", "same", list(x.shape))).run(None, {"x": x})[0]

@@ -252,7 +252,8 @@ static void plan_split(conv_job* job) {
         size_t tasks = (total + TASK_PIXELS - 1) / TASK_PIXELS;
         if (tasks > BANDS_PER_IMAGE * batch) tasks = BANDS_PER_IMAGE * batch;
         job->split = SPLIT_FLAT;
-        job->rows = ((total + tasks - 1) / tasks + 15) / 16 * 16; /* whole 16-row blocks */
+        /* multiples of 48 rows: whole steps of the GEMM kernels (6, 8 or 16 rows) */
+        job->rows = ((total + tasks - 1) / tasks + 47) / 48 * 48;
         job->row_tasks = (total + job->rows - 1) / job->rows;
     } else {
         job->rows = band_rows(whole, job->out_h, job->out_w);
