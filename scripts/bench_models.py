@@ -21,7 +21,8 @@ rounds and the ratios ``ort-int8 / onnxq`` (above 1: onnxq faster), ``ort-u8u8 /
 ``--profile`` adds, for each batch size on one thread, onnxruntime's per-node profile of both
 int8 models (their runs interleaved) summed by op type: where the time goes (convolutions, layout
 changes, the QDQ ops left to onnxruntime). ``--profile-nodes`` also lists every convolution of
-both models side by side (their i-th convs pair up) with totals per kind (1x1, 3x3, depthwise).
+both models side by side (paired by the exported Conv they came from) with totals per kind
+(1x1, 3x3, depthwise).
 
 Usage::
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -197,27 +199,33 @@ def _node_times(path: str) -> list[tuple[str, str, float]]:
     return [(node, ops[node], statistics.median(per[node][1:] or per[node])) for node in ops]
 
 
-def _conv_kinds(model: bytes) -> list[str]:
-    """'depthwise', '1x1', '3x3' ... of each QLinearConv of a model (from its weights), in graph
-    order."""
+def _conv_kinds(model: bytes) -> dict[str, str]:
+    """Node name -> 'depthwise', '1x1', '3x3' ... of each QLinearConv of a model (from its
+    weights)."""
     import onnx
 
     graph = onnx.load_from_string(model).graph
     dims = {t.name: list(t.dims) for t in graph.initializer}
-    kinds = []
+    kinds = {}
     for node in graph.node:
         if node.op_type != "QLinearConv":
             continue
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         w = dims.get(node.input[3], [0, 0, 0, 0])
-        kinds.append("depthwise" if group > 1 else f"{w[2]}x{w[3]}")
+        kinds[node.name] = "depthwise" if group > 1 else f"{w[2]}x{w[3]}"
     return kinds
+
+
+def _source_node(name: str) -> str:
+    """The exported Conv a fused or lowered node came from: onnxruntime names its fusions
+    '<conv>_token_<n>', onnxq's lowering '<conv>_<n>'."""
+    return re.sub(r"(_token)?_\d+$", "", name)
 
 
 def profile(models: dict[str, bytes], workdir: Path, batch: int, nodes: bool, runs: int = 10) -> None:
     """onnxruntime's per-node profile of both int8 models at one thread, their runs interleaved
-    (so that a noisy neighbour slows both alike): per op type, and with ``nodes`` per conv (the
-    i-th conv of one model against the i-th of the other: both keep the graph's order)."""
+    (so that a noisy neighbour slows both alike): per op type, and with ``nodes`` per conv (paired
+    by the exported Conv each came from)."""
     x = {"input": np.random.default_rng(1).standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32)}
     kinds = ("ort-int8", "onnxq")
     sessions = {kind: session(models[kind], kind, 1, workdir / kind) for kind in kinds}
@@ -234,15 +242,16 @@ def profile(models: dict[str, bytes], workdir: Path, batch: int, nodes: bool, ru
         print(f"  profile b{batch} {kind:8s} {total:7.2f} ms/run in nodes: {parts}")
     if not nodes:
         return
-    convs = {kind: [t for t in times[kind] if t[1] == "QLinearConv"] for kind in kinds}
+    ort_ms_of = {_source_node(n): ms for n, op, ms in times["ort-int8"] if op == "QLinearConv"}
+    ours = [(n, ms) for n, op, ms in times["onnxq"] if op == "QLinearConv"]
     shapes = _conv_kinds(models["onnxq"])
-    if len(convs["ort-int8"]) != len(convs["onnxq"]) or len(shapes) != len(convs["onnxq"]):
-        print("  per-conv profile skipped: the two models' convs do not pair up")
+    if len(ort_ms_of) != len(ours) or any(_source_node(n) not in ort_ms_of for n, _ in ours):
+        print("  per-conv profile skipped: the two models' convs do not pair up by name")
         return
     print(f"  {'conv (onnxq node)':52s} {'kind':>9s} {'ort ms':>8s} {'onnxq ms':>8s} {'ort/onnxq':>9s}")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    pairs = zip(convs["ort-int8"], convs["onnxq"], shapes, strict=True)
-    for (_, _, ort_ms), (name, _, ours_ms), kind in pairs:
+    for name, ours_ms in ours:
+        ort_ms, kind = ort_ms_of[_source_node(name)], shapes.get(name, "?")
         totals[kind][0] += ort_ms
         totals[kind][1] += ours_ms
         print(f"  {name[-52:]:52s} {kind:>9s} {ort_ms:8.3f} {ours_ms:8.3f} {ort_ms / ours_ms:8.2f}x")
