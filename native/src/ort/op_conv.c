@@ -142,7 +142,7 @@ static OrtStatus* create(const OrtKernelInfo* info, onnxq_ort_node node, void** 
 enum { SPLIT_FLAT, SPLIT_BANDS, SPLIT_IMAGES };
 #define TASK_PIXELS 128u           /* GEMM rows per row task, at least (when the layer has them) */
 #define BANDS_PER_IMAGE 8u         /* row tasks per image of a large layer, at most */
-#define MIN_TASKS 4u               /* a layer with fewer row tasks splits its channels ... */
+#define MIN_TASKS 4u               /* a 1x1 conv with fewer row tasks splits its channels ... */
 #define COL_SPLIT_MACS (1u << 20)  /* ... from this many MACs (tasks for 2 to 4 threads, and
                                       for the others to take over when one is descheduled) */
 #define COL_CHUNKS 4u              /* column chunks, at most; of 4 packed 16-column blocks or more */
@@ -229,6 +229,8 @@ static size_t band_rows(const onnxq_conv_params* whole, size_t out_h, size_t out
     size_t rows = (out_h + BANDS_PER_IMAGE - 1) / BANDS_PER_IMAGE;
     if (rows < min_rows) rows = min_rows;
     if (rows >= out_h) return out_h;
+    const size_t bands = (out_h + rows - 1) / rows;
+    rows = (out_h + bands - 1) / bands; /* bands of equal size (7 + 7 rows, not 10 + 4) */
     for (size_t r0 = 0; r0 < out_h; r0 += rows) {
         onnxq_conv_params p;
         size_t first;
@@ -238,8 +240,9 @@ static size_t band_rows(const onnxq_conv_params* whole, size_t out_h, size_t out
     return rows;
 }
 
-/* Fills the split of job (whole, out_h and out_w set). A layer with fewer than MIN_TASKS row
- * tasks also splits its output channels, into ranges of at least 4 packed 16-column blocks. */
+/* Fills the split of job (whole, out_h and out_w set). A direct 1x1 conv with fewer than
+ * MIN_TASKS row tasks, and any other GEMM conv with one, also splits its output channels, into
+ * ranges of at least 4 packed 16-column blocks. */
 static void plan_split(conv_job* job) {
     const onnxq_conv_params* whole = job->whole;
     const size_t px = job->out_h * job->out_w, batch = whole->batch;
@@ -271,7 +274,10 @@ static void plan_split(conv_job* job) {
     const double macs = (double)batch * (double)px * (double)whole->w.out_c *
                         (double)whole->w.in_c * (double)(whole->w.kernel_h * whole->w.kernel_w);
     const size_t blocks = (whole->w.out_c + 15) / 16;
-    if (job->row_tasks < MIN_TASKS && gemm && macs >= (double)COL_SPLIT_MACS && blocks >= 8) {
+    /* An im2col conv builds its A rows again for each range of channels: only a layer with one
+     * row task splits them (direct 1x1 convs read A in place). */
+    const size_t min_tasks = job->split == SPLIT_FLAT ? MIN_TASKS : 2;
+    if (job->row_tasks < min_tasks && gemm && macs >= (double)COL_SPLIT_MACS && blocks >= 8) {
         size_t chunks = (MIN_TASKS + job->row_tasks - 1) / job->row_tasks;
         if (chunks > blocks / 4) chunks = blocks / 4;
         if (chunks > COL_CHUNKS) chunks = COL_CHUNKS;
