@@ -18,20 +18,24 @@ at batch 1 and 8, with 1 and 2 intra-op threads. The three runs of one setting a
 rounds and the ratios ``ort-int8 / onnxq`` (above 1: onnxq faster), ``ort-u8u8 / onnxq`` and
 ``fp32 / onnxq`` are printed. Outputs of ``onnxq`` and ``ort-int8`` are compared first (they must be equal).
 
-``--profile`` adds, for batch 1 on one thread, onnxruntime's per-node profile of both int8
-models summed by op type: where the time goes (convolutions, layout changes, the QDQ ops left to
-onnxruntime).
+``--profile`` adds, for each batch size on one thread, onnxruntime's per-node profile of both
+int8 models (their runs interleaved) summed by op type: where the time goes (convolutions, layout
+changes, the QDQ ops left to onnxruntime). ``--profile-nodes`` also lists every convolution of
+both models side by side (paired by the exported Conv they came from) with totals per kind
+(1x1, 3x3, depthwise).
 
 Usage::
 
     python scripts/bench_models.py                    # 15 rounds, both nets, batch 1 and 8
     python scripts/bench_models.py --rounds 30 --nets resnet18 --batches 1 --threads 1 --profile
+    python scripts/bench_models.py --nets mobilenetv2 --threads 1 --rounds 8 --profile-nodes
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -183,20 +187,77 @@ def bench(models: dict[str, bytes], batch: int, threads: int, rounds: int) -> di
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def profile(models: dict[str, bytes], workdir: Path, runs: int = 10) -> None:
-    x = {"input": np.random.default_rng(1).standard_normal((1, 3, IMAGE, IMAGE)).astype(np.float32)}
-    for kind in ("ort-int8", "onnxq"):
-        s = session(models[kind], kind, 1, workdir / kind)
-        for _ in range(runs + 1):
+def _node_times(path: str) -> list[tuple[str, str, float]]:
+    """(node, op type, median ms) of every node of an onnxruntime profile, in execution order."""
+    per: dict[str, list[float]] = defaultdict(list)
+    ops: dict[str, str] = {}
+    for e in json.loads(Path(path).read_text()):
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            node = e["name"][: -len("_kernel_time")]
+            ops.setdefault(node, e["args"].get("op_name", "?"))
+            per[node].append(e["dur"] / 1e3)
+    return [(node, ops[node], statistics.median(per[node][1:] or per[node])) for node in ops]
+
+
+def _conv_kinds(model: bytes) -> dict[str, str]:
+    """Node name -> 'depthwise', '1x1', '3x3' ... of each QLinearConv of a model (from its
+    weights)."""
+    import onnx
+
+    graph = onnx.load_from_string(model).graph
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    kinds = {}
+    for node in graph.node:
+        if node.op_type != "QLinearConv":
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        w = dims.get(node.input[3], [0, 0, 0, 0])
+        kinds[node.name] = "depthwise" if group > 1 else f"{w[2]}x{w[3]}"
+    return kinds
+
+
+def _source_node(name: str) -> str:
+    """The exported Conv a fused or lowered node came from: onnxruntime names its fusions
+    '<conv>_token_<n>', onnxq's lowering '<conv>_<n>'."""
+    return re.sub(r"(_token)?_\d+$", "", name)
+
+
+def profile(models: dict[str, bytes], workdir: Path, batch: int, nodes: bool, runs: int = 10) -> None:
+    """onnxruntime's per-node profile of both int8 models at one thread, their runs interleaved
+    (so that a noisy neighbour slows both alike): per op type, and with ``nodes`` per conv (paired
+    by the exported Conv each came from)."""
+    x = {"input": np.random.default_rng(1).standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32)}
+    kinds = ("ort-int8", "onnxq")
+    sessions = {kind: session(models[kind], kind, 1, workdir / kind) for kind in kinds}
+    for _ in range(runs + 1):
+        for s in sessions.values():
             s.run(None, x)
-        events = json.loads(Path(s.end_profiling()).read_text())
+    times = {kind: _node_times(sessions[kind].end_profiling()) for kind in kinds}
+    for kind in kinds:
         by_op: dict[str, float] = defaultdict(float)
-        for e in events:
-            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-                by_op[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / (runs + 1)
+        for _, op, ms in times[kind]:
+            by_op[op] += ms
         total = sum(by_op.values())
         parts = ", ".join(f"{op} {ms:.2f}" for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])[:8])
-        print(f"  profile {kind:8s} {total:7.2f} ms/run in nodes: {parts}")
+        print(f"  profile b{batch} {kind:8s} {total:7.2f} ms/run in nodes: {parts}")
+    if not nodes:
+        return
+    ort_ms_of = {_source_node(n): ms for n, op, ms in times["ort-int8"] if op == "QLinearConv"}
+    ours = [(n, ms) for n, op, ms in times["onnxq"] if op == "QLinearConv"]
+    shapes = _conv_kinds(models["onnxq"])
+    if len(ort_ms_of) != len(ours) or any(_source_node(n) not in ort_ms_of for n, _ in ours):
+        print("  per-conv profile skipped: the two models' convs do not pair up by name")
+        return
+    print(f"  {'conv (onnxq node)':52s} {'kind':>9s} {'ort ms':>8s} {'onnxq ms':>8s} {'ort/onnxq':>9s}")
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for name, ours_ms in ours:
+        ort_ms, kind = ort_ms_of[_source_node(name)], shapes.get(name, "?")
+        totals[kind][0] += ort_ms
+        totals[kind][1] += ours_ms
+        print(f"  {name[-52:]:52s} {kind:>9s} {ort_ms:8.3f} {ours_ms:8.3f} {ort_ms / ours_ms:8.2f}x")
+    for kind, (ort_ms, ours_ms) in sorted(totals.items()):
+        ratio = ort_ms / ours_ms
+        print(f"  all {kind:9s} convs: ort {ort_ms:7.3f} ms, onnxq {ours_ms:7.3f} ms, {ratio:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--profile", action="store_true", help="per-op-type profile at batch 1, 1 thread")
+    parser.add_argument("--profile", action="store_true", help="per-op-type profile at 1 thread")
+    parser.add_argument("--profile-nodes", action="store_true", help="--profile, and per conv")
     args = parser.parse_args(argv)
     from onnxq.kernels import active_isa
 
@@ -226,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{t['ort-u8u8'] / t['onnxq']:9.2f}x {t['fp32'] / t['onnxq']:9.2f}x",
                         flush=True,
                     )
-            if args.profile:
-                profile(models, Path(tmp))
+            if args.profile or args.profile_nodes:
+                for batch in args.batches:
+                    profile(models, Path(tmp), batch, args.profile_nodes)
     return 0
 
 

@@ -94,6 +94,22 @@ static void check_case(const conv_case* k) {
                      "conv %zux%zux%zux%zu -> %zu k%zux%zu g%zu s%zu,%zu d%zu,%zu zp %d/%d differs"
                      " (%s)", k->n, k->h, k->w, k->c, k->o, k->kh, k->kw, k->groups, k->sh, k->sw,
                      k->dh, k->dw, k->x_zp, k->y_zp, onnxq_conv_algorithm(&p));
+        if (k->groups != 1) continue;
+        /* onnxq_conv_run_cols in ranges of 32 output channels: the same bytes, each range
+         * written by its own call only */
+        memset(got, 0xa5, yn);
+        for (size_t c0 = 0; c0 < k->o; c0 += 32) {
+            const size_t cols = k->o - c0 < 32 ? k->o - c0 : 32;
+            ONNXQ_EXPECT(onnxq_conv_run_cols(&p, packed, packed_size, x, xn, got, yn, c0, cols) ==
+                             ONNXQ_OK, "run_cols: %s", onnxq_last_error());
+            int untouched = 1;
+            for (size_t px = 0; px < yn / k->o; ++px)
+                for (size_t o = c0 + cols; o < k->o; ++o) untouched &= got[px * k->o + o] == 0xa5;
+            ONNXQ_EXPECT(untouched, "run_cols [%zu, %zu) wrote channels past its range", c0,
+                         c0 + cols);
+        }
+        ONNXQ_EXPECT(memcmp(got, want, yn) == 0, "conv run_cols %zux%zux%zux%zu -> %zu k%zux%zu "
+                     "differs", k->n, k->h, k->w, k->c, k->o, k->kh, k->kw);
     }
     free(packed), free(x), free(w), free(bias), free(scale), free(want), free(got);
 }

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxq.errors import KernelError
 from onnxq.kernels import ISAS, available_isas, kernel_table, use_isa
+from onnxq.kernels._ffi import check, ffi, lib
 from onnxq.kernels.conv import (
     PackedConvWeights,
     PreparedConv,
@@ -283,6 +284,61 @@ def test_prepared_conv_runs_repeatedly_into_out() -> None:
         conv(x[:, :-1])
     with pytest.raises(KernelError, match="out: expected a writable"):
         conv(x, out[..., :-1])
+
+
+def _run_cols(conv: PreparedConv, x: np.ndarray, out: np.ndarray, col0: int, cols: int) -> None:
+    """onnxq_conv_run_cols on a prepared conv's params and weights."""
+    check(
+        lib.onnxq_conv_run_cols(
+            conv._params,
+            conv._weights,
+            conv._buffer.size,
+            ffi.from_buffer(x),
+            x.size,
+            ffi.from_buffer(out, require_writable=True),
+            out.size,
+            col0,
+            cols,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "case_id", ["1x1_direct_odd_channels", "3x3_odd_spatial", "3x3_batch3_asymmetric_pads"]
+)
+def test_conv_run_cols_writes_only_its_channels_bit_exactly(isa: str, case_id: str) -> None:
+    case = EDGE_CASES[case_id]
+    _, want, packed = case.run()
+    x, *_ = case.arrays()
+    conv = PreparedConv(packed, x.shape, case.x_zp, case.y_zp, **case.geometry())
+    out = np.zeros(conv.output_shape, np.uint8)
+    for col0 in range(0, case.o, 32):  # ranges of 32 channels (the last one shorter)
+        cols = min(32, case.o - col0)
+        before = out.copy()
+        _run_cols(conv, x, out, col0, cols)
+        np.testing.assert_array_equal(out[..., :col0], before[..., :col0])
+        np.testing.assert_array_equal(out[..., col0 + cols :], before[..., col0 + cols :])
+    _assert_same(out, want)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "col0", "cols"),
+    [
+        ("3x3_odd_spatial", 8, 16),  # not at a 16-channel block
+        ("3x3_odd_spatial", 64, 7),  # past the 70 channels
+        ("3x3_odd_spatial", 0, 0),
+        ("grouped_4", 0, 16),  # a part of the channels of a grouped conv
+    ],
+)
+def test_conv_run_cols_rejects_bad_channel_ranges(case_id: str, col0: int, cols: int) -> None:
+    case = EDGE_CASES[case_id]
+    _, _, packed = case.run()
+    x, *_ = case.arrays()
+    conv = PreparedConv(packed, x.shape, case.x_zp, case.y_zp, **case.geometry())
+    out = np.zeros(conv.output_shape, np.uint8)
+    with pytest.raises(KernelError, match=r"output channels \["):
+        _run_cols(conv, x, out, col0, cols)
+    assert not out.any()
 
 
 def test_nchw_nhwc_round_trip() -> None:

@@ -87,6 +87,10 @@ GEOMETRIES = [
     (1, 3, 64, 64, 16, 7, 2, 3, 1, 1),  # stem: 7x7, stride 2, pad 3
     (1, 16, 12, 12, 16, 3, 1, 2, 2, 4),  # dilated, grouped
     (1, 8, 5, 5, 8, 3, 1, 4, 1, 1),  # pads larger than the kernel: bands all padding
+    (1, 160, 7, 7, 200, 1, 1, 0, 1, 1),  # 1x1 on 49 pixels: ranges of output channels
+    (1, 64, 14, 14, 128, 1, 1, 0, 1, 1),  # two pixel ranges times two ranges of channels
+    (3, 64, 7, 7, 128, 3, 1, 1, 1, 1),  # small images: all three in one task, channel ranges
+    (5, 16, 6, 6, 24, 3, 1, 1, 1, 1),  # small images: four per task
 ]
 
 
@@ -162,10 +166,13 @@ def _quant_model(op: str, layout: str, shape: list[int]) -> onnx.ModelProto:
     return _model([node], shape, inits, x_type, y_type)
 
 
+# Quantize to NHWC works on chunks of pixels of 16 KiB of bytes: one chunk, several (the last
+# shorter), and more channels than a chunk holds (one pixel at a time).
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (2, 3, 80, 90), (1, 200, 9, 13), (1, 16385, 1, 2)])
 def test_quantize_and_dequantize_match_the_standard_ops_in_both_layouts(
-    isa: str, rng: np.random.Generator
+    isa: str, rng: np.random.Generator, shape: tuple[int, ...]
 ) -> None:
-    x = (rng.standard_normal((2, 5, 7, 3)) * 6).astype(F32)
+    x = (rng.standard_normal(shape) * 6).astype(F32)
     x.flat[:6] = [np.nan, np.inf, -np.inf, 1e30, -0.0, 0.0185]  # saturation, NaN, a tie
     s, z = F32(0.037), np.uint8(131)
     q = _ours(_quant_model("Quantize", "same", list(x.shape))).run(None, {"x": x})[0]

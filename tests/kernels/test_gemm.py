@@ -157,13 +157,15 @@ def test_gemm_matches_reference_zero_points(
 
 
 @pytest.mark.parametrize("out", [np.uint8, np.int8])
+@pytest.mark.parametrize("scale", [10.0, 1e30, 3e38])  # products past 2^31, and past fp32 (inf)
 def test_gemm_saturates_both_ends_with_large_scale(
-    isa: str, rng: np.random.Generator, out: type
+    isa: str, rng: np.random.Generator, out: type, scale: float
 ) -> None:
     c = _case(rng, 21, 50, 37)
     packed = pack_gemm_weights(c["b"])
-    got = gemm_u8s8(c["a"], packed, a_zero_point=128, scale=10.0, out_dtype=out)
-    want = ref.gemm_u8s8(c["a"], c["b"], a_zero_point=128, scale=10.0, out_dtype=out)
+    got = gemm_u8s8(c["a"], packed, a_zero_point=128, scale=scale, out_dtype=out)
+    with np.errstate(over="ignore"):  # the fp32 products of scale 3e38 are inf
+        want = ref.gemm_u8s8(c["a"], c["b"], a_zero_point=128, scale=scale, out_dtype=out)
     np.testing.assert_array_equal(got, want)
     info = np.iinfo(out)
     assert (got == info.min).sum() > 50 and (got == info.max).sum() > 50

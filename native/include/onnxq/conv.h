@@ -89,6 +89,15 @@ const char* onnxq_conv_kernel_name(const onnxq_conv_params* p);
 int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed_size,
                    const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len);
 
+/* onnxq_conv_run for the output channels [col0, col0 + cols) only (the other bytes of y are not
+ * written): a layer with few output pixels splits its channels across threads. Each channel is
+ * computed exactly as by onnxq_conv_run, so the bytes do not depend on the split. col0 must be a
+ * multiple of 16 and cols >= 1; a range other than all channels needs groups = 1 (not depthwise).
+ * ONNXQ_E_ARG otherwise. */
+int onnxq_conv_run_cols(const onnxq_conv_params* p, const void* packed, size_t packed_size,
+                        const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len, size_t col0,
+                        size_t cols);
+
 /* Worker threads of the conv family alive now (0 before the first multi-threaded call). */
 size_t onnxq_conv_threads_alive(void);
 

@@ -129,6 +129,14 @@ static int check_packed(const onnxq_conv_params* p, const void* packed, size_t p
 
 int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed_size,
                    const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len) {
+    ONNXQ_CHECK_NOT_NULL(p, "conv params");
+    return onnxq_conv_run_cols(p, packed, packed_size, x, x_len, y, y_len, 0, p->w.out_c);
+}
+
+int onnxq_conv_run_cols(const onnxq_conv_params* p, const void* packed, size_t packed_size,
+                        const uint8_t* x, size_t x_len, uint8_t* y, size_t y_len, size_t col0,
+                        size_t cols) {
+    ONNXQ_CHECK_NOT_NULL(p, "conv params");
     int st = onnxq_isa_check();
     if (st != ONNXQ_OK) return st;
     size_t oh, ow;
@@ -156,10 +164,18 @@ int onnxq_conv_run(const onnxq_conv_params* p, const void* packed, size_t packed
     if (p->qmin > p->qmax) {
         return onnxq_error(ONNXQ_E_ARG, "conv: qmin=%u > qmax=%u", p->qmin, p->qmax);
     }
+    const int all = col0 == 0 && cols == p->w.out_c;
+    if (!all && (cols == 0 || col0 % ONNXQ_GEMM_NR_COLS != 0 || col0 >= p->w.out_c ||
+                 cols > p->w.out_c - col0 || p->w.groups != 1)) {
+        return onnxq_error(ONNXQ_E_ARG, "conv: output channels [%zu, %zu + %zu) are not a non-empty"
+                           " range inside O=%zu starting at a multiple of %d, or groups=%zu != 1",
+                           col0, col0, cols, p->w.out_c, ONNXQ_GEMM_NR_COLS, p->w.groups);
+    }
     onnxq_conv_job_plan plan = {
         .p = p, .packed = packed, .x = x, .x_len = x_len, .y = y, .y_len = y_len,
         .out_h = oh, .out_w = ow,
         .dw = NULL, .dwrow = NULL, .dwrowpack = NULL, .direct_1x1 = is_direct_1x1(p),
+        .col0 = col0, .cols = cols,
     };
     if (onnxq_conv_is_depthwise(&p->w)) {
         const onnxq_dwconv_u8s8_rq_entry* e = onnxq_dwconv_u8s8_rq_select();

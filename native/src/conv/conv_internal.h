@@ -13,6 +13,7 @@
 #define ONNXQ_CONV_ALIGN 64u
 #define ONNXQ_CONV_MAX_DWROW_KH 16u /* depthwise by rows: kernel_h at most this */
 #define ONNXQ_CONV_MAX_K 65536u      /* the GEMM's K limit */
+#define ONNXQ_GEMM_NR_COLS 16        /* onnxq_conv_run_cols: ranges start at a packed GEMM block */
 
 enum onnxq_conv_kind {
     ONNXQ_CONV_KIND_DEPTHWISE = 1, /* groups == in_c == out_c */
@@ -60,6 +61,7 @@ typedef struct onnxq_conv_job_plan {
     onnxq_dwrow_u8s8_rq_ukernel_fn* dwrow;   /* with dwrowpack: depthwise by quad rows */
     onnxq_dwrowpack_u8_ukernel_fn* dwrowpack;
     int direct_1x1;         /* GEMM straight on the input rows */
+    size_t col0, cols;      /* output channels computed (all but for onnxq_conv_run_cols) */
 } onnxq_conv_job_plan;
 
 /* Index of channel c in the even/odd split arrays ([blocks][2][16]) of conv/ukernel.h. */

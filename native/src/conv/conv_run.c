@@ -70,8 +70,9 @@ static void run_gemm(conv_worker* w) {
             gp.scale = scale + g * og;
             gp.c = plan->y + c0;
             gp.c_len = plan->y_len - c0;
-            const int st = onnxq_gemm_u8s8_run(base + h->weights_off + g * h->group_stride,
-                                               h->group_size, &gp);
+            const int st = onnxq_gemm_u8s8_run_cols(base + h->weights_off + g * h->group_stride,
+                                                    h->group_size, &gp, groups == 1 ? plan->col0 : 0,
+                                                    groups == 1 ? plan->cols : og);
             if (st != ONNXQ_OK) {
                 w->status = st;
                 snprintf(w->msg, sizeof w->msg, "%s", onnxq_last_error());
@@ -120,7 +121,7 @@ int onnxq_conv_execute(const onnxq_conv_job_plan* plan) {
     const size_t row_blocks = (rows + ONNXQ_CONV_ROW_ALIGN - 1) / ONNXQ_CONV_ROW_ALIGN;
     if (threads > row_blocks) threads = row_blocks;
     /* Small layers: waking another thread costs more than it saves. */
-    const double macs = (double)rows * (double)p->w.out_c * (double)(p->w.in_c / p->w.groups) *
+    const double macs = (double)rows * (double)plan->cols * (double)(p->w.in_c / p->w.groups) *
                         (double)(p->w.kernel_h * p->w.kernel_w);
     if ((double)threads * ONNXQ_CONV_MIN_THREAD_MACS > macs) {
         threads = macs < ONNXQ_CONV_MIN_THREAD_MACS ? 1 : (size_t)(macs / ONNXQ_CONV_MIN_THREAD_MACS);

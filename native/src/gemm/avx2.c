@@ -15,8 +15,9 @@
  * vpbroadcastd of the A pair and two vpmaddwd + vpaddd. Loop nest: row blocks (A in L2), 16-column
  * blocks, K chunks (the panel stays in L1; partial sums of the chunks before the last wait in an
  * int32 buffer), 6-row steps (the last 1..5 rows of a block run a step of that many rows).
- * Output: u8/s8 rows of 16 columns requantise both halves and narrow them to one 16-byte store;
- * other cases use onnxq_gemm_store8_avx2.
+ * Output: u8/s8 rows of 16 columns requantise both halves and narrow two rows at a time into
+ * one register (two 16-byte stores), clamping in int16 / bytes (see step_finish); other cases use
+ * onnxq_gemm_store8_avx2.
  *
  * Steps whose rows of A are all below 128 take vpmaddubsw instead, on the raw bytes of A and of
  * the packed block: with a in [0, 127] and b in [-128, 127], |a0 b0 + a1 b1| <= 32512 < 2^15, so
@@ -184,21 +185,40 @@ static inline __attribute__((always_inline)) void step_finish(const onnxq_gemm_u
                                                               size_t j, const int mrt) {
     const size_t col = j * 16, left = ctx->n - col;
     if (last && left >= 16 && (ctx->out_type == ONNXQ_U8 || ctx->out_type == ONNXQ_S8)) {
-        /* 16 bytes per row: requantised lanes (inside the output type's range) narrow exactly
-         * with vpackssdw, then vpackuswb (u8) or vpacksswb (s8). */
+        /* 16 bytes per row, two rows per narrowing: v = (float)acc * scale, min(v, hi), round
+         * (vcvtps2dq: half to even; below -2^31 it gives INT_MIN), vpackssdw, + zero point with
+         * int16 saturation, vpackuswb (u8) or vpacksswb (s8) of both rows, vpermd into row order,
+         * then the clamp [qmin, qmax] on the bytes. The same bytes as clamp_round(v, lo, hi) + zp:
+         * lo and hi are integers, so rounding commutes with the clamp, and every saturation on
+         * the way only moves a value already past qmin or qmax further out (v is never NaN: acc
+         * is finite and the scales finite and >= 0). */
         const __m256 s0 = _mm256_loadu_ps(ctx->scale + col);
         const __m256 s1 = _mm256_loadu_ps(ctx->scale + col + 8);
-        const __m256 lo = _mm256_set1_ps(ctx->lo), hi = _mm256_set1_ps(ctx->hi);
-        const __m256i zp = _mm256_set1_epi32(ctx->out_zp);
+        const __m256 hi = _mm256_set1_ps(ctx->hi);
+        const __m256i zp = _mm256_set1_epi16((short)ctx->out_zp);
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        const int qmin = (int)ctx->lo + ctx->out_zp, qmax = (int)ctx->hi + ctx->out_zp;
+        const __m256i bmin = _mm256_set1_epi8((char)qmin), bmax = _mm256_set1_epi8((char)qmax);
         const int u8 = ctx->out_type == ONNXQ_U8;
+        uint8_t* c0 = (uint8_t*)ctx->c + i0 * ctx->ldc + col;
+        __m256i w[MR];
 #pragma GCC unroll 6
         for (int r = 0; r < mrt; ++r) {
-            const __m256i q0 = onnxq_requant_avx2(acc0[r], s0, lo, hi, zp);
-            const __m256i q1 = onnxq_requant_avx2(acc1[r], s1, lo, hi, zp);
-            const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);
-            const __m128i wl = _mm256_castsi256_si128(w), wh = _mm256_extracti128_si256(w, 1);
-            const __m128i b = u8 ? _mm_packus_epi16(wl, wh) : _mm_packs_epi16(wl, wh);
-            _mm_storeu_si128((__m128i*)((uint8_t*)ctx->c + (i0 + r) * ctx->ldc + col), b);
+            const __m256 v0 = _mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0[r]), s0), hi);
+            const __m256 v1 = _mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc1[r]), s1), hi);
+            w[r] = _mm256_adds_epi16(_mm256_packs_epi32(_mm256_cvtps_epi32(v0), _mm256_cvtps_epi32(v1)), zp);
+        }
+#pragma GCC unroll 3
+        for (int r = 0; r < mrt; r += 2) {
+            const __m256i w1 = r + 1 < mrt ? w[r + 1] : w[r];
+            __m256i b = u8 ? _mm256_packus_epi16(w[r], w1) : _mm256_packs_epi16(w[r], w1);
+            b = _mm256_permutevar8x32_epi32(b, order);
+            b = u8 ? _mm256_min_epu8(_mm256_max_epu8(b, bmin), bmax)
+                   : _mm256_min_epi8(_mm256_max_epi8(b, bmin), bmax);
+            _mm_storeu_si128((__m128i*)(c0 + (size_t)r * ctx->ldc), _mm256_castsi256_si128(b));
+            if (r + 1 < mrt)
+                _mm_storeu_si128((__m128i*)(c0 + (size_t)(r + 1) * ctx->ldc),
+                                 _mm256_extracti128_si256(b, 1));
         }
     } else if (last) {
 #pragma GCC unroll 6

@@ -11,16 +11,18 @@
  * a clamp of the uint8 output; 0 and 255 when nothing is fused). The requantisation multiplier
  * is x_scale * w_scale[o] / y_scale in fp32, as onnxruntime computes it; see conv.h.
  *
- * Work is split into bands of output rows run on the session's intra-op threads: band r of
- * image n is the convolution of the input rows it reads, with the padding that band sees. Each
- * output value is computed by the same integer arithmetic whatever the split, so the bytes do not
- * depend on the thread count.
+ * Work is split into tasks run on the session's intra-op threads (see plan_split): bands of
+ * output rows (band r of image n is the convolution of the input rows it reads, with the padding
+ * that band sees), groups of images, pixel ranges of a direct 1x1 conv, and for layers with few
+ * output pixels ranges of output channels. Each output value is computed by the same integer
+ * arithmetic whatever the split, so the bytes do not depend on the thread count.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/internal.h"
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
 
@@ -127,16 +129,36 @@ static OrtStatus* create(const OrtKernelInfo* info, onnxq_ort_node node, void** 
     return NULL;
 }
 
-/* One band of output rows [r0, r1) of image n. */
-typedef struct band_job {
+/* How one run is split into tasks: row tasks times column chunks (task i is row task
+ * i / chunks, output channels of chunk i % chunks).
+ *   FLAT:   a direct 1x1 conv (1x1 kernel, stride 1, no padding) is a GEMM on the flattened
+ *           pixels, so row task t is the pixels [t * rows, (t + 1) * rows) across images;
+ *   BANDS:  bands of `rows` output rows of one image (bands_per_image per image);
+ *   IMAGES: `rows` whole images per task (images too small to band).
+ * Every task runs at least about TASK_PIXELS output pixels, so that each GEMM call amortises its
+ * pass over the packed weights and its set-up; a layer left with few row tasks splits its output
+ * channels too (small-M layers on two threads). Each output byte is computed by the same
+ * integer arithmetic whatever the split, so the bytes do not depend on the thread count. */
+enum { SPLIT_FLAT, SPLIT_BANDS, SPLIT_IMAGES };
+#define TASK_PIXELS 128u           /* GEMM rows per row task, at least (when the layer has them) */
+#define BANDS_PER_IMAGE 8u         /* row tasks per image of a large layer, at most */
+#define MIN_TASKS 4u               /* a 1x1 conv with fewer row tasks splits its channels ... */
+#define COL_SPLIT_MACS (1u << 20)  /* ... from this many MACs (tasks for 2 to 4 threads, and
+                                      for the others to take over when one is descheduled) */
+#define COL_CHUNKS 4u              /* column chunks, at most; of 4 packed 16-column blocks or more */
+
+typedef struct conv_job {
     const conv_kernel* k;
     const onnxq_conv_params* whole;
     const uint8_t* x;
     uint8_t* y;
-    size_t out_h, out_w, rows, bands_per_image;
-    atomic_int failed;
-    char error[256];
-} band_job;
+    size_t out_h, out_w;
+    int split;
+    size_t rows;            /* per row task: pixels (FLAT), output rows (BANDS), images (IMAGES) */
+    size_t bands_per_image; /* BANDS */
+    size_t row_tasks, chunks, chunk_cols;
+    onnxq_ort_job_error error;
+} conv_job;
 
 /* The params and input row range of band [r0, r1): input rows a..b are read (a may be negative
  * and b beyond the image: that part is padding). Returns 0 when the band reads no input row. */
@@ -157,38 +179,58 @@ static int band_params(const onnxq_conv_params* whole, size_t r0, size_t r1, onn
     return 1;
 }
 
-static void run_band(void* data, size_t index) {
-    band_job* job = data;
+static void run_task(void* data, size_t index) {
+    conv_job* job = data;
     const onnxq_conv_params* whole = job->whole;
-    size_t n = index / job->bands_per_image, band = index % job->bands_per_image;
-    size_t r0 = band * job->rows, r1 = r0 + job->rows;
-    if (r1 > job->out_h) r1 = job->out_h;
-    if (r0 >= r1) return;
-    onnxq_conv_params p;
-    size_t first = 0;
-    int st = ONNXQ_E_INTERNAL;
-    if (band_params(whole, r0, r1, &p, &first)) {
-        size_t in_row = whole->in_w * whole->w.in_c, out_row = job->out_w * whole->w.out_c;
-        const uint8_t* x = job->x + (n * whole->in_h + first) * in_row;
-        uint8_t* y = job->y + (n * job->out_h + r0) * out_row;
-        st = onnxq_conv_run(&p, job->k->packed, job->k->packed_size, x, p.in_h * in_row, y,
-                            (r1 - r0) * out_row);
+    const size_t t = index / job->chunks, col0 = index % job->chunks * job->chunk_cols;
+    const size_t cols = whole->w.out_c - col0 < job->chunk_cols ? whole->w.out_c - col0 : job->chunk_cols;
+    const size_t in_px = whole->w.in_c, out_px = whole->w.out_c;
+    const size_t in_img = whole->in_h * whole->in_w * in_px, out_img = job->out_h * job->out_w * out_px;
+    onnxq_conv_params p = *whole;
+    const uint8_t* x;
+    uint8_t* y;
+    size_t x_len, y_len;
+    if (job->split == SPLIT_FLAT) { /* the pixels [r0, r1) as a 1 x (r1 - r0) x 1 image */
+        const size_t total = whole->batch * job->out_h * job->out_w, r0 = t * job->rows;
+        const size_t n = total - r0 < job->rows ? total - r0 : job->rows;
+        p.batch = 1, p.in_h = n, p.in_w = 1;
+        x = job->x + r0 * in_px, y = job->y + r0 * out_px;
+        x_len = n * in_px, y_len = n * out_px;
+    } else if (job->split == SPLIT_IMAGES) {
+        const size_t n0 = t * job->rows, n = whole->batch - n0 < job->rows ? whole->batch - n0 : job->rows;
+        p.batch = n;
+        x = job->x + n0 * in_img, y = job->y + n0 * out_img;
+        x_len = n * in_img, y_len = n * out_img;
+    } else {
+        const size_t n = t / job->bands_per_image, r0 = t % job->bands_per_image * job->rows;
+        const size_t r1 = r0 + job->rows < job->out_h ? r0 + job->rows : job->out_h;
+        size_t first = 0;
+        if (!band_params(whole, r0, r1, &p, &first)) {
+            onnxq_ort_job_fail(&job->error, onnxq_error(ONNXQ_E_INTERNAL, "conv: band [%zu, %zu) "
+                                                        "reads no input row", r0, r1));
+            return;
+        }
+        const size_t in_row = whole->in_w * in_px, out_row = job->out_w * out_px;
+        x = job->x + n * in_img + first * in_row, y = job->y + n * out_img + r0 * out_row;
+        x_len = p.in_h * in_row, y_len = (r1 - r0) * out_row;
     }
-    if (st != 0) {
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&job->failed, &expected, st))
-            snprintf(job->error, sizeof job->error, "%s", onnxq_last_error());
-    }
+    const int st = onnxq_conv_run_cols(&p, job->k->packed, job->k->packed_size, x, x_len, y, y_len, col0, cols);
+    onnxq_ort_job_fail(&job->error, st);
 }
 
-/* Rows per band: about 8 bands per image (fewer for small outputs), none reading no input. */
+/* Output rows per band: about BANDS_PER_IMAGE bands per image, none of fewer than TASK_PIXELS
+ * pixels or 2^18 MACs, none reading no input row; out_h (one band) when no such split exists. */
 static size_t band_rows(const onnxq_conv_params* whole, size_t out_h, size_t out_w) {
     size_t macs_per_row = out_w * whole->w.out_c * (whole->w.in_c / whole->w.groups) *
                           whole->w.kernel_h * whole->w.kernel_w;
     size_t min_rows = macs_per_row == 0 ? out_h : (size_t)(1u << 18) / macs_per_row + 1;
-    size_t rows = (out_h + 7) / 8;
+    const size_t px_rows = (TASK_PIXELS + out_w - 1) / out_w;
+    if (min_rows < px_rows) min_rows = px_rows;
+    size_t rows = (out_h + BANDS_PER_IMAGE - 1) / BANDS_PER_IMAGE;
     if (rows < min_rows) rows = min_rows;
     if (rows >= out_h) return out_h;
+    const size_t bands = (out_h + rows - 1) / rows;
+    rows = (out_h + bands - 1) / bands; /* bands of equal size (7 + 7 rows, not 10 + 4) */
     for (size_t r0 = 0; r0 < out_h; r0 += rows) {
         onnxq_conv_params p;
         size_t first;
@@ -196,6 +238,52 @@ static size_t band_rows(const onnxq_conv_params* whole, size_t out_h, size_t out
         if (!band_params(whole, r0, r1, &p, &first)) return out_h; /* a band all padding */
     }
     return rows;
+}
+
+/* Fills the split of job (whole, out_h and out_w set). A direct 1x1 conv with fewer than
+ * MIN_TASKS row tasks, and any other GEMM conv with one, also splits its output channels, into
+ * ranges of at least 4 packed 16-column blocks. */
+static void plan_split(conv_job* job) {
+    const onnxq_conv_params* whole = job->whole;
+    const size_t px = job->out_h * job->out_w, batch = whole->batch;
+    const int direct = whole->w.kernel_h == 1 && whole->w.kernel_w == 1 && whole->stride_h == 1 &&
+                       whole->stride_w == 1 && whole->pad_top == 0 && whole->pad_left == 0 &&
+                       whole->pad_bottom == 0 && whole->pad_right == 0;
+    const int gemm = whole->w.groups == 1; /* not depthwise, not grouped: channels can split */
+    if (direct && gemm) {
+        const size_t total = batch * px;
+        size_t tasks = (total + TASK_PIXELS - 1) / TASK_PIXELS;
+        if (tasks > BANDS_PER_IMAGE * batch) tasks = BANDS_PER_IMAGE * batch;
+        job->split = SPLIT_FLAT;
+        /* multiples of 48 rows: whole steps of the GEMM kernels (6, 8 or 16 rows) */
+        job->rows = ((total + tasks - 1) / tasks + 47) / 48 * 48;
+        job->row_tasks = (total + job->rows - 1) / job->rows;
+    } else {
+        job->rows = band_rows(whole, job->out_h, job->out_w);
+        job->bands_per_image = (job->out_h + job->rows - 1) / job->rows;
+        job->split = SPLIT_BANDS;
+        job->row_tasks = batch * job->bands_per_image;
+        if (job->bands_per_image == 1 && batch > 1 && gemm) { /* small images: several per task */
+            job->split = SPLIT_IMAGES;
+            job->rows = (TASK_PIXELS + px - 1) / px;
+            job->row_tasks = (batch + job->rows - 1) / job->rows;
+        }
+    }
+    job->chunks = 1;
+    job->chunk_cols = whole->w.out_c;
+    const double macs = (double)batch * (double)px * (double)whole->w.out_c *
+                        (double)whole->w.in_c * (double)(whole->w.kernel_h * whole->w.kernel_w);
+    const size_t blocks = (whole->w.out_c + 15) / 16;
+    /* An im2col conv builds its A rows again for each range of channels: only a layer with one
+     * row task splits them (direct 1x1 convs read A in place). */
+    const size_t min_tasks = job->split == SPLIT_FLAT ? MIN_TASKS : 2;
+    if (job->row_tasks < min_tasks && gemm && macs >= (double)COL_SPLIT_MACS && blocks >= 8) {
+        size_t chunks = (MIN_TASKS + job->row_tasks - 1) / job->row_tasks;
+        if (chunks > blocks / 4) chunks = blocks / 4;
+        if (chunks > COL_CHUNKS) chunks = COL_CHUNKS;
+        job->chunk_cols = (blocks + chunks - 1) / chunks * 16;
+        job->chunks = (whole->w.out_c + job->chunk_cols - 1) / job->chunk_cols;
+    }
 }
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
@@ -217,7 +305,7 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     int64_t dims[4] = {x.dims[0], (int64_t)out_h, (int64_t)out_w, (int64_t)whole.w.out_c};
     if ((s = onnxq_ort_output(ctx, &k->node, 0, dims, 4, ORT_TYPE_UINT8, &y)) != NULL) return s;
     if (x.count == 0 || y.count == 0) return NULL;
-    band_job job;
+    conv_job job;
     memset(&job, 0, sizeof job);
     job.k = k;
     job.whole = &whole;
@@ -225,18 +313,15 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     job.y = y.data;
     job.out_h = out_h;
     job.out_w = out_w;
-    job.rows = band_rows(&whole, out_h, out_w);
-    job.bands_per_image = (out_h + job.rows - 1) / job.rows;
-    atomic_init(&job.failed, 0);
-    if (job.bands_per_image == 1 && whole.batch == 1) {
+    atomic_init(&job.error.status, 0);
+    plan_split(&job);
+    if (job.row_tasks * job.chunks == 1) {
         st = onnxq_conv_run(&whole, k->packed, k->packed_size, x.data, x.count, y.data, y.count);
         return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
-    s = onnxq_ort_parallel(ctx, &k->node, run_band, whole.batch * job.bands_per_image, &job);
+    s = onnxq_ort_parallel(ctx, &k->node, run_task, job.row_tasks * job.chunks, &job);
     if (s != NULL) return s;
-    st = atomic_load(&job.failed);
-    if (st) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "%s", job.error);
-    return NULL;
+    return onnxq_ort_job_status(&k->node, &job.error);
 }
 
 onnxq_ort_opdef onnxq_ort_op_qlinearconv = {

@@ -9,14 +9,17 @@
  * the session is created. Attribute `layout` (string): "same" keeps the element order;
  * Quantize's "nchw_to_nhwc" takes a 4-D NCHW x and writes NHWC (the layout of onnxq's conv and
  * pool ops), Dequantize's "nhwc_to_nchw" the reverse. The arithmetic is onnxq_quantize /
- * onnxq_dequantize (quant.h) on the whole tensor; the uint8 bytes are transposed in blocks
- * (after quantizing, before dequantizing), not at all when C or H*W is 1.
+ * onnxq_dequantize (quant.h); the uint8 bytes are transposed in blocks (Quantize: chunks of
+ * pixels quantized into a small buffer and transposed from there, no pass over a whole planar
+ * copy; Dequantize: before dequantizing), not at all when C or H*W is 1.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxq/onnxq.h"
 #include "ort/ort_kernel.h"
+
+#define QUANT_TILE 16384 /* bytes of quantized channel runs transposed at a time */
 
 typedef struct quant_kernel {
     onnxq_ort_node node;
@@ -116,18 +119,36 @@ static OrtStatus* quantize_compute(void* kernel, OrtKernelContext* ctx) {
         return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
     size_t c = shape[1], hw = shape[2];
-    onnxq_quant_params p = plane_params(k, x.count);
     if (c == 1 || hw == 1) { /* NCHW and NHWC hold the same bytes */
+        onnxq_quant_params p = plane_params(k, x.count);
         int st = onnxq_quantize(&p, x.data, x.count, y.data, y.count);
         return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
     }
-    uint8_t* planar = malloc(x.count);
-    if (planar == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
-    int st = onnxq_quantize(&p, x.data, x.count, planar, x.count);
-    if (st == 0)
-        for (size_t n = 0; n < shape[0]; n++)
-            transpose_u8(planar + n * c * hw, (uint8_t*)y.data + n * c * hw, c, hw);
-    free(planar);
+    /* Pixel chunks of every image: each channel's run of the chunk quantized into a buffer of
+     * QUANT_TILE bytes (cache-resident), then transposed into the NHWC output. */
+    uint8_t tile[QUANT_TILE];
+    size_t chunk = QUANT_TILE / c;
+    if (chunk == 0) chunk = 1;
+    uint8_t* heap = NULL;
+    uint8_t* buf = tile;
+    if (c > QUANT_TILE) { /* more channels than the tile holds: one pixel at a time */
+        heap = malloc(c);
+        if (heap == NULL) return onnxq_ort_fail_code(ORT_FAIL, &k->node, "out of memory");
+        buf = heap;
+    }
+    const float* xf = x.data;
+    uint8_t* yb = y.data;
+    int st = 0;
+    for (size_t n = 0; n < shape[0] && st == 0; n++) {
+        for (size_t p0 = 0; p0 < hw && st == 0; p0 += chunk) {
+            const size_t cnt = hw - p0 < chunk ? hw - p0 : chunk;
+            onnxq_quant_params pc = plane_params(k, cnt);
+            for (size_t ch = 0; ch < c && st == 0; ch++)
+                st = onnxq_quantize(&pc, xf + (n * c + ch) * hw + p0, cnt, buf + ch * cnt, cnt);
+            if (st == 0) transpose_u8(buf, yb + (n * hw + p0) * c, c, cnt);
+        }
+    }
+    free(heap);
     return st ? onnxq_ort_kernel_error(&k->node, st) : NULL;
 }
 
