@@ -1,4 +1,5 @@
-"""Quantization configuration: QSpec, QConfig, QConfigMapping and the backend presets.
+"""Quantization configuration: QConfig, QConfigMapping and the backend presets (QSpec, one tensor's
+spec, is :mod:`onnxq.qspec`).
 
 The ONNX counterpart of PyTorch's ``QConfig`` / ``QConfigMapping``. All classes are frozen and
 validated on construction; ``to_dict`` / ``from_dict`` round-trip through the JSON format described
@@ -25,142 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from onnxq.errors import ConfigError
+from onnxq.qspec import CONFIG_VERSION, QSpec, expect_object, granularity_name, json_type
 from onnxq.scheme import (
     DTYPE_NAMES,
     PER_TENSOR,
-    Granularity,
     PerBlock,
     PerChannel,
     PerTensor,
-    granularity_from_dict,
 )
 
-CONFIG_VERSION = 2
 FIXED_RANGE_POLICIES = ("always", "when_filled")
 READABLE_VERSIONS = (1, 2)
 #: Largest qconfig file read (a mapping of a few thousand nodes is well under this).
 MAX_FILE_BYTES = 16 << 20
-
-
-def _observer_registry() -> tuple[frozenset[str], Callable[[str], bool], Callable[..., None]]:
-    from onnxq.calibration.observers import (  # lazy: they import us
-        check_observer_args,
-        observer_names,
-        observer_supports_axis,
-    )
-
-    return frozenset(observer_names()), observer_supports_axis, check_observer_args
-
-
-@dataclass(frozen=True)
-class QSpec:
-    """How one tensor is quantized.
-
-    Attributes:
-        dtype: One of int4, uint4, int8, uint8, int16, uint16.
-        symmetric: Zero point in the middle of the range (0 for signed types, narrow range).
-        granularity: :class:`PerTensor`, :class:`PerChannel` or :class:`PerBlock`; an axis of
-            ``None`` is the consuming op's natural one (Conv weight axis 0, ConvTranspose 1, Gemm
-            by transB, MatMul the last; blocks along the axis the op sums over).
-        reduce_range: Drop one bit of range (PyTorch's x86/fbgemm activations).
-        dynamic: Parameters computed at run time from each input (activations only).
-        observer: A registered observer name; ``observer_args`` its keyword arguments.
-    """
-
-    dtype: str = "uint8"
-    symmetric: bool = False
-    granularity: Granularity = PER_TENSOR
-    reduce_range: bool = False
-    dynamic: bool = False
-    observer: str = "minmax"
-    observer_args: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_NAMES:
-            raise ConfigError(f"QSpec.dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
-        for name in ("symmetric", "reduce_range", "dynamic"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"QSpec.{name} must be a bool, got {getattr(self, name)!r}")
-        if not isinstance(self.granularity, (PerTensor, PerChannel, PerBlock)):
-            raise ConfigError(
-                f"QSpec.granularity must be PerTensor, PerChannel or PerBlock, got {self.granularity!r}"
-            )
-        observers, supports_axis, check_args = _observer_registry()
-        if self.observer not in observers:
-            known = ", ".join(sorted(observers))
-            raise ConfigError(f"QSpec.observer {self.observer!r} is not registered (known: {known})")
-        if not isinstance(self.observer_args, Mapping):
-            raise ConfigError("QSpec.observer_args must be a mapping")
-        if not isinstance(self.granularity, PerTensor) and not supports_axis(self.observer):
-            raise ConfigError(
-                f"QSpec.observer {self.observer!r} keeps one range per tensor; it cannot observe "
-                f"{_granularity_name(self.granularity)} parameters"
-            )
-        check_args(self.observer, self.observer_args, not isinstance(self.granularity, PerTensor))
-        if self.dynamic and (self.dtype != "uint8" or self.symmetric or self.reduce_range):
-            raise ConfigError(
-                "QSpec.dynamic needs dtype uint8, asymmetric, without reduce_range "
-                "(DynamicQuantizeLinear computes full-range uint8 parameters)"
-            )
-        if self.dynamic and not isinstance(self.granularity, PerTensor):
-            raise ConfigError("QSpec.dynamic parameters are per tensor (DynamicQuantizeLinear)")
-        object.__setattr__(self, "observer_args", dict(self.observer_args))
-
-    @property
-    def per_channel(self) -> bool:
-        """True for :class:`PerChannel` granularity."""
-        return isinstance(self.granularity, PerChannel)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dtype": self.dtype,
-            "symmetric": self.symmetric,
-            "granularity": self.granularity.to_dict(),
-            "reduce_range": self.reduce_range,
-            "dynamic": self.dynamic,
-            "observer": self.observer,
-            "observer_args": dict(self.observer_args),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any, path: str = "$", version: int = CONFIG_VERSION) -> QSpec:
-        types = _QSPEC_TYPES[version]
-        _expect_object(d, path, set(types))
-        for key, typ in types.items():
-            if key in d and not isinstance(d[key], typ):
-                raise ConfigError(f"{path}.{key}: expected {_type_name(typ)}, got {_jtype(d[key])}")
-        args = dict(d)
-        try:
-            if "per_channel" in args:  # version 1
-                args["granularity"] = PerChannel() if args.pop("per_channel") else PER_TENSOR
-            elif "granularity" in args:
-                args["granularity"] = granularity_from_dict(args["granularity"])
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{path}.granularity: {e}") from None
-        try:
-            return cls(**args)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
-
-
-_V1_TYPES: dict[str, type | tuple[type, ...]] = {
-    "dtype": str,
-    "symmetric": bool,
-    "per_channel": bool,
-    "reduce_range": bool,
-    "observer": str,
-    "observer_args": dict,
-}
-_V2_TYPES: dict[str, type | tuple[type, ...]] = {
-    "dtype": str,
-    "symmetric": bool,
-    "granularity": (dict, str),
-    "reduce_range": bool,
-    "dynamic": bool,
-    "observer": str,
-    "observer_args": dict,
-}
-_QSPEC_TYPES = {1: _V1_TYPES, 2: _V2_TYPES}
 
 
 @dataclass(frozen=True)
@@ -187,7 +65,7 @@ class QConfig:
             raise ConfigError("QConfig.activation and QConfig.weight must be QSpec (activation may be None)")
         act, weight = self.activation, self.weight
         if act is not None and not isinstance(act.granularity, PerTensor):
-            kind = _granularity_name(act.granularity)
+            kind = granularity_name(act.granularity)
             raise ConfigError(f"QConfig.activation cannot be {kind} (activations are per-tensor)")
         if weight.dynamic:
             raise ConfigError(
@@ -200,7 +78,7 @@ class QConfig:
         ):
             raise ConfigError(
                 "QConfig with dynamic activations needs 8-bit weights per tensor or per channel "
-                f"(MatMulInteger), got {weight.dtype} {_granularity_name(weight.granularity)}"
+                f"(MatMulInteger), got {weight.dtype} {granularity_name(weight.granularity)}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,9 +95,9 @@ class QConfig:
                 raise ConfigError(f"{path}: unknown preset {d!r} (expected one of {PRESETS})")
             return get_default_qconfig(d)
         keys = {"activation", "weight"} if version == 1 else {"activation", "weight", "fixed_ranges"}
-        _expect_object(d, path, keys, required={"activation", "weight"})
+        expect_object(d, path, keys, required={"activation", "weight"})
         if not isinstance(d.get("fixed_ranges", "always"), str):
-            raise ConfigError(f"{path}.fixed_ranges: expected str, got {_jtype(d['fixed_ranges'])}")
+            raise ConfigError(f"{path}.fixed_ranges: expected str, got {json_type(d['fixed_ranges'])}")
         try:
             if version == 1:  # weights were always int8 symmetric, and written out as such
                 weight = d["weight"]
@@ -392,10 +270,10 @@ class QConfigMapping:
     @classmethod
     def from_dict(cls, d: Any, path: str = "$") -> QConfigMapping:
         keys = {"version", "global", "op_types", "node_names", "node_name_regex"}
-        _expect_object(d, path, keys, required={"version"})
+        expect_object(d, path, keys, required={"version"})
         version = d["version"]
         if not isinstance(version, int) or isinstance(version, bool):
-            raise ConfigError(f"{path}.version: expected integer, got {_jtype(version)}")
+            raise ConfigError(f"{path}.version: expected integer, got {json_type(version)}")
         if version not in READABLE_VERSIONS:
             raise ConfigError(
                 f"{path}: QConfigMapping.version must be one of {READABLE_VERSIONS}, got {version}"
@@ -403,17 +281,17 @@ class QConfigMapping:
         maps: dict[str, dict[str, QConfig | None]] = {}
         for key in ("op_types", "node_names"):
             sub = d.get(key, {})
-            _expect_object(sub, f"{path}.{key}", None)
+            expect_object(sub, f"{path}.{key}", None)
             maps[key] = {k: QConfig.from_dict(v, f"{path}.{key}.{k}", version) for k, v in sub.items()}
         regexes = d.get("node_name_regex", [])
         if not isinstance(regexes, list):
-            raise ConfigError(f"{path}.node_name_regex: expected array, got {_jtype(regexes)}")
+            raise ConfigError(f"{path}.node_name_regex: expected array, got {json_type(regexes)}")
         pairs = []
         for i, item in enumerate(regexes):
             p = f"{path}.node_name_regex[{i}]"
-            _expect_object(item, p, {"pattern", "qconfig"}, required={"pattern", "qconfig"})
+            expect_object(item, p, {"pattern", "qconfig"}, required={"pattern", "qconfig"})
             if not isinstance(item["pattern"], str):
-                raise ConfigError(f"{p}.pattern: expected string, got {_jtype(item['pattern'])}")
+                raise ConfigError(f"{p}.pattern: expected string, got {json_type(item['pattern'])}")
             pairs.append((item["pattern"], QConfig.from_dict(item["qconfig"], f"{p}.qconfig", version)))
         try:
             return cls(
@@ -451,35 +329,6 @@ def resolve_qconfig(spec: str | QConfig | QConfigMapping | None) -> QConfigMappi
             return QConfigMapping.from_json_file(spec)
         return QConfigMapping(global_qconfig=get_default_qconfig(spec))
     raise ConfigError(f"qconfig must be a preset name, QConfig or QConfigMapping, got {spec!r}")
-
-
-def _granularity_name(g: Granularity) -> str:
-    return {PerTensor: "per-tensor", PerChannel: "per_channel", PerBlock: "per_block"}[type(g)]
-
-
-def _type_name(t: type | tuple[type, ...]) -> str:
-    return " or ".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
-
-
-def _jtype(v: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
-    if v is None:
-        return "null"
-    return "object" if isinstance(v, dict) else names.get(type(v), type(v).__name__)
-
-
-def _expect_object(
-    d: Any, path: str, allowed: set[str] | None, required: set[str] | frozenset[str] = frozenset()
-) -> None:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected object, got {_jtype(d)}")
-    if allowed is not None:
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ConfigError(f"{path}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
-    missing = sorted(set(required) - set(d))
-    if missing:
-        raise ConfigError(f"{path}: missing required key {missing[0]!r}")
 
 
 __all__ = [
