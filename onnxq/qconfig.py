@@ -246,7 +246,7 @@ class QConfigMapping:
                 observer = swap.get(weight.observer, weight.observer)
                 granularity = PerChannel() if per_channel else PER_TENSOR
                 weight = replace(weight, granularity=granularity, observer=observer)
-            return QConfig(act, weight)
+            return replace(qc, activation=act, weight=weight)  # fixed_ranges and the rest kept
 
         return QConfigMapping(
             change(self.global_qconfig),

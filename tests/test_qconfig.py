@@ -10,6 +10,7 @@ import copy
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -609,6 +610,14 @@ def test_with_overrides_to_per_channel_and_uint8() -> None:
         "int8", symmetric=True, granularity=PerChannel(), observer="per_channel_minmax"
     )
     assert changed.global_qconfig.activation == get_default_qconfig("qnnpack").activation
+
+
+def test_with_overrides_keeps_each_configs_fixed_range_policy() -> None:
+    qc = replace(get_default_qconfig("x86"), fixed_ranges="when_filled")
+    changed = QConfigMapping(global_qconfig=qc, op_types={"Sigmoid": qc}).with_overrides(per_channel=False)
+    assert changed.global_qconfig.fixed_ranges == "when_filled"
+    assert changed.op_types["Sigmoid"].fixed_ranges == "when_filled"
+    assert not changed.global_qconfig.weight.per_channel
 
 
 def test_with_overrides_without_arguments_is_identity_and_bad_dtype_rejected() -> None:
