@@ -80,3 +80,18 @@ def test_layer_output_error_lower_for_rtn_and_gptq(block) -> None:
     assert gptq[0] < 0.95 * gptq[1], gptq
     check = quantize(w, weight_qparams(w, spec, g, mse=True))  # the layout is min-max's
     assert check.shape == w.shape
+
+
+@pytest.mark.parametrize(("dtype", "symmetric"), [("int4", True), ("uint4", False), ("int8", True)])
+def test_a_weight_searched_in_chunks_on_threads_gets_the_same_parameters(dtype, symmetric) -> None:
+    rng = np.random.default_rng(3)
+    rows = (rng.standard_normal((1000, 32)) * rng.uniform(0.1, 3.0, (1000, 1))).astype(np.float32)
+    rows[5, 20:] = np.nan  # a short last block's padding
+    rows[700] = np.nan  # a row with no finite value
+    spec = weight_only_spec(dtype, 32, symmetric)
+    weights = rng.uniform(0.5, 2.0, 32)
+    whole = mse_row_qparams(rows, spec, column_weights=weights)
+    chunked = mse_row_qparams(rows, spec, column_weights=weights, chunk_rows=97)  # 11 uneven chunks
+    np.testing.assert_array_equal(chunked.scale, whole.scale)
+    np.testing.assert_array_equal(chunked.zero_point.astype(np.int32), whole.zero_point.astype(np.int32))
+    assert chunked.zero_point.dtype == whole.zero_point.dtype and whole.scale[700] == 1.0
