@@ -118,7 +118,9 @@ def calibrate_on_dask(
         # keys unique to this call (not the data's hash, not an id() Python may reuse): a scheduler
         # that still releases an earlier run's identical model must not hand its key to this run
         run = uuid.uuid4().hex
-        [model_ref] = client.scatter([model_bytes], broadcast=True, hash=False)
+        # the model as a task's result, not scattered data: the scheduler keeps the task, so a
+        # worker lost with the only copy is recomputed instead of cancelling every shard
+        model_ref = client.submit(_model_bytes, model_bytes, key=f"onnxq-model-{run}", pure=False)
         futures = [
             client.submit(
                 calibrate_shard,
@@ -152,6 +154,11 @@ def calibrate_on_dask(
         merged = merged.merge(r)
     logger.info("calibration on Dask: %d shard(s), %d sample(s)", count, merged.num_samples)
     return merged
+
+
+def _model_bytes(data: bytes) -> bytes:
+    """The serialised model, as a task's result (see :func:`calibrate_on_dask`)."""
+    return data
 
 
 def _outcome(future: Any, i: int, count: int) -> dict[str, Any]:

@@ -87,6 +87,19 @@ def test_a_worker_lost_mid_shard_is_retried_and_counted_once(cluster, files, tmp
     assert got == _one_run(files)
 
 
+def test_the_only_worker_lost_mid_shard_is_replaced_and_the_run_completes(files, tmp_path: Path) -> None:
+    """The model reaches the workers as a task's result: when the one worker holding it dies, the
+    scheduler recomputes it on the restarted worker (scattered data would be lost for good, and
+    every shard cancelled)."""
+    marker = tmp_path / "killed"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    ) as one:
+        got, n = _on_dask(one, KillOnce(files, marker), 2)
+    assert marker.exists() and n == 64
+    assert got == _one_run(files)
+
+
 def test_an_unreachable_scheduler_is_one_line(monkeypatch, files) -> None:
     monkeypatch.setattr(onnxq_dask, "CONNECT_TIMEOUT_S", 1)
     p = prepare(str(asset_path("digits_cnn.onnx")), MINMAX)
