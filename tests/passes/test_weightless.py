@@ -76,3 +76,38 @@ def test_small_constants_stay_in_the_proto_and_a_lost_weight_is_named() -> None:
         proto.graph.input[1].name = "renamed"
         with pytest.raises(OnnxqError, match="weight 'w' is missing"):
             held.restore_into(ir.serde.deserialize_model(proto))
+
+
+def test_a_weight_read_inside_an_if_branch_survives_the_upgrade_from_external_data(tmp_path) -> None:
+    """Other exporters put networks inside ``If`` branches that read the outer graph's weights: the
+    held weight stays visible to the branch, and the upgraded model computes what the original did."""
+    from onnxq.runtime import make_session
+
+    w = np.linspace(-1, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+    branch = lambda op: helper.make_graph(  # noqa: E731
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node(op, ["h"], ["out"])],
+        op.lower(),
+        [],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 48])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch("Relu"), else_branch=branch("Neg"))],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 64]),  # PaddlePaddle's -1
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 48])],
+        [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=6)
+    path = tmp_path / "if.onnx"
+    save_model(load_model(proto), path, external_data=True)
+    model = load_model(path)
+    Normalize(min_opset=21).call(model)
+    assert model.opset_imports[""] == 21
+    assert isinstance(model.graph.initializers["w"].const_value, ir.ExternalTensor)
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    upgraded = make_session(save_model(model, tmp_path / "up.onnx"))
+    for c in (True, False):
+        feeds = {"x": x, "c": np.array(c)}
+        expected = np.maximum(x @ w, 0) if c else -(x @ w)
+        np.testing.assert_allclose(upgraded.run(None, feeds)[0], expected, rtol=1e-5, atol=1e-5)
